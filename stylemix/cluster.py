@@ -1,0 +1,72 @@
+"""Clustering of per-pixel variant vectors: a k-means estimator with sklearn/cuML names on either backend.
+
+NumPy input is clustered by scikit-learn, CuPy input by cuML; the labels come back in the input's array type.
+scikit-learn was chosen for the CPU after measuring it against faiss and scipy (``benchmarks/kmeans.py``,
+docs/benchmarks.md): scipy's ``kmeans2`` is 25x slower, faiss is faster only by training on a subsample.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import numpy as np
+
+from stylemix.backend import array_module
+from stylemix.errors import StylemixError
+
+
+class KMeans:
+    """k-means with k-means++ initialisation, the best of ``n_init`` runs.
+
+    Args:
+        n_clusters: number of clusters k (>= 2).
+        n_init: independent initialisations; the lowest inertia wins.
+        max_iter: Lloyd iterations per run.
+        tol: relative centre-shift tolerance for convergence.
+        random_state: seed for initialisation (an int, so results repeat exactly).
+
+    Attributes:
+        labels_: ``int32 [n_samples]``, cluster ids ordered by cluster size (0 = largest), same array type as input.
+        cluster_centers_: ``float32 [n_clusters, n_features]`` in that order.
+        inertia_: sum of squared distances to the nearest centre.
+    """
+
+    def __init__(self, n_clusters: int = 2, *, n_init: int = 3, max_iter: int = 100, tol: float = 1e-4,
+                 random_state: int = 0) -> None:
+        if n_clusters < 2:
+            raise StylemixError(f"clusters must be at least 2, got {n_clusters}")
+        self.n_clusters, self.n_init, self.max_iter, self.tol = n_clusters, n_init, max_iter, tol
+        self.random_state = random_state
+
+    def fit(self, X: Any) -> "KMeans":
+        """Cluster ``X [n_samples, n_features]`` (NumPy or CuPy)."""
+        xp = array_module(X)
+        if X.shape[0] < self.n_clusters:
+            raise StylemixError(f"cannot make {self.n_clusters} clusters from {X.shape[0]} pixels")
+        if xp is np:
+            from sklearn.cluster import KMeans as Impl
+            est = Impl(n_clusters=self.n_clusters, n_init=self.n_init, max_iter=self.max_iter, tol=self.tol,
+                       random_state=self.random_state).fit(X)
+        else:
+            Impl = importlib.import_module("cuml.cluster").KMeans
+            est = Impl(n_clusters=self.n_clusters, n_init=self.n_init, max_iter=self.max_iter, tol=self.tol,
+                       random_state=self.random_state, output_type="cupy").fit(X)
+        labels = xp.asarray(est.labels_).astype(xp.int32)
+        centres = xp.asarray(est.cluster_centers_, dtype=xp.float32)
+        # Canonical order (largest first, ties by lowest centre sum) so ids do not depend on the library's init.
+        sizes = xp.bincount(labels, minlength=self.n_clusters)
+        order = np.lexsort((np.asarray(_host(centres.sum(1))), -np.asarray(_host(sizes))))
+        rank = np.empty_like(order)
+        rank[order] = np.arange(len(order))
+        self.labels_ = xp.asarray(rank.astype(np.int32))[labels]
+        self.cluster_centers_ = centres[xp.asarray(order)]
+        self.inertia_ = float(est.inertia_)
+        return self
+
+    def fit_predict(self, X: Any) -> Any:
+        return self.fit(X).labels_
+
+
+def _host(a: Any) -> np.ndarray:
+    return a.get() if hasattr(a, "get") else np.asarray(a)

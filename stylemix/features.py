@@ -1,0 +1,44 @@
+"""Per-pixel descriptors: the stacked variants ``[N, C, h, w]`` -> vectors ``[h*w, N*C]`` that k-means clusters.
+
+The point of the method is that pixels of one semantic region change *together* across variants, whatever their
+own colour. Raw vectors mix that with each pixel's absolute colour, so the default normalisation, ``standardize``,
+removes both the per-pixel mean (over variants, per channel) and the per-pixel scale: the Euclidean distance
+between two standardised vectors is then a monotone function of the correlation of their changes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stylemix.backend import array_module
+from stylemix.errors import StylemixError
+
+NORMALIZATIONS = ("standardize", "center", "none")
+
+
+def pixel_vectors(stack: Any, normalization: str = "standardize", eps: float = 1e-6) -> Any:
+    """Per-pixel vectors of the variant stack.
+
+    Args:
+        stack: ``float [N, C, h, w]`` (NumPy or CuPy), N variants with C channels each.
+        normalization: ``"standardize"`` (per pixel: subtract the mean over variants of each channel, then divide
+            by the RMS of the whole N*C vector), ``"center"`` (the subtraction only) or ``"none"``.
+
+    Returns:
+        ``float32 [h*w, N*C]``, row-major over pixels (row ``y*w + x``).
+    """
+    xp = array_module(stack)
+    if stack.ndim != 4:
+        raise StylemixError(f"expected a variant stack [N, C, H, W], got shape {tuple(stack.shape)}")
+    if normalization not in NORMALIZATIONS:
+        raise StylemixError(f"unknown normalization {normalization!r}: use one of {', '.join(NORMALIZATIONS)}")
+    n, c, h, w = stack.shape
+    x = xp.ascontiguousarray(stack.astype(xp.float32).reshape(n * c, h * w).T)  # [h*w, N*C]
+    if normalization == "none":
+        return x
+    x = x.reshape(h * w, n, c)
+    x = x - x.mean(axis=1, keepdims=True)
+    x = x.reshape(h * w, n * c)
+    if normalization == "standardize":
+        x = x / (xp.sqrt((x * x).mean(axis=1, keepdims=True)) + eps)
+    return xp.ascontiguousarray(x)

@@ -1,0 +1,271 @@
+"""The pipeline: seed -> base image + N style variants -> per-pixel vectors -> k-means -> foreground -> masks.
+
+:func:`segment` is the library entry point; :class:`SegmentConfig` holds every knob with its default (docs/method.md
+explains each). The stages are separate functions so that the instance mode and the benchmarks reuse them:
+:func:`render_variants`, :func:`cluster_stack`, :func:`decide_foreground`, :func:`finish_labels`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+import torch
+
+from stylemix import mixing
+from stylemix.backend import Backend, get_backend, to_numpy
+from stylemix.cluster import KMeans
+from stylemix.errors import StylemixError
+from stylemix.features import NORMALIZATIONS, pixel_vectors
+from stylemix.foreground import RULES, cluster_scores, foreground_clusters
+from stylemix.generators.base import resize_image
+from stylemix.postprocess import clean_labels, upsample_labels
+
+DESCRIPTORS = ("rgb", "features")
+REFINEMENTS = ("guided", "nearest")
+
+
+@dataclasses.dataclass(frozen=True)
+class SegmentConfig:
+    """Every setting of the method (defaults are the documented ones; see docs/method.md).
+
+    Attributes:
+        variants: N, number of style variants rendered per image (>= 2).
+        clusters: k for k-means; 2 gives foreground/background, more gives parts.
+        crossover: slots ``[0, crossover)`` are kept from the base (layout); an int, a ``(low, high)`` range drawn
+            per variant, or a list cycled over variants. ``None``: the generator's ``default_crossover``.
+        truncation_psi, truncation_cutoff: NVIDIA truncation of the base and the variant latents.
+        analysis_resolution: side at which variants are rendered and clustered (power of two, <= resolution).
+        normalization: per-pixel vector normalisation, ``standardize`` | ``center`` | ``none``.
+        descriptor: ``rgb`` (variant pixels) or ``features`` (the generator's feature maps at that resolution).
+        foreground_rule: ``centre`` | ``border`` | ``combined`` (see :mod:`stylemix.foreground`).
+        min_area: components smaller than this fraction of the image are merged into their surroundings.
+        refine: ``guided`` (edges follow the full-resolution image) or ``nearest`` upsampling of the labels.
+        noise_mode: generator noise, ``const`` so that variants differ only by their styles.
+        batch_size: variants rendered per synthesis call (results do not depend on it).
+        exact: render every variant in full at full resolution (the reference pipeline, no shortcuts).
+        n_init, max_iter: k-means restarts and iterations.
+    """
+
+    variants: int = 16
+    clusters: int = 2
+    crossover: mixing.Crossover | None = None
+    truncation_psi: float = 1.0
+    truncation_cutoff: int | None = None
+    analysis_resolution: int = 128
+    normalization: str = "standardize"
+    descriptor: str = "rgb"
+    foreground_rule: str = "centre"
+    min_area: float = 0.002
+    refine: str = "guided"
+    noise_mode: str = "const"
+    batch_size: int = 8
+    exact: bool = False
+    n_init: int = 3
+    max_iter: int = 100
+
+    def resolve(self, G: Any) -> "SegmentConfig":
+        """Fill generator-dependent defaults and check every value; one clear :class:`StylemixError` if bad."""
+        crossover = G.style_layout.default_crossover if self.crossover is None else self.crossover
+        cfg = dataclasses.replace(self, crossover=crossover,
+                                  analysis_resolution=min(self.analysis_resolution, G.resolution))
+        if cfg.variants < 2:
+            raise StylemixError(f"variants must be at least 2, got {cfg.variants}")
+        if cfg.clusters < 2:
+            raise StylemixError(f"clusters must be at least 2, got {cfg.clusters}")
+        r = cfg.analysis_resolution
+        if r < 4 or r & (r - 1):
+            raise StylemixError(f"analysis resolution must be a power of two >= 4, got {self.analysis_resolution}")
+        for name, value, allowed in (("normalization", cfg.normalization, NORMALIZATIONS),
+                                     ("descriptor", cfg.descriptor, DESCRIPTORS),
+                                     ("foreground rule", cfg.foreground_rule, RULES),
+                                     ("refine", cfg.refine, REFINEMENTS),
+                                     ("noise mode", cfg.noise_mode, ("const", "random", "none"))):
+            if value not in allowed:
+                raise StylemixError(f"unknown {name} {value!r}: use one of {', '.join(allowed)}")
+        if not 0 <= cfg.min_area < 0.5:
+            raise StylemixError(f"min_area is a fraction of the image in [0, 0.5), got {cfg.min_area}")
+        if cfg.batch_size < 1:
+            raise StylemixError(f"batch size must be at least 1, got {cfg.batch_size}")
+        mixing.check_crossover(crossover, G.num_ws)
+        return cfg
+
+    def as_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        if isinstance(d["crossover"], tuple):  # JSON has no tuples: a range is written "LOW-HIGH"
+            d["crossover"] = "{}-{}".format(*d["crossover"])
+        return d
+
+
+@dataclasses.dataclass
+class Segmentation:
+    """The result for one seed (NumPy arrays at the API edge).
+
+    Attributes:
+        seed: the NVlabs seed.
+        image: ``uint8 [H, W, 3]`` the base image.
+        labels: ``int32 [H, W]`` cluster ids; for k = 2, 1 = foreground and 0 = background.
+        foreground: ``bool [H, W]`` (for k > 2, the union of the clusters judged foreground).
+        meta: every setting, the per-variant crossovers, cluster scores, the foreground margin and timings.
+    """
+
+    seed: int
+    image: np.ndarray
+    labels: np.ndarray
+    foreground: np.ndarray
+    meta: dict[str, Any]
+
+
+def generator_device(G: Any) -> torch.device:
+    """The device of ``G``'s weights (CPU when it has none)."""
+    for t in list(G.parameters()) + list(G.buffers()) if isinstance(G, torch.nn.Module) else []:
+        return t.device
+    return torch.device("cpu")
+
+
+def to_uint8(img: torch.Tensor) -> torch.Tensor:
+    """NVIDIA's conversion: ``img [B, 3, H, W]`` float -> ``uint8 [B, H, W, 3]`` (``x * 127.5 + 128``, clamped)."""
+    return (img.permute(0, 2, 3, 1) * 127.5 + 128).clamp(0, 255).to(torch.uint8)
+
+
+def style_latents(G: Any, seed: int, cfg: SegmentConfig) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+    """Base and mixed styles of ``seed``: ``(ws_base [1, num_ws, w_dim], ws_mix [N, num_ws, w_dim], crossovers [N])``."""
+    device = generator_device(G)
+    z = torch.from_numpy(np.concatenate([mixing.seed_to_z(seed, G.z_dim),
+                                         mixing.variant_latents(seed, cfg.variants, G.z_dim)])).to(device)
+    c = torch.zeros(len(z), G.c_dim, device=device) if G.c_dim else None
+    ws = G.mapping(z, c, truncation_psi=cfg.truncation_psi, truncation_cutoff=cfg.truncation_cutoff)
+    crossovers = mixing.variant_crossovers(seed, cfg.variants, cfg.crossover, G.num_ws)
+    return ws[:1], mixing.mix_styles(ws[:1], ws[1:], crossovers), crossovers
+
+
+def render_variants(G: Any, ws_base: torch.Tensor, ws_mix: torch.Tensor, crossovers: np.ndarray,
+                    cfg: SegmentConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """The base image at full resolution and the variant stack at the analysis resolution.
+
+    The fast path runs the layers shared by every variant once (``synthesis_prefix`` at the smallest crossover)
+    and stops the variants at the analysis resolution; ``cfg.exact`` renders everything in full and area-resizes.
+
+    Returns:
+        ``(image [1, 3, H, W], stack [N, C, r, r])``.
+    """
+    r = cfg.analysis_resolution
+    chunks = range(0, len(ws_mix), cfg.batch_size)
+    if cfg.exact:
+        image = G.synthesis(ws_base, noise_mode=cfg.noise_mode)
+        render = (lambda w: resize_image(G.synthesis(w, noise_mode=cfg.noise_mode), r))
+    else:
+        state = G.synthesis_prefix(ws_base, int(crossovers.min()), noise_mode=cfg.noise_mode)
+        image = G.synthesis_suffix(state, ws_base, None, noise_mode=cfg.noise_mode)
+        render = (lambda w: G.synthesis_suffix(state, w, r, noise_mode=cfg.noise_mode))
+    if cfg.descriptor == "features":
+        render = (lambda w: resize_image(G.features(w, r, noise_mode=cfg.noise_mode), r))
+    stack = torch.cat([render(ws_mix[i:i + cfg.batch_size]) for i in chunks])
+    return image, stack
+
+
+def cluster_stack(stack: Any, cfg: SegmentConfig, random_state: int) -> Any:
+    """k-means labels ``int32 [h, w]`` of the variant stack ``[N, C, h, w]`` (NumPy or CuPy)."""
+    n, c, h, w = stack.shape
+    X = pixel_vectors(stack, cfg.normalization)
+    km = KMeans(cfg.clusters, n_init=cfg.n_init, max_iter=cfg.max_iter, random_state=random_state).fit(X)
+    return km.labels_.reshape(h, w)
+
+
+def decide_foreground(labels: Any, n_clusters: int, rule: str | Any) -> tuple[Any, Any, float]:
+    """Foreground decision on ``labels [h, w]``: ``(scores [k], is_fg [k] bool, margin)``.
+
+    For k = 2 the labels are then relabelled so that 1 is the foreground (see :func:`order_binary`).
+    """
+    scores = cluster_scores(labels, n_clusters, rule)
+    is_fg, margin = foreground_clusters(scores)
+    return scores, is_fg, margin
+
+
+def order_binary(labels: Any, is_fg: Any) -> Any:
+    """For k = 2: labels with 1 = foreground, 0 = background."""
+    return is_fg[labels].astype(labels.dtype)
+
+
+def finish_labels(labels: Any, size: tuple[int, int], n_clusters: int, guide: Any | None, cfg: SegmentConfig
+                  ) -> Any:
+    """Analysis-resolution labels -> cleaned ``int32 [H, W]`` labels at ``size``."""
+    full = upsample_labels(labels, size, n_clusters, guide if cfg.refine == "guided" else None)
+    return clean_labels(full, int(round(cfg.min_area * size[0] * size[1])))
+
+
+def segment(G: Any, seed: int = 0, *, config: SegmentConfig | None = None, **options: Any) -> Segmentation:
+    """Segment the image of ``seed`` made by ``G``.
+
+    Args:
+        G: a generator (:func:`stylemix.load_generator`); the device of its weights picks the backend.
+        seed: NVlabs seed, ``z = RandomState(seed).randn(1, z_dim)``.
+        config: a :class:`SegmentConfig`; keyword ``options`` (its field names) override it.
+
+    Returns:
+        A :class:`Segmentation`.
+
+    Example:
+        >>> G = stylemix.load_generator("shapes")
+        >>> seg = stylemix.segment(G, seed=0, variants=8)
+        >>> seg.foreground.shape
+        (64, 64)
+    """
+    cfg = dataclasses.replace(config or SegmentConfig(), **_known(options)).resolve(G)
+    backend = get_backend("cuda" if generator_device(G).type == "cuda" else "cpu")
+    return _segment(G, int(seed), cfg, backend)
+
+
+def segment_many(G: Any, seeds: Iterable[int], *, config: SegmentConfig | None = None, **options: Any
+                 ) -> Iterator[Segmentation]:
+    """:func:`segment` over ``seeds``, validating the settings once."""
+    cfg = dataclasses.replace(config or SegmentConfig(), **_known(options)).resolve(G)
+    backend = get_backend("cuda" if generator_device(G).type == "cuda" else "cpu")
+    for seed in seeds:
+        yield _segment(G, int(seed), cfg, backend)
+
+
+def _known(options: dict[str, Any]) -> dict[str, Any]:
+    fields = {f.name for f in dataclasses.fields(SegmentConfig)}
+    unknown = sorted(set(options) - fields)
+    if unknown:
+        raise StylemixError(f"unknown option {unknown[0]!r}; options are {', '.join(sorted(fields))}")
+    return options
+
+
+def _segment(G: Any, seed: int, cfg: SegmentConfig, backend: Backend) -> Segmentation:
+    if seed < 0 or seed >= 2 ** 32:
+        raise StylemixError(f"seed must be in [0, 2**32), got {seed}")
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        ws_base, ws_mix, crossovers = style_latents(G, seed, cfg)
+        image, stack = render_variants(G, ws_base, ws_mix, crossovers, cfg)
+        image_u8 = to_uint8(image)[0]
+    t1 = time.perf_counter()
+    xp = backend.xp
+    random_state = int(mixing.stream(seed, mixing.STREAM_KMEANS).integers(2 ** 31))
+    labels = cluster_stack(backend.from_torch(stack.float()), cfg, random_state)
+    scores, is_fg, margin = decide_foreground(labels, cfg.clusters, cfg.foreground_rule)
+    if cfg.clusters == 2:
+        labels, is_fg, scores = order_binary(labels, is_fg), xp.asarray([False, True]), xp.sort(scores)
+    t2 = time.perf_counter()
+    guide = backend.from_torch(image_u8)
+    full = finish_labels(labels, tuple(image_u8.shape[:2]), cfg.clusters, guide, cfg)
+    foreground = is_fg[full]
+    t3 = time.perf_counter()
+    meta = {
+        "seed": seed,
+        "generator": getattr(G, "family", type(G).__name__),
+        "resolution": int(G.resolution),
+        "settings": cfg.as_dict(),
+        "crossovers": crossovers.tolist(),
+        "foreground_margin": round(margin, 6),
+        "cluster_scores": [round(float(s), 6) for s in to_numpy(scores)],
+        "foreground_clusters": [int(i) for i in np.flatnonzero(to_numpy(is_fg))],
+        "foreground_fraction": round(float(foreground.mean()), 6),
+        "timing_s": {"render": t1 - t0, "cluster": t2 - t1, "postprocess": t3 - t2},
+    }
+    return Segmentation(seed, to_numpy(image_u8), to_numpy(full).astype(np.int32),
+                        to_numpy(foreground).astype(bool), meta)
