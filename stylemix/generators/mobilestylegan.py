@@ -1,0 +1,596 @@
+"""MobileStyleGAN FFHQ 1024 px, stylemix's embedded default generator, as torch modules.
+
+The weights ship as two OpenVINO IR files (``MappingNetwork`` and ``SynthesisNetwork``, ``.xml`` graph + ``.bin``
+constants) inside the ``random-face==2021.7.21.1`` wheel. This module reads them with the standard library and numpy
+(the ``random_face`` package itself is never imported: it pulls in a UI stack at import time) and rebuilds the
+network as torch modules, so it runs on any torch device and can be split for style mixing.
+
+Network (MobileStyleGAN, Belousov 2021; the IR graph is the specification, the original repository's module names
+survive as the IR constant names):
+
+* mapping: pixel norm, then 8 x (linear, leaky ReLU 0.2, gain sqrt 2); ``z [B, 512] -> w [B, 512]``.
+* synthesis: a constant ``4 x 4 x 512`` input, one modulated 3x3 conv, then 7 blocks that each double the resolution
+  (8 ... 512 px): ``up`` (modulate, then read the channels as Haar wavelet bands and invert them: ``C -> C/4`` channels
+  at twice the size), ``conv1`` and ``conv2`` (modulated depthwise 3x3 + pointwise convs), and finally a modulated 1x1
+  ``to_img`` head on the 512 px features whose 12 channels are the Haar bands of the RGB image; their inverse wavelet
+  transform is the 1024 px image. Demodulation uses fixed statistics, so it is folded into the conv weights in the IR;
+  the per-layer noise is baked into the IR as constant maps (``noise_mode="const"``).
+
+Style slots. The IR feeds one ``w`` to 23 modulation inputs; this adapter gives each of them its own slot, in the
+order the forward pass consumes them, so ``ws [B, 23, 512]`` mixes per slot::
+
+    slot 0            conv1          (4 px)
+    slot 1 + 3 i      layers.i.up    (features 4*2^i px -> 8*2^i px)     i = 0 .. 6
+    slot 2 + 3 i      layers.i.conv1 (8*2^i px)
+    slot 3 + 3 i      layers.i.conv2 (8*2^i px)
+    slot 22           layers.6.to_img (512 px features -> wavelet bands of the 1024 px image)
+
+This differs from the original repository's w+ indexing (``style[:, 3 i + 2]`` shared by ``up`` and ``conv1``, and
+seven slots for intermediate ``to_img`` heads). Those intermediate heads were pruned when the IR was exported (only
+the final image was traced), so the IR has no partial images below 1024 px; see :meth:`synthesis_suffix`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+import math
+import os
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from stylemix.errors import GeneratorLoadError
+from stylemix.generators.base import GeneratorBase, StyleLayout, resize_image, truncate
+
+WHEEL_REQUIREMENT = "random-face==2021.7.21.1"
+_IR_FILES = ("MappingNetwork.xml", "MappingNetwork.bin", "SynthesisNetwork.xml", "SynthesisNetwork.bin")
+_NUM_BLOCKS = 7
+_NUM_WS = 1 + 3 * _NUM_BLOCKS + 1  # conv1, (up, conv1, conv2) per block, to_img
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Locating and reading the IR
+
+
+def find_ir_dir() -> Path:
+    """The ``random_face/data`` folder of the installed ``random-face`` wheel, found through its distribution record.
+
+    Raises:
+        GeneratorLoadError: the wheel is not installed, or it lacks one of the four IR files.
+    """
+    try:
+        dist = importlib.metadata.distribution("random-face")
+    except importlib.metadata.PackageNotFoundError:
+        raise GeneratorLoadError(
+            "the default generator mobilestylegan-ffhq needs the weights from the random-face wheel: "
+            f"pip install --no-deps {WHEEL_REQUIREMENT}") from None
+    wanted = {f"random_face/data/{name}" for name in _IR_FILES}
+    found = [f for f in (dist.files or []) if str(f).replace("\\", "/") in wanted]
+    if len(found) != len(wanted):
+        raise GeneratorLoadError(
+            f"random-face {dist.version} is installed but lacks the MobileStyleGAN IR files "
+            f"({', '.join(_IR_FILES)}): pip install --force-reinstall --no-deps {WHEEL_REQUIREMENT}")
+    ir_dir = Path(dist.locate_file(found[0])).parent
+    missing = [name for name in _IR_FILES if not (ir_dir / name).is_file()]
+    if missing:
+        raise GeneratorLoadError(f"random-face files missing on disk in {ir_dir}: {', '.join(missing)}; "
+                                 f"pip install --force-reinstall --no-deps {WHEEL_REQUIREMENT}")
+    return ir_dir
+
+
+class IRGraph:
+    """An OpenVINO IR (v10/v11) graph as plain Python data, enough to look up constants by graph position.
+
+    Not an interpreter: the network is written out as torch modules below; this class only answers "which constant
+    feeds this op" and "which op consumes that one", so weights are mapped by structure and by their PyTorch names.
+    """
+
+    _NP_TYPES = {"f32": np.float32, "f16": np.float16, "i64": np.int64, "i32": np.int32, "u8": np.uint8}
+
+    def __init__(self, xml_path: str | os.PathLike, bin_path: str | os.PathLike) -> None:
+        try:
+            root = ET.parse(xml_path).getroot()
+            self._blob = np.fromfile(bin_path, dtype=np.uint8)
+        except (OSError, ET.ParseError) as exc:
+            raise GeneratorLoadError(f"cannot read OpenVINO IR {xml_path}: {exc}") from None
+        self.layers: dict[int, ET.Element] = {int(l.get("id")): l for l in root.find("layers")}
+        # inputs[to_layer][to_port] = (from_layer, from_port); consumers[from_layer] = [(to_layer, to_port, from_port)]
+        self.inputs: dict[int, dict[int, tuple[int, int]]] = {}
+        self.consumers: dict[int, list[tuple[int, int, int]]] = {}
+        for e in root.find("edges"):
+            src, src_port = int(e.get("from-layer")), int(e.get("from-port"))
+            dst, dst_port = int(e.get("to-layer")), int(e.get("to-port"))
+            self.inputs.setdefault(dst, {})[dst_port] = (src, src_port)
+            self.consumers.setdefault(src, []).append((dst, dst_port, src_port))
+        self._by_name = {l.get("name"): lid for lid, l in self.layers.items()}
+
+    def type(self, lid: int) -> str:
+        return self.layers[lid].get("type")
+
+    def name(self, lid: int) -> str:
+        return self.layers[lid].get("name")
+
+    def attr(self, lid: int, key: str) -> str:
+        return self.layers[lid].find("data").get(key)
+
+    def by_name(self, name: str) -> int:
+        if name not in self._by_name:
+            raise GeneratorLoadError(f"OpenVINO IR has no layer {name!r}: not the expected MobileStyleGAN graph")
+        return self._by_name[name]
+
+    def const(self, lid: int) -> np.ndarray:
+        """The value of Const layer ``lid`` (a copy, in its declared shape)."""
+        if self.type(lid) != "Const":
+            raise GeneratorLoadError(f"IR layer {self.name(lid)!r} is a {self.type(lid)}, expected a Const")
+        data = self.layers[lid].find("data")
+        dtype = self._NP_TYPES[data.get("element_type")]
+        offset, size = int(data.get("offset")), int(data.get("size"))
+        shape = tuple(int(s) for s in data.get("shape").split(",") if s.strip())
+        return self._blob[offset:offset + size].view(dtype).reshape(shape).copy()
+
+    def source(self, lid: int, port: int) -> int:
+        return self.inputs[lid][port][0]
+
+    def const_input(self, lid: int) -> np.ndarray:
+        """The one constant operand of a binary op, looking through a Reshape of a constant (how biases appear)."""
+        for port in sorted(self.inputs[lid]):
+            src = self.source(lid, port)
+            if self.type(src) == "Reshape" and self.type(self.source(src, 0)) == "Const":
+                src = self.source(src, 0)
+            if self.type(src) == "Const":
+                return self.const(src)
+        raise GeneratorLoadError(f"IR layer {self.name(lid)!r} has no constant operand")
+
+    def other_input(self, lid: int, known: int) -> int:
+        """The input of the binary op ``lid`` that is not ``known``."""
+        others = [src for src, _ in self.inputs[lid].values() if src != known]
+        if len(others) != 1:
+            raise GeneratorLoadError(f"IR layer {self.name(lid)!r}: expected two distinct inputs")
+        return others[0]
+
+    def next(self, lid: int, op_type: str | tuple[str, ...], output: int | None = None) -> int:
+        """The single consumer of ``lid`` (optionally of its ``output``-th output) whose type is ``op_type``."""
+        types = (op_type,) if isinstance(op_type, str) else op_type
+        # IR port ids count inputs first, so output k of a 3-input op is port 3 + k: look the id up.
+        port = None if output is None else int(self.layers[lid].find("output")[output].get("id"))
+        hits = [dst for dst, _, sp in self.consumers.get(lid, [])
+                if self.type(dst) in types and (port is None or sp == port)]
+        if len(hits) != 1:
+            raise GeneratorLoadError(f"IR layer {self.name(lid)!r}: expected one {'/'.join(types)} consumer, "
+                                     f"found {len(hits)}")
+        return hits[0]
+
+
+def _tensor(a: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+
+
+def _scalar(a: np.ndarray) -> float:
+    if a.size != 1:
+        raise GeneratorLoadError(f"expected a scalar IR constant, got shape {a.shape}")
+    return float(a.reshape(()))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Torch modules
+
+
+class HaarIDWT(torch.nn.Module):
+    """One level of the inverse 2-D discrete wavelet transform with 2-tap filters (Haar, ``db1``, zero mode).
+
+    Reproduces pytorch_wavelets' ``SFB2D``, as exported into the IR as stride-2 transposed convs: columns first
+    (``lo = up_H(ll, g0) + up_H(lh, g1)``, ``hi = up_H(hl, g0) + up_H(hh, g1)``), then rows
+    (``y = up_W(lo, g0) + up_W(hi, g1)``), where ``up(x, g)[2 i + k] = x[i] * g[k]``. Written as interleaving rather
+    than transposed convolutions because it is the same arithmetic at a fraction of the cost.
+    """
+
+    def __init__(self, g0_col: np.ndarray, g1_col: np.ndarray, g0_row: np.ndarray, g1_row: np.ndarray) -> None:
+        super().__init__()
+        # python floats: the taps are four numbers, and scalar products keep any device/dtype.
+        self.g0_col, self.g1_col = [float(v) for v in g0_col], [float(v) for v in g1_col]
+        self.g0_row, self.g1_row = [float(v) for v in g0_row], [float(v) for v in g1_row]
+
+    def forward(self, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
+        """``low [B, C, H, W]`` and ``high [B, C, 3, H, W]`` (bands lh, hl, hh) -> ``[B, C, 2H, 2W]``."""
+        lh, hl, hh = high.unbind(dim=2)
+        lo = _interleave(low * self.g0_col[0] + lh * self.g1_col[0], low * self.g0_col[1] + lh * self.g1_col[1], 3)
+        hi = _interleave(hl * self.g0_col[0] + hh * self.g1_col[0], hl * self.g0_col[1] + hh * self.g1_col[1], 3)
+        return _interleave(lo * self.g0_row[0] + hi * self.g1_row[0], lo * self.g0_row[1] + hi * self.g1_row[1], 4)
+
+    def from_bands(self, x: torch.Tensor) -> torch.Tensor:
+        """``x [B, 4 C, H, W]`` laid out as MobileStyleGAN does (``C`` low channels, then ``C x 3`` high) -> 2x size."""
+        b, c4, h, w = x.shape
+        c = c4 // 4
+        return self(x[:, :c], x[:, c:].reshape(b, c, 3, h, w))
+
+
+def _interleave(even: torch.Tensor, odd: torch.Tensor, dim: int) -> torch.Tensor:
+    """Interleave two ``[B, C, H, W]`` tensors along ``dim`` (3 = rows, 4 = columns of the 5-d stack)."""
+    stacked = torch.stack((even, odd), dim=dim)
+    b, c, h, w = even.shape
+    return stacked.reshape(b, c, h * 2, w) if dim == 3 else stacked.reshape(b, c, h, w * 2)
+
+
+class Modulation(torch.nn.Module):
+    """The per-channel style of one layer: ``(w @ weight.T + bias) * gain``; ``w [B, 512] -> [B, C, 1, 1]``."""
+
+    def __init__(self, weight: np.ndarray, bias: np.ndarray, gain: float) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(_tensor(weight))          # [C, 512]
+        self.bias = torch.nn.Parameter(_tensor(bias).reshape(-1))  # [C]
+        self.gain = gain  # 1/sqrt(fan_in) of the conv it modulates (1 for `up`, which has no conv)
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        s = F.linear(w, self.weight, self.bias)
+        return (s * self.gain if self.gain != 1.0 else s)[:, :, None, None]
+
+
+class StyledConv(torch.nn.Module):
+    """Modulated conv (full ``k x k``, or depthwise 3x3 + pointwise), + noise, + bias, leaky ReLU.
+
+    Demodulation in MobileStyleGAN divides by a norm of fixed statistics (``style_inv``), so the IR folds it into
+    ``weight``; what remains per sample is the input modulation.
+    """
+
+    def __init__(self, modulation: Modulation, weight: np.ndarray, weight_dw: np.ndarray | None, noise: np.ndarray,
+                 bias: np.ndarray, slope: float) -> None:
+        super().__init__()
+        self.modulation = modulation
+        self.weight_dw = None if weight_dw is None else torch.nn.Parameter(_tensor(weight_dw).reshape(-1, 1, 3, 3))
+        self.weight = torch.nn.Parameter(_tensor(weight))  # [C_out, C_in, k, k], demodulation folded in
+        self.bias = torch.nn.Parameter(_tensor(bias).reshape(1, -1, 1, 1))
+        self.register_buffer("noise_const", _tensor(noise).reshape(1, 1, *noise.shape[-2:]))  # strength * noise
+        self.slope = slope
+        self.resolution = int(noise.shape[-1])
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "const") -> torch.Tensor:
+        """``x [B|1, C_in, r, r]``, ``w [B, 512]`` -> ``[B, C_out, r, r]``."""
+        x = x * self.modulation(w)
+        if self.weight_dw is not None:
+            x = F.conv2d(x, self.weight_dw, padding=1, groups=x.shape[1])
+        x = F.conv2d(x, self.weight, padding=self.weight.shape[-1] // 2)
+        x = x + _noise(self.noise_const, x, noise_mode)
+        return F.leaky_relu(x + self.bias, self.slope)
+
+
+def _noise(noise_const: torch.Tensor, x: torch.Tensor, noise_mode: str) -> torch.Tensor | float:
+    """The noise term of one layer: the baked map (``const``), nothing (``none``) or fresh Gaussian noise with the
+    baked map's RMS as its strength (``random``; the IR stores ``strength * noise`` only, not the two apart)."""
+    if noise_mode == "const":
+        return noise_const
+    if noise_mode == "none":
+        return 0.0
+    if noise_mode == "random":
+        strength = noise_const.square().mean().sqrt()
+        return torch.randn(x.shape[0], 1, *x.shape[2:], device=x.device, dtype=x.dtype) * strength
+    raise ValueError(f"noise_mode must be 'const', 'none' or 'random', got {noise_mode!r}")
+
+
+class IDWTUpsample(torch.nn.Module):
+    """MobileStyleGAN's ``up``: modulate ``C`` channels, read them as Haar bands, invert: ``C @ r -> C/4 @ 2r``."""
+
+    def __init__(self, modulation: Modulation, idwt: HaarIDWT) -> None:
+        super().__init__()
+        self.modulation = modulation
+        self.idwt = idwt
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "const") -> torch.Tensor:
+        return self.idwt.from_bands(x * self.modulation(w))
+
+
+class WaveletHead(torch.nn.Module):
+    """The final ``to_img``: modulated 1x1 conv (no demodulation) + bias -> 12 channels, the Haar bands of RGB."""
+
+    def __init__(self, modulation: Modulation, weight: np.ndarray, bias: np.ndarray) -> None:
+        super().__init__()
+        self.modulation = modulation
+        self.weight = torch.nn.Parameter(_tensor(weight))  # [12, 64, 1, 1]
+        self.bias = torch.nn.Parameter(_tensor(bias).reshape(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "const") -> torch.Tensor:
+        """``x [B|1, 64, 512, 512]``, ``w [B, 512]`` -> bands ``[B, 12, 512, 512]``."""
+        return F.conv2d(x * self.modulation(w), self.weight) + self.bias
+
+
+class MappingNetwork(torch.nn.Module):
+    """``z [B, 512] -> w [B, 512]``: pixel norm, then ``n`` x (linear, leaky ReLU, gain)."""
+
+    def __init__(self, eps: float, layers: list[tuple[np.ndarray, np.ndarray, float, float]]) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weights = torch.nn.ParameterList([torch.nn.Parameter(_tensor(w)) for w, _, _, _ in layers])
+        self.biases = torch.nn.ParameterList([torch.nn.Parameter(_tensor(b).reshape(-1)) for _, b, _, _ in layers])
+        self.slopes = [slope for _, _, slope, _ in layers]
+        self.gains = [gain for _, _, _, gain in layers]
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        x = z * (z.square().mean(dim=1, keepdim=True) + self.eps).rsqrt()
+        for weight, bias, slope, gain in zip(self.weights, self.biases, self.slopes, self.gains):
+            x = F.leaky_relu(F.linear(x, weight, bias), slope) * gain
+        return x
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Building the modules from the IR
+
+
+def _build_mapping(g: IRGraph) -> MappingNetwork:
+    """Walk the mapping IR: Parameter -> pixel norm -> 8 x (MatMul, Add, PReLU, Multiply) -> Result."""
+    (param,) = [lid for lid in g.layers if g.type(lid) == "Parameter"]
+    # Pixel norm in the IR: z * 1 / ((mean(z ** 2) + eps) ** 0.5); the eps is the Add's constant.
+    eps = _scalar(g.const_input(g.next(g.next(g.next(param, "Power"), "ReduceMean"), "Add")))
+    x = g.next(param, "Multiply")
+    layers = []
+    while True:
+        try:
+            matmul = g.next(x, "MatMul")
+        except GeneratorLoadError:
+            break
+        if g.attr(matmul, "transpose_b") != "true":
+            raise GeneratorLoadError("mapping IR: expected MatMul with transposed weights")
+        weight = g.const(g.source(matmul, 1))
+        add = g.next(matmul, "Add")
+        prelu = g.next(add, "PReLU")
+        x = g.next(prelu, "Multiply")
+        layers.append((weight, g.const_input(add), _scalar(g.const_input(prelu)), _scalar(g.const_input(x))))
+    if g.type(g.next(x, "Result")) != "Result" or len(layers) != 8:
+        raise GeneratorLoadError(f"mapping IR: expected 8 layers ending in the output, found {len(layers)}")
+    return MappingNetwork(eps, layers)
+
+
+def _slot_names() -> list[str]:
+    """The module whose modulation each style slot drives, in forward order (see the module docstring)."""
+    names = ["m.conv1.conv"]
+    for i in range(_NUM_BLOCKS):
+        names += [f"m.layers.{i}.up", f"m.layers.{i}.conv1.conv", f"m.layers.{i}.conv2.conv"]
+    return names + [f"m.layers.{_NUM_BLOCKS - 1}.to_img.conv"]
+
+
+def _read_modulation(g: IRGraph, prefix: str) -> tuple[Modulation, int, int]:
+    """The modulation of ``prefix``, the IR Multiply that applies it, and that Multiply's features input."""
+    weight_id = g.by_name(f"{prefix}.modulation.weight")
+    matmul = g.next(weight_id, "MatMul")
+    add = g.next(matmul, "Add")
+    bias = g.const(g.by_name(f"{prefix}.modulation.bias"))
+    node = g.next(add, "Reshape")
+    gain = 1.0
+    scaled = [dst for dst, _, _ in g.consumers[node] if g.type(dst) == "Multiply"
+              and any(g.type(src) == "Const" for src, _ in g.inputs[dst].values())]
+    if scaled:  # convs scale the style by 1/sqrt(fan_in); `up` uses it as is
+        node = scaled[0]
+        gain = _scalar(g.const_input(node))
+    apply = g.next(node, "Multiply")
+    return Modulation(g.const(weight_id), bias, gain), apply, g.other_input(apply, node)
+
+
+def _read_idwt(g: IRGraph, split: int) -> tuple[HaarIDWT, int]:
+    """The inverse DWT that starts at the VariadicSplit ``split`` (low | high bands); returns it and its output op."""
+    def taps(conv_t: int) -> np.ndarray:
+        k = g.const(g.source(conv_t, 1))  # [C, 1, 1, kh, kw], the same 2 taps for every channel
+        return k[0].reshape(-1)
+
+    low_up = g.next(split, "GroupConvolutionBackpropData", output=0)
+    band_split = g.next(g.next(split, "Reshape", output=1), "VariadicSplit")
+    lh_up, hl_up, hh_up = (g.next(g.next(band_split, "Squeeze", output=p), "GroupConvolutionBackpropData")
+                           for p in (0, 1, 2))
+    lo = g.next(low_up, "Add")
+    hi = g.next(hl_up, "Add")
+    if g.other_input(lo, low_up) != lh_up or g.other_input(hi, hl_up) != hh_up:
+        raise GeneratorLoadError("IR inverse DWT is not laid out as (ll + lh, hl + hh)")
+    lo_row, hi_row = g.next(lo, "GroupConvolutionBackpropData"), g.next(hi, "GroupConvolutionBackpropData")
+    out = g.next(lo_row, "Add")
+    if g.other_input(out, lo_row) != hi_row:
+        raise GeneratorLoadError("IR inverse DWT rows are not combined as lo + hi")
+    g0_col, g1_col = taps(low_up), taps(lh_up)
+    if not (np.array_equal(taps(hl_up), g0_col) and np.array_equal(taps(hh_up), g1_col)):
+        raise GeneratorLoadError("IR inverse DWT uses different filters for the low and high column bands")
+    return HaarIDWT(g0_col, g1_col, taps(lo_row), taps(hi_row)), out
+
+
+def _read_styled_conv(g: IRGraph, prefix: str, modulation: Modulation, apply: int) -> tuple[StyledConv, int]:
+    """``{prefix}.conv`` (modulated conv) with its noise, bias and activation; returns it and the PReLU op."""
+    node = g.next(apply, ("GroupConvolution", "Convolution"))
+    weight_dw = None
+    if g.type(node) == "GroupConvolution":
+        weight_dw = g.const(g.source(node, 1))
+        node = g.next(node, "Convolution")
+    weight = g.const(g.source(node, 1))
+    noise_add = g.next(node, "Add")
+    bias_add = g.next(noise_add, "Add")
+    bias_name = g.name(g.source(bias_add, 1))
+    if bias_name != f"{prefix}.bias":
+        raise GeneratorLoadError(f"IR: expected {prefix}.bias after the noise, found {bias_name!r}")
+    prelu = g.next(bias_add, "PReLU")
+    conv = StyledConv(modulation, weight, weight_dw, g.const_input(noise_add), g.const_input(bias_add),
+                      _scalar(g.const_input(prelu)))
+    return conv, prelu
+
+
+class MobileSynthesisNetwork(torch.nn.Module):
+    """``ws [B, 23, 512] -> img [B, 3, 1024, 1024]``, as 23 style-driven steps plus a final inverse DWT.
+
+    ``steps[k]`` is driven by slot ``k`` alone, so any prefix of the steps depends only on a prefix of the slots.
+    """
+
+    def __init__(self, const_input: np.ndarray, steps: list[torch.nn.Module], idwt: HaarIDWT) -> None:
+        super().__init__()
+        self.const_input = torch.nn.Parameter(_tensor(const_input))  # [1, 512, 4, 4]
+        self.steps = torch.nn.ModuleList(steps)
+        self.idwt = idwt
+        # Feature resolution after each step, and the step after which the features at r px are complete.
+        self.step_resolutions: list[int] = [4] + [8 << i for i in range(_NUM_BLOCKS) for _ in range(3)] + [512]
+        self.feature_step = {4: 0, **{8 << i: 3 + 3 * i for i in range(_NUM_BLOCKS)}}
+
+    def run(self, x: torch.Tensor, ws: torch.Tensor, start: int, stop: int, noise_mode: str = "const"
+            ) -> torch.Tensor:
+        """Run steps ``[start, stop)`` on ``x`` (the output of step ``start - 1``, or the constant input)."""
+        for k in range(start, stop):
+            x = self.steps[k](x, ws[:, k], noise_mode)
+        return x
+
+
+def _build_synthesis(g: IRGraph) -> MobileSynthesisNetwork:
+    steps: list[torch.nn.Module] = []
+    prev = None
+    for prefix in _slot_names():
+        module_name = prefix.removesuffix(".conv")
+        modulation, apply, features = _read_modulation(g, prefix)
+        if prev is not None and features != prev:
+            raise GeneratorLoadError(f"IR: {prefix} does not consume the previous layer's output")
+        if prefix.endswith(".up"):
+            idwt, prev = _read_idwt(g, g.next(apply, "VariadicSplit"))
+            steps.append(IDWTUpsample(modulation, idwt))
+        elif prefix.endswith("to_img.conv"):
+            conv = g.next(apply, "Convolution")
+            bias_add = g.next(conv, "Add")
+            steps.append(WaveletHead(modulation, g.const(g.source(conv, 1)), g.const_input(bias_add)))
+            final_idwt, out = _read_idwt(g, g.next(bias_add, "VariadicSplit"))
+            if g.type(g.next(out, "Result")) != "Result":
+                raise GeneratorLoadError("IR: the final inverse DWT is not the synthesis output")
+        else:
+            conv, prev = _read_styled_conv(g, module_name, modulation, apply)
+            steps.append(conv)
+    return MobileSynthesisNetwork(g.const(g.by_name("m.input.input")), steps, final_idwt)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The stylemix adapter
+
+
+@dataclasses.dataclass
+class MobileStyleGANState:
+    """What :meth:`MobileStyleGANGenerator.synthesis_prefix` hands to the suffix.
+
+    Attributes:
+        crossover: slots ``[0, crossover)`` were consumed; the suffix runs steps ``crossover ..  22``.
+        hidden: output of step ``crossover - 1`` (the constant input when ``crossover == 0``), ``[B, C, r, r]``.
+    """
+
+    crossover: int
+    hidden: torch.Tensor
+
+
+class MobileStyleGANGenerator(GeneratorBase):
+    """MobileStyleGAN FFHQ 1024 px with NVIDIA's mapping/synthesis interface and real prefix/suffix hooks.
+
+    ``mapping`` truncates towards ``w_avg``: the IR carries no running average, so it is the mean of the mapping over
+    ``w_avg_samples`` latents ``RandomState(0).randn(w_avg_samples, 512)``, computed once at load in float64.
+    """
+
+    #: First colour/texture slot: slots ``[0, DEFAULT_CROSSOVER)`` (conv1 and blocks 0-1, i.e. everything up to
+    #: 16 px) are kept by style mixing. Chosen from ``docs/images/mobilestylegan_crossovers.png``; see
+    #: ``docs/generators.md``.
+    DEFAULT_CROSSOVER: int = 7
+    family = "mobilestylegan"
+
+    def __init__(self, mapping: MappingNetwork, synthesis: MobileSynthesisNetwork, w_avg_samples: int = 10_000
+                 ) -> None:
+        super().__init__()
+        self.z_dim, self.c_dim, self.w_dim, self.num_ws, self.resolution = 512, 0, 512, _NUM_WS, 1024
+        self.mapping_network = mapping
+        self.synthesis_network = synthesis
+        slot_resolutions = tuple(synthesis.step_resolutions[:-1]) + (self.resolution,)
+        self.style_layout = StyleLayout.from_slot_resolutions(slot_resolutions, self.DEFAULT_CROSSOVER)
+        self.w_avg_samples = int(w_avg_samples)
+        self.register_buffer("w_avg", self._mean_w(self.w_avg_samples))
+
+    @torch.no_grad()
+    def _mean_w(self, n: int, chunk: int = 2_000) -> torch.Tensor:
+        """Mean mapped ``w [512]`` of ``RandomState(0).randn(n, 512)`` (float64 sum, so chunking does not matter)."""
+        z = np.random.RandomState(0).randn(n, self.z_dim).astype(np.float32)
+        total = torch.zeros(self.w_dim, dtype=torch.float64)
+        for i in range(0, n, chunk):
+            total += self.mapping_network(torch.from_numpy(z[i:i + chunk])).double().sum(dim=0)
+        return (total / n).float()
+
+    def mapping(self, z: torch.Tensor, c: torch.Tensor | None = None, truncation_psi: float = 1.0,
+                truncation_cutoff: int | None = None) -> torch.Tensor:
+        """``z [B, 512]`` -> ``ws [B, 23, 512]`` (one ``w`` repeated; ``c`` is ignored, the model is unconditional)."""
+        if z.ndim != 2 or z.shape[1] != self.z_dim:
+            raise ValueError(f"z must be [B, {self.z_dim}], got {list(z.shape)}")
+        w = self.mapping_network(z.to(self.w_avg.device, torch.float32))
+        ws = w.unsqueeze(1).repeat(1, self.num_ws, 1)
+        return truncate(ws, self.w_avg, truncation_psi, truncation_cutoff)
+
+    def synthesis(self, ws: torch.Tensor, noise_mode: str = "const") -> torch.Tensor:
+        """``ws [B, 23, 512]`` -> ``img [B, 3, 1024, 1024]``, raw float, roughly in [-1, 1]."""
+        return self.synthesis_suffix(self.synthesis_prefix(ws, 0, noise_mode), ws, None, noise_mode)
+
+    def synthesis_prefix(self, ws: torch.Tensor, crossover: int, noise_mode: str = "const") -> MobileStyleGANState:
+        """Run the steps driven by slots ``[0, crossover)`` of ``ws [B, 23, 512]`` (``B`` is normally 1).
+
+        ``crossover`` may be 0 (nothing shared) up to 23 (everything but the parameter-free inverse DWT).
+        """
+        self._check_ws(ws)
+        if not 0 <= crossover <= self.num_ws:
+            raise ValueError(f"crossover must lie in [0, {self.num_ws}], got {crossover}")
+        net = self.synthesis_network
+        x = net.const_input.expand(ws.shape[0], -1, -1, -1) if crossover else net.const_input
+        return MobileStyleGANState(int(crossover), net.run(x, ws, 0, crossover, noise_mode))
+
+    def synthesis_suffix(self, state: Any, ws: torch.Tensor, resolution: int | None = None,
+                         noise_mode: str = "const") -> torch.Tensor:
+        """Finish ``ws [N, 23, 512]`` from ``state`` (batch 1 broadcasts to ``N``) -> ``img [N, 3, r, r]``.
+
+        ``ws[:, :state.crossover]`` must equal what the prefix saw (not checked, for speed). ``resolution`` below
+        1024 cannot stop early in this network: the IR keeps only the final ``to_img`` head (the intermediate heads
+        were pruned at export), so the image is rendered in full and area-downsampled, except at 512 px, which is
+        read off the head's low band (for the Haar transform ``LL / 2`` *is* the 2x2 mean of the 1024 px image).
+        """
+        self._check_ws(ws)
+        if not isinstance(state, MobileStyleGANState):
+            raise TypeError(f"state must come from {type(self).__name__}.synthesis_prefix, got {type(state).__name__}")
+        if resolution is not None and (resolution < 1 or resolution & (resolution - 1) or resolution > 1024):
+            raise ValueError(f"resolution must be a power of two up to {self.resolution}, got {resolution}")
+        net = self.synthesis_network
+        x = state.hidden
+        if x.shape[0] != ws.shape[0]:
+            if x.shape[0] != 1:
+                raise ValueError(f"prefix batch {x.shape[0]} cannot broadcast to {ws.shape[0]} variants")
+            x = x.expand(ws.shape[0], -1, -1, -1)
+        bands = net.run(x, ws, state.crossover, self.num_ws, noise_mode)  # [N, 12, 512, 512]
+        if resolution is not None and resolution <= 512:
+            return resize_image(bands[:, :3] * 0.5, resolution)
+        return net.idwt.from_bands(bands)
+
+    def features(self, ws: torch.Tensor, resolution: int, noise_mode: str = "const") -> torch.Tensor:
+        """Feature maps after the last conv at ``resolution`` (4 ... 512 px), stopping there.
+
+        Channels: 512 for 4-64 px, 256 at 128, 128 at 256, 64 at 512. ``ws [B, 23, 512] -> [B, C, r, r]``.
+        """
+        self._check_ws(ws)
+        net = self.synthesis_network
+        if resolution not in net.feature_step:
+            raise ValueError(f"features exist at {sorted(net.feature_step)} px, got {resolution}")
+        x = net.const_input.expand(ws.shape[0], -1, -1, -1)
+        return net.run(x, ws, 0, net.feature_step[resolution] + 1, noise_mode)
+
+    def _check_ws(self, ws: torch.Tensor) -> None:
+        if ws.ndim != 3 or ws.shape[1:] != (self.num_ws, self.w_dim):
+            raise ValueError(f"ws must be [B, {self.num_ws}, {self.w_dim}], got {list(ws.shape)}")
+
+    def describe(self) -> dict[str, Any]:
+        info = super().describe()
+        info.update(weights=f"OpenVINO IR from {WHEEL_REQUIREMENT}", w_avg=f"mean of {self.w_avg_samples} mapped z",
+                    early_exit="features only (the IR has no intermediate to_img heads)")
+        return info
+
+
+def load_mobilestylegan_ffhq(ir_dir: str | os.PathLike | None = None, w_avg_samples: int = 10_000
+                             ) -> MobileStyleGANGenerator:
+    """Build :class:`MobileStyleGANGenerator` from the IR files (default: those of the installed ``random-face``).
+
+    Args:
+        ir_dir: a folder holding ``{MappingNetwork,SynthesisNetwork}.{xml,bin}``; ``None`` finds the wheel's.
+        w_avg_samples: how many fixed latents (``RandomState(0)``) average into ``w_avg`` for truncation.
+    """
+    ir_dir = find_ir_dir() if ir_dir is None else Path(ir_dir)
+    with torch.no_grad():
+        mapping = _build_mapping(IRGraph(ir_dir / "MappingNetwork.xml", ir_dir / "MappingNetwork.bin"))
+        synthesis = _build_synthesis(IRGraph(ir_dir / "SynthesisNetwork.xml", ir_dir / "SynthesisNetwork.bin"))
+        return MobileStyleGANGenerator(mapping, synthesis, w_avg_samples)
