@@ -1,9 +1,19 @@
-"""stylemix: training-free segmentation of images from style-based GANs by style mixing."""
+"""stylemix: training-free segmentation of images from style-based GANs by style mixing.
+
+    >>> import stylemix
+    >>> G = stylemix.load_generator("shapes")       # or a .pkl / .pt path, or "mobilestylegan-ffhq"
+    >>> seg = stylemix.segment(G, seed=0)
+    >>> seg.image.shape, seg.foreground.dtype
+    ((64, 64, 3), dtype('bool'))
+"""
 
 __version__ = "0.1.0"
 
 from stylemix.errors import GeneratorLoadError, StylemixError
-from stylemix.generators import Generator, GeneratorBase, StyleLayout, load_generator, wrap_generator
+from stylemix.generators import (Generator, GeneratorBase, StyleLayout, load_generator, register_generator,
+                                 wrap_generator)
+from stylemix.segment import Segmentation, SegmentConfig, segment, segment_many
 
-__all__ = ["Generator", "GeneratorBase", "GeneratorLoadError", "StyleLayout", "StylemixError", "__version__",
-           "load_generator", "wrap_generator"]
+__all__ = ["Generator", "GeneratorBase", "GeneratorLoadError", "SegmentConfig", "Segmentation", "StyleLayout",
+           "StylemixError", "__version__", "load_generator", "register_generator", "segment", "segment_many",
+           "wrap_generator"]

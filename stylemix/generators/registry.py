@@ -42,7 +42,10 @@ def load_generator(source: str | os.PathLike | None = None, device: str | torch.
         factory = _REGISTRY[key]
         if isinstance(factory, str):
             module_name, attr = factory.split(":")
-            factory = getattr(importlib.import_module(module_name), attr)
+            try:
+                factory = getattr(importlib.import_module(module_name), attr)
+            except (ImportError, AttributeError) as exc:
+                raise GeneratorLoadError(f"generator {key!r} is not available in this install ({exc})") from None
         G = factory()
     elif os.path.isfile(key):
         from stylemix.generators.stylegan2_formats import load_stylegan2_file
