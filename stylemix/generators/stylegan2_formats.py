@@ -220,7 +220,8 @@ def _from_nvidia_snapshot(obj: Any, name: str, conv_clamp: float | None | str) -
     sd = _flatten_record(record, "", {}, name)
     kwargs = _record_init_kwargs(record)
     hints = _record_hints(record, kwargs)
-    clamp = hints.pop("conv_clamp") if conv_clamp == "auto" else conv_clamp
+    recorded_clamp = hints.pop("conv_clamp")
+    clamp = recorded_clamp if conv_clamp == "auto" else conv_clamp
     return generator_from_nvidia_state_dict(sd, conv_clamp=clamp, source=name, init_kwargs=kwargs, **hints)
 
 
