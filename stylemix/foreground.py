@@ -4,7 +4,7 @@ Each rule is a *centrality map* ``m(p)`` in [0, 1] (high where objects of intere
 is ``mean of m over its pixels - mean of m over the other pixels``, in [-1, 1]:
 
 * ``centre``: a Gaussian bump at the image centre (sigma = 0.25 of the side): generated objects are framed;
-* ``border``: 0 on a ring of 1/32 of the side along the image border, 1 inside: backgrounds touch the frame;
+* ``border``: 0 on the image border rising linearly to 1 at 1/8 of the side inside it: backgrounds touch the frame;
 * ``combined``: the mean of the two maps.
 
 For k = 2 the foreground is the cluster with the higher score and the **margin** is that score (the two are
@@ -33,9 +33,10 @@ def centrality_map(shape: tuple[int, int], rule: str = "centre", xp: Any = None)
     y = (xp.arange(h, dtype=xp.float32) + 0.5) / h - 0.5
     x = (xp.arange(w, dtype=xp.float32) + 0.5) / w - 0.5
     centre = xp.exp(-(y[:, None] ** 2 + x[None, :] ** 2) / (2 * 0.25 ** 2))
-    ring = max(1, round(min(h, w) / 32))
-    border = xp.zeros((h, w), dtype=xp.float32)
-    border[ring:h - ring, ring:w - ring] = 1
+    # Distance to the nearest image edge, in units of 1/8 of the side, capped at 1.
+    dy = xp.minimum(xp.arange(h), xp.arange(h)[::-1]).astype(xp.float32) / (h / 8)
+    dx = xp.minimum(xp.arange(w), xp.arange(w)[::-1]).astype(xp.float32) / (w / 8)
+    border = xp.clip(xp.minimum(dy[:, None], dx[None, :]), 0, 1).astype(xp.float32)
     if rule == "centre":
         return centre.astype(xp.float32)
     if rule == "border":

@@ -1,0 +1,35 @@
+"""Shared test fixtures: the ../shared data folder and small generators."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    if not SHARED.is_dir():
+        pytest.skip(f"the shared data folder {SHARED} is not beside the repository")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def shapes():
+    from stylemix.generators.shapes import ShapesGenerator
+    return ShapesGenerator().eval()
+
+
+def base_styles(G, seed: int) -> torch.Tensor:
+    """``ws [1, num_ws, w_dim]`` of ``seed`` (NVlabs latent, psi = 1)."""
+    from stylemix.mixing import seed_to_z
+    with torch.no_grad():
+        return G.mapping(torch.from_numpy(seed_to_z(seed, G.z_dim)))
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.logical_and(a, b).sum() / max(np.logical_or(a, b).sum(), 1))
