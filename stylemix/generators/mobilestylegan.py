@@ -178,42 +178,45 @@ def _scalar(a: np.ndarray) -> float:
 
 # ---------------------------------------------------------------------------------------------------------------
 # Torch modules
+#
+# Speed notes (CPU, where the default generator mostly runs): features are kept channels-last, which makes the
+# depthwise convs 2-3x faster; activations are updated in place wherever the step owns its input; and the channels
+# that an inverse DWT reads as wavelet bands are permuted at load from the IR's layout (C low channels, then C x 3
+# high ones) into per-channel quads (ll, lh, hl, hh), so that each inverse DWT is one grouped transposed conv.
 
 
-class HaarIDWT(torch.nn.Module):
-    """One level of the inverse 2-D discrete wavelet transform with 2-tap filters (Haar, ``db1``, zero mode).
+class InverseHaar(torch.nn.Module):
+    """One level of the inverse 2-D DWT with 2-tap filters (Haar, ``db1``), as one grouped stride-2 transposed conv.
 
-    Reproduces pytorch_wavelets' ``SFB2D``, as exported into the IR as stride-2 transposed convs: columns first
-    (``lo = up_H(ll, g0) + up_H(lh, g1)``, ``hi = up_H(hl, g0) + up_H(hh, g1)``), then rows
-    (``y = up_W(lo, g0) + up_W(hi, g1)``), where ``up(x, g)[2 i + k] = x[i] * g[k]``. Written as interleaving rather
-    than transposed convolutions because it is the same arithmetic at a fraction of the cost.
+    pytorch_wavelets' ``SFB2D`` (exported into the IR as six 1-D transposed convs) computes
+    ``y[2i+p, 2j+q] = ll g0c[p] g0r[q] + lh g1c[p] g0r[q] + hl g0c[p] g1r[q] + hh g1c[p] g1r[q]``; ``kernel[k]`` holds
+    the 2x2 outer product for band ``k``.
     """
 
     def __init__(self, g0_col: np.ndarray, g1_col: np.ndarray, g0_row: np.ndarray, g1_row: np.ndarray) -> None:
         super().__init__()
-        # python floats: the taps are four numbers, and scalar products keep any device/dtype.
-        self.g0_col, self.g1_col = [float(v) for v in g0_col], [float(v) for v in g1_col]
-        self.g0_row, self.g1_row = [float(v) for v in g0_row], [float(v) for v in g1_row]
+        kernel = np.stack([np.outer(c, r) for c, r in ((g0_col, g0_row), (g1_col, g0_row), (g0_col, g1_row),
+                                                         (g1_col, g1_row))])
+        self.register_buffer("kernel", _tensor(kernel).unsqueeze(1))  # [4, 1, 2, 2]
+        # The 2x2 mean of the output is ll * ll_gain when the high-pass filters sum to zero (true for Haar), which
+        # lets the generator read a half-size image off the low band without the transform.
+        high_sums = np.abs(kernel[1:].sum(axis=(1, 2)))
+        self.ll_gain = float(kernel[0].sum() / 4) if high_sums.max() < 1e-7 else None
 
-    def forward(self, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
-        """``low [B, C, H, W]`` and ``high [B, C, 3, H, W]`` (bands lh, hl, hh) -> ``[B, C, 2H, 2W]``."""
-        lh, hl, hh = high.unbind(dim=2)
-        lo = _interleave(low * self.g0_col[0] + lh * self.g1_col[0], low * self.g0_col[1] + lh * self.g1_col[1], 3)
-        hi = _interleave(hl * self.g0_col[0] + hh * self.g1_col[0], hl * self.g0_col[1] + hh * self.g1_col[1], 3)
-        return _interleave(lo * self.g0_row[0] + hi * self.g1_row[0], lo * self.g0_row[1] + hi * self.g1_row[1], 4)
-
-    def from_bands(self, x: torch.Tensor) -> torch.Tensor:
-        """``x [B, 4 C, H, W]`` laid out as MobileStyleGAN does (``C`` low channels, then ``C x 3`` high) -> 2x size."""
-        b, c4, h, w = x.shape
-        c = c4 // 4
-        return self(x[:, :c], x[:, c:].reshape(b, c, 3, h, w))
+    def forward(self, bands: torch.Tensor) -> torch.Tensor:
+        """``bands [B, 4C, H, W]``, channel ``4c + k`` = band ``k`` of channel ``c`` -> ``[B, C, 2H, 2W]``."""
+        c = bands.shape[1] // 4
+        return F.conv_transpose2d(bands, self.kernel.repeat(c, 1, 1, 1), stride=2, groups=c)
 
 
-def _interleave(even: torch.Tensor, odd: torch.Tensor, dim: int) -> torch.Tensor:
-    """Interleave two ``[B, C, H, W]`` tensors along ``dim`` (3 = rows, 4 = columns of the 5-d stack)."""
-    stacked = torch.stack((even, odd), dim=dim)
-    b, c, h, w = even.shape
-    return stacked.reshape(b, c, h * 2, w) if dim == 3 else stacked.reshape(b, c, h, w * 2)
+def quad_order(channels: int) -> torch.Tensor:
+    """Permutation taking MobileStyleGAN's band layout (``C`` low, then ``[C, 3]`` high) to per-channel quads.
+
+    ``x[:, quad_order(4 C)]`` has channel ``4c + k`` = band ``k`` (ll, lh, hl, hh) of output channel ``c``.
+    """
+    c = channels // 4
+    idx = [[ch] + [c + 3 * ch + k for k in range(3)] for ch in range(c)]
+    return torch.tensor(idx).reshape(-1)
 
 
 class Modulation(torch.nn.Module):
@@ -230,6 +233,11 @@ class Modulation(torch.nn.Module):
         return (s * self.gain if self.gain != 1.0 else s)[:, :, None, None]
 
 
+def _modulate(x: torch.Tensor, s: torch.Tensor, inplace: bool) -> torch.Tensor:
+    """``x * s``, overwriting ``x`` when the caller owns it and no broadcasting over the batch is needed."""
+    return x.mul_(s) if inplace and x.shape[0] == s.shape[0] else x * s
+
+
 class StyledConv(torch.nn.Module):
     """Modulated conv (full ``k x k``, or depthwise 3x3 + pointwise), + noise, + bias, leaky ReLU.
 
@@ -243,28 +251,33 @@ class StyledConv(torch.nn.Module):
         self.modulation = modulation
         self.weight_dw = None if weight_dw is None else torch.nn.Parameter(_tensor(weight_dw).reshape(-1, 1, 3, 3))
         self.weight = torch.nn.Parameter(_tensor(weight))  # [C_out, C_in, k, k], demodulation folded in
-        self.bias = torch.nn.Parameter(_tensor(bias).reshape(1, -1, 1, 1))
+        self.bias = torch.nn.Parameter(_tensor(bias).reshape(-1))
         self.register_buffer("noise_const", _tensor(noise).reshape(1, 1, *noise.shape[-2:]))  # strength * noise
         self.slope = slope
-        self.resolution = int(noise.shape[-1])
 
-    def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "const") -> torch.Tensor:
-        """``x [B|1, C_in, r, r]``, ``w [B, 512]`` -> ``[B, C_out, r, r]``."""
-        x = x * self.modulation(w)
+    def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "const", inplace: bool = False
+                ) -> torch.Tensor:
+        """``x [B|1, C_in, r, r]``, ``w [B, 512]`` -> ``[B, C_out, r, r]``; ``inplace`` allows overwriting ``x``."""
+        x = _modulate(x, self.modulation(w), inplace)
         if self.weight_dw is not None:
             x = F.conv2d(x, self.weight_dw, padding=1, groups=x.shape[1])
-        x = F.conv2d(x, self.weight, padding=self.weight.shape[-1] // 2)
-        x = x + _noise(self.noise_const, x, noise_mode)
-        return F.leaky_relu(x + self.bias, self.slope)
+        # The IR adds the noise before the bias; adding the bias inside the conv differs by float rounding only.
+        x = F.conv2d(x, self.weight, self.bias, padding=self.weight.shape[-1] // 2)
+        if noise_mode != "none":
+            x.add_(_noise(self.noise_const, x, noise_mode))
+        return F.leaky_relu(x, self.slope, inplace=True)
+
+    @torch.no_grad()
+    def permute_outputs(self, perm: torch.Tensor) -> None:
+        self.weight.copy_(self.weight[perm])
+        self.bias.copy_(self.bias[perm])
 
 
-def _noise(noise_const: torch.Tensor, x: torch.Tensor, noise_mode: str) -> torch.Tensor | float:
-    """The noise term of one layer: the baked map (``const``), nothing (``none``) or fresh Gaussian noise with the
-    baked map's RMS as its strength (``random``; the IR stores ``strength * noise`` only, not the two apart)."""
+def _noise(noise_const: torch.Tensor, x: torch.Tensor, noise_mode: str) -> torch.Tensor:
+    """The noise term of one layer: the baked map (``const``) or fresh Gaussian noise with the baked map's RMS as its
+    strength (``random``; the IR stores only ``strength * noise``, not the two apart)."""
     if noise_mode == "const":
         return noise_const
-    if noise_mode == "none":
-        return 0.0
     if noise_mode == "random":
         strength = noise_const.square().mean().sqrt()
         return torch.randn(x.shape[0], 1, *x.shape[2:], device=x.device, dtype=x.dtype) * strength
@@ -272,29 +285,47 @@ def _noise(noise_const: torch.Tensor, x: torch.Tensor, noise_mode: str) -> torch
 
 
 class IDWTUpsample(torch.nn.Module):
-    """MobileStyleGAN's ``up``: modulate ``C`` channels, read them as Haar bands, invert: ``C @ r -> C/4 @ 2r``."""
+    """MobileStyleGAN's ``up``: modulate ``4C`` channels, read them as Haar bands, invert: ``4C @ r -> C @ 2r``.
 
-    def __init__(self, modulation: Modulation, idwt: HaarIDWT) -> None:
+    Expects its input in quad order (see :func:`quad_order`), so its modulation is permuted the same way at load.
+    """
+
+    def __init__(self, modulation: Modulation, idwt: InverseHaar) -> None:
         super().__init__()
         self.modulation = modulation
         self.idwt = idwt
 
-    def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "const") -> torch.Tensor:
-        return self.idwt.from_bands(x * self.modulation(w))
+    def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "const", inplace: bool = False
+                ) -> torch.Tensor:
+        return self.idwt(_modulate(x, self.modulation(w), inplace))
+
+    @torch.no_grad()
+    def permute_inputs(self, perm: torch.Tensor) -> None:
+        self.modulation.weight.copy_(self.modulation.weight[perm])
+        self.modulation.bias.copy_(self.modulation.bias[perm])
 
 
 class WaveletHead(torch.nn.Module):
-    """The final ``to_img``: modulated 1x1 conv (no demodulation) + bias -> 12 channels, the Haar bands of RGB."""
+    """The final ``to_img``: modulated 1x1 conv (no demodulation) + bias -> 12 channels, the Haar bands of RGB.
+
+    Its outputs are permuted at load into quad order, ready for :class:`InverseHaar`.
+    """
 
     def __init__(self, modulation: Modulation, weight: np.ndarray, bias: np.ndarray) -> None:
         super().__init__()
         self.modulation = modulation
         self.weight = torch.nn.Parameter(_tensor(weight))  # [12, 64, 1, 1]
-        self.bias = torch.nn.Parameter(_tensor(bias).reshape(1, -1, 1, 1))
+        self.bias = torch.nn.Parameter(_tensor(bias).reshape(-1))
 
-    def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "const") -> torch.Tensor:
-        """``x [B|1, 64, 512, 512]``, ``w [B, 512]`` -> bands ``[B, 12, 512, 512]``."""
-        return F.conv2d(x * self.modulation(w), self.weight) + self.bias
+    def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "const", inplace: bool = False
+                ) -> torch.Tensor:
+        """``x [B|1, 64, 512, 512]``, ``w [B, 512]`` -> bands ``[B, 12, 512, 512]`` (quad order)."""
+        return F.conv2d(_modulate(x, self.modulation(w), inplace), self.weight, self.bias)
+
+    @torch.no_grad()
+    def permute_outputs(self, perm: torch.Tensor) -> None:
+        self.weight.copy_(self.weight[perm])
+        self.bias.copy_(self.bias[perm])
 
 
 class MappingNetwork(torch.nn.Module):
@@ -368,7 +399,7 @@ def _read_modulation(g: IRGraph, prefix: str) -> tuple[Modulation, int, int]:
     return Modulation(g.const(weight_id), bias, gain), apply, g.other_input(apply, node)
 
 
-def _read_idwt(g: IRGraph, split: int) -> tuple[HaarIDWT, int]:
+def _read_idwt(g: IRGraph, split: int) -> tuple[InverseHaar, int]:
     """The inverse DWT that starts at the VariadicSplit ``split`` (low | high bands); returns it and its output op."""
     def taps(conv_t: int) -> np.ndarray:
         k = g.const(g.source(conv_t, 1))  # [C, 1, 1, kh, kw], the same 2 taps for every channel
@@ -389,7 +420,7 @@ def _read_idwt(g: IRGraph, split: int) -> tuple[HaarIDWT, int]:
     g0_col, g1_col = taps(low_up), taps(lh_up)
     if not (np.array_equal(taps(hl_up), g0_col) and np.array_equal(taps(hh_up), g1_col)):
         raise GeneratorLoadError("IR inverse DWT uses different filters for the low and high column bands")
-    return HaarIDWT(g0_col, g1_col, taps(lo_row), taps(hi_row)), out
+    return InverseHaar(g0_col, g1_col, taps(lo_row), taps(hi_row)), out
 
 
 def _read_styled_conv(g: IRGraph, prefix: str, modulation: Modulation, apply: int) -> tuple[StyledConv, int]:
@@ -417,7 +448,7 @@ class MobileSynthesisNetwork(torch.nn.Module):
     ``steps[k]`` is driven by slot ``k`` alone, so any prefix of the steps depends only on a prefix of the slots.
     """
 
-    def __init__(self, const_input: np.ndarray, steps: list[torch.nn.Module], idwt: HaarIDWT) -> None:
+    def __init__(self, const_input: np.ndarray, steps: list[torch.nn.Module], idwt: InverseHaar) -> None:
         super().__init__()
         self.const_input = torch.nn.Parameter(_tensor(const_input))  # [1, 512, 4, 4]
         self.steps = torch.nn.ModuleList(steps)
@@ -425,13 +456,33 @@ class MobileSynthesisNetwork(torch.nn.Module):
         # Feature resolution after each step, and the step after which the features at r px are complete.
         self.step_resolutions: list[int] = [4] + [8 << i for i in range(_NUM_BLOCKS) for _ in range(3)] + [512]
         self.feature_step = {4: 0, **{8 << i: 3 + 3 * i for i in range(_NUM_BLOCKS)}}
+        # Steps whose outputs feed an inverse DWT get their output channels in quad order; features() undoes it.
+        self.quad_steps = [k for k in range(len(steps)) if isinstance(self.steps[k], IDWTUpsample)]
+        self.quad_steps = [k - 1 for k in self.quad_steps] + [len(steps) - 1]
+        for k in self.quad_steps:
+            perm = quad_order(self.steps[k].weight.shape[0])
+            self.steps[k].permute_outputs(perm)
+            if k + 1 < len(steps):
+                self.steps[k + 1].permute_inputs(perm)
+            self.register_buffer(f"unquad_{k}", torch.argsort(perm), persistent=False)
+
+    def start(self) -> torch.Tensor:
+        """The input of step 0, ``[1, 512, 4, 4]``, channels-last."""
+        return self.const_input.contiguous(memory_format=torch.channels_last)
 
     def run(self, x: torch.Tensor, ws: torch.Tensor, start: int, stop: int, noise_mode: str = "const"
             ) -> torch.Tensor:
-        """Run steps ``[start, stop)`` on ``x`` (the output of step ``start - 1``, or the constant input)."""
+        """Run steps ``[start, stop)`` on ``x`` (the output of step ``start - 1``, or :meth:`start`).
+
+        ``x`` itself is never modified (it may be a prefix state reused for many suffixes).
+        """
         for k in range(start, stop):
-            x = self.steps[k](x, ws[:, k], noise_mode)
+            x = self.steps[k](x, ws[:, k], noise_mode, inplace=k > start)
         return x
+
+    def unquad(self, x: torch.Tensor, step: int) -> torch.Tensor:
+        """Step ``step``'s output ``x [B, C, r, r]`` in the IR's channel order."""
+        return x[:, getattr(self, f"unquad_{step}")] if step in self.quad_steps else x
 
 
 def _build_synthesis(g: IRGraph) -> MobileSynthesisNetwork:
@@ -530,8 +581,7 @@ class MobileStyleGANGenerator(GeneratorBase):
         if not 0 <= crossover <= self.num_ws:
             raise ValueError(f"crossover must lie in [0, {self.num_ws}], got {crossover}")
         net = self.synthesis_network
-        x = net.const_input.expand(ws.shape[0], -1, -1, -1) if crossover else net.const_input
-        return MobileStyleGANState(int(crossover), net.run(x, ws, 0, crossover, noise_mode))
+        return MobileStyleGANState(int(crossover), net.run(net.start(), ws, 0, crossover, noise_mode))
 
     def synthesis_suffix(self, state: Any, ws: torch.Tensor, resolution: int | None = None,
                          noise_mode: str = "const") -> torch.Tensor:
@@ -548,15 +598,15 @@ class MobileStyleGANGenerator(GeneratorBase):
         if resolution is not None and (resolution < 1 or resolution & (resolution - 1) or resolution > 1024):
             raise ValueError(f"resolution must be a power of two up to {self.resolution}, got {resolution}")
         net = self.synthesis_network
-        x = state.hidden
-        if x.shape[0] != ws.shape[0]:
-            if x.shape[0] != 1:
-                raise ValueError(f"prefix batch {x.shape[0]} cannot broadcast to {ws.shape[0]} variants")
+        x = state.hidden  # batch 1 broadcasts through the first modulation
+        if x.shape[0] not in (1, ws.shape[0]):
+            raise ValueError(f"prefix batch {x.shape[0]} cannot broadcast to {ws.shape[0]} variants")
+        if state.crossover == self.num_ws:
             x = x.expand(ws.shape[0], -1, -1, -1)
-        bands = net.run(x, ws, state.crossover, self.num_ws, noise_mode)  # [N, 12, 512, 512]
-        if resolution is not None and resolution <= 512:
-            return resize_image(bands[:, :3] * 0.5, resolution)
-        return net.idwt.from_bands(bands)
+        bands = net.run(x, ws, state.crossover, self.num_ws, noise_mode)  # [N, 12, 512, 512], quad order
+        if resolution is not None and resolution <= 512 and net.idwt.ll_gain is not None:
+            return resize_image(bands[:, 0::4] * net.idwt.ll_gain, resolution).contiguous()
+        return resize_image(net.idwt(bands), resolution).contiguous()
 
     def features(self, ws: torch.Tensor, resolution: int, noise_mode: str = "const") -> torch.Tensor:
         """Feature maps after the last conv at ``resolution`` (4 ... 512 px), stopping there.
@@ -567,8 +617,8 @@ class MobileStyleGANGenerator(GeneratorBase):
         net = self.synthesis_network
         if resolution not in net.feature_step:
             raise ValueError(f"features exist at {sorted(net.feature_step)} px, got {resolution}")
-        x = net.const_input.expand(ws.shape[0], -1, -1, -1)
-        return net.run(x, ws, 0, net.feature_step[resolution] + 1, noise_mode)
+        step = net.feature_step[resolution]
+        return net.unquad(net.run(net.start(), ws, 0, step + 1, noise_mode), step).contiguous()
 
     def _check_ws(self, ws: torch.Tensor) -> None:
         if ws.ndim != 3 or ws.shape[1:] != (self.num_ws, self.w_dim):
