@@ -22,8 +22,6 @@ from stylemix.generators.stylegan2 import (StyleGAN2Generator, normalize_2nd_mom
 from stylemix.generators.stylegan2_formats import (load_stylegan2_file, nvidia_state_dict, rosinality_checkpoint,
                                                    save_nvidia_state_dict, save_rosinality_checkpoint)
 
-torch.set_num_threads(1)
-
 FIXTURES = Path(__file__).parents[1].parent / "shared" / "fixtures" / "stylegan2"
 NVIDIA = FIXTURES / "nvidia_small"
 ROSINALITY = FIXTURES / "rosinality_small"
@@ -33,6 +31,15 @@ needs_fixtures = pytest.mark.skipif(not (NVIDIA / "expected.npz").is_file() or
 
 WS_ATOL = 1e-5
 IMG_ATOL = 1e-4
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread() -> Any:
+    """One torch thread (the machine is shared, and the tolerances were set for 1-2 threads); restored after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def max_diff(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray) -> float:
@@ -335,6 +342,18 @@ def test_rosinality_train_checkpoint_estimates_w_avg(tmp_path: Path) -> None:
     z, _ = inputs(G)
     assert max_diff(H.synthesis(H.mapping(z)), G.synthesis(G.mapping(z))) < IMG_ATOL
     assert H.mapping(z, truncation_psi=0.5).abs().sum() > 0
+
+
+@torch.no_grad()
+def test_legacy_torch_format_and_plain_pickle(tmp_path: Path) -> None:
+    G = random_generator(8, **CONFIGS["r8_map1"])
+    z, _ = inputs(G)
+    torch.save(nvidia_state_dict(G), tmp_path / "legacy.pt", _use_new_zipfile_serialization=False)
+    with open(tmp_path / "plain.pkl", "wb") as fh:  # a state dict pickled directly, no torch.save
+        pickle.dump(rosinality_checkpoint(G), fh)
+    for name in ("legacy.pt", "plain.pkl"):
+        H = load_stylegan2_file(tmp_path / name)
+        assert max_diff(H(z), G(z)) < IMG_ATOL, name
 
 
 @torch.no_grad()

@@ -85,7 +85,7 @@ def fir_filter2d(x: torch.Tensor, f: torch.Tensor, pad: tuple[int, int, int, int
 
 
 def upsample2d(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
-    """×2 up-sampling of ``x [B, C, H, W]`` -> ``[B, C, 2H, 2W]``: zero insertion, then FIR ``f [k, k]`` with gain 4."""
+    """×2 up-sampling ``x [B, C, H, W]`` -> ``[B, C, 2H, 2W]``: zero insertion, then FIR ``f [k, k]``, gain 4."""
     b, c, h, w = x.shape
     up = x.new_zeros([b, c, 2 * h, 2 * w])
     up[:, :, ::2, ::2] = x
@@ -201,7 +201,7 @@ class MappingNetwork(nn.Module):
 
     def forward(self, z: torch.Tensor | None, c: torch.Tensor | None = None, truncation_psi: float = 1.0,
                 truncation_cutoff: int | None = None) -> torch.Tensor:
-        """``z [B, z_dim]``, ``c [B, c_dim]`` -> ``ws [B, num_ws, w_dim]`` (``lerp(w_avg, ws, psi)`` on slots < cutoff)."""
+        """``z [B, z_dim]``, ``c [B, c_dim]`` → ``ws [B, num_ws, w_dim]``; ``lerp(w_avg, ws, psi)`` on slots < cutoff."""
         x = None
         if self.z_dim:
             if z is None or z.ndim != 2 or z.shape[1] != self.z_dim:
@@ -220,7 +220,7 @@ class MappingNetwork(nn.Module):
 
 
 class SynthesisLayer(nn.Module):
-    """Modulated 3×3 conv (optionally ×2 up), noise, bias, leaky ReLU, clamp: ``x [B, I, r, r]`` -> ``[B, O, R, R]``."""
+    """Modulated 3×3 conv (optionally ×2 up), noise, bias, leaky ReLU, clamp: ``[B, I, r, r]`` -> ``[B, O, R, R]``."""
 
     def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, *, up: bool,
                  conv_clamp: float | None, use_noise: bool, resample_filter: torch.Tensor) -> None:
@@ -495,7 +495,11 @@ class StyleGAN2Generator(GeneratorBase):
         return dict(self.synthesis.channels)
 
     def config(self) -> dict[str, Any]:
-        """Constructor keyword arguments that rebuild this architecture (weights not included)."""
+        """Constructor keyword arguments that rebuild this architecture.
+
+        Weights are not included, and neither are the FIR taps: ``resample_filter`` is a placeholder of the right
+        length, since the filter itself is a buffer that ``load_state_dict`` restores.
+        """
         m = self.mapping
         return dict(z_dim=self.z_dim, c_dim=self.c_dim, w_dim=self.w_dim, resolution=self.resolution,
                     img_channels=self.img_channels, channels=self.channels, mapping_layers=m.num_layers,

@@ -69,8 +69,7 @@ def load_stylegan2_file(path: str | os.PathLike, *, conv_clamp: float | None | s
     """
     path = os.fspath(path)
     try:
-        with open(path, "rb") as fh:
-            head = fh.read(4)
+        head = _open_head(path)
     except OSError as exc:
         raise GeneratorLoadError(f"cannot read {path!r}: {exc.strerror or exc}") from None
     name = os.path.basename(path)
@@ -82,6 +81,8 @@ def load_stylegan2_file(path: str | os.PathLike, *, conv_clamp: float | None | s
         obj = _read_pickle(path)
         if isinstance(obj, int) and obj == _TORCH_LEGACY_MAGIC:  # legacy torch.save: let torch parse the rest
             G = _from_torch_object(_torch_load(path), name, conv_clamp)
+        elif isinstance(obj, Mapping) and not any(isinstance(v, PersistentRecord) for v in obj.values()):
+            G = _from_torch_object(obj, name, conv_clamp)  # a state dict or checkpoint dict pickled directly
         else:
             G = _from_nvidia_snapshot(obj, name, conv_clamp)
     return G.eval().requires_grad_(False)
@@ -97,7 +98,8 @@ class PersistentRecord:
 
     Attributes:
         class_name: the class the pickle wants (``Generator``, ``MappingNetwork``, ...).
-        state: that object's ``__dict__``: ``_parameters``, ``_buffers``, ``_modules`` (more records), ``_init_kwargs``...
+        state: that object's ``__dict__``: ``_parameters``, ``_buffers``, ``_modules`` (more records),
+            ``_init_kwargs``, ...
     """
 
     class_name: str
@@ -283,7 +285,7 @@ def _record_hints(record: PersistentRecord, kwargs: dict[str, Any]) -> dict[str,
 
 def _torch_load(path: str) -> Any:
     name = os.path.basename(path)
-    if not zipfile.is_zipfile(path):  # the caller saw a zip signature, so the archive is cut short
+    if _open_head(path).startswith(b"PK") and not zipfile.is_zipfile(path):  # zip signature, no central directory
         raise GeneratorLoadError(f"{name}: the file is truncated or corrupt (incomplete zip archive)")
     try:
         # rosinality's train.py stores its argparse options; a Namespace holds only plain values.
@@ -303,7 +305,6 @@ def _from_torch_object(obj: Any, name: str, conv_clamp: float | None | str) -> S
     if not isinstance(obj, Mapping):
         raise GeneratorLoadError(f"{name}: unrecognised checkpoint ({type(obj).__name__}); expected a rosinality "
                                  "checkpoint or an NVIDIA StyleGAN2 state dict")
-    clamp_override = None if conv_clamp == "auto" else conv_clamp
     if isinstance(obj.get("g_ema"), Mapping):
         G = generator_from_rosinality_state_dict(obj["g_ema"], obj.get("latent_avg"), source=name)
         return _with_clamp(G, conv_clamp)
@@ -314,7 +315,7 @@ def _from_torch_object(obj: Any, name: str, conv_clamp: float | None | str) -> S
     if _is_rosinality_state_dict(obj):
         return _with_clamp(generator_from_rosinality_state_dict(obj, None, source=name), conv_clamp)
     if _is_nvidia_state_dict(obj):
-        clamp = _NVIDIA_CONV_CLAMP if conv_clamp == "auto" else clamp_override
+        clamp = _NVIDIA_CONV_CLAMP if conv_clamp == "auto" else conv_clamp
         return generator_from_nvidia_state_dict(dict(obj), conv_clamp=clamp, source=name)
     if any(str(k).startswith("synthesis.input.") or re.match(r"synthesis\.L\d+_", str(k)) for k in obj):
         raise GeneratorLoadError(f"{name}: this is a StyleGAN3 (alias-free) generator, which the StyleGAN2 loader "
@@ -623,6 +624,12 @@ def save_rosinality_checkpoint(G: StyleGAN2Generator, path: str | os.PathLike) -
 
 
 # ----------------------------------------------------------------------------------------------------------------
+
+
+def _open_head(path: str, size: int = 4) -> bytes:
+    """The first ``size`` bytes of ``path`` (format sniffing)."""
+    with open(path, "rb") as fh:
+        return fh.read(size)
 
 
 def _first_line(exc: BaseException) -> str:
