@@ -201,7 +201,7 @@ class MappingNetwork(nn.Module):
 
     def forward(self, z: torch.Tensor | None, c: torch.Tensor | None = None, truncation_psi: float = 1.0,
                 truncation_cutoff: int | None = None) -> torch.Tensor:
-        """``z [B, z_dim]``, ``c [B, c_dim]`` → ``ws [B, num_ws, w_dim]``; ``lerp(w_avg, ws, psi)`` on slots < cutoff."""
+        """``z [B, z_dim]``, ``c [B, c_dim]`` -> ``ws [B, num_ws, w_dim]``, ``lerp(w_avg, ws, psi)`` below cutoff."""
         x = None
         if self.z_dim:
             if z is None or z.ndim != 2 or z.shape[1] != self.z_dim:
