@@ -109,6 +109,9 @@ class Segmentation:
         labels: ``int32 [H, W]`` cluster ids; for k = 2, 1 = foreground and 0 = background.
         foreground: ``bool [H, W]`` (for k > 2, the union of the clusters judged foreground).
         meta: every setting, the per-variant crossovers, cluster scores, the foreground margin and timings.
+        instances, instance_records, semantic: the instance mode's results (``segment(..., detector=...)``,
+            see :mod:`stylemix.instances`), else ``None``: ``int32 [H, W]`` instance ids (0 = background),
+            one :class:`~stylemix.instances.InstanceRecord` per detection, ``int32 [H, W]`` class id + 1.
     """
 
     seed: int
@@ -116,6 +119,10 @@ class Segmentation:
     labels: np.ndarray
     foreground: np.ndarray
     meta: dict[str, Any]
+    # Instance mode (issue #4), filled by stylemix.instances.InstanceStep.
+    instances: np.ndarray | None = None
+    instance_records: list[Any] | None = None
+    semantic: np.ndarray | None = None
 
 
 def generator_device(G: Any) -> torch.device:
@@ -196,13 +203,19 @@ def finish_labels(labels: Any, size: tuple[int, int], n_clusters: int, guide: An
     return clean_labels(full, int(round(cfg.min_area * size[0] * size[1])))
 
 
-def segment(G: Any, seed: int = 0, *, config: SegmentConfig | None = None, **options: Any) -> Segmentation:
+def segment(G: Any, seed: int = 0, *, config: SegmentConfig | None = None, detector: Any = None,
+            classes: Any = None, conf: float = 0.25, iou: float = 0.7, instance_config: Any = None,
+            **options: Any) -> Segmentation:
     """Segment the image of ``seed`` made by ``G``.
 
     Args:
         G: a generator (:func:`stylemix.load_generator`); the device of its weights picks the backend.
         seed: NVlabs seed, ``z = RandomState(seed).randn(1, z_dim)``.
         config: a :class:`SegmentConfig`; keyword ``options`` (its field names) override it.
+        detector, classes, conf, iou, instance_config: instance mode, off when ``detector`` is ``None``: a weights
+            path or a callable (:mod:`stylemix.detect`), a class filter (``"person,horse"`` or ids), the detector's
+            confidence and NMS IoU thresholds, an :class:`~stylemix.instances.InstanceConfig`. Fills the
+            result's ``instances``, ``instance_records`` and ``semantic``.
 
     Returns:
         A :class:`Segmentation`.
@@ -215,16 +228,21 @@ def segment(G: Any, seed: int = 0, *, config: SegmentConfig | None = None, **opt
     """
     cfg = dataclasses.replace(config or SegmentConfig(), **_known(options)).resolve(G)
     backend = get_backend("cuda" if generator_device(G).type == "cuda" else "cpu")
-    return _segment(G, int(seed), cfg, backend)
+    from stylemix.instances import prepare_instances  # lazy: stylemix.instances builds on this module
+    step = prepare_instances(detector, classes, conf, iou, instance_config)
+    return _segment(G, int(seed), cfg, backend, step)
 
 
-def segment_many(G: Any, seeds: Iterable[int], *, config: SegmentConfig | None = None, **options: Any
-                 ) -> Iterator[Segmentation]:
-    """:func:`segment` over ``seeds``, validating the settings once."""
+def segment_many(G: Any, seeds: Iterable[int], *, config: SegmentConfig | None = None, detector: Any = None,
+                 classes: Any = None, conf: float = 0.25, iou: float = 0.7, instance_config: Any = None,
+                 **options: Any) -> Iterator[Segmentation]:
+    """:func:`segment` over ``seeds``, validating the settings and loading the detector once."""
     cfg = dataclasses.replace(config or SegmentConfig(), **_known(options)).resolve(G)
     backend = get_backend("cuda" if generator_device(G).type == "cuda" else "cpu")
+    from stylemix.instances import prepare_instances
+    step = prepare_instances(detector, classes, conf, iou, instance_config)
     for seed in seeds:
-        yield _segment(G, int(seed), cfg, backend)
+        yield _segment(G, int(seed), cfg, backend, step)
 
 
 def _known(options: dict[str, Any]) -> dict[str, Any]:
@@ -235,7 +253,7 @@ def _known(options: dict[str, Any]) -> dict[str, Any]:
     return options
 
 
-def _segment(G: Any, seed: int, cfg: SegmentConfig, backend: Backend) -> Segmentation:
+def _segment(G: Any, seed: int, cfg: SegmentConfig, backend: Backend, instance_step: Any = None) -> Segmentation:
     if seed < 0 or seed >= 2 ** 32:
         raise StylemixError(f"seed must be in [0, 2**32), got {seed}")
     t0 = time.perf_counter()
@@ -267,5 +285,8 @@ def _segment(G: Any, seed: int, cfg: SegmentConfig, backend: Backend) -> Segment
         "foreground_fraction": round(float(foreground.mean()), 6),
         "timing_s": {"render": t1 - t0, "cluster": t2 - t1, "postprocess": t3 - t2},
     }
-    return Segmentation(seed, to_numpy(image_u8), to_numpy(full).astype(np.int32),
-                        to_numpy(foreground).astype(bool), meta)
+    seg = Segmentation(seed, to_numpy(image_u8), to_numpy(full).astype(np.int32),
+                       to_numpy(foreground).astype(bool), meta)
+    if instance_step is not None:  # instance mode (stylemix/instances.py): per-box clustering of the same stack
+        instance_step(seg, backend.from_torch(stack.float()), cfg, random_state)
+    return seg
