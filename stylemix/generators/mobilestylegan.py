@@ -50,7 +50,13 @@ from stylemix.generators.base import GeneratorBase, StyleLayout, resize_image, t
 WHEEL_REQUIREMENT = "random-face==2021.7.21.1"
 _IR_FILES = ("MappingNetwork.xml", "MappingNetwork.bin", "SynthesisNetwork.xml", "SynthesisNetwork.bin")
 _NUM_BLOCKS = 7
-_NUM_WS = 1 + 3 * _NUM_BLOCKS + 1  # conv1, (up, conv1, conv2) per block, to_img
+#: The IR module (constant-name prefix) whose modulation each style slot drives, in forward order.
+SLOT_MODULES: tuple[str, ...] = (
+    "m.conv1.conv",
+    *(f"m.layers.{i}.{m}" for i in range(_NUM_BLOCKS) for m in ("up", "conv1.conv", "conv2.conv")),
+    f"m.layers.{_NUM_BLOCKS - 1}.to_img.conv",
+)
+_NUM_WS = len(SLOT_MODULES)  # 23
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -374,14 +380,6 @@ def _build_mapping(g: IRGraph) -> MappingNetwork:
     return MappingNetwork(eps, layers)
 
 
-def _slot_names() -> list[str]:
-    """The module whose modulation each style slot drives, in forward order (see the module docstring)."""
-    names = ["m.conv1.conv"]
-    for i in range(_NUM_BLOCKS):
-        names += [f"m.layers.{i}.up", f"m.layers.{i}.conv1.conv", f"m.layers.{i}.conv2.conv"]
-    return names + [f"m.layers.{_NUM_BLOCKS - 1}.to_img.conv"]
-
-
 def _read_modulation(g: IRGraph, prefix: str) -> tuple[Modulation, int, int]:
     """The modulation of ``prefix``, the IR Multiply that applies it, and that Multiply's features input."""
     weight_id = g.by_name(f"{prefix}.modulation.weight")
@@ -488,7 +486,7 @@ class MobileSynthesisNetwork(torch.nn.Module):
 def _build_synthesis(g: IRGraph) -> MobileSynthesisNetwork:
     steps: list[torch.nn.Module] = []
     prev = None
-    for prefix in _slot_names():
+    for prefix in SLOT_MODULES:
         module_name = prefix.removesuffix(".conv")
         modulation, apply, features = _read_modulation(g, prefix)
         if prev is not None and features != prev:
