@@ -134,7 +134,8 @@ def generator_device(G: Any) -> torch.device:
 
 def to_uint8(img: torch.Tensor) -> torch.Tensor:
     """NVIDIA's conversion: ``img [B, 3, H, W]`` float -> ``uint8 [B, H, W, 3]`` (``x * 127.5 + 128``, clamped)."""
-    return (img.permute(0, 2, 3, 1) * 127.5 + 128).clamp(0, 255).to(torch.uint8)
+    # Contiguous: a channels-first input keeps a permuted layout, which OpenCV (overlays, PNGs) rejects.
+    return (img.permute(0, 2, 3, 1) * 127.5 + 128).clamp(0, 255).to(torch.uint8).contiguous()
 
 
 def style_latents(G: Any, seed: int, cfg: SegmentConfig) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
