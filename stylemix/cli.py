@@ -74,6 +74,21 @@ def method_options(f: Any) -> Any:
     return f
 
 
+def detector_options(f: Any) -> Any:
+    """Instance mode (stylemix/instances.py): a detector proposes boxes, each box is segmented by style mixing."""
+    options = [
+        click.option("--detector", metavar="PATH", default=None,
+                     help="Detector weights (.pt/.onnx/.tflite, Ultralytics YOLO) for instance masks. Default: off."),
+        click.option("--classes", default=None, metavar="NAME|ID,..",
+                     help="Keep only these detector classes, e.g. person,horse. Default: all."),
+        click.option("--det-conf", type=float, default=0.25, help="Detector confidence threshold."),
+        click.option("--det-iou", type=float, default=0.7, help="Detector NMS IoU threshold."),
+    ]
+    for opt in reversed(options):
+        f = opt(f)
+    return f
+
+
 def method_kwargs(options: dict[str, Any]) -> dict[str, Any]:
     """CLI option values -> :func:`stylemix.segment` keyword arguments."""
     from stylemix.mixing import parse_crossover
@@ -88,6 +103,7 @@ def method_kwargs(options: dict[str, Any]) -> dict[str, Any]:
 @click.option("--seeds", required=True, help="Seeds, e.g. 0-7,12 (NVlabs convention).")
 @click.option("--outdir", required=True, type=click.Path(file_okay=False), help="Where to write the files.")
 @method_options
+@detector_options
 def segment(network: str | None, device: str, seeds: str, outdir: str, **options: Any) -> None:
     """Segment the images of SEEDS and write image, mask and overlay per seed.
 
@@ -97,11 +113,17 @@ def segment(network: str | None, device: str, seeds: str, outdir: str, **options
       seedSSSS_mask.png     uint8; k=2: 255 foreground, 0 background; k>2: cluster ids
       seedSSSS_overlay.png  the mask drawn over the image
       seedSSSS.json         settings, per-variant crossovers, foreground margin
+    and with --detector (instance mode, docs/instances.md):
+      seedSSSS_instances.png          instance ids, 0 = background (uint8, uint16 past 255)
+      seedSSSS_semantic.png           class id + 1 per pixel, 0 = background
+      seedSSSS_instances.json         one record per detection: class, score, box, area, margin, kept/reason
+      seedSSSS_instances_overlay.png  instances and boxes drawn over the image
 
     \b
     Examples:
       stylemix segment --seeds 0-7 --outdir out
       stylemix segment --network network-snapshot.pkl --seeds 0-3,10 -n 32 -k 4 --outdir parts
+      stylemix segment --seeds 0-15 --detector yolov8n.tflite --classes person --outdir people
     """
     import numpy as np
     from tqdm import tqdm
@@ -114,6 +136,10 @@ def segment(network: str | None, device: str, seeds: str, outdir: str, **options
     G = stylemix.load_generator(network, device=_device(device))
     from stylemix.segment import SegmentConfig
     SegmentConfig(**kwargs).resolve(G)  # every bad value fails here, before anything is written
+    from stylemix.instances import prepare_instances, write_instances
+    step = prepare_instances(options["detector"], options["classes"], options["det_conf"], options["det_iou"])
+    if step is not None:  # the loaded detector, so that it is loaded once and its errors come first
+        kwargs.update(detector=step.detector, classes=step.classes, conf=step.conf, iou=step.iou)
     out = io.prepare_outdir(outdir)
     for seg in tqdm(stylemix.segment_many(G, seed_list, **kwargs), total=len(seed_list), unit="img",
                     desc="segment", disable=None):
@@ -124,6 +150,8 @@ def segment(network: str | None, device: str, seeds: str, outdir: str, **options
         io.write_png(f"{stem}_mask.png", mask)
         io.write_png(f"{stem}_overlay.png", visualize.overlay(seg.image, seg.labels, background=k > 2))
         io.write_json(f"{stem}.json", seg.meta)
+        if seg.instances is not None:
+            write_instances(stem, seg)
 
 
 @main.command("eval")

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import time
 from typing import Any, Iterable
 
@@ -260,11 +261,12 @@ def _priority(rec: InstanceRecord) -> tuple[float, float, float]:
     return rec.foreground_margin, rec.score, -(x1 - x0) * (y1 - y0)
 
 
-def overlay_instances(image: np.ndarray, instances: Instances) -> np.ndarray:
-    """``uint8 [H, W, 3]``: the instances tinted and outlined over ``image``, kept boxes drawn with captions."""
+def overlay_instances(image: np.ndarray, labels: np.ndarray, records: list[InstanceRecord]) -> np.ndarray:
+    """``uint8 [H, W, 3]``: instance ``labels int [H, W]`` tinted and outlined over ``image uint8 [H, W, 3]``, the
+    kept ``records``' boxes drawn in the same colours with id, class and score."""
     from stylemix.visualize import draw_boxes, overlay
-    kept = [r for r in instances.records if r.kept]
-    out = overlay(image, instances.labels)
+    kept = [r for r in records if r.kept]
+    out = overlay(image, labels)
     return draw_boxes(out, np.array([r.box for r in kept], np.float32).reshape(-1, 4),
                       [f"{r.id} {r.class_name} {r.score:.2f}" for r in kept], [r.id for r in kept])
 
@@ -321,3 +323,16 @@ def prepare_instances(detector: str | Any | None, classes: str | Iterable[str | 
     if classes is not None and not isinstance(classes, str):
         classes = list(classes)
     return InstanceStep(det, classes, conf, iou, config)
+
+
+def write_instances(stem: str | os.PathLike, seg: Any) -> None:
+    """Write the instance files of ``seg`` (a :class:`~stylemix.segment.Segmentation` with instances) beside
+    ``stem``: ``_instances.png``, ``_semantic.png`` (uint8, uint16 past 255), ``_instances.json``,
+    ``_instances_overlay.png``."""
+    from stylemix import io
+    stem = os.fspath(stem)
+    for suffix, ids in (("_instances", seg.instances), ("_semantic", seg.semantic)):
+        io.write_png(f"{stem}{suffix}.png", ids.astype(np.uint8 if ids.max(initial=0) <= 255 else np.uint16))
+    io.write_json(f"{stem}_instances.json", {"seed": seg.seed, **seg.meta["instances"],
+                                             "instances": [r.as_dict() for r in seg.instance_records]})
+    io.write_png(f"{stem}_instances_overlay.png", overlay_instances(seg.image, seg.instances, seg.instance_records))
