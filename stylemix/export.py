@@ -1,0 +1,771 @@
+"""Pseudo-label datasets: segment many seeds and write them in a layout a trainer reads unmodified.
+
+:func:`export_dataset` is the entry point (``stylemix export`` is its command line); docs/export.md explains the
+formats, the dataset card, resume, sharding and Ray. The design in four sentences:
+
+* Each seed is turned into files and one manifest record by a pure function (:func:`render_seed`), so one process,
+  a shard of a torchrun job and a Ray actor produce the same bytes.
+* Files are written atomically, then the record is appended to the manifest and fsynced: a seed counts as done only
+  once its line is on disk, and the manifest is the only source of truth for ``--resume``.
+* Everything derived from many seeds (the sorted ``manifest.jsonl``, the COCO JSON, ``data.yaml``, the card's
+  counts) is rebuilt from the records by :func:`finalize`, so an export killed at any moment and resumed ends
+  byte-identical to an uninterrupted one.
+* A settings digest (generator weights, method settings, format, filter, stylemix version) is stored in the card
+  and in every record; a run whose digest differs is refused unless the dataset is cleared with ``overwrite``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+import re
+import shutil
+import struct
+import time
+import zlib
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from stylemix.errors import StylemixError
+
+FORMATS = ("png", "coco", "yolo")
+LAYOUT_VERSION = 1  # bumped whenever the files written for a seed change; part of the digest
+CARD = "dataset.json"
+MANIFEST = "manifest.jsonl"
+COCO_JSON = "annotations/instances.json"
+YOLO_YAML = "data.yaml"
+_LOCK = ".export.lock"
+_IMAGE_DIRS = {"png": ("images", "masks"), "coco": ("images",), "yolo": ("images/train", "labels/train")}
+_OWNED = (CARD, YOLO_YAML, _LOCK, "images", "masks", "labels", "annotations")  # what overwrite may delete
+# Not part of the digest or the card: the segment docstring guarantees results do not depend on it.
+_PERFORMANCE_SETTINGS = ("batch_size",)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Seeds and shards
+
+
+def compact_seeds(seeds: Iterable[int]) -> str:
+    """Sorted seeds as NVlabs ranges: ``[0, 1, 2, 5]`` -> ``"0-2,5"`` (the inverse of ``io.parse_seeds``)."""
+    parts: list[str] = []
+    run: list[int] = []
+    for s in sorted(set(int(s) for s in seeds)):
+        if run and s == run[-1] + 1:
+            run.append(s)
+            continue
+        if run:
+            parts.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
+        run = [s]
+    if run:
+        parts.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
+    return ",".join(parts)
+
+
+def parse_shard(spec: str | tuple[int, int] | None) -> tuple[int, int] | None:
+    """``"I/N"`` -> ``(I, N)``; ``"auto"`` reads torchrun's ``RANK`` and ``WORLD_SIZE`` (unset: no sharding)."""
+    if spec is None or isinstance(spec, tuple):
+        shard = spec
+    elif spec == "auto":
+        if "WORLD_SIZE" not in os.environ:
+            return None
+        try:
+            shard = (int(os.environ.get("RANK", "0")), int(os.environ["WORLD_SIZE"]))
+        except ValueError:
+            raise StylemixError("RANK and WORLD_SIZE must be integers for --shard auto") from None
+    else:
+        m = re.fullmatch(r"(\d+)/(\d+)", spec.strip())
+        if not m:
+            raise StylemixError(f"bad shard {spec!r}: use I/N (e.g. 0/4) or auto")
+        shard = (int(m.group(1)), int(m.group(2)))
+    if shard is not None and not 0 <= shard[0] < shard[1]:
+        raise StylemixError(f"shard index must be in [0, N), got {shard[0]}/{shard[1]}")
+    return None if shard is None or shard[1] == 1 else shard
+
+
+def shard_seeds(seeds: Sequence[int], index: int, count: int) -> list[int]:
+    """The seeds of shard ``index`` of ``count``: seed ``s`` belongs to shard ``s mod count``.
+
+    By seed value rather than list position, so a seed's shard never depends on which other seeds were asked for.
+    """
+    return [s for s in seeds if s % count == index]
+
+
+def shard_manifest(shard: tuple[int, int] | None) -> str:
+    return MANIFEST if shard is None else f"manifest-shard{shard[0]}-of-{shard[1]}.jsonl"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Settings, generator identity, digest
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def weights_sha256(G: Any) -> str | None:
+    """sha256 over ``G``'s state dict (names, dtypes, shapes, bytes, in name order); ``None`` without weights."""
+    import torch
+    if not isinstance(G, torch.nn.Module):
+        return None
+    h = hashlib.sha256()
+    for name, t in sorted(G.state_dict().items()):
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def generator_identity(G: Any, source: str | os.PathLike | None) -> dict[str, Any]:
+    """What the card says about the generator: its source (file name or registered name), a hash, and
+    ``G.describe()``. For files the hash is the file's sha256; otherwise that of the weights."""
+    facts = json.loads(json.dumps(G.describe() if hasattr(G, "describe") else {}, default=str))
+    ident: dict[str, Any] = {"family": getattr(G, "family", type(G).__name__), "describe": facts}
+    if source is not None and os.path.isfile(source):
+        ident.update(source=Path(source).name, sha256=file_sha256(source))
+    else:
+        ident.update(source=None if source is None else os.fspath(source), weights_sha256=weights_sha256(G))
+    return ident
+
+
+def instance_identity(step: Any, detector: Any) -> dict[str, Any] | None:
+    """The instance mode's settings for the card (``None`` when off): detector name and weights sha256, class
+    filter, thresholds, per-box settings and the detector's class table.
+
+    Args:
+        step: :func:`stylemix.instances.prepare_instances`'s result; ``detector``: what it was made from.
+    """
+    from stylemix.detect import detector_name
+    if step is None:
+        return None
+    ident: dict[str, Any] = {
+        "detector": detector_name(step.detector), "classes": step.classes, "conf": step.conf, "iou": step.iou,
+        "settings": dataclasses.asdict(step.config),
+        "names": {str(k): v for k, v in sorted((getattr(step.detector, "names", None) or {}).items())}}
+    if isinstance(detector, (str, os.PathLike)) and os.path.isfile(detector):
+        ident["sha256"] = file_sha256(detector)
+    return ident
+
+
+def settings_digest(core: dict[str, Any]) -> str:
+    """sha256 of what decides every byte a seed writes (the card ``core`` minus names that do not)."""
+    keyed = {k: v for k, v in core.items() if k not in ("seeds", "digest")}
+    keyed["generator"] = {k: v for k, v in core["generator"].items() if k != "source"}  # a renamed file is the same
+    return hashlib.sha256(_canonical(keyed).encode()).hexdigest()
+
+
+def _canonical(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# One seed -> files + record (pure: no file system)
+
+
+@dataclasses.dataclass
+class SeedResult:
+    """What one seed contributes: ``files`` maps paths relative to the dataset root to their bytes, ``record`` is
+    its manifest line (JSON object)."""
+
+    seed: int
+    files: dict[str, bytes]
+    record: dict[str, Any]
+
+
+def stem(seed: int) -> str:
+    return f"seed{seed:04d}"
+
+
+def mask_palette() -> np.ndarray:
+    """``uint8 [256, 3]``: the overlay colours of :mod:`stylemix.visualize`, so id 0 (background) is black."""
+    from stylemix.visualize import palette
+    return palette(256)
+
+
+def encode_palette_png(ids: np.ndarray, palette: np.ndarray) -> bytes:
+    """``uint8 [H, W]`` class ids -> an 8-bit palette PNG whose pixel values are the ids (deterministic bytes).
+
+    PIL, torchvision and mmseg read the ids back directly; the palette only makes the mask visible in a viewer.
+    OpenCV has no palette writer, hence these few lines of PNG.
+    """
+    if ids.ndim != 2 or ids.dtype != np.uint8:
+        raise StylemixError(f"expected uint8 [H, W] class ids, got {ids.dtype} {ids.shape}")
+    h, w = ids.shape
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+    rows = np.concatenate([np.zeros((h, 1), np.uint8), ids], axis=1)  # filter type 0 per row
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 3, 0, 0, 0))
+            + chunk(b"PLTE", np.ascontiguousarray(palette, np.uint8).tobytes())
+            + chunk(b"IDAT", zlib.compress(rows.tobytes(), 9)) + chunk(b"IEND", b""))
+
+
+def class_map(seg: Any) -> np.ndarray:
+    """``uint8 [H, W]`` class ids of the png format.
+
+    k = 2: 0 background, 1 foreground. k > 2: clusters renumbered by rank of their foreground score (0 = the most
+    background-like), because raw k-means ids are arbitrary per image while ranks mean the same in every image.
+    Instance mode (a detector ran): the semantic map, 0 background, detector class id + 1.
+    """
+    if getattr(seg, "semantic", None) is not None:
+        if seg.semantic.max(initial=0) > 255:
+            raise StylemixError("the png format holds at most 255 detector classes")
+        return seg.semantic.astype(np.uint8)
+    k = int(seg.meta["settings"]["clusters"])
+    if k == 2:
+        return seg.foreground.astype(np.uint8)
+    order = np.argsort(np.asarray(seg.meta["cluster_scores"]), kind="stable")
+    rank = np.empty(k, np.uint8)
+    rank[order] = np.arange(k, dtype=np.uint8)
+    return rank[seg.labels]
+
+
+def instances(seg: Any) -> list[tuple[np.ndarray, int, str]]:
+    """Instance masks of a segmentation: ``[(mask bool [H, W], class_id, class_name), ...]``.
+
+    Instance mode (``seg.instances`` int [H, W], 0 = none, with ``seg.instance_records``): one instance per kept
+    record, in the detector's classes. Otherwise each 8-connected component of the foreground is an instance of
+    class 0 ``foreground`` (the same regions the YOLO polygons outline).
+    """
+    if getattr(seg, "instances", None) is not None:
+        return [(seg.instances == r.id, int(r.class_id), str(r.class_name))
+                for r in seg.instance_records if r.kept and r.id]
+    import scipy.ndimage
+    comps, n = scipy.ndimage.label(seg.foreground, structure=np.ones((3, 3), bool))
+    return [(comps == i, 0, "foreground") for i in range(1, n + 1)]
+
+
+def yolo_polygons(mask: np.ndarray) -> list[np.ndarray]:
+    """External contours of ``mask bool [H, W]`` as ``float [P, 2]`` (x, y) in [0, 1], P >= 3 (holes are lost).
+
+    Coordinates are pixel indices over the size, which is what ultralytics' ``fillPoly`` turns back into the mask.
+    """
+    import cv2
+    h, w = mask.shape
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    return [np.clip(c[:, 0, :].astype(np.float64) / (w, h), 0, 1) for c in contours if len(c) >= 3]
+
+
+def coco_rle(mask: np.ndarray) -> dict[str, Any]:
+    """``mask bool [H, W]`` -> COCO RLE ``{"size": [H, W], "counts": str}`` (pycocotools' compressed form)."""
+    from pycocotools import mask as mask_utils
+    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
+
+
+def render_seed(seg: Any, fmt: str, digest: str, min_margin: float) -> SeedResult:
+    """Turn a :class:`~stylemix.segment.Segmentation` into the files and the manifest record of ``fmt``.
+
+    Files per format (SSSS = seed, at least 4 digits):
+      png:  ``images/seedSSSS.png`` RGB, ``masks/seedSSSS.png`` palette PNG of :func:`class_map` ids.
+      coco: ``images/seedSSSS.png``; the annotations (RLE, bbox, area) go in the record, for :func:`finalize`.
+      yolo: ``images/train/seedSSSS.png``, ``labels/train/seedSSSS.txt``: ``class x1 y1 x2 y2 ...`` per polygon.
+    A seed whose foreground margin is below ``min_margin`` writes no file; its record says why.
+    """
+    from stylemix.io import encode_png
+    seed, meta = int(seg.seed), seg.meta
+    record: dict[str, Any] = {"seed": seed, "digest": digest, "foreground_margin": meta["foreground_margin"],
+                              "foreground_fraction": meta["foreground_fraction"], "size": list(seg.image.shape[:2])}
+    if meta["foreground_margin"] < min_margin:
+        record["skipped"] = f"foreground margin {meta['foreground_margin']} < min margin {min_margin}"
+        return SeedResult(seed, {}, record)
+    name = stem(seed)
+    files: dict[str, bytes] = {}
+    if fmt == "png":
+        files[f"images/{name}.png"] = encode_png(seg.image)
+        files[f"masks/{name}.png"] = encode_palette_png(class_map(seg), mask_palette())
+        if getattr(seg, "instances", None) is not None:
+            record["classes"] = {str(c): n for _, c, n in instances(seg)}
+    elif fmt == "coco":
+        files[f"images/{name}.png"] = encode_png(seg.image)
+        anns = []
+        for mask, class_id, class_name in instances(seg):
+            rle = coco_rle(mask)
+            ys, xs = np.nonzero(mask)
+            bbox = [int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)]
+            anns.append({"class_id": class_id, "class_name": class_name, "area": int(mask.sum()), "bbox": bbox,
+                         "segmentation": rle})
+        record["annotations"] = anns
+    elif fmt == "yolo":
+        files[f"images/train/{name}.png"] = encode_png(seg.image)
+        lines, names = [], {}
+        for mask, class_id, class_name in instances(seg):
+            names[str(class_id)] = class_name
+            lines += [f"{class_id} " + " ".join(f"{v:.6f}" for v in poly.ravel()) for poly in yolo_polygons(mask)]
+        files[f"labels/train/{name}.txt"] = "".join(line + "\n" for line in lines).encode()
+        record["classes"], record["polygons"] = names, len(lines)
+    else:
+        raise StylemixError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
+    record["files"] = {path: hashlib.sha256(data).hexdigest() for path, data in sorted(files.items())}
+    return SeedResult(seed, files, record)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The dataset on disk: manifests, commits, finalisation
+
+
+def read_manifest(path: Path) -> list[dict[str, Any]]:
+    """The records of one manifest file; a torn last line (a kill mid-append) is ignored."""
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_bytes().split(b"\n"):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # only the last line can be torn; it was never acknowledged
+    return records
+
+
+def manifest_paths(outdir: Path) -> list[Path]:
+    """``manifest.jsonl`` and every ``manifest-shardI-of-N.jsonl`` of ``outdir``."""
+    return sorted(p for p in outdir.glob("manifest*.jsonl") if re.fullmatch(r"manifest(-shard\d+-of-\d+)?\.jsonl",
+                                                                             p.name))
+
+
+def read_records(outdir: Path) -> dict[int, dict[str, Any]]:
+    """Every record of every manifest of ``outdir`` by seed (a later line for the same seed wins)."""
+    records: dict[int, dict[str, Any]] = {}
+    for path in manifest_paths(outdir):
+        for rec in read_manifest(path):
+            records[int(rec["seed"])] = rec
+    return records
+
+
+def is_done(outdir: Path, record: dict[str, Any]) -> bool:
+    """A record counts only while its files exist (a deleted image makes the seed be redone)."""
+    return all((outdir / p).is_file() for p in record.get("files", {}))
+
+
+class ManifestWriter:
+    """Appends records to one manifest file, one fsynced ``write`` per line.
+
+    On open, bytes after the last newline (a line torn by a kill) are cut off so the next line starts clean.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        if path.exists():
+            data = path.read_bytes()
+            keep = data.rfind(b"\n") + 1
+            if keep != len(data):
+                with open(path, "r+b") as f:
+                    f.truncate(keep)
+        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    def append(self, record: dict[str, Any]) -> None:
+        os.write(self.fd, (_canonical(record) + "\n").encode())
+        os.fsync(self.fd)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+    def __enter__(self) -> "ManifestWriter":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def commit_seed(outdir: Path, result: SeedResult, manifest: ManifestWriter) -> None:
+    """Write a seed's files atomically, make the renames durable, then append its record (the commit point)."""
+    from stylemix.io import atomic_write_bytes
+    dirs = set()
+    for rel, data in result.files.items():
+        path = outdir / rel
+        atomic_write_bytes(path, data)
+        dirs.add(path.parent)
+    for d in sorted(dirs):  # the rename must reach the disk before the line that vouches for it
+        _fsync_dir(d)
+    manifest.append(result.record)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def _locked(outdir: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on ``outdir/.export.lock`` (serialises shards finishing at the same time)."""
+    import fcntl
+    with open(outdir / _LOCK, "a+b") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def read_card(outdir: Path) -> dict[str, Any] | None:
+    path = outdir / CARD
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError:
+        raise StylemixError(f"{os.fspath(path)!r} is not a stylemix dataset card") from None
+
+
+def finalize(outdir: str | os.PathLike) -> dict[str, Any]:
+    """Build everything derived from the records, if every requested seed has one; return the card.
+
+    In order, so that a kill at any step leaves a state the next call completes identically: the merged
+    ``manifest.jsonl`` sorted by seed, removal of the shard manifests, the format's index (COCO JSON or
+    ``data.yaml``), removal of temp files and files no record names, and last the card with ``complete: true``.
+
+    Raises:
+        StylemixError: no card, records with another digest, or seeds still missing.
+    """
+    from stylemix.io import atomic_write_bytes, write_json
+    out = Path(outdir)
+    card = read_card(out)
+    if card is None:
+        raise StylemixError(f"{os.fspath(out)!r} has no {CARD}: not a stylemix export")
+    with _locked(out):
+        records = read_records(out)
+        _check_digests(out, card["digest"], records.values())
+        from stylemix.io import parse_seeds
+        wanted = parse_seeds(card["seeds"]) if card["seeds"] else []
+        missing = [s for s in wanted if s not in records or not is_done(out, records[s])]
+        if missing:
+            raise StylemixError(f"{len(missing)} of {len(wanted)} seeds are not exported yet (first: {missing[0]}); "
+                                "run the missing shards, or resume, then merge")
+        ordered = [records[s] for s in sorted(wanted)]
+        atomic_write_bytes(out / MANIFEST, "".join(_canonical(r) + "\n" for r in ordered).encode())
+        for path in manifest_paths(out):
+            if path.name != MANIFEST:
+                path.unlink()
+        written = [r for r in ordered if "skipped" not in r]
+        classes = _classes(card, written)
+        if card["format"] == "coco":
+            (out / "annotations").mkdir(exist_ok=True)
+            write_json(out / COCO_JSON, coco_document(written, classes, card))
+        elif card["format"] == "yolo":
+            atomic_write_bytes(out / YOLO_YAML, yolo_yaml(classes).encode())
+        _remove_strays(out, card["format"], {p for r in written for p in r["files"]})
+        counts = {"requested": len(wanted), "written": len(written), "skipped": len(wanted) - len(written),
+                  "mean_foreground_fraction": round(float(np.mean([r["foreground_fraction"] for r in written]))
+                                                    if written else 0.0, 6)}
+        if card["format"] == "coco":
+            counts["annotations"] = sum(len(r["annotations"]) for r in written)
+        elif card["format"] == "yolo":
+            counts["polygons"] = sum(r["polygons"] for r in written)
+        card.update(complete=True, classes=classes, counts=counts,
+                    skipped_seeds=compact_seeds(r["seed"] for r in ordered if "skipped" in r))
+        write_json(out / CARD, card)
+    return card
+
+
+def _classes(card: dict[str, Any], written: list[dict[str, Any]]) -> dict[str, str]:
+    """Class id (as a string, JSON keys) -> name for the whole dataset, in id order."""
+    detector_names = (card.get("instances") or {}).get("names")
+    if card["format"] == "png" and card.get("instances"):
+        found = {int(a): n for a, n in (detector_names or {}).items()}
+        for r in written:  # a detector without a names table: the names seen
+            found.update({int(c): n for c, n in r.get("classes", {}).items()})
+        return {"0": "background", **{str(i + 1): found.get(i, f"class{i}") for i in range(max(found, default=-1) + 1)}}
+    if card["format"] == "png":
+        k = int(card["settings"]["clusters"])
+        return {"0": "background", "1": "foreground"} if k == 2 else {str(i): f"rank{i}" for i in range(k)}
+    names: dict[int, str] = {}
+    for r in written:
+        for a in r.get("annotations", ()):
+            names.setdefault(int(a["class_id"]), a["class_name"])
+        for cid, name in r.get("classes", {}).items():
+            names.setdefault(int(cid), name)
+    if detector_names:
+        names = {int(i): n for i, n in detector_names.items()}
+    names = names or {0: "foreground"}
+    top = max(names)
+    return {str(i): names.get(i, f"class{i}") for i in range(top + 1)}  # YOLO wants dense ids
+
+
+def coco_document(written: list[dict[str, Any]], classes: dict[str, str], card: dict[str, Any]) -> dict[str, Any]:
+    """The COCO instances JSON of the records (sorted by seed): image id = seed, category id = class id + 1."""
+    images, annotations = [], []
+    for r in written:
+        name = stem(r["seed"]) + ".png"
+        h, w = r["size"]
+        images.append({"id": r["seed"], "file_name": name, "height": h, "width": w})
+        for a in r["annotations"]:
+            annotations.append({"id": len(annotations) + 1, "image_id": r["seed"], "category_id": a["class_id"] + 1,
+                                "segmentation": a["segmentation"], "area": a["area"], "bbox": a["bbox"],
+                                "iscrowd": 0})
+    return {"info": {"description": "stylemix pseudo-labels", "version": card["stylemix"],
+                     "digest": card["digest"]},
+            "licenses": [], "images": images, "annotations": annotations,
+            "categories": [{"id": int(i) + 1, "name": n, "supercategory": "object"} for i, n in classes.items()]}
+
+
+def yolo_yaml(classes: dict[str, str]) -> str:
+    """``data.yaml`` without a ``path:`` key, so ultralytics resolves the folders next to the file itself."""
+    names = "".join(f"  {i}: {json.dumps(n)}\n" for i, n in classes.items())
+    return ("# stylemix pseudo-label export (docs/export.md). Paths are relative to this file's folder.\n"
+            "# There is no held-out split: val repeats train; split by seed if you need one.\n"
+            f"train: images/train\nval: images/train\nnames:\n{names}")
+
+
+def _remove_strays(out: Path, fmt: str, keep: set[str]) -> None:
+    """Delete temp files of killed writes and seed files no record names, in the export's own folders only."""
+    for d in _IMAGE_DIRS[fmt]:
+        folder = out / d
+        if not folder.is_dir():
+            continue
+        for p in folder.iterdir():
+            rel = f"{d}/{p.name}"
+            stray_tmp = p.name.startswith(".") and p.name.endswith(".tmp")
+            if p.is_file() and (stray_tmp or (re.fullmatch(r"seed\d+\.(png|txt)", p.name) and rel not in keep)):
+                p.unlink()
+    for p in out.glob(".*.tmp"):
+        p.unlink()
+    if (out / "annotations").is_dir():
+        for p in (out / "annotations").glob(".*.tmp"):
+            p.unlink()
+
+
+def _check_digests(out: Path, digest: str, records: Iterable[dict[str, Any]]) -> None:
+    for rec in records:
+        if rec.get("digest") != digest:
+            raise StylemixError(f"{os.fspath(out)!r} holds seeds exported with other settings (digest "
+                                f"{str(rec.get('digest'))[:12]} != {digest[:12]}); use --overwrite or another folder")
+
+
+def clear_export(outdir: Path) -> None:
+    """Delete what an export owns in ``outdir`` (card, manifests, data.yaml, image/label folders); nothing else."""
+    for name in _OWNED:
+        p = outdir / name
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
+    for p in manifest_paths(outdir):
+        p.unlink()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Segmentation workers: one process, or Ray actors
+
+
+class SeedRenderer:
+    """Segments blocks of seeds and renders them (what a Ray actor holds; also used in-process).
+
+    Args:
+        generator: a generator, or a source for :func:`stylemix.load_generator`.
+        config: the resolved :class:`~stylemix.segment.SegmentConfig`.
+        fmt, digest, min_margin: as in :func:`render_seed`.
+        device: where to load a source (a generator object is moved there).
+        instance_options: ``detector``, ``classes``, ``conf``, ``iou``, ``instance_config`` of the instance mode
+            (:func:`stylemix.instances.prepare_instances`); the detector is loaded once, here.
+    """
+
+    def __init__(self, generator: Any, config: Any, fmt: str, digest: str, min_margin: float,
+                 device: str = "cpu", instance_options: dict[str, Any] | None = None) -> None:
+        import stylemix
+        from stylemix.instances import prepare_instances
+        self.G = (stylemix.load_generator(generator, device=device) if isinstance(generator, (str, os.PathLike))
+                  else generator.to(device))
+        self.config, self.fmt, self.digest, self.min_margin = config, fmt, digest, min_margin
+        opts = dict(instance_options or {})
+        step = prepare_instances(opts.pop("detector", None), opts.get("classes"), opts.get("conf", 0.25),
+                                 opts.get("iou", 0.7), opts.get("instance_config"))
+        self.instance_kwargs = {} if step is None else {
+            "detector": step.detector, "classes": step.classes, "conf": step.conf, "iou": step.iou,
+            "instance_config": step.config}
+
+    def iter_results(self, seeds: Sequence[int]) -> Iterator[SeedResult]:
+        from stylemix.segment import segment_many
+        for seg in segment_many(self.G, seeds, config=self.config, **self.instance_kwargs):
+            yield render_seed(seg, self.fmt, self.digest, self.min_margin)
+
+    def run(self, seeds: Sequence[int]) -> list[SeedResult]:
+        return list(self.iter_results(seeds))
+
+
+def _ray_results(generator: Any, config: Any, fmt: str, digest: str, min_margin: float, blocks: list[list[int]],
+                 address: str | None, workers: int | None, instance_options: dict[str, Any]
+                 ) -> Iterator[SeedResult]:
+    """Results of ``blocks`` rendered by Ray actors, in completion order.
+
+    One actor per worker holds the generator; with GPUs in the cluster each actor takes one GPU, else one CPU. The
+    driver keeps every file write (the actors return bytes), so the nodes need no shared file system.
+    """
+    try:
+        import ray
+        from ray.util import ActorPool
+    except ImportError:
+        raise StylemixError("--ray needs Ray: pip install 'stylemix[ray]'") from None
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    resources = ray.cluster_resources()
+    gpus = int(resources.get("GPU", 0))
+    n = workers or gpus or max(int(resources.get("CPU", 1)), 1)
+    remote = ray.remote(num_gpus=1, num_cpus=0) if gpus else ray.remote(num_cpus=1)
+    Actor = remote(SeedRenderer)
+    source = generator if isinstance(generator, (str, os.PathLike)) else ray.put(generator.cpu())
+    if isinstance(source, os.PathLike):
+        source = os.fspath(source)  # a path every node can read (shared storage or the same layout)
+    actors = [Actor.remote(source, config, fmt, digest, min_margin, "cuda" if gpus else "cpu", instance_options)
+              for _ in range(n)]
+    try:
+        pool = ActorPool(actors)  # submits a block whenever an actor is free: at most `n` blocks in flight
+        for results in pool.map_unordered(lambda a, block: a.run.remote(block), blocks):
+            yield from results
+    finally:
+        for a in actors:
+            ray.kill(a)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The entry point
+
+
+def export_dataset(generator: Any, seeds: str | Iterable[int], outdir: str | os.PathLike, *, format: str = "png",
+                   min_margin: float = 0.0, resume: bool = False, overwrite: bool = False,
+                   shard: str | tuple[int, int] | None = None, batch_seeds: int = 16, ray: bool = False,
+                   ray_address: str | None = None, workers: int | None = None, device: str = "cpu",
+                   progress: bool | None = None, config: Any = None, detector: Any = None, classes: Any = None,
+                   conf: float = 0.25, iou: float = 0.7, instance_config: Any = None, **options: Any
+                   ) -> dict[str, Any]:
+    """Export the segmentations of ``seeds`` as a training dataset in ``outdir``.
+
+    Args:
+        generator: a generator, or a source for :func:`stylemix.load_generator` (a file or a registered name).
+        seeds: ``"0-99,200"`` or an iterable of ints.
+        outdir: the dataset root (created).
+        format: ``png`` (images + class-id masks), ``coco`` (instances JSON, RLE) or ``yolo`` (ultralytics
+            segmentation); layouts in :func:`render_seed` and docs/export.md.
+        min_margin: seeds whose foreground margin is below this are skipped, and recorded as skipped.
+        resume: continue an export of the same settings and seeds; without it an existing export is refused.
+        overwrite: delete an existing export in ``outdir`` first (not with ``shard``: other shards may be writing).
+        shard: ``"I/N"`` exports only seeds with ``seed % N == I``, into ``manifest-shardI-of-N.jsonl``;
+            ``"auto"`` reads ``RANK``/``WORLD_SIZE``. The shard that completes the set merges everything.
+        batch_seeds: seeds per work unit (one Ray task, one progress update between units).
+        ray, ray_address, workers: render on a Ray cluster (``None``: the running one, or a new local one) with
+            ``workers`` actors (default: one per GPU, else one per CPU).
+        device: where a generator source is loaded in this process.
+        progress: show a tqdm bar (``None``: only on a terminal).
+        config, options: method settings, as for :func:`stylemix.segment`.
+        detector, classes, conf, iou, instance_config: instance mode, as for :func:`stylemix.segment`: the coco
+            and yolo formats then hold the detector's instances and classes, the png masks its semantic map.
+
+    Returns:
+        A summary: ``outdir``, ``exported`` (this call), ``done`` (before it), ``pending``, ``complete``,
+        ``elapsed_s``, ``images_per_s``, and the ``card`` once complete.
+    """
+    import stylemix
+    from stylemix.io import parse_seeds, prepare_outdir, write_json
+    from stylemix.segment import SegmentConfig, _known
+
+    if format not in FORMATS:
+        raise StylemixError(f"unknown format {format!r}: use one of {', '.join(FORMATS)}")
+    if batch_seeds < 1:
+        raise StylemixError(f"--batch-seeds must be at least 1, got {batch_seeds}")
+    seed_list = parse_seeds(seeds) if isinstance(seeds, str) else list(dict.fromkeys(int(s) for s in seeds))
+    if not seed_list:
+        raise StylemixError("no seeds to export")
+    shard_t = parse_shard(shard)
+    if overwrite and shard_t is not None:
+        raise StylemixError("--overwrite cannot be combined with --shard: clear the folder once before the shards "
+                            "start (stylemix export --overwrite without --shard, or rm -r)")
+    source = generator if isinstance(generator, (str, os.PathLike)) else None
+    G = stylemix.load_generator(source, device=device) if source is not None else generator
+    cfg = dataclasses.replace(config or SegmentConfig(), **_known(options)).resolve(G)
+    settings = {k: v for k, v in cfg.as_dict().items() if k not in _PERFORMANCE_SETTINGS}
+    from stylemix.instances import prepare_instances
+    step = prepare_instances(detector, classes, conf, iou, instance_config)  # checks every setting, loads once
+    instance_options = {} if step is None else {"detector": step.detector, "classes": step.classes,
+                                                "conf": step.conf, "iou": step.iou, "instance_config": step.config}
+    core = {"stylemix": stylemix.__version__, "layout": LAYOUT_VERSION, "format": format,
+            "generator": generator_identity(G, source), "settings": settings,
+            "instances": instance_identity(step, detector), "min_margin": float(min_margin),
+            "seeds": compact_seeds(seed_list), "shards": "seed s belongs to shard s mod N"}
+    core["digest"] = settings_digest(core)
+
+    out = prepare_outdir(outdir)
+    if overwrite:
+        clear_export(out)
+    own_manifest = out / shard_manifest(shard_t)
+    card = read_card(out)
+    records = read_records(out)
+    if card is not None:
+        if card.get("digest") != core["digest"]:
+            raise StylemixError(f"{os.fspath(out)!r} holds an export with other settings (digest "
+                                f"{str(card.get('digest'))[:12]} != {core['digest'][:12]}); use --overwrite or "
+                                "another folder")
+        if card.get("seeds") != core["seeds"]:
+            raise StylemixError(f"{os.fspath(out)!r} was exported for seeds {card.get('seeds')}, not "
+                                f"{core['seeds']}; use --overwrite or another folder")
+    _check_digests(out, core["digest"], records.values())
+    started = card is not None and (card.get("complete") or read_manifest(own_manifest))
+    if (started or (card is None and records)) and not resume:
+        raise StylemixError(f"{os.fspath(out)!r} already holds this export; use --resume to continue it or "
+                            "--overwrite to start again")
+    if card is None:
+        write_json(out / CARD, {**core, "complete": False})
+    for d in _IMAGE_DIRS[format]:
+        (out / d).mkdir(parents=True, exist_ok=True)
+
+    mine = seed_list if shard_t is None else shard_seeds(seed_list, *shard_t)
+    done = {s for s, r in records.items() if is_done(out, r)}
+    pending = [s for s in mine if s not in done]
+    blocks = [pending[i:i + batch_seeds] for i in range(0, len(pending), batch_seeds)]
+    t0 = time.perf_counter()
+    if ray and pending:
+        results: Iterator[SeedResult] = _ray_results(source if source is not None else G, cfg, format,
+                                                     core["digest"], float(min_margin), blocks, ray_address, workers,
+                                                     {**instance_options, "detector": detector} if step else {})
+    else:
+        renderer = SeedRenderer(G, cfg, format, core["digest"], float(min_margin), device=str(_device_of(G)),
+                                instance_options=instance_options)
+        results = (r for block in blocks for r in renderer.iter_results(block))
+    _commit_all(out, own_manifest, results, total=len(mine), initial=len(mine) - len(pending), progress=progress,
+                desc=f"export {format}" + (f" {shard_t[0]}/{shard_t[1]}" if shard_t else ""))
+    elapsed = time.perf_counter() - t0
+
+    summary: dict[str, Any] = {"outdir": os.fspath(out), "exported": len(pending), "done": len(mine) - len(pending),
+                               "elapsed_s": round(elapsed, 3),
+                               "images_per_s": round(len(pending) / elapsed, 3) if pending and elapsed > 0 else None}
+    all_records = read_records(out)
+    remaining = [s for s in seed_list if s not in all_records or not is_done(out, all_records[s])]
+    summary["pending"] = len(remaining)
+    summary["complete"] = not remaining
+    if not remaining:
+        summary["card"] = finalize(out)
+    return summary
+
+
+def merge_shards(outdir: str | os.PathLike) -> dict[str, Any]:
+    """Merge the shard manifests of a sharded export into one dataset (what the last shard does by itself);
+    returns the card. Raises :class:`StylemixError` while seeds are missing."""
+    return finalize(outdir)
+
+
+def _device_of(G: Any) -> Any:
+    from stylemix.segment import generator_device
+    return generator_device(G)
+
+
+def _commit_all(out: Path, manifest_path: Path, results: Iterable[SeedResult], total: int, initial: int,
+                progress: bool | None, desc: str) -> None:
+    from tqdm import tqdm
+    with ManifestWriter(manifest_path) as manifest, \
+            tqdm(total=total, initial=initial, unit="img", desc=desc, disable=None if progress is None else not progress,
+                 smoothing=0.1, dynamic_ncols=True) as bar:
+        for result in results:
+            commit_seed(out, result, manifest)
+            bar.update(1)
