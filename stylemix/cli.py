@@ -232,5 +232,75 @@ def _masks_by_seed(folder: str) -> dict[int, Path]:
     return found
 
 
+# ---- export (issue #5): pseudo-label datasets; the library is stylemix/export.py ----------------------------------
+
+
+@main.command()
+@network_option
+@click.option("--seeds", default=None, help="Seeds, e.g. 0-99999 (NVlabs convention). Required unless --merge.")
+@click.option("--outdir", required=True, type=click.Path(file_okay=False), help="The dataset root.")
+@click.option("--format", "fmt", type=click.Choice(("png", "coco", "yolo")), default="png",
+              help="png: images/ + masks/; coco: instances JSON with RLE; yolo: ultralytics segmentation.")
+@method_options
+@detector_options
+@click.option("--min-margin", type=float, default=0.0,
+              help="Skip seeds whose foreground margin is below this (recorded in the manifest).")
+@click.option("--resume", is_flag=True, help="Continue an interrupted export of the same settings and seeds.")
+@click.option("--overwrite", is_flag=True, help="Delete the export already in OUTDIR first.")
+@click.option("--shard", default=None, metavar="I/N|auto",
+              help="Export only seeds s with s mod N = I; auto: torchrun's RANK/WORLD_SIZE.")
+@click.option("--batch-seeds", type=int, default=16, help="Seeds per work unit (one Ray task).")
+@click.option("--merge", is_flag=True, help="Only merge the shard manifests of OUTDIR into one dataset.")
+@click.option("--ray", "use_ray", is_flag=True, help="Segment on a Ray cluster (pip install stylemix[ray]).")
+@click.option("--ray-address", default=None, metavar="ADDR", help="Ray cluster to join. Default: a local one.")
+@click.option("--workers", type=int, default=None, help="Ray actors. Default: one per GPU, else one per CPU.")
+def export(network: str | None, device: str, seeds: str | None, outdir: str, fmt: str, min_margin: float,
+           resume: bool, overwrite: bool, shard: str | None, batch_seeds: int, merge: bool, use_ray: bool,
+           ray_address: str | None, workers: int | None, **options: Any) -> None:
+    """Export the segmentations of SEEDS as a dataset a trainer reads as it is (docs/export.md).
+
+    \b
+    OUTDIR holds the format's files, dataset.json (generator, settings, seeds, counts) and manifest.jsonl (one
+    line per seed: files and their sha256, foreground margin, or why it was skipped). A killed export continues
+    with --resume and ends byte-identical to an uninterrupted one.
+
+    \b
+    Examples:
+      stylemix export --network shapes --seeds 0-999 --format yolo --outdir DS
+      yolo segment train data=DS/data.yaml epochs=1 imgsz=64 model=yolov8n-seg.yaml
+      stylemix export --seeds 0-99999 --format coco --outdir DS --shard 3/8      # one of 8 machines
+      stylemix export --seeds 0-99999 --format png -k 4 --outdir DS --ray --ray-address auto
+    """
+    from stylemix import export as ex
+    if merge:
+        card = ex.merge_shards(outdir)
+        click.echo(f"merged {card['counts']['written']} images ({card['counts']['skipped']} seeds skipped) "
+                   f"into {os.path.join(outdir, ex.CARD)}")
+        return
+    if seeds is None:
+        raise StylemixError("--seeds is required (unless --merge)")
+    kwargs = method_kwargs(options)
+    kwargs.update(detector=options["detector"], classes=options["classes"], conf=options["det_conf"],
+                  iou=options["det_iou"])
+    from stylemix.generators.registry import DEFAULT_GENERATOR
+    summary = ex.export_dataset(network or DEFAULT_GENERATOR, seeds, outdir, format=fmt, min_margin=min_margin,
+                                resume=resume, overwrite=overwrite, shard=shard, batch_seeds=batch_seeds,
+                                ray=use_ray, ray_address=ray_address, workers=workers, device=_device(device),
+                                **kwargs)
+    rate = f", {summary['images_per_s']} img/s" if summary["images_per_s"] else ""
+    click.echo(f"exported {summary['exported']} seeds in {summary['elapsed_s']} s{rate} "
+               f"({summary['done']} were already done)")
+    if summary["complete"]:
+        counts = summary["card"]["counts"]
+        click.echo(f"dataset complete: {counts['written']} images, {counts['skipped']} seeds skipped; "
+                   f"{os.path.join(outdir, ex.CARD)}")
+    else:
+        click.echo(f"{summary['pending']} seeds are still missing (other shards); the last shard to finish merges, "
+                   f"or run: stylemix export --merge --outdir {outdir}")
+
+
+# ---- end of export ------------------------------------------------------------------------------------------------
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
