@@ -72,11 +72,12 @@ def test_method_is_exact_and_beats_the_prior(scored):
 
 def test_every_row_is_scored(scored):
     cases, _, summary = scored
-    assert set(summary) == {"method", "rgb_kmeans", "feature_kmeans", "oracle_k2", "average_mask"}
+    assert set(summary) == {"method", "rgb_kmeans", "feature_kmeans", "oracle_k2", "oracle_best_k2",
+                            "average_mask"}
     for c in cases:
         assert set(c.scores) == set(summary)
     # On shapes the clusters are the regions, so the oracle and the one-hot features are exact too.
-    assert summary["oracle_k2"]["miou"] >= 0.99
+    assert summary["oracle_k2"]["miou"] >= 0.99 and summary["oracle_best_k2"]["miou"] >= 0.99
     assert summary["feature_kmeans"]["miou"] >= 0.99
 
 
@@ -84,9 +85,17 @@ def test_oracle_at_configured_k(quality, G, scored):
     _, gts, _ = scored
     image = stylemix.segment(G, 0, variants=8).image
     masks = quality.oracle_masks(G, 0, image, gts[0], SegmentConfig(variants=8, clusters=3).resolve(G))
-    assert sorted(masks) == [2, 3]
+    assert sorted(masks) == ["oracle_best_k2", "oracle_best_k3", "oracle_k2", "oracle_k3"]
     for mask in masks.values():
         assert mask.shape == image.shape[:2] and mask.dtype == bool
+
+
+def test_best_assignment_beats_majority_vote_on_miou(quality):
+    # Two clusters, both mostly foreground: the vote calls everything foreground (bg IoU 0, mIoU 0.375), the best
+    # assignment (mIoU 0.46) keeps cluster 1 as background.
+    fg_count, count = np.array([90, 60]), np.array([100, 100])
+    assert (fg_count > count / 2).tolist() == [True, True]
+    assert quality.best_assignment(fg_count, count).tolist() == [True, False]
 
 
 def test_to_gt_size_votes_by_area(quality):
