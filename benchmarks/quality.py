@@ -18,7 +18,8 @@ Protocol (docs/benchmarks.md, "Quality"):
   - ``feature_kmeans``: k-means (k = 2) on the generator's intermediate features of the base image at 64 x 64,
     each pixel's vector L2-normalised (the Segmentation-in-Style recipe, without its training);
   - ``average_mask``: the mean ground-truth mask of the scored seeds, thresholded at 0.5, used for every image:
-    what ignoring the image scores (it has seen the answers, so it is an optimistic prior);
+    what ignoring the image scores (it has seen the answers, so it is an optimistic prior, and meaningless on a
+    handful of seeds: on one seed it is that seed's ground truth);
   - ``oracle_k2`` / ``oracle_kK``: the method's own clusters at k = 2 and at the configured k, each cluster made
     foreground when most of its pixels are foreground in the ground truth; ``oracle_best_k2`` / ``oracle_best_kK``:
     the same clusters with the fg/bg assignment of highest mIoU (majority vote maximises accuracy, not mIoU, and
