@@ -14,9 +14,13 @@ boxes hold for every variant. For each box:
 4. **paste back** at full resolution: the crop's binary labels are upsampled and cleaned by
    :func:`~stylemix.segment.finish_labels`, guided by the image crop.
 
-Implausible instances are dropped, with the reason recorded: a crop under ``min_crop`` analysis pixels, no
-foreground evidence (margin 0), an empty mask, or a mask filling more than ``max_box_fill`` of its box (the
+Implausible instances are dropped, with the reason recorded: a crop under ``min_crop`` analysis pixels, weak
+foreground evidence (margin under ``min_margin``), an empty mask, or a mask filling more than ``max_box_fill`` of its box (the
 clustering did not separate object from background).
+
+**Duplicates.** A detector may find one object twice (a whole person, and a box around the face nested in it).
+Two detections of one class whose boxes and masks both share more than ``merge_overlap`` of the smaller one are
+merged into the instance with the higher detector score, the other detection recorded as merged.
 
 **Overlaps.** A pixel claimed by several instance masks goes to the instance whose box prior is highest at that
 pixel (the box the pixel is most central to, so an object spilling into a neighbour's box loses there); ties,
@@ -32,15 +36,15 @@ import dataclasses
 import math
 import os
 import time
-from typing import Any, Iterable
+from typing import Any, Iterable, NamedTuple
 
 import numpy as np
 
-from stylemix.backend import array_module, to_numpy
+from stylemix.backend import array_module, ndimage_module, to_numpy
 from stylemix.detect import (Detections, Detector, check_thresholds, class_ids, detect, detector_name,
                              load_detector)
 from stylemix.errors import StylemixError
-from stylemix.foreground import centrality_map
+from stylemix.foreground import centrality_map, cluster_scores, foreground_clusters
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,12 +58,17 @@ class InstanceConfig:
         max_box_fill: drop an instance whose mask covers more than this fraction of its box.
         min_crop: drop a box whose crop is narrower than this many analysis pixels (raise the analysis
             resolution for small objects).
+        min_margin: drop an instance whose foreground margin is below this: no cluster is clearly the object.
+        merge_overlap: two detections of one class whose boxes and masks both share more than this fraction of
+            the smaller one are one object detected twice, and are merged (1 turns merging off).
     """
 
     clusters: int = 2
     crop_margin: float = 0.15
     max_box_fill: float = 0.95
     min_crop: int = 4
+    min_margin: float = 0.05
+    merge_overlap: float = 0.7
 
     def check(self) -> None:
         if self.clusters < 2:
@@ -68,6 +77,10 @@ class InstanceConfig:
             raise StylemixError(f"crop margin is a fraction of the box side in [0, 2], got {self.crop_margin}")
         if not 0 < self.max_box_fill <= 1:
             raise StylemixError(f"max box fill must be in (0, 1], got {self.max_box_fill}")
+        if not 0 <= self.merge_overlap <= 1:
+            raise StylemixError(f"merge overlap must be in [0, 1], got {self.merge_overlap}")
+        if not 0 <= self.min_margin < 1:
+            raise StylemixError(f"min margin must be in [0, 1), got {self.min_margin}")
         if self.min_crop < 2:
             raise StylemixError(f"min crop must be at least 2 analysis pixels, got {self.min_crop}")
 
@@ -139,6 +152,30 @@ def box_prior(shape: tuple[int, int], box: tuple[int, int, int, int], xp: Any = 
     return prior
 
 
+def detach_outside(labels: Any, inside: Any, n_clusters: int) -> Any:
+    """Relabel to ``n_clusters`` every connected piece of a cluster that lies wholly outside the box.
+
+    Args:
+        labels: ``int [h, w]`` cluster ids in ``[0, n_clusters)`` of a crop.
+        inside: ``bool [h, w]``, the box.
+
+    Returns:
+        ``int32 [h, w]`` ids in ``[0, n_clusters]``. A neighbouring object in the margin ring often changes like
+        the object and joins its cluster; as a piece of its own it no longer counts for (or against) that cluster.
+    """
+    xp, nd = array_module(labels), ndimage_module(labels)
+    out = labels.astype(xp.int32)
+    for c in range(n_clusters):
+        pieces, n = nd.label(labels == c)
+        if n == 0:
+            continue
+        touches = xp.zeros(n + 1, bool)
+        touches[pieces[inside]] = True
+        touches[0] = True  # not part of cluster c
+        out[~touches[pieces]] = n_clusters
+    return out
+
+
 def crop_window(box: np.ndarray, image_size: tuple[int, int], analysis_size: tuple[int, int], margin: float
                 ) -> tuple[int, int, int, int]:
     """The analysis-resolution window ``(x0, y0, x1, y1)`` (end exclusive) around ``box`` widened by ``margin``.
@@ -171,7 +208,7 @@ def segment_instances(image: Any, stack: Any, detections: Detections, cfg: Any, 
     Returns:
         :class:`Instances` (NumPy arrays).
     """
-    from stylemix.segment import cluster_stack, decide_foreground, finish_labels, order_binary
+    from stylemix.segment import cluster_stack, finish_labels, order_binary
     config = config or InstanceConfig()
     config.check()
     detections = detections.select(np.argsort(-detections.scores, kind="stable"))  # ids follow the score
@@ -181,7 +218,7 @@ def segment_instances(image: Any, stack: Any, detections: Detections, cfg: Any, 
     h, w = int(stack.shape[2]), int(stack.shape[3])
     crop_cfg = dataclasses.replace(cfg, clusters=config.clusters)
     records: list[InstanceRecord] = []
-    claims: list[tuple[InstanceRecord, np.ndarray, np.ndarray]] = []  # record, mask and prior over its crop
+    claims: list[tuple[InstanceRecord, Claim]] = []
     for box, cls, score in zip(detections.boxes, detections.classes, detections.scores):
         ax0, ay0, ax1, ay1 = crop_window(box, (H, W), (h, w), config.crop_margin)
         # Analysis pixels map to whole blocks of image pixels (generators render powers of two).
@@ -197,12 +234,16 @@ def segment_instances(image: Any, stack: Any, detections: Detections, cfg: Any, 
         rel = np.asarray(box, dtype=np.float64) - [X0, Y0, X0, Y0]  # the box in crop pixels (image scale)
         labels = cluster_stack(stack[:, :, ay0:ay1, ax0:ax1], crop_cfg, random_state)
         small_box = tuple(int(round(v)) for v in (rel[0] / fx, rel[1] / fy, rel[2] / fx, rel[3] / fy))
-        _, is_fg, margin = decide_foreground(labels, config.clusters, box_prior(labels.shape, small_box, xp))
+        prior = box_prior(labels.shape, small_box, xp)
+        labels = detach_outside(labels, prior > 0, config.clusters)
+        scores = cluster_scores(labels, config.clusters + 1, prior)
+        is_fg, margin = foreground_clusters(scores[:config.clusters])
         rec.foreground_margin = round(margin, 6)
-        if margin <= 0:
-            rec.reason = "no foreground evidence in the box (margin 0)"
+        if margin < config.min_margin:
+            rec.reason = f"weak foreground evidence (margin {margin:.3f} < {config.min_margin})"
             continue
-        full = finish_labels(order_binary(labels, is_fg), (Y1 - Y0, X1 - X0), 2, guide[Y0:Y1, X0:X1], cfg)
+        binary = order_binary(labels, xp.concatenate([is_fg, xp.zeros(1, bool)]))
+        full = finish_labels(binary, (Y1 - Y0, X1 - X0), 2, guide[Y0:Y1, X0:X1], cfg)
         mask = to_numpy(full).astype(bool)
         bx0, by0, bx1, by1 = (int(round(v)) for v in rel)
         bx0, by0, bx1, by1 = max(bx0, 0), max(by0, 0), min(bx1, X1 - X0), min(by1, Y1 - Y0)
@@ -214,31 +255,105 @@ def segment_instances(image: Any, stack: Any, detections: Detections, cfg: Any, 
             rec.reason = (f"mask fills {rec.box_fill:.0%} of its box (> {config.max_box_fill:.0%}): object and "
                           f"background not separated")
         else:
-            claims.append((rec, mask, box_prior(mask.shape, (bx0, by0, bx1, by1))))
-    owner = resolve_overlaps((H, W), [(rec.crop, mask, prior) for rec, mask, prior in claims],
-                             [_priority(rec) for rec, _, _ in claims])
+            claims.append((rec, Claim((X0, Y0, X1, Y1), mask, box_prior(mask.shape, (bx0, by0, bx1, by1)))))
+    claims, merged_into = merge_duplicates(claims, config.merge_overlap)
+    owner = resolve_overlaps((H, W), [claim for _, claim in claims], [_priority(rec) for rec, _ in claims])
     areas = np.bincount(owner.ravel(), minlength=len(claims) + 1)
     ids = np.zeros(len(claims) + 1, np.int32)
     semantic_of = np.zeros(len(claims) + 1, np.int32)
     n = 0
-    for i, (rec, _, _) in enumerate(claims, start=1):  # claims are in decreasing score, so ids are too
+    for i, (rec, _) in enumerate(claims, start=1):  # claims are in decreasing score, so ids are too
         if areas[i] == 0:
             rec.reason = "covered by other instances"
             continue
         n += 1
         rec.id, rec.kept, rec.area = n, True, int(areas[i])
         ids[i], semantic_of[i] = n, rec.class_id + 1
+    for rec, host in merged_into:
+        rec.reason = (f"same object as instance {host.id}: merged into it" if host.kept else
+                      f"same object as the {host.class_name} scored {host.score:.2f}: merged into it")
     return Instances(ids[owner], semantic_of[owner], records, detections)
 
 
-def resolve_overlaps(size: tuple[int, int], claims: list[tuple[Iterable[int], np.ndarray, np.ndarray]],
-                     priorities: list[tuple[float, ...]]) -> np.ndarray:
+class Claim(NamedTuple):
+    """An instance mask over a window of the image.
+
+    Attributes:
+        window: ``(x0, y0, x1, y1)`` in image pixels, end exclusive.
+        mask: ``bool [y1-y0, x1-x0]``.
+        prior: ``float32 [y1-y0, x1-x0]``, the instance's :func:`box_prior` (its claim strength per pixel).
+    """
+
+    window: tuple[int, int, int, int]
+    mask: np.ndarray
+    prior: np.ndarray
+
+
+def mask_overlap(a: Claim, b: Claim) -> float:
+    """``|a & b| / min(|a|, |b|)`` of two claims' masks: 1 when one mask lies inside the other."""
+    x0, y0 = max(a.window[0], b.window[0]), max(a.window[1], b.window[1])
+    x1, y1 = min(a.window[2], b.window[2]), min(a.window[3], b.window[3])
+    if x1 <= x0 or y1 <= y0:
+        return 0.0
+    ma = a.mask[y0 - a.window[1]:y1 - a.window[1], x0 - a.window[0]:x1 - a.window[0]]
+    mb = b.mask[y0 - b.window[1]:y1 - b.window[1], x0 - b.window[0]:x1 - b.window[0]]
+    return float((ma & mb).sum()) / max(1, min(int(a.mask.sum()), int(b.mask.sum())))
+
+
+def box_overlap(a: Iterable[float], b: Iterable[float]) -> float:
+    """``|a & b| / min(|a|, |b|)`` of two ``x0, y0, x1, y1`` boxes: 1 when one box lies inside the other."""
+    ax0, ay0, ax1, ay1 = a
+    bx0, by0, bx1, by1 = b
+    inter = max(0.0, min(ax1, bx1) - max(ax0, bx0)) * max(0.0, min(ay1, by1) - max(ay0, by0))
+    return inter / max(1e-9, min((ax1 - ax0) * (ay1 - ay0), (bx1 - bx0) * (by1 - by0)))
+
+
+def merge_duplicates(claims: list[tuple[InstanceRecord, Claim]], threshold: float
+                     ) -> tuple[list[tuple[InstanceRecord, Claim]], list[tuple[InstanceRecord, InstanceRecord]]]:
+    """Merge claims of one class whose boxes and masks both overlap by more than ``threshold``.
+
+    Overlap is :func:`box_overlap` / :func:`mask_overlap`, the shared part of the smaller one. Such a pair is one
+    object found twice (e.g. a whole person and, nested in it, a box around the face): the union goes to the
+    earlier claim (the higher score, as claims come in decreasing score). The box test keeps apart neighbours
+    whose masks overlap only because one crop's clustering took in the other object.
+
+    Returns:
+        ``(claims left, [(merged record, the record it was merged into), ...])``.
+    """
+    kept: list[tuple[InstanceRecord, Claim]] = []
+    merged: list[tuple[InstanceRecord, InstanceRecord]] = []
+    for rec, claim in claims:
+        for i, (host, host_claim) in enumerate(kept):
+            if (host.class_id == rec.class_id and box_overlap(host.box, rec.box) > threshold
+                    and mask_overlap(host_claim, claim) > threshold):
+                kept[i] = (host, _union(host_claim, claim))
+                merged.append((rec, host))
+                break
+        else:
+            kept.append((rec, claim))
+    return kept, merged
+
+
+def _union(a: Claim, b: Claim) -> Claim:
+    """One claim covering both windows: the union of the masks, the larger prior per pixel."""
+    x0, y0 = min(a.window[0], b.window[0]), min(a.window[1], b.window[1])
+    x1, y1 = max(a.window[2], b.window[2]), max(a.window[3], b.window[3])
+    mask = np.zeros((y1 - y0, x1 - x0), bool)
+    prior = np.zeros((y1 - y0, x1 - x0), np.float32)
+    for c in (a, b):
+        region = np.s_[c.window[1] - y0:c.window[3] - y0, c.window[0] - x0:c.window[2] - x0]
+        mask[region] |= c.mask
+        prior[region] = np.maximum(prior[region], c.prior)
+    return Claim((x0, y0, x1, y1), mask, prior)
+
+
+def resolve_overlaps(size: tuple[int, int], claims: list[Claim], priorities: list[tuple[float, ...]]
+                     ) -> np.ndarray:
     """Give each pixel to one of the instance masks that claim it (the rule is in the module docstring).
 
     Args:
         size: ``(H, W)`` of the image.
-        claims: per instance, ``(crop, mask, prior)``: ``crop = (x0, y0, x1, y1)`` in the image, ``mask bool
-            [y1-y0, x1-x0]`` and ``prior float [y1-y0, x1-x0]`` (its :func:`box_prior`) over that crop.
+        claims: per instance, its :class:`Claim` (window, mask and prior).
         priorities: per instance, the tie-break key, larger wins (e.g. ``(margin, score, -box area)``).
 
     Returns:
