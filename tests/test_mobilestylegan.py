@@ -20,7 +20,7 @@ from stylemix.errors import GeneratorLoadError
 from stylemix.generators import Generator, load_generator, resize_image
 from stylemix.generators import mobilestylegan as msg
 
-EVAL_DIR = Path("/work/shared/eval/mobilestylegan-ffhq")
+EVAL_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "eval" / "mobilestylegan-ffhq"
 PARITY_SEEDS = (0, 1, 2)
 OV_ATOL = 1e-3  # max |torch - OpenVINO f32| on [-1, 1] images
 
@@ -35,6 +35,15 @@ def to_uint8_256(img: torch.Tensor) -> np.ndarray:
     import cv2
     u8 = np.clip((img[0].permute(1, 2, 0).numpy() + 1) * 127.5, 0, 255).astype(np.uint8)
     return cv2.resize(u8, (256, 256), interpolation=cv2.INTER_AREA)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread() -> Any:
+    """One torch thread (the machine is shared; tolerances hold for any count); restored after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
