@@ -17,6 +17,7 @@ formats, the dataset card, resume, sharding and Ray. The design in four sentence
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import hashlib
 import json
@@ -27,7 +28,7 @@ import struct
 import time
 import zlib
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -348,6 +349,11 @@ def is_done(outdir: Path, record: dict[str, Any]) -> bool:
     return all((outdir / p).is_file() for p in record.get("files", {}))
 
 
+def missing_seeds(outdir: Path, seeds: Sequence[int], records: dict[int, dict[str, Any]]) -> list[int]:
+    """The ``seeds`` (in their order) without a record whose files all exist: what remains to export."""
+    return [s for s in seeds if s not in records or not is_done(outdir, records[s])]
+
+
 class ManifestWriter:
     """Appends records to one manifest file, one fsynced ``write`` per line.
 
@@ -441,7 +447,7 @@ def finalize(outdir: str | os.PathLike) -> dict[str, Any]:
         _check_digests(out, card["digest"], records.values())
         from stylemix.io import parse_seeds
         wanted = parse_seeds(card["seeds"]) if card["seeds"] else []
-        missing = [s for s in wanted if s not in records or not is_done(out, records[s])]
+        missing = missing_seeds(out, wanted, records)
         if missing:
             raise StylemixError(f"{len(missing)} of {len(wanted)} seeds are not exported yet (first: {missing[0]}); "
                                 "run the missing shards, or resume, then merge")
@@ -539,9 +545,10 @@ def _remove_strays(out: Path, fmt: str, keep: set[str]) -> None:
 
 
 def _check_digests(out: Path, digest: str, records: Iterable[dict[str, Any]]) -> None:
+    """Refuse records (or a card) made with other settings than ``digest``."""
     for rec in records:
         if rec.get("digest") != digest:
-            raise StylemixError(f"{os.fspath(out)!r} holds seeds exported with other settings (digest "
+            raise StylemixError(f"{os.fspath(out)!r} holds an export with other settings (digest "
                                 f"{str(rec.get('digest'))[:12]} != {digest[:12]}); use --overwrite or another folder")
 
 
@@ -616,7 +623,10 @@ def _ray_results(generator: Any, config: Any, fmt: str, digest: str, min_margin:
     n = workers or gpus or max(int(resources.get("CPU", 1)), 1)
     remote = ray.remote(num_gpus=1, num_cpus=0) if gpus else ray.remote(num_cpus=1)
     Actor = remote(SeedRenderer)
-    source = generator if isinstance(generator, (str, os.PathLike)) else ray.put(generator.cpu())
+    if isinstance(generator, (str, os.PathLike)):
+        source = generator
+    else:  # weights travel on the CPU (a node may have no GPU); a copy, so the caller's generator stays put
+        source = ray.put(generator if _device_of(generator).type == "cpu" else copy.deepcopy(generator).cpu())
     if isinstance(source, os.PathLike):
         source = os.fspath(source)  # a path every node can read (shared storage or the same layout)
     actors = [Actor.remote(source, config, fmt, digest, min_margin, "cuda" if gpus else "cpu", instance_options)
@@ -700,34 +710,20 @@ def export_dataset(generator: Any, seeds: str | Iterable[int], outdir: str | os.
     if overwrite:
         clear_export(out)
     own_manifest = out / shard_manifest(shard_t)
-    card = read_card(out)
-    records = read_records(out)
-    if card is not None:
-        if card.get("digest") != core["digest"]:
-            raise StylemixError(f"{os.fspath(out)!r} holds an export with other settings (digest "
-                                f"{str(card.get('digest'))[:12]} != {core['digest'][:12]}); use --overwrite or "
-                                "another folder")
-        if card.get("seeds") != core["seeds"]:
-            raise StylemixError(f"{os.fspath(out)!r} was exported for seeds {card.get('seeds')}, not "
-                                f"{core['seeds']}; use --overwrite or another folder")
-    _check_digests(out, core["digest"], records.values())
-    started = card is not None and (card.get("complete") or read_manifest(own_manifest))
-    if (started or (card is None and records)) and not resume:
-        raise StylemixError(f"{os.fspath(out)!r} already holds this export; use --resume to continue it or "
-                            "--overwrite to start again")
+    card, records = read_card(out), read_records(out)
+    _check_existing(out, core, card, records, own_manifest, resume)
     if card is None:
         write_json(out / CARD, {**core, "complete": False})
     for d in _IMAGE_DIRS[format]:
         (out / d).mkdir(parents=True, exist_ok=True)
 
     mine = seed_list if shard_t is None else shard_seeds(seed_list, *shard_t)
-    done = {s for s, r in records.items() if is_done(out, r)}
-    pending = [s for s in mine if s not in done]
+    pending = missing_seeds(out, mine, records)
     blocks = [pending[i:i + batch_seeds] for i in range(0, len(pending), batch_seeds)]
     t0 = time.perf_counter()
     if ray and pending:
-        results: Iterator[SeedResult] = _ray_results(source if source is not None else G, cfg, format,
-                                                     core["digest"], float(min_margin), blocks, ray_address, workers,
+        results: Iterator[SeedResult] = _ray_results(generator, cfg, format, core["digest"], float(min_margin),
+                                                     blocks, ray_address, workers,
                                                      {**instance_options, "detector": detector} if step else {})
     else:
         renderer = SeedRenderer(G, cfg, format, core["digest"], float(min_margin), device=str(_device_of(G)),
@@ -740,13 +736,28 @@ def export_dataset(generator: Any, seeds: str | Iterable[int], outdir: str | os.
     summary: dict[str, Any] = {"outdir": os.fspath(out), "exported": len(pending), "done": len(mine) - len(pending),
                                "elapsed_s": round(elapsed, 3),
                                "images_per_s": round(len(pending) / elapsed, 3) if pending and elapsed > 0 else None}
-    all_records = read_records(out)
-    remaining = [s for s in seed_list if s not in all_records or not is_done(out, all_records[s])]
+    remaining = missing_seeds(out, seed_list, read_records(out))
     summary["pending"] = len(remaining)
     summary["complete"] = not remaining
     if not remaining:
         summary["card"] = finalize(out)
     return summary
+
+
+def _check_existing(out: Path, core: dict[str, Any], card: dict[str, Any] | None,
+                    records: dict[int, dict[str, Any]], own_manifest: Path, resume: bool) -> None:
+    """Refuse to write into ``out`` when it holds another export, or this one without ``resume``.
+
+    A card without records of this run is fine: another shard of the same export wrote it.
+    """
+    _check_digests(out, core["digest"], [card, *records.values()] if card else records.values())
+    if card is not None and card.get("seeds") != core["seeds"]:
+        raise StylemixError(f"{os.fspath(out)!r} was exported for seeds {card.get('seeds')}, not {core['seeds']}; "
+                            "use --overwrite or another folder")
+    started = (card.get("complete") or read_manifest(own_manifest)) if card is not None else bool(records)
+    if started and not resume:
+        raise StylemixError(f"{os.fspath(out)!r} already holds this export; use --resume to continue it or "
+                            "--overwrite to start again")
 
 
 def merge_shards(outdir: str | os.PathLike) -> dict[str, Any]:
@@ -763,9 +774,9 @@ def _device_of(G: Any) -> Any:
 def _commit_all(out: Path, manifest_path: Path, results: Iterable[SeedResult], total: int, initial: int,
                 progress: bool | None, desc: str) -> None:
     from tqdm import tqdm
+    disable = None if progress is None else not progress  # None: tqdm shows the bar only on a terminal
     with ManifestWriter(manifest_path) as manifest, \
-            tqdm(total=total, initial=initial, unit="img", desc=desc, disable=None if progress is None else not progress,
-                 smoothing=0.1, dynamic_ncols=True) as bar:
+            tqdm(total=total, initial=initial, unit="img", desc=desc, disable=disable, smoothing=0.1) as bar:
         for result in results:
             commit_seed(out, result, manifest)
             bar.update(1)
