@@ -16,6 +16,7 @@ formats, the dataset card, resume, sharding and Ray. The design in four sentence
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import copy
 import dataclasses
@@ -772,11 +773,26 @@ def _device_of(G: Any) -> Any:
 
 
 def _commit_all(out: Path, manifest_path: Path, results: Iterable[SeedResult], total: int, initial: int,
-                progress: bool | None, desc: str) -> None:
+                progress: bool | None, desc: str, queue: int = 8) -> None:
+    """Commit ``results`` in order on one writer thread, so that the fsyncs (about 10-20 ms a seed on a plain
+    disk) overlap the next seeds' segmentation instead of adding to it. At most ``queue`` seeds wait; an error in
+    a commit stops the export at that seed."""
+    from concurrent.futures import Future, ThreadPoolExecutor
+
     from tqdm import tqdm
     disable = None if progress is None else not progress  # None: tqdm shows the bar only on a terminal
-    with ManifestWriter(manifest_path) as manifest, \
+    waiting: collections.deque[Future] = collections.deque()
+    with ManifestWriter(manifest_path) as manifest, ThreadPoolExecutor(1, "stylemix-export-writer") as writer, \
             tqdm(total=total, initial=initial, unit="img", desc=desc, disable=disable, smoothing=0.1) as bar:
-        for result in results:
-            commit_seed(out, result, manifest)
-            bar.update(1)
+        try:
+            for result in results:
+                waiting.append(writer.submit(commit_seed, out, result, manifest))
+                while waiting and (len(waiting) > queue or waiting[0].done()):
+                    waiting.popleft().result()
+                    bar.update(1)
+            while waiting:
+                waiting.popleft().result()
+                bar.update(1)
+        finally:
+            for f in waiting:  # on an error, commits not yet started are dropped (their seeds stay pending)
+                f.cancel()
