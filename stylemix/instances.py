@@ -3,8 +3,10 @@
 The detector (:mod:`stylemix.detect`) runs once, on the base image. Style mixing keeps the layout, so the same
 boxes hold for every variant. For each box:
 
-1. **crop** the variant stack ``[N, C, h, w]`` (analysis resolution) around the box, widened by ``crop_margin`` of
-   the box's width/height on each side (clipped to the image);
+1. **crop** the variant stack ``[N, C, h, w]`` (analysis resolution) around the box, widened by a margin of
+   the box's width/height on each side (clipped to the image): the first of ``crop_margins`` (0.15), and the
+   next ones (0.5, then 2) only when the tighter crop gives an implausible instance (see below), which happens
+   when the box holds too little background for k-means to find object versus background;
 2. **cluster** the crop's pixels with the same :func:`~stylemix.segment.cluster_stack` as the whole image
    (k = ``clusters``, default 2);
 3. **pick the object** with :func:`~stylemix.foreground.cluster_scores` and a *box prior* as centrality map
@@ -14,7 +16,7 @@ boxes hold for every variant. For each box:
 4. **paste back** at full resolution: the crop's binary labels are upsampled and cleaned by
    :func:`~stylemix.segment.finish_labels`, guided by the image crop.
 
-Implausible instances are dropped, with the reason recorded: a crop under ``min_crop`` analysis pixels, weak
+Implausible instances are dropped, with the reason recorded: a box under ``min_crop`` analysis pixels, weak
 foreground evidence (margin under ``min_margin``), an empty mask, or a mask filling more than ``max_box_fill`` of its box (the
 clustering did not separate object from background).
 
@@ -53,18 +55,19 @@ class InstanceConfig:
 
     Attributes:
         clusters: k for k-means inside each crop (2: object / rest).
-        crop_margin: context added on each side of a box, as a fraction of its width (height): the ring that
-            tells the clustering what "not the object" looks like.
+        crop_margins: context added on each side of a box, as a fraction of its width (height): the ring that
+            tells the clustering what "not the object" looks like. Tried in order until the box gives a plausible
+            instance: tight first (neighbours stay out), wider when the box holds too little background.
         max_box_fill: drop an instance whose mask covers more than this fraction of its box.
-        min_crop: drop a box whose crop is narrower than this many analysis pixels (raise the analysis
-            resolution for small objects).
+        min_crop: drop a box narrower than this many analysis pixels (raise the analysis resolution for small
+            objects).
         min_margin: drop an instance whose foreground margin is below this: no cluster is clearly the object.
         merge_overlap: two detections of one class whose boxes and masks both share more than this fraction of
             the smaller one are one object detected twice, and are merged (1 turns merging off).
     """
 
     clusters: int = 2
-    crop_margin: float = 0.15
+    crop_margins: tuple[float, ...] = (0.15, 0.5, 2.0)
     max_box_fill: float = 0.95
     min_crop: int = 4
     min_margin: float = 0.05
@@ -73,8 +76,8 @@ class InstanceConfig:
     def check(self) -> None:
         if self.clusters < 2:
             raise StylemixError(f"instance clusters must be at least 2, got {self.clusters}")
-        if not 0 <= self.crop_margin <= 2:
-            raise StylemixError(f"crop margin is a fraction of the box side in [0, 2], got {self.crop_margin}")
+        if not self.crop_margins or not all(0 <= m <= 4 for m in self.crop_margins):
+            raise StylemixError(f"crop margins are fractions of the box side in [0, 4], got {self.crop_margins}")
         if not 0 < self.max_box_fill <= 1:
             raise StylemixError(f"max box fill must be in (0, 1], got {self.max_box_fill}")
         if not 0 <= self.merge_overlap <= 1:
@@ -94,6 +97,7 @@ class InstanceRecord:
         class_id, class_name, score: from the detector.
         box: ``[x0, y0, x1, y1]`` in image pixels.
         crop: ``[x0, y0, x1, y1]`` (integers, end exclusive) of the analysed window in image pixels.
+        crop_margin: the margin of that window (the last one tried, see ``InstanceConfig.crop_margins``).
         area: pixels in the instance map (after overlaps are resolved).
         box_fill: fraction of the box covered by the instance's own mask (before overlaps).
         foreground_margin: score of the object cluster(s) under the box prior, in [0, 1].
@@ -106,6 +110,7 @@ class InstanceRecord:
     score: float
     box: list[float]
     crop: list[int]
+    crop_margin: float = 0.0
     area: int = 0
     box_fill: float = 0.0
     foreground_margin: float = 0.0
@@ -208,54 +213,32 @@ def segment_instances(image: Any, stack: Any, detections: Detections, cfg: Any, 
     Returns:
         :class:`Instances` (NumPy arrays).
     """
-    from stylemix.segment import cluster_stack, finish_labels, order_binary
     config = config or InstanceConfig()
     config.check()
     detections = detections.select(np.argsort(-detections.scores, kind="stable"))  # ids follow the score
-    xp = array_module(stack)
-    guide = xp.asarray(image)
+    guide = array_module(stack).asarray(image)
     H, W = int(image.shape[0]), int(image.shape[1])
     h, w = int(stack.shape[2]), int(stack.shape[3])
     crop_cfg = dataclasses.replace(cfg, clusters=config.clusters)
     records: list[InstanceRecord] = []
     claims: list[tuple[InstanceRecord, Claim]] = []
     for box, cls, score in zip(detections.boxes, detections.classes, detections.scores):
-        ax0, ay0, ax1, ay1 = crop_window(box, (H, W), (h, w), config.crop_margin)
-        # Analysis pixels map to whole blocks of image pixels (generators render powers of two).
-        fx, fy = W // w, H // h
-        X0, Y0, X1, Y1 = ax0 * fx, ay0 * fy, ax1 * fx, ay1 * fy
         rec = InstanceRecord(0, int(cls), detections.name(cls), round(float(score), 6),
-                             [round(float(v), 2) for v in box], [X0, Y0, X1, Y1])
+                             [round(float(v), 2) for v in box], [])
         records.append(rec)
-        if min(ax1 - ax0, ay1 - ay0) < config.min_crop:
-            rec.reason = (f"box too small at the analysis resolution ({ax1 - ax0}x{ay1 - ay0} px < "
-                          f"{config.min_crop}); raise analysis_resolution")
+        bw, bh = (box[2] - box[0]) * w / W, (box[3] - box[1]) * h / H
+        if min(bw, bh) < config.min_crop:
+            rec.reason = (f"box too small at the analysis resolution ({bw:.1f}x{bh:.1f} px < {config.min_crop}); "
+                          f"raise analysis_resolution")
             continue
-        rel = np.asarray(box, dtype=np.float64) - [X0, Y0, X0, Y0]  # the box in crop pixels (image scale)
-        labels = cluster_stack(stack[:, :, ay0:ay1, ax0:ax1], crop_cfg, random_state)
-        small_box = tuple(int(round(v)) for v in (rel[0] / fx, rel[1] / fy, rel[2] / fx, rel[3] / fy))
-        prior = box_prior(labels.shape, small_box, xp)
-        labels = detach_outside(labels, prior > 0, config.clusters)
-        scores = cluster_scores(labels, config.clusters + 1, prior)
-        is_fg, margin = foreground_clusters(scores[:config.clusters])
-        rec.foreground_margin = round(margin, 6)
-        if margin < config.min_margin:
-            rec.reason = f"weak foreground evidence (margin {margin:.3f} < {config.min_margin})"
-            continue
-        binary = order_binary(labels, xp.concatenate([is_fg, xp.zeros(1, bool)]))
-        full = finish_labels(binary, (Y1 - Y0, X1 - X0), 2, guide[Y0:Y1, X0:X1], cfg)
-        mask = to_numpy(full).astype(bool)
-        bx0, by0, bx1, by1 = (int(round(v)) for v in rel)
-        bx0, by0, bx1, by1 = max(bx0, 0), max(by0, 0), min(bx1, X1 - X0), min(by1, Y1 - Y0)
-        box_area = max(1, (bx1 - bx0) * (by1 - by0))
-        rec.box_fill = round(float(mask[by0:by1, bx0:bx1].sum()) / box_area, 6)
-        if not mask.any():
-            rec.reason = "empty mask"
-        elif rec.box_fill > config.max_box_fill:
-            rec.reason = (f"mask fills {rec.box_fill:.0%} of its box (> {config.max_box_fill:.0%}): object and "
-                          f"background not separated")
-        else:
-            claims.append((rec, Claim((X0, Y0, X1, Y1), mask, box_prior(mask.shape, (bx0, by0, bx1, by1)))))
+        for crop_margin in config.crop_margins:  # widen the context until the box gives a plausible instance
+            claim, margin, fill, rec.reason = _segment_box(stack, guide, box, crop_margin, crop_cfg, config,
+                                                          random_state)
+            rec.crop, rec.crop_margin = list(claim.window), crop_margin
+            rec.foreground_margin, rec.box_fill = round(margin, 6), round(fill, 6)
+            if not rec.reason:
+                claims.append((rec, claim))
+                break
     claims, merged_into = merge_duplicates(claims, config.merge_overlap)
     owner = resolve_overlaps((H, W), [claim for _, claim in claims], [_priority(rec) for rec, _ in claims])
     areas = np.bincount(owner.ravel(), minlength=len(claims) + 1)
@@ -345,6 +328,38 @@ def _union(a: Claim, b: Claim) -> Claim:
         mask[region] |= c.mask
         prior[region] = np.maximum(prior[region], c.prior)
     return Claim((x0, y0, x1, y1), mask, prior)
+
+
+def _segment_box(stack: Any, guide: Any, box: np.ndarray, crop_margin: float, crop_cfg: Any,
+                 config: InstanceConfig, random_state: int) -> tuple[Claim, float, float, str]:
+    """One box, one crop margin: ``(claim, foreground margin, box fill, reason it is implausible or "")``."""
+    from stylemix.segment import cluster_stack, finish_labels, order_binary
+    xp = array_module(stack)
+    (H, W), (h, w) = guide.shape[:2], stack.shape[2:]
+    fx, fy = W // w, H // h  # analysis pixels are whole blocks of image pixels (powers of two)
+    ax0, ay0, ax1, ay1 = crop_window(box, (H, W), (h, w), crop_margin)
+    X0, Y0, X1, Y1 = ax0 * fx, ay0 * fy, ax1 * fx, ay1 * fy
+    rel = np.asarray(box, dtype=np.float64) - [X0, Y0, X0, Y0]  # the box in crop pixels (image scale)
+    labels = cluster_stack(stack[:, :, ay0:ay1, ax0:ax1], crop_cfg, random_state)
+    small_box = tuple(int(round(v)) for v in (rel[0] / fx, rel[1] / fy, rel[2] / fx, rel[3] / fy))
+    prior = box_prior(labels.shape, small_box, xp)
+    labels = detach_outside(labels, prior > 0, config.clusters)
+    scores = cluster_scores(labels, config.clusters + 1, prior)
+    is_fg, margin = foreground_clusters(scores[:config.clusters])
+    bx0, by0, bx1, by1 = (int(round(v)) for v in rel)
+    bx0, by0, bx1, by1 = max(bx0, 0), max(by0, 0), min(bx1, X1 - X0), min(by1, Y1 - Y0)
+    empty = Claim((X0, Y0, X1, Y1), np.zeros((Y1 - Y0, X1 - X0), bool), np.zeros((Y1 - Y0, X1 - X0), np.float32))
+    if margin < config.min_margin:
+        return empty, margin, 0.0, f"weak foreground evidence (margin {margin:.3f} < {config.min_margin})"
+    binary = order_binary(labels, xp.concatenate([is_fg, xp.zeros(1, bool)]))
+    mask = to_numpy(finish_labels(binary, (Y1 - Y0, X1 - X0), 2, guide[Y0:Y1, X0:X1], crop_cfg)).astype(bool)
+    fill = float(mask[by0:by1, bx0:bx1].sum()) / max(1, (bx1 - bx0) * (by1 - by0))
+    reason = ""
+    if not mask.any():
+        reason = "empty mask"
+    elif fill > config.max_box_fill:
+        reason = f"mask fills {fill:.0%} of its box (> {config.max_box_fill:.0%}): object and background not separated"
+    return Claim((X0, Y0, X1, Y1), mask, box_prior(mask.shape, (bx0, by0, bx1, by1))), margin, fill, reason
 
 
 def resolve_overlaps(size: tuple[int, int], claims: list[Claim], priorities: list[tuple[float, ...]]
