@@ -5,8 +5,10 @@ boxes hold for every variant. For each box:
 
 1. **crop** the variant stack ``[N, C, h, w]`` (analysis resolution) around the box, widened by a margin of
    the box's width/height on each side (clipped to the image): the first of ``crop_margins`` (0.15), and the
-   next ones (0.5, then 2) only when the tighter crop gives an implausible instance (see below), which happens
-   when the box holds too little background for k-means to find object versus background;
+   next ones (0.5, then 2) only when the tighter crop gives an implausible instance (see below; it happens when
+   the box holds too little background for k-means to find object versus background) or a mask that the crop
+   cuts (it covers more than ``max_edge_cover`` of a crop side inside the image: the object goes on beyond).
+   When no margin gives an uncut plausible mask, the widest plausible one is kept;
 2. **cluster** the crop's pixels with the same :func:`~stylemix.segment.cluster_stack` as the whole image
    (k = ``clusters``, default 2);
 3. **pick the object** with :func:`~stylemix.foreground.cluster_scores` and a *box prior* as centrality map
@@ -62,6 +64,8 @@ class InstanceConfig:
         min_crop: drop a box narrower than this many analysis pixels (raise the analysis resolution for small
             objects).
         min_margin: drop an instance whose foreground margin is below this: no cluster is clearly the object.
+        max_edge_cover: a mask covering more than this fraction of a crop side (one inside the image) is cut by
+            the crop, so the next, wider margin is tried (:func:`edge_cover`).
         merge_overlap: two detections of one class whose boxes and masks both share more than this fraction of
             the smaller one are one object detected twice, and are merged (1 turns merging off).
     """
@@ -71,6 +75,7 @@ class InstanceConfig:
     max_box_fill: float = 0.95
     min_crop: int = 4
     min_margin: float = 0.05
+    max_edge_cover: float = 0.1
     merge_overlap: float = 0.7
 
     def check(self) -> None:
@@ -82,6 +87,8 @@ class InstanceConfig:
             raise StylemixError(f"max box fill must be in (0, 1], got {self.max_box_fill}")
         if not 0 <= self.merge_overlap <= 1:
             raise StylemixError(f"merge overlap must be in [0, 1], got {self.merge_overlap}")
+        if not 0 <= self.max_edge_cover <= 1:
+            raise StylemixError(f"max edge cover must be in [0, 1], got {self.max_edge_cover}")
         if not 0 <= self.min_margin < 1:
             raise StylemixError(f"min margin must be in [0, 1), got {self.min_margin}")
         if self.min_crop < 2:
@@ -231,14 +238,20 @@ def segment_instances(image: Any, stack: Any, detections: Detections, cfg: Any, 
             rec.reason = (f"box too small at the analysis resolution ({bw:.1f}x{bh:.1f} px < {config.min_crop}); "
                           f"raise analysis_resolution")
             continue
-        for crop_margin in config.crop_margins:  # widen the context until the box gives a plausible instance
-            claim, margin, fill, rec.reason = _segment_box(stack, guide, box, crop_margin, crop_cfg, config,
-                                                          random_state)
-            rec.crop, rec.crop_margin = list(claim.window), crop_margin
-            rec.foreground_margin, rec.box_fill = round(margin, 6), round(fill, 6)
-            if not rec.reason:
-                claims.append((rec, claim))
-                break
+        cut = None  # the widest plausible result so far whose mask the crop cuts
+        for crop_margin in config.crop_margins:  # widen the context while the result asks for it
+            claim, margin, fill, reason = _segment_box(stack, guide, box, crop_margin, crop_cfg, config, random_state)
+            found = (claim, crop_margin, margin, fill, reason)
+            if not reason:
+                if edge_cover(claim, (H, W)) <= config.max_edge_cover:
+                    break
+                cut = found
+        else:
+            found = cut or found  # no margin gave an uncut mask: the widest plausible one, if any
+        claim, rec.crop_margin, margin, fill, rec.reason = found
+        rec.crop, rec.foreground_margin, rec.box_fill = list(claim.window), round(margin, 6), round(fill, 6)
+        if not rec.reason:
+            claims.append((rec, claim))
     claims, merged_into = merge_duplicates(claims, config.merge_overlap)
     owner = resolve_overlaps((H, W), [claim for _, claim in claims], [_priority(rec) for rec, _ in claims])
     areas = np.bincount(owner.ravel(), minlength=len(claims) + 1)
@@ -328,6 +341,17 @@ def _union(a: Claim, b: Claim) -> Claim:
         mask[region] |= c.mask
         prior[region] = np.maximum(prior[region], c.prior)
     return Claim((x0, y0, x1, y1), mask, prior)
+
+
+def edge_cover(claim: Claim, size: tuple[int, int]) -> float:
+    """The largest fraction of a crop side covered by the mask, over the sides inside the image (``size = (H, W)``).
+
+    A mask that covers much of a side the crop drew itself is cut there: the object goes on beyond the crop.
+    """
+    x0, y0, x1, y1 = claim.window
+    sides = [(x0 > 0, claim.mask[:, 0]), (y0 > 0, claim.mask[0]), (x1 < size[1], claim.mask[:, -1]),
+             (y1 < size[0], claim.mask[-1])]
+    return max((float(edge.mean()) for inside, edge in sides if inside), default=0.0)
 
 
 def _segment_box(stack: Any, guide: Any, box: np.ndarray, crop_margin: float, crop_cfg: Any,

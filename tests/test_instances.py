@@ -308,3 +308,19 @@ def test_cli_instance_files_and_errors(tmp_path):
     for suffix in ("_instances.png", "_semantic.png", "_instances.json", "_instances_overlay.png", "_mask.png"):
         assert (out / f"seed0003{suffix}").is_file()
     assert json.loads((out / "seed0003_instances.json").read_text())["message"] == "no detections"
+
+
+def test_a_crop_that_cuts_the_mask_is_widened():
+    # A wide object whose box covers only its left half: the 0.15 crop cuts the mask on its right side, so the
+    # next margin is tried; the last one is kept whatever its edges.
+    rng = np.random.default_rng(1)
+    region = np.zeros((32, 32), int)
+    region[10:22, 4:28] = 1
+    stack = rng.normal(size=(8, 3, 2))[..., region].astype(np.float32)
+    image = np.zeros((32, 32, 3), np.uint8)
+    found = Detections([[4, 10, 14, 22]], [0], [0.9], NAMES)
+    cfg = stylemix.SegmentConfig()
+    wide = segment_instances(image, stack, found, cfg, 0, InstanceConfig(max_box_fill=1.0))
+    assert wide.records[0].crop_margin == 2.0 and iou(wide.labels == 1, region == 1) >= 0.95
+    tight = segment_instances(image, stack, found, cfg, 0, InstanceConfig(max_box_fill=1.0, max_edge_cover=1.0))
+    assert tight.records[0].crop_margin == 0.15 and iou(tight.labels == 1, region == 1) < 0.8
