@@ -31,7 +31,10 @@ def seed_z(seed: int) -> torch.Tensor:
 
 
 def to_uint8_256(img: torch.Tensor) -> np.ndarray:
-    """The manifest's conversion: truncating uint8, then ``cv2.INTER_AREA`` to 256 px; ``[1, 3, H, W] -> [256, 256, 3]``."""
+    """The manifest's conversion: truncating uint8, then ``cv2.INTER_AREA`` to 256 px.
+
+    ``img [1, 3, H, W]`` -> ``uint8 [256, 256, 3]``.
+    """
     import cv2
     u8 = np.clip((img[0].permute(1, 2, 0).numpy() + 1) * 127.5, 0, 255).astype(np.uint8)
     return cv2.resize(u8, (256, 256), interpolation=cv2.INTER_AREA)

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.metadata
-import math
 import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -516,7 +515,7 @@ class MobileStyleGANState:
     """What :meth:`MobileStyleGANGenerator.synthesis_prefix` hands to the suffix.
 
     Attributes:
-        crossover: slots ``[0, crossover)`` were consumed; the suffix runs steps ``crossover ..  22``.
+        crossover: slots ``[0, crossover)`` were consumed; the suffix runs steps ``crossover`` to 22.
         hidden: output of step ``crossover - 1`` (the constant input when ``crossover == 0``), ``[B, C, r, r]``.
     """
 
