@@ -14,13 +14,14 @@ boxes hold for every variant. For each box:
 3. **pick the object** with :func:`~stylemix.foreground.cluster_scores` and a *box prior* as centrality map
    (:func:`box_prior`): 0 outside the box (on the margin ring), ``(1 + centre bump) / 2`` inside it, the bump
    being the ``centre`` rule's Gaussian fitted to the box. So a cluster scores high when it lies inside the box,
-   and higher the more central it is; the score of the chosen cluster(s) is the instance's foreground margin;
+   and higher the more central it is; the score of the chosen cluster(s) is the instance's foreground margin.
+   Pieces of a cluster lying wholly outside the box are set apart first (:func:`detach_outside`);
 4. **paste back** at full resolution: the crop's binary labels are upsampled and cleaned by
    :func:`~stylemix.segment.finish_labels`, guided by the image crop.
 
 Implausible instances are dropped, with the reason recorded: a box under ``min_crop`` analysis pixels, weak
-foreground evidence (margin under ``min_margin``), an empty mask, or a mask filling more than ``max_box_fill`` of its box (the
-clustering did not separate object from background).
+foreground evidence (margin under ``min_margin``), an empty mask, or a mask filling more than ``max_box_fill`` of
+its box (the clustering did not separate object from background).
 
 **Duplicates.** A detector may find one object twice (a whole person, and a box around the face nested in it).
 Two detections of one class whose boxes and masks both share more than ``merge_overlap`` of the smaller one are

@@ -13,7 +13,6 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 
 import stylemix
 from stylemix import io
@@ -196,7 +195,6 @@ def face_generator():
 
 
 def test_yolo_finds_the_person_on_a_face(face_generator):
-    torch.manual_seed(0)
     seg = stylemix.segment(face_generator, 0, variants=4, analysis_resolution=64, detector=YOLO_TFLITE,
                            classes="person")
     people = [r for r in seg.instance_records if r.kept]
