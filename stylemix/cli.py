@@ -14,7 +14,7 @@ import click
 from stylemix.errors import StylemixError
 
 _SEG_OPTS = ("variants", "clusters", "crossover", "truncation_psi", "truncation_cutoff", "analysis_resolution",
-             "normalization", "descriptor", "foreground_rule", "min_area", "refine", "batch_size", "exact")
+             "normalization", "descriptor", "feature_dim", "foreground_rule", "min_area", "refine", "batch_size", "exact")
 
 
 class _Group(click.Group):
@@ -50,7 +50,7 @@ def method_options(f: Any) -> Any:
         click.option("--clusters", "-k", type=int, default=d.clusters, help="k-means clusters; 2 = fg/bg."),
         click.option("--crossover", default=None, metavar="C|LO-HI|C,C,..",
                      help="Slots [0, C) kept from the base. LO-HI: drawn per variant; a list: cycled. "
-                          "Default: the generator's."),
+                          "Default: C-3,C,C+3 around the generator's C."),
         click.option("--trunc", "truncation_psi", type=float, default=d.truncation_psi, help="Truncation psi."),
         click.option("--trunc-cutoff", "truncation_cutoff", type=int, default=None,
                      help="Truncate only slots < this (default: all)."),
@@ -59,7 +59,9 @@ def method_options(f: Any) -> Any:
         click.option("--normalization", type=click.Choice(NORMALIZATIONS), default=d.normalization,
                      help="Per-pixel vector normalisation."),
         click.option("--descriptor", type=click.Choice(DESCRIPTORS), default=d.descriptor,
-                     help="Cluster variant RGB or generator feature maps."),
+                     help="Cluster the generator's feature maps or the variants' RGB (auto: features if any)."),
+        click.option("--feature-dim", type=int, default=d.feature_dim,
+                     help="Channels per variant kept by the random projection of feature maps."),
         click.option("--fg-rule", "foreground_rule", type=click.Choice(RULES), default=d.foreground_rule,
                      help="How the foreground cluster is chosen."),
         click.option("--min-area", type=float, default=d.min_area,

@@ -10,10 +10,28 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+import torch
+
 from stylemix.backend import array_module
 from stylemix.errors import StylemixError
 
 NORMALIZATIONS = ("standardize", "center", "none")
+PROJECTION_SEED = 0
+
+
+def project_channels(features: torch.Tensor, dim: int) -> torch.Tensor:
+    """A fixed Gaussian random projection of ``features [B, C, h, w]`` to ``[B, min(dim, C), h, w]``.
+
+    Feature maps have hundreds of channels per variant; k-means on ``N * C`` of them is slow and dominated by
+    noise dimensions. A random projection keeps pairwise distances (Johnson-Lindenstrauss) at a fraction of the
+    cost. The matrix depends only on ``(C, dim)`` (seed :data:`PROJECTION_SEED`), so results repeat exactly.
+    """
+    C = features.shape[1]
+    if dim >= C:
+        return features
+    matrix = np.random.RandomState(PROJECTION_SEED).randn(dim, C).astype(np.float32) / np.sqrt(C)
+    return torch.einsum("kc,bchw->bkhw", torch.from_numpy(matrix).to(features), features)
 
 
 def pixel_vectors(stack: Any, normalization: str = "standardize", eps: float = 1e-6) -> Any:

@@ -18,12 +18,12 @@ from stylemix import mixing
 from stylemix.backend import Backend, get_backend, to_numpy
 from stylemix.cluster import KMeans
 from stylemix.errors import StylemixError
-from stylemix.features import NORMALIZATIONS, pixel_vectors
+from stylemix.features import NORMALIZATIONS, pixel_vectors, project_channels
 from stylemix.foreground import RULES, cluster_scores, foreground_clusters
 from stylemix.generators.base import resize_image
 from stylemix.postprocess import clean_labels, upsample_labels
 
-DESCRIPTORS = ("rgb", "features")
+DESCRIPTORS = ("auto", "features", "rgb")
 REFINEMENTS = ("guided", "nearest")
 
 
@@ -35,17 +35,22 @@ class SegmentConfig:
         variants: N, number of style variants rendered per image (>= 2).
         clusters: k for k-means; 2 gives foreground/background, more gives parts.
         crossover: slots ``[0, crossover)`` are kept from the base (layout); an int, a ``(low, high)`` range drawn
-            per variant, or a list cycled over variants. ``None``: the generator's ``default_crossover``.
+            per variant, or a list cycled over variants. ``None``: three depths around the generator's
+            ``default_crossover`` c, the list ``[c - 3, c, c + 3]`` (clipped), which measured better than any one.
         truncation_psi, truncation_cutoff: NVIDIA truncation of the base and the variant latents.
         analysis_resolution: side at which variants are rendered and clustered (power of two, <= resolution).
         normalization: per-pixel vector normalisation, ``standardize`` | ``center`` | ``none``.
-        descriptor: ``rgb`` (variant pixels) or ``features`` (the generator's feature maps at that resolution).
+        descriptor: ``features`` (the generator's feature maps at the analysis resolution, randomly projected to
+            ``feature_dim`` channels per variant: they stop synthesis early and cluster better), ``rgb`` (the
+            variants' pixels) or ``auto`` (features when the generator exposes them, else rgb).
+        feature_dim: channels kept per variant by the fixed random projection of the features.
         foreground_rule: ``centre`` | ``border`` | ``combined`` (see :mod:`stylemix.foreground`).
         min_area: components smaller than this fraction of the image are merged into their surroundings.
         refine: ``guided`` (edges follow the full-resolution image) or ``nearest`` upsampling of the labels.
         noise_mode: generator noise, ``const`` so that variants differ only by their styles.
         batch_size: variants rendered per synthesis call (results do not depend on it).
-        exact: render every variant in full at full resolution (the reference pipeline, no shortcuts).
+        exact: the reference pipeline with no shortcut: every variant synthesised in full at full resolution and
+            clustered on its RGB, area-downsampled to the analysis resolution (implies ``descriptor="rgb"``).
         n_init, max_iter: k-means restarts and iterations.
     """
 
@@ -54,9 +59,10 @@ class SegmentConfig:
     crossover: mixing.Crossover | None = None
     truncation_psi: float = 1.0
     truncation_cutoff: int | None = None
-    analysis_resolution: int = 128
+    analysis_resolution: int = 64
     normalization: str = "standardize"
-    descriptor: str = "rgb"
+    descriptor: str = "auto"
+    feature_dim: int = 16
     foreground_rule: str = "centre"
     min_area: float = 0.002
     refine: str = "guided"
@@ -68,8 +74,13 @@ class SegmentConfig:
 
     def resolve(self, G: Any) -> "SegmentConfig":
         """Fill generator-dependent defaults and check every value; one clear :class:`StylemixError` if bad."""
-        crossover = G.style_layout.default_crossover if self.crossover is None else self.crossover
-        cfg = dataclasses.replace(self, crossover=crossover,
+        crossover = default_crossovers(G) if self.crossover is None else self.crossover
+        descriptor = self.descriptor
+        if self.exact:
+            descriptor = "rgb"
+        elif descriptor == "auto":
+            descriptor = "features" if has_features(G) else "rgb"
+        cfg = dataclasses.replace(self, crossover=crossover, descriptor=descriptor,
                                   analysis_resolution=min(self.analysis_resolution, G.resolution))
         if cfg.variants < 2:
             raise StylemixError(f"variants must be at least 2, got {cfg.variants}")
@@ -89,6 +100,10 @@ class SegmentConfig:
             raise StylemixError(f"min_area is a fraction of the image in [0, 0.5), got {cfg.min_area}")
         if cfg.batch_size < 1:
             raise StylemixError(f"batch size must be at least 1, got {cfg.batch_size}")
+        if cfg.feature_dim < 1:
+            raise StylemixError(f"feature_dim must be at least 1, got {cfg.feature_dim}")
+        if cfg.descriptor == "features" and not has_features(G):
+            raise StylemixError(f"{getattr(G, 'family', type(G).__name__)} exposes no feature maps: use descriptor rgb")
         mixing.check_crossover(crossover, G.num_ws)
         return cfg
 
@@ -97,6 +112,20 @@ class SegmentConfig:
         if isinstance(d["crossover"], tuple):  # JSON has no tuples: a range is written "LOW-HIGH"
             d["crossover"] = "{}-{}".format(*d["crossover"])
         return d
+
+
+def default_crossovers(G: Any) -> list[int]:
+    """``[c - 3, c, c + 3]`` around ``G``'s declared crossover c, clipped to ``[1, num_ws - 1]``, duplicates dropped:
+    one depth that keeps only the pose, the declared one, and one that changes colours only."""
+    c = G.style_layout.default_crossover
+    return sorted({min(max(x, 1), G.num_ws - 1) for x in (c - 3, c, c + 3)})
+
+
+def has_features(G: Any) -> bool:
+    """Whether ``G`` implements ``features`` (the base class's fallback raises)."""
+    from stylemix.generators.base import GeneratorBase
+    method = getattr(type(G), "features", None)
+    return method is not None and method is not GeneratorBase.features
 
 
 @dataclasses.dataclass
@@ -154,7 +183,8 @@ def render_variants(G: Any, ws_base: torch.Tensor, ws_mix: torch.Tensor, crossov
     """The base image at full resolution and the variant stack at the analysis resolution.
 
     The fast path runs the layers shared by every variant once (``synthesis_prefix`` at the smallest crossover)
-    and stops the variants at the analysis resolution; ``cfg.exact`` renders everything in full and area-resizes.
+    and stops the variants at the analysis resolution, taking their feature maps (projected to ``feature_dim``
+    channels) or their partial RGB image; ``cfg.exact`` renders everything in full and area-resizes the RGB.
 
     Returns:
         ``(image [1, 3, H, W], stack [N, C, r, r])``.
@@ -169,7 +199,8 @@ def render_variants(G: Any, ws_base: torch.Tensor, ws_mix: torch.Tensor, crossov
         image = G.synthesis_suffix(state, ws_base, None, noise_mode=cfg.noise_mode)
         render = (lambda w: G.synthesis_suffix(state, w, r, noise_mode=cfg.noise_mode))
     if cfg.descriptor == "features":
-        render = (lambda w: resize_image(G.features(w, r, noise_mode=cfg.noise_mode), r))
+        render = (lambda w: project_channels(resize_image(G.features(w, r, noise_mode=cfg.noise_mode), r),
+                                             cfg.feature_dim))
     stack = torch.cat([render(ws_mix[i:i + cfg.batch_size]) for i in chunks])
     return image, stack
 

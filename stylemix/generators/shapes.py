@@ -104,7 +104,12 @@ class ShapesGenerator(GeneratorBase):
         return self._render(regions, ws)
 
     def features(self, ws: torch.Tensor, resolution: int, noise_mode: str = "const") -> torch.Tensor:
-        """One-hot regions ``[B, n_regions, r, r]``, standing in for a real generator's feature maps."""
+        """Stand-in feature maps ``[B, 3 + n_regions, r, r]``: the RGB at ``resolution`` and one channel per region
+        holding that region's (style-dependent) brightness, like a real generator's features that follow both."""
         regions = self._regions(ws[:, 0], resolution)
+        rgb = self._render(regions, ws)
         n = self.colour_proj.shape[0]
-        return torch.nn.functional.one_hot(regions, n).permute(0, 3, 1, 2).float()
+        onehot = torch.nn.functional.one_hot(regions, n).permute(0, 3, 1, 2).float()
+        fine = ws[:, self.style_layout.default_crossover:].mean(1)
+        level = torch.einsum("rcd,bd->br", self.colour_proj, fine)[:, :, None, None]
+        return torch.cat([rgb, onehot * level], 1)
