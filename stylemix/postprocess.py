@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from stylemix.backend import array_module, ndimage_module
 
 
@@ -23,8 +25,14 @@ def guided_filter(guide: Any, src: Any, radius: int, eps: float) -> Any:
     """
     nd = ndimage_module(guide)
     size = 2 * radius + 1
+    on_host = array_module(guide) is np
 
     def box(a: Any) -> Any:
+        if on_host:  # OpenCV's box filter is several times faster than ndimage's on CPU; same border rule
+            import cv2
+            flat = a.reshape(-1, *a.shape[-2:])
+            out = np.stack([cv2.boxFilter(p, -1, (size, size), borderType=cv2.BORDER_REFLECT) for p in flat])
+            return out.reshape(a.shape)
         axes_size = (1,) * (a.ndim - 2) + (size, size)
         return nd.uniform_filter(a, size=axes_size, mode="reflect")
 
@@ -56,7 +64,11 @@ def upsample_labels(labels: Any, size: tuple[int, int], n_clusters: int, guide: 
     if (h, w) == (H, W) and guide is None:
         return labels.astype(xp.int32)
     onehot = (labels[None] == xp.arange(n_clusters, dtype=labels.dtype)[:, None, None]).astype(xp.float32)
-    soft = nd.zoom(onehot, (1, H / h, W / w), order=1, mode="nearest", grid_mode=True)[:, :H, :W]
+    if xp is np:  # same bilinear, pixel-centre-aligned resampling as the zoom below, several times faster
+        import cv2
+        soft = np.stack([cv2.resize(p, (W, H), interpolation=cv2.INTER_LINEAR) for p in onehot])
+    else:
+        soft = nd.zoom(onehot, (1, H / h, W / w), order=1, mode="nearest", grid_mode=True)[:, :H, :W]
     if guide is not None:
         g = guide.astype(xp.float32)
         if g.max() > 1.5:
