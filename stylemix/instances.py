@@ -64,7 +64,9 @@ class InstanceConfig:
         max_box_fill: drop an instance whose mask covers more than this fraction of its box.
         min_crop: drop a box narrower than this many analysis pixels (raise the analysis resolution for small
             objects).
-        min_margin: drop an instance whose foreground margin is below this: no cluster is clearly the object.
+        min_margin: drop an instance whose foreground margin is below this (one with no evidence at all, margin 0,
+            is always dropped). Default 0: like the whole-image mode, a weak instance is kept with its margin
+            recorded, and filtering is left to the consumer (e.g. ``stylemix export --min-margin``).
         max_edge_cover: a mask covering more than this fraction of a crop side (one inside the image) is cut by
             the crop, so the next, wider margin is tried (:func:`edge_cover`).
         merge_overlap: two detections of one class whose boxes and masks both share more than this fraction of
@@ -75,7 +77,7 @@ class InstanceConfig:
     crop_margins: tuple[float, ...] = (0.15, 0.5, 2.0)
     max_box_fill: float = 0.95
     min_crop: int = 4
-    min_margin: float = 0.05
+    min_margin: float = 0.0
     max_edge_cover: float = 0.1
     merge_overlap: float = 0.7
 
@@ -374,7 +376,7 @@ def _segment_box(stack: Any, guide: Any, box: np.ndarray, crop_margin: float, cr
     bx0, by0, bx1, by1 = (int(round(v)) for v in rel)
     bx0, by0, bx1, by1 = max(bx0, 0), max(by0, 0), min(bx1, X1 - X0), min(by1, Y1 - Y0)
     empty = Claim((X0, Y0, X1, Y1), np.zeros((Y1 - Y0, X1 - X0), bool), np.zeros((Y1 - Y0, X1 - X0), np.float32))
-    if margin < config.min_margin:
+    if margin <= 0 or margin < config.min_margin:
         return empty, margin, 0.0, f"weak foreground evidence (margin {margin:.3f} < {config.min_margin})"
     binary = order_binary(labels, xp.concatenate([is_fg, xp.zeros(1, bool)]))
     mask = to_numpy(finish_labels(binary, (Y1 - Y0, X1 - X0), 2, guide[Y0:Y1, X0:X1], crop_cfg)).astype(bool)

@@ -257,7 +257,7 @@ def test_implausible_instances_are_dropped_with_a_reason(three):
     inner = truth_boxes(truth)[0] + np.array([4, 8, -4, -8], np.float32)  # inside one object, no margin
     tiny = np.array([30, 30, 31, 31], np.float32)  # under one analysis pixel with 64 px analysis
     seg = stylemix.segment(three, 0, variants=8, detector=fake_detector(np.stack([inner, tiny])),
-                           instance_config=InstanceConfig(crop_margins=(0.0,)))
+                           instance_config=InstanceConfig(crop_margins=(0.0,), min_margin=0.05))
     uniform, small = seg.instance_records
     assert not uniform.kept and uniform.reason.startswith("weak foreground evidence (margin 0.0")
     assert not small.kept and small.reason.startswith("box too small")
