@@ -60,42 +60,48 @@ def _quality(G, seeds: list[int], gt_dir: Path, **options) -> dict[str, float]:
 @click.command()
 @click.option("--network", default=None, help="Generator (default: the embedded default).")
 @click.option("--variants", "-n", type=int, default=16, show_default=True)
+@click.option("--analysis-res", "analysis_resolution", type=int, default=None,
+              help="Analysis resolution of the fast pipeline (default: the library's).")
 @click.option("--timing-seeds", default="100-104", show_default=True, help="Seeds timed (not in the dev set).")
 @click.option("--repeats", type=int, default=3, show_default=True, help="Interleaved repeats per timed call.")
-@click.option("--quality-seeds", default="0-19", show_default=True, help="Dev seeds scored for both pipelines.")
+@click.option("--quality-seeds", default="0-19", show_default=True,
+              help="Dev seeds scored for both pipelines ('none' to skip).")
 @click.option("--export-seeds", default="200-207", show_default=True, help="Seeds for the export throughput.")
 @click.option("--gt", type=click.Path(file_okay=False), default=str(REPO.parent / "shared" / "eval" /
                                                                     "mobilestylegan-ffhq"), show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False), default=str(REPO / "benchmarks" / "results" / "speed.json"),
               show_default=True)
-def main(network, variants, timing_seeds, repeats, quality_seeds, export_seeds, gt, out) -> None:
+def main(network, variants, analysis_resolution, timing_seeds, repeats, quality_seeds, export_seeds, gt, out) -> None:
     G = stylemix.load_generator(network)
+    fast = {"variants": variants}
+    if analysis_resolution:
+        fast["analysis_resolution"] = analysis_resolution
     seeds = io.parse_seeds(timing_seeds)
     _generate(G, seeds[0])  # warm-up: allocator, thread pools, sklearn import
-    stylemix.segment(G, seeds[0], variants=variants)
+    stylemix.segment(G, seeds[0], **fast)
     times: dict[str, list[float]] = {"generate": [], "fast": [], "exact": []}
     for _ in range(repeats):
         for seed in seeds:
             times["generate"].append(_timed(_generate, G, seed))
-            times["fast"].append(_timed(stylemix.segment, G, seed, variants=variants))
+            times["fast"].append(_timed(stylemix.segment, G, seed, **fast))
             times["exact"].append(_timed(stylemix.segment, G, seed, variants=variants, exact=True))
     med = {k: statistics.median(v) for k, v in times.items()}
     result = {
         "command": " ".join(["python", "benchmarks/speed.py"] + sys.argv[1:]),
-        "stylemix": stylemix.__version__, "torch_threads": torch.get_num_threads(), "variants": variants,
+        "stylemix": stylemix.__version__, "torch_threads": torch.get_num_threads(), "fast_options": fast,
         "median_s": med,
         "R_fast": med["fast"] / med["generate"], "R_exact": med["exact"] / med["generate"],
     }
     gt_dir = Path(gt)
-    if gt_dir.is_dir():
+    if gt_dir.is_dir() and quality_seeds != "none":
         q = io.parse_seeds(quality_seeds)
         result["quality_seeds"] = quality_seeds
-        result["quality_fast"] = _quality(G, q, gt_dir, variants=variants)
+        result["quality_fast"] = _quality(G, q, gt_dir, **fast)
         result["quality_exact"] = _quality(G, q, gt_dir, variants=variants, exact=True)
     ex = io.parse_seeds(export_seeds)
     with tempfile.TemporaryDirectory() as tmp:
         t_gen = _timed(lambda: [_generate(G, s) for s in ex])
-        t_exp = _timed(export_dataset, G, ex, Path(tmp) / "DS", format="png", variants=variants, progress=False)
+        t_exp = _timed(export_dataset, G, ex, Path(tmp) / "DS", format="png", progress=False, **fast)
     result["export_images_per_s"] = len(ex) / t_exp
     result["generate_images_per_s"] = len(ex) / t_gen
     result["export_vs_generation"] = t_exp / t_gen
