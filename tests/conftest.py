@@ -18,6 +18,15 @@ def shared() -> Path:
     return SHARED
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module (the machine is shared; parity tolerances were set for 1-2 threads)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def shapes():
     from stylemix.generators.shapes import ShapesGenerator

@@ -40,13 +40,7 @@ def to_uint8_256(img: torch.Tensor) -> np.ndarray:
     return cv2.resize(u8, (256, 256), interpolation=cv2.INTER_AREA)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Any:
-    """One torch thread (the machine is shared; tolerances hold for any count); restored after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -33,13 +33,7 @@ WS_ATOL = 1e-5
 IMG_ATOL = 1e-4
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Any:
-    """One torch thread (the machine is shared, and the tolerances were set for 1-2 threads); restored after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def max_diff(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray) -> float:
