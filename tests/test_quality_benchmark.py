@@ -9,24 +9,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 import stylemix
 from stylemix import io
-from stylemix.mixing import seed_to_z
 from stylemix.segment import SegmentConfig
+
+from conftest import base_styles
 
 BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "quality.py"
 SEEDS = list(range(6))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # The tree is shared by several engineers on 2 cores; restore the setting for the other test modules.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +43,7 @@ def gt_folder(G, tmp_path_factory) -> Path:
     """Exact ground truth of SEEDS in the shared eval folder's layout (seedSSSS_mask.png, 255 = foreground)."""
     folder = tmp_path_factory.mktemp("gt")
     for seed in SEEDS:
-        with torch.no_grad():
-            ws = G.mapping(torch.from_numpy(seed_to_z(seed, G.z_dim)))
+        ws = base_styles(G, seed)
         io.write_png(folder / f"seed{seed:04d}_mask.png", G.truth(ws)["foreground"][0].astype(np.uint8) * 255)
     return folder
 
