@@ -258,11 +258,8 @@ def segment(G: Any, seed: int = 0, *, config: SegmentConfig | None = None, detec
         >>> seg.foreground.shape
         (64, 64)
     """
-    cfg = dataclasses.replace(config or SegmentConfig(), **_known(options)).resolve(G)
-    backend = get_backend("cuda" if generator_device(G).type == "cuda" else "cpu")
-    from stylemix.instances import prepare_instances  # lazy: stylemix.instances builds on this module
-    step = prepare_instances(detector, classes, conf, iou, instance_config)
-    return _segment(G, int(seed), cfg, backend, step)
+    return next(segment_many(G, [seed], config=config, detector=detector, classes=classes, conf=conf, iou=iou,
+                             instance_config=instance_config, **options))
 
 
 def segment_many(G: Any, seeds: Iterable[int], *, config: SegmentConfig | None = None, detector: Any = None,
@@ -271,7 +268,7 @@ def segment_many(G: Any, seeds: Iterable[int], *, config: SegmentConfig | None =
     """:func:`segment` over ``seeds``, validating the settings and loading the detector once."""
     cfg = dataclasses.replace(config or SegmentConfig(), **_known(options)).resolve(G)
     backend = get_backend("cuda" if generator_device(G).type == "cuda" else "cpu")
-    from stylemix.instances import prepare_instances
+    from stylemix.instances import prepare_instances  # lazy: stylemix.instances builds on this module
     step = prepare_instances(detector, classes, conf, iou, instance_config)
     for seed in seeds:
         yield _segment(G, int(seed), cfg, backend, step)
