@@ -31,6 +31,7 @@ import stylemix
 from stylemix import io, metrics
 from stylemix.export import export_dataset
 from stylemix.mixing import seed_to_z
+from stylemix.segment import to_uint8
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -39,7 +40,7 @@ def _generate(G, seed: int) -> np.ndarray:
     with torch.inference_mode():
         ws = G.mapping(torch.from_numpy(seed_to_z(seed, G.z_dim)))
         img = G.synthesis(ws)
-        return (img.permute(0, 2, 3, 1) * 127.5 + 128).clamp(0, 255).to(torch.uint8)[0].numpy()
+        return to_uint8(img)[0].numpy()  # the same conversion segment() applies to its image
 
 
 def _timed(fn, *args, **kwargs) -> float:
