@@ -30,8 +30,13 @@ def project_channels(features: torch.Tensor, dim: int) -> torch.Tensor:
     C = features.shape[1]
     if dim >= C:
         return features
-    matrix = np.random.RandomState(PROJECTION_SEED).randn(dim, C).astype(np.float32) / np.sqrt(C)
-    return torch.einsum("kc,bchw->bkhw", torch.from_numpy(matrix).to(features), features)
+    return torch.einsum("kc,bchw->bkhw", torch.from_numpy(projection_matrix(C, dim)).to(features), features)
+
+
+def projection_matrix(channels: int, dim: int) -> np.ndarray:
+    """The fixed projection :func:`project_channels` applies: ``float32 [dim, channels]``, entries N(0, 1/channels)."""
+    matrix = np.random.RandomState(PROJECTION_SEED).randn(dim, channels).astype(np.float32) / np.sqrt(channels)
+    return matrix.astype(np.float32)  # NumPy 2 promotes the float64 scalar
 
 
 def pixel_vectors(stack: Any, normalization: str = "standardize", eps: float = 1e-6) -> Any:

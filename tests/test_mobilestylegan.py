@@ -276,6 +276,24 @@ def test_features(G: msg.MobileStyleGANGenerator, renders: dict) -> None:
         G.features(ws, 8, noise_mode="bogus")
 
 
+def test_features_suffix_shares_prefixes(G: msg.MobileStyleGANGenerator, renders: dict) -> None:
+    from stylemix.features import project_channels
+    base = renders[PARITY_SEEDS[0]][0]
+    other = renders[PARITY_SEEDS[1]][0]
+    with torch.no_grad():
+        states = G.synthesis_prefixes(base, [10, 4, 7, 15])
+        assert sorted(states) == [4, 7, 10, 15]
+        for c, state in states.items():
+            torch.testing.assert_close(state.hidden, G.synthesis_prefix(base, c).hidden, rtol=0, atol=1e-6)
+            mixed = torch.cat([base, base])
+            mixed[1, c:] = other[0, c:]  # variant 0 is the base, variant 1 takes other's fine styles
+            for resolution in (16, 64):
+                want = G.features(mixed, resolution)
+                torch.testing.assert_close(G.features_suffix(state, mixed, resolution), want, rtol=0, atol=1e-4)
+                torch.testing.assert_close(G.features_suffix(state, mixed, resolution, feature_dim=16),
+                                           project_channels(want, 16), rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_cuda_matches_cpu(G: msg.MobileStyleGANGenerator, renders: dict) -> None:
     ws, img = renders[PARITY_SEEDS[0]]

@@ -14,6 +14,10 @@ Style mixing needs two more facts and two hooks:
   ``synthesis_suffix(state, ws, resolution)`` finishes any number of variants sharing those slots, optionally stopping
   at a lower ``resolution``. :class:`GeneratorBase` implements both by falling back to full synthesis, so an adapter
   that cannot split its network still works, only slower.
+
+Optional, for speed: ``synthesis_prefixes(ws, crossovers)`` (the prefix at several crossovers, sharing the layers
+below each) and ``features_suffix(state, ws, resolution, feature_dim)`` (a variant's feature maps from a prefix state,
+randomly projected where that is cheapest); the base class builds both from the hooks above.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
+
+from stylemix.features import project_channels
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,6 +138,23 @@ class GeneratorBase(torch.nn.Module):
 
     def features(self, ws: torch.Tensor, resolution: int, noise_mode: str = "const") -> torch.Tensor:
         raise NotImplementedError(f"{type(self).__name__} does not expose intermediate features")
+
+    def synthesis_prefixes(self, ws: torch.Tensor, crossovers: list[int], noise_mode: str = "const"
+                           ) -> dict[int, Any]:
+        """``{c: synthesis_prefix(ws, c)}`` for each crossover; adapters that can share the layers below the
+        smaller crossovers override it (the states must behave exactly as separate prefixes)."""
+        return {int(c): self.synthesis_prefix(ws, int(c), noise_mode=noise_mode) for c in crossovers}
+
+    def features_suffix(self, state: Any, ws: torch.Tensor, resolution: int, feature_dim: int | None = None,
+                        noise_mode: str = "const") -> torch.Tensor:
+        """Feature maps of ``ws [N, num_ws, w_dim]`` at ``resolution``, optionally projected: ``[N, D, r, r]``.
+
+        ``state`` is a :meth:`synthesis_prefix` of styles sharing ``ws[:, :crossover]``; adapters may start from it
+        (this fallback ignores it). ``feature_dim`` applies :func:`stylemix.features.project_channels` (``D =
+        min(feature_dim, C)``); ``None`` returns all ``C`` channels.
+        """
+        feats = resize_image(self.features(ws, resolution, noise_mode=noise_mode), resolution)
+        return feats if feature_dim is None else project_channels(feats, feature_dim)
 
     def describe(self) -> dict[str, Any]:
         """Facts for ``stylemix info``; adapters add their own keys."""

@@ -44,6 +44,7 @@ import torch
 import torch.nn.functional as F
 
 from stylemix.errors import GeneratorLoadError
+from stylemix.features import projection_matrix
 from stylemix.generators.base import GeneratorBase, StyleLayout, resize_image, truncate
 
 WHEEL_REQUIREMENT = "random-face==2021.7.21.1"
@@ -616,6 +617,47 @@ class MobileStyleGANGenerator(GeneratorBase):
             raise ValueError(f"features exist at {sorted(net.feature_step)} px, got {resolution}")
         step = net.feature_step[resolution]
         return net.unquad(net.run(net.start(), ws, 0, step + 1, noise_mode), step).contiguous()
+
+    def synthesis_prefixes(self, ws: torch.Tensor, crossovers: list[int], noise_mode: str = "const"
+                           ) -> dict[int, MobileStyleGANState]:
+        """:meth:`synthesis_prefix` at each crossover in one pass: each state continues from the previous one."""
+        self._check_ws(ws)
+        net = self.synthesis_network
+        states, x, done = {}, net.start(), 0
+        for c in sorted({int(c) for c in crossovers}):
+            if not 0 <= c <= self.num_ws:
+                raise ValueError(f"crossover must lie in [0, {self.num_ws}], got {c}")
+            x = net.run(x, ws, done, c, noise_mode)  # run() never modifies its input, so earlier states stay valid
+            states[c], done = MobileStyleGANState(c, x), c
+        return states
+
+    def features_suffix(self, state: Any, ws: torch.Tensor, resolution: int, feature_dim: int | None = None,
+                        noise_mode: str = "const") -> torch.Tensor:
+        """:meth:`features` of ``ws [N, 23, 512]`` continuing from a prefix ``state`` (batch 1 broadcasts), optionally
+        projected by :func:`stylemix.features.project_channels` to ``feature_dim`` channels: ``[N, D, r, r]``.
+
+        The projection is applied to the channels-last, quad-ordered features with the matrix's columns permuted
+        instead: un-permuting 512 channels-last channels costs more than the layers at 64 px themselves.
+        """
+        self._check_ws(ws)
+        if not isinstance(state, MobileStyleGANState):
+            raise TypeError(f"state must come from {type(self).__name__}.synthesis_prefix, got {type(state).__name__}")
+        net = self.synthesis_network
+        if resolution not in net.feature_step:
+            raise ValueError(f"features exist at {sorted(net.feature_step)} px, got {resolution}")
+        step = net.feature_step[resolution]
+        if state.crossover <= step + 1:
+            x = net.run(state.hidden, ws, state.crossover, step + 1, noise_mode)
+        else:  # the state is past the features: they are the base's, recompute them for these styles
+            x = net.run(net.start(), ws, 0, step + 1, noise_mode)
+        x = x.expand(ws.shape[0], -1, -1, -1)
+        channels = x.shape[1]
+        if feature_dim is None or feature_dim >= channels:
+            return net.unquad(x, step).contiguous()
+        matrix = torch.from_numpy(projection_matrix(channels, feature_dim)).to(x)
+        if step in net.quad_steps:  # unquad(x)[:, j] = x[:, unquad[j]], so column j of the matrix moves there
+            matrix = matrix[:, torch.argsort(getattr(net, f"unquad_{step}"))]
+        return F.conv2d(x, matrix[:, :, None, None]).contiguous()
 
     def _check_ws(self, ws: torch.Tensor) -> None:
         if ws.ndim != 3 or ws.shape[1:] != (self.num_ws, self.w_dim):
