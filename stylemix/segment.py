@@ -18,7 +18,7 @@ from stylemix import mixing
 from stylemix.backend import Backend, get_backend, to_numpy
 from stylemix.cluster import KMeans
 from stylemix.errors import StylemixError
-from stylemix.features import NORMALIZATIONS, pixel_vectors, project_channels
+from stylemix.features import NORMALIZATIONS, pixel_vectors
 from stylemix.foreground import RULES, cluster_scores, foreground_clusters
 from stylemix.generators.base import resize_image
 from stylemix.postprocess import clean_labels, upsample_labels
@@ -182,27 +182,32 @@ def render_variants(G: Any, ws_base: torch.Tensor, ws_mix: torch.Tensor, crossov
                     cfg: SegmentConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """The base image at full resolution and the variant stack at the analysis resolution.
 
-    The fast path runs the layers shared by every variant once (``synthesis_prefix`` at the smallest crossover)
-    and stops the variants at the analysis resolution, taking their feature maps (projected to ``feature_dim``
-    channels) or their partial RGB image; ``cfg.exact`` renders everything in full and area-resizes the RGB.
+    The fast path runs the base's layers below each crossover once (``synthesis_prefixes``), finishes each group of
+    variants sharing a crossover from its state, and stops them at the analysis resolution, taking their feature
+    maps (projected to ``feature_dim`` channels, ``features_suffix``) or their partial RGB image; ``cfg.exact``
+    renders everything in full and area-resizes the RGB.
 
     Returns:
-        ``(image [1, 3, H, W], stack [N, C, r, r])``.
+        ``(image [1, 3, H, W], stack [N, C, r, r])``, variants in their original order.
     """
-    r = cfg.analysis_resolution
-    chunks = range(0, len(ws_mix), cfg.batch_size)
+    r, nm = cfg.analysis_resolution, cfg.noise_mode
     if cfg.exact:
-        image = G.synthesis(ws_base, noise_mode=cfg.noise_mode)
-        render = (lambda w: resize_image(G.synthesis(w, noise_mode=cfg.noise_mode), r))
-    else:
-        state = G.synthesis_prefix(ws_base, int(crossovers.min()), noise_mode=cfg.noise_mode)
-        image = G.synthesis_suffix(state, ws_base, None, noise_mode=cfg.noise_mode)
-        render = (lambda w: G.synthesis_suffix(state, w, r, noise_mode=cfg.noise_mode))
+        image = G.synthesis(ws_base, noise_mode=nm)
+        return image, torch.cat([resize_image(G.synthesis(ws_mix[i:i + cfg.batch_size], noise_mode=nm), r)
+                                 for i in range(0, len(ws_mix), cfg.batch_size)])
+    states = G.synthesis_prefixes(ws_base, sorted({int(c) for c in crossovers}), noise_mode=nm)
+    image = G.synthesis_suffix(states[max(states)], ws_base, None, noise_mode=nm)  # the deepest state: least left
     if cfg.descriptor == "features":
-        render = (lambda w: project_channels(resize_image(G.features(w, r, noise_mode=cfg.noise_mode), r),
-                                             cfg.feature_dim))
-    stack = torch.cat([render(ws_mix[i:i + cfg.batch_size]) for i in chunks])
-    return image, stack
+        render = (lambda state, w: G.features_suffix(state, w, r, cfg.feature_dim, noise_mode=nm))
+    else:
+        render = (lambda state, w: G.synthesis_suffix(state, w, r, noise_mode=nm))
+    order, parts = [], []
+    for c, state in states.items():
+        rows = np.flatnonzero(crossovers == c)
+        for i in range(0, len(rows), cfg.batch_size):
+            order.extend(rows[i:i + cfg.batch_size])
+            parts.append(render(state, ws_mix[rows[i:i + cfg.batch_size]]))
+    return image, torch.cat(parts)[torch.from_numpy(np.argsort(order))]
 
 
 def cluster_stack(stack: Any, cfg: SegmentConfig, random_state: int) -> Any:
