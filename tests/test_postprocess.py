@@ -41,3 +41,34 @@ def test_guided_filter_keeps_constant_and_follows_edges():
     np.testing.assert_allclose(guided_filter(guide, const, 3, 1e-3), 0.7, atol=1e-5)
     out = guided_filter(guide, guide.copy(), 3, 1e-4)
     assert np.abs(out - guide).max() < 0.05
+
+
+def test_fast_guided_filter_matches_full_size_filter():
+    rng = np.random.default_rng(0)
+    image = np.zeros((256, 256, 3), np.uint8)
+    image[70:190, 60:200] = 200
+    image = np.clip(image + rng.normal(0, 8, image.shape), 0, 255).astype(np.uint8)
+    coarse = np.zeros((16, 16), np.int32)
+    coarse[4:12, 4:13] = 1
+    full = upsample_labels(coarse, (256, 256), 2, guide=image, filter_resolution=None)
+    fast = upsample_labels(coarse, (256, 256), 2, guide=image, filter_resolution=64)
+    assert (full != fast).mean() < 0.01
+    parts = coarse + (np.arange(16)[None, :] >= 8) * 2  # k = 4: the argmax path
+    assert (upsample_labels(parts, (256, 256), 4, image, filter_resolution=None)
+            != upsample_labels(parts, (256, 256), 4, image, filter_resolution=64)).mean() < 0.02
+
+
+def test_clean_fills_like_one_distance_transform():
+    import scipy.ndimage
+    rng = np.random.default_rng(1)
+    labels = (scipy.ndimage.uniform_filter(rng.random((200, 200)), 9) > 0.5).astype(np.int32)
+    labels[rng.random((200, 200)) < 0.002] = 2  # specks of a third label
+    drop = np.zeros(labels.shape, bool)
+    for value in np.unique(labels):
+        comp, _ = scipy.ndimage.label(labels == value)
+        sizes = np.bincount(comp.ravel())
+        small = sizes < 30
+        small[0] = False
+        drop |= small[comp]
+    idx = scipy.ndimage.distance_transform_edt(drop, return_distances=False, return_indices=True)
+    np.testing.assert_array_equal(clean_labels(labels, 30), labels[idx[0], idx[1]])
