@@ -180,11 +180,12 @@ def _small_components_host(labels: np.ndarray, min_area: int
 
 
 def _fill_locally(out: np.ndarray, drop: np.ndarray, boxes: list[tuple[np.ndarray, tuple[slice, slice]]],
-                  max_boxes: int = 64) -> bool:
+                  max_boxes: int = 1024) -> bool:
     """Give each small component in ``boxes`` the label of its nearest kept pixel, searching a window around it.
 
     Exact: a pixel outside a window that extends ``m`` beyond the component's box is more than ``m`` away from the
-    component, so a kept pixel found within ``m`` is the nearest overall. Returns ``False``, leaving ``out``
+    component, so a kept pixel found within ``m`` is the nearest overall (specks are many and tiny: a window of a few
+    pixels each, against a distance transform of the whole image). Returns ``False``, leaving ``out``
     untouched, when some component has none within its window or there are too many components; the caller then
     falls back to one distance transform of the whole image.
     """
