@@ -59,7 +59,7 @@ class SegmentConfig:
     crossover: mixing.Crossover | None = None
     truncation_psi: float = 1.0
     truncation_cutoff: int | None = None
-    analysis_resolution: int = 64
+    analysis_resolution: int = 32
     normalization: str = "standardize"
     descriptor: str = "auto"
     feature_dim: int = 16

@@ -68,7 +68,8 @@ def test_each_instance_matches_its_object(three, seed):
     truth = three.truth(base_styles(three, seed))["instances"][0]
     boxes = truth_boxes(truth)
     classes = np.array([0, 1, 0])
-    seg = stylemix.segment(three, seed, variants=8, detector=fake_detector(boxes, classes=classes))
+    seg = stylemix.segment(three, seed, variants=8, analysis_resolution=64,
+                           detector=fake_detector(boxes, classes=classes))
     assert seg.instances.shape == (64, 64) and seg.instances.dtype == np.int32
     assert [r.id for r in seg.instance_records] == [1, 2, 3]  # scores decrease left to right
     for j, rec in enumerate(seg.instance_records):
@@ -90,7 +91,7 @@ def test_overlapping_boxes_keep_each_object(three, seed):
     grow = 0.6 * (boxes[:, 2] - boxes[:, 0])
     wide = boxes + np.stack([-grow, 0 * grow, grow, 0 * grow], 1)
     assert wide[0, 2] > boxes[1, 0] and wide[1, 0] < boxes[0, 2]  # into the neighbours' objects
-    seg = stylemix.segment(three, seed, variants=8, detector=fake_detector(wide))
+    seg = stylemix.segment(three, seed, variants=8, analysis_resolution=64, detector=fake_detector(wide))
     for j, rec in enumerate(seg.instance_records):
         assert rec.kept and iou(seg.instances == rec.id, truth == j + 1) >= 0.95
 
@@ -100,7 +101,7 @@ def test_duplicate_detection_is_merged_into_the_higher_score(three):
     # detection with the higher score.
     truth = three.truth(base_styles(three, 1))["instances"][0]
     box = truth_boxes(truth)[1]
-    seg = stylemix.segment(three, 1, variants=8,
+    seg = stylemix.segment(three, 1, variants=8, analysis_resolution=64,
                            detector=fake_detector(np.stack([box, box]), scores=np.array([0.4, 0.8])))
     first, second = seg.instance_records
     assert (first.score, first.id, first.kept) == (0.8, 1, True)
@@ -151,7 +152,7 @@ def test_box_prior_and_crop_window():
 
 def test_instance_files_round_trip(three, tmp_path):
     truth = three.truth(base_styles(three, 2))["instances"][0]
-    seg = stylemix.segment(three, 2, variants=8, detector=fake_detector(truth_boxes(truth)))
+    seg = stylemix.segment(three, 2, variants=8, analysis_resolution=64, detector=fake_detector(truth_boxes(truth)))
     write_instances(tmp_path / "seed0002", seg)
     ids = io.read_png(tmp_path / "seed0002_instances.png")
     assert ids.dtype == np.uint8 and np.array_equal(ids, seg.instances)
@@ -166,8 +167,8 @@ def test_instance_files_round_trip(three, tmp_path):
 def test_segment_many_matches_segment(three):
     truth = three.truth(base_styles(three, 4))["instances"][0]
     det = fake_detector(truth_boxes(truth))
-    one = stylemix.segment(three, 4, variants=8, detector=det)
-    (many,) = stylemix.segment_many(three, [4], variants=8, detector=det)
+    one = stylemix.segment(three, 4, variants=8, analysis_resolution=64, detector=det)
+    (many,) = stylemix.segment_many(three, [4], variants=8, analysis_resolution=64, detector=det)
     np.testing.assert_array_equal(one.instances, many.instances)
 
 
@@ -177,7 +178,7 @@ def test_class_filter_and_conf(three):
     image = np.zeros((64, 64, 3), np.uint8)
     assert detect(det, image, "other", conf=0.25).scores.tolist() == pytest.approx([0.6])
     assert detect(det, image, [1, "shape"]).scores.tolist() == pytest.approx([0.9, 0.6, 0.2])  # sorted by score
-    seg = stylemix.segment(three, 0, variants=8, detector=det, classes="shape")
+    seg = stylemix.segment(three, 0, variants=8, analysis_resolution=64, detector=det, classes="shape")
     assert [r.class_name for r in seg.instance_records] == ["shape"] and seg.instances.max() == 1
 
 
@@ -256,7 +257,8 @@ def test_implausible_instances_are_dropped_with_a_reason(three):
     truth = three.truth(base_styles(three, 0))["instances"][0]
     inner = truth_boxes(truth)[0] + np.array([4, 8, -4, -8], np.float32)  # inside one object, no margin
     tiny = np.array([30, 30, 31, 31], np.float32)  # under one analysis pixel with 64 px analysis
-    seg = stylemix.segment(three, 0, variants=8, detector=fake_detector(np.stack([inner, tiny])),
+    seg = stylemix.segment(three, 0, variants=8, analysis_resolution=64,
+                           detector=fake_detector(np.stack([inner, tiny])),
                            instance_config=InstanceConfig(crop_margins=(0.0,), min_margin=0.05))
     uniform, small = seg.instance_records
     assert not uniform.kept and uniform.reason.startswith("weak foreground evidence (margin 0.0")

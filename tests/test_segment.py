@@ -13,10 +13,14 @@ from stylemix.generators.shapes import ShapesGenerator
 from conftest import base_styles, iou
 
 
+# The known-truth generator is 64 px: cluster at its full size, so the truth checks test the method, not the
+# upsampling (test_lower_analysis_resolution_still_matches covers that).
+FULL = {"analysis_resolution": 64}
+
 @pytest.mark.parametrize("seed", [0, 1, 2, 5])
 @pytest.mark.parametrize("exact", [False, True])
 def test_foreground_matches_truth(shapes, seed, exact):
-    seg = stylemix.segment(shapes, seed, variants=8, exact=exact)
+    seg = stylemix.segment(shapes, seed, variants=8, exact=exact, **FULL)
     truth = shapes.truth(base_styles(shapes, seed))["foreground"][0]
     assert seg.image.shape == (64, 64, 3) and seg.image.dtype == np.uint8
     assert seg.labels.dtype == np.int32 and seg.foreground.dtype == bool
@@ -34,7 +38,7 @@ def test_lower_analysis_resolution_still_matches(shapes):
 @pytest.mark.parametrize("seed", [0, 4])
 def test_parts_match_truth_up_to_permutation(seed):
     G = ShapesGenerator(parts=True).eval()
-    seg = stylemix.segment(G, seed, variants=16, clusters=3)
+    seg = stylemix.segment(G, seed, variants=16, clusters=3, **FULL)
     truth = G.truth(base_styles(G, seed))["parts"][0]
     best = max(np.mean(np.array(p)[seg.labels] == truth) for p in permutations(range(3)))
     assert best >= 0.99
@@ -53,8 +57,8 @@ def test_deterministic_across_runs_and_batch_sizes(shapes):
 
 def test_fast_and_exact_agree(shapes):
     for seed in range(4):
-        fast = stylemix.segment(shapes, seed, variants=8)
-        exact = stylemix.segment(shapes, seed, variants=8, exact=True)
+        fast = stylemix.segment(shapes, seed, variants=8, **FULL)
+        exact = stylemix.segment(shapes, seed, variants=8, exact=True, **FULL)
         assert iou(fast.foreground, exact.foreground) >= 0.99
 
 
