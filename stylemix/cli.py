@@ -14,7 +14,8 @@ import click
 from stylemix.errors import StylemixError
 
 _SEG_OPTS = ("variants", "clusters", "crossover", "truncation_psi", "truncation_cutoff", "analysis_resolution",
-             "normalization", "descriptor", "feature_dim", "foreground_rule", "min_area", "refine", "batch_size", "exact")
+             "normalization", "descriptor", "feature_dim", "foreground_rule", "consensus", "min_area", "refine",
+             "batch_size", "exact")
 
 
 class _Group(click.Group):
@@ -64,6 +65,8 @@ def method_options(f: Any) -> Any:
                      help="Channels per variant kept by the random projection of feature maps."),
         click.option("--fg-rule", "foreground_rule", type=click.Choice(RULES), default=d.foreground_rule,
                      help="How the foreground cluster is chosen."),
+        click.option("--consensus", default=",".join(map(str, d.consensus)), metavar="K,K,..",
+                     help="For k = 2: cluster counts whose foreground decisions are averaged (2 = plain split)."),
         click.option("--min-area", type=float, default=d.min_area,
                      help="Merge components smaller than this fraction of the image."),
         click.option("--refine", type=click.Choice(REFINEMENTS), default=d.refine,
@@ -97,6 +100,12 @@ def method_kwargs(options: dict[str, Any]) -> dict[str, Any]:
     kwargs = {k: options[k] for k in _SEG_OPTS if k in options}
     if kwargs.get("crossover") is not None:
         kwargs["crossover"] = parse_crossover(kwargs["crossover"])
+    if isinstance(kwargs.get("consensus"), str):
+        try:
+            kwargs["consensus"] = tuple(int(k) for k in kwargs["consensus"].split(","))
+        except ValueError:
+            raise click.BadParameter(f"{kwargs['consensus']!r} is not a comma-separated list of integers",
+                                     param_hint="--consensus") from None
     return kwargs
 
 

@@ -8,6 +8,7 @@ docs/benchmarks.md): scipy's ``kmeans2`` is 25x slower, faiss is faster only by 
 from __future__ import annotations
 
 import importlib
+import warnings
 from typing import Any
 
 import numpy as np
@@ -46,8 +47,12 @@ class KMeans:
             raise StylemixError(f"cannot make {self.n_clusters} clusters from {X.shape[0]} pixels")
         if xp is np:
             from sklearn.cluster import KMeans as Impl
-            est = Impl(n_clusters=self.n_clusters, n_init=self.n_init, max_iter=self.max_iter, tol=self.tol,
-                       random_state=self.random_state).fit(X)
+            from sklearn.exceptions import ConvergenceWarning
+            with warnings.catch_warnings():
+                # Flat images have fewer distinct vectors than k; the empty clusters are handled downstream.
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                est = Impl(n_clusters=self.n_clusters, n_init=self.n_init, max_iter=self.max_iter, tol=self.tol,
+                           random_state=self.random_state).fit(X)
         else:
             Impl = importlib.import_module("cuml.cluster").KMeans
             est = Impl(n_clusters=self.n_clusters, n_init=self.n_init, max_iter=self.max_iter, tol=self.tol,

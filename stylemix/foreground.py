@@ -11,6 +11,12 @@ For k = 2 the foreground is the cluster with the higher score and the **margin**
 opposite), so 0 means "no evidence either way" and values near 1 a compact central object on a clean background.
 For k > 2 every cluster with a positive score is foreground (over-segment, then merge), and the margin is the
 smallest absolute score, the least certain of those decisions.
+
+:func:`anchor_foreground` is the better merge of an over-segmentation into foreground and background, used by the
+consensus of :func:`stylemix.segment.consensus_foreground`: the most central cluster anchors the foreground, the
+cluster filling most of the *frame* (top and side bands, :func:`frame_map`) anchors the background, and every other
+cluster joins the anchor whose mean clustering vector is nearer. Position alone cannot place hair, neck or clothing
+(they reach the frame and the centre alike); how they change across the variants can.
 """
 
 from __future__ import annotations
@@ -80,3 +86,50 @@ def foreground_clusters(scores: Any) -> tuple[Any, float]:
     if not bool(fg.any()):
         fg[int(xp.argmax(scores))] = True
     return fg, float(xp.abs(scores).min())
+
+
+def frame_map(shape: tuple[int, int], xp: Any = None) -> Any:
+    """``bool [h, w]``: the top, left and right bands of the image, ``max(1, side // 20)`` pixels deep.
+
+    The bottom band is left out: subjects are cut by it (a bust, a body, the ground) far more often than by the
+    other edges, so it is no evidence of background.
+    """
+    import numpy
+    xp = numpy if xp is None else xp
+    h, w = shape
+    by, bx = max(1, h // 20), max(1, w // 20)
+    frame = xp.zeros((h, w), dtype=bool)
+    frame[:by] = True
+    frame[:, :bx] = True
+    frame[:, w - bx:] = True
+    return frame
+
+
+def anchor_foreground(vectors: Any, labels: Any, n_clusters: int, rule: str | Any = "centre") -> Any:
+    """Foreground/background merge of an over-segmentation by two anchors: ``bool [n_clusters]`` is-foreground.
+
+    Args:
+        vectors: ``float [h * w, D]`` the per-pixel vectors that were clustered (row-major pixels).
+        labels: ``int [h, w]`` cluster ids in ``[0, n_clusters)``.
+        rule: the centrality map naming the foreground anchor (as in :func:`cluster_scores`).
+
+    The foreground anchor is the cluster with the best ``rule`` score, the background anchor the other cluster with
+    the largest share of its pixels in :func:`frame_map`; a cluster joins the foreground when its mean vector is
+    strictly nearer the foreground anchor's. With k = 2 this is the ``rule``'s own decision.
+    """
+    xp = array_module(labels)
+    flat = labels.ravel()
+    count = xp.bincount(flat, minlength=n_clusters).astype(xp.float32)
+    fg_anchor = int(xp.argmax(cluster_scores(labels, n_clusters, rule)))
+    in_frame = xp.bincount(flat, weights=frame_map(labels.shape, xp).ravel().astype(xp.float32),
+                           minlength=n_clusters) / xp.maximum(count, 1)
+    in_frame[fg_anchor] = -1.0
+    bg_anchor = int(xp.argmax(in_frame))
+    # Cluster means as one matrix product (same code on NumPy and CuPy).
+    onehot = (flat[:, None] == xp.arange(n_clusters, dtype=flat.dtype)[None, :]).astype(xp.float32)
+    means = (onehot.T @ vectors.astype(xp.float32)) / xp.maximum(count, 1)[:, None]
+    to_fg = xp.linalg.norm(means - means[fg_anchor], axis=1)
+    to_bg = xp.linalg.norm(means - means[bg_anchor], axis=1)
+    is_fg = (to_fg < to_bg) & (count > 0)
+    is_fg[fg_anchor] = True
+    return is_fg

@@ -91,30 +91,44 @@ def upsample_labels(labels: Any, size: tuple[int, int], n_clusters: int, guide: 
         ``int32 [H, W]``.
     """
     xp = array_module(labels)
-    h, w = labels.shape
-    H, W = size
-    if (h, w) == (H, W) and guide is None:
+    if labels.shape == tuple(size) and guide is None:
         return labels.astype(xp.int32)
-    # k = 2: the two soft maps sum to 1 and every step is linear in them, so the argmax is "foreground map > 1/2"
-    # and one map suffices.
-    ids = xp.arange(1, 2, dtype=labels.dtype) if n_clusters == 2 else xp.arange(n_clusters, dtype=labels.dtype)
-    onehot = (labels[None] == ids[:, None, None]).astype(xp.float32)
-    if guide is None:
-        soft = _resize(onehot, (H, W))
-    else:
-        g = guide.astype(xp.float32)
-        if g.max() > 1.5:
-            g = g / 255.0
-        grey = g @ xp.asarray([0.299, 0.587, 0.114], dtype=xp.float32)
-        radius = max(1, H // h) if radius is None else radius
-        scale = 1.0 if filter_resolution is None else min(1.0, max(filter_resolution, h, w) / max(H, W))
-        lo = (max(1, round(H * scale)), max(1, round(W * scale)))
-        a, b = guided_coefficients(_resize(grey, lo, area=True), _resize(onehot, lo), max(1, round(radius * scale)),
-                                   eps)
-        soft = _resize(a, (H, W)) * grey + _resize(b, (H, W))
     if n_clusters == 2:
-        return (soft[0] > 0.5).astype(xp.int32)
+        return upsample_mask(labels == 1, size, guide, radius, eps, filter_resolution)
+    onehot = (labels[None] == xp.arange(n_clusters, dtype=labels.dtype)[:, None, None]).astype(xp.float32)
+    soft = _upsample_maps(onehot, size, guide, radius, eps, filter_resolution)
     return xp.argmax(soft, axis=0).astype(xp.int32)
+
+
+def upsample_mask(prob: Any, size: tuple[int, int], guide: Any | None = None, radius: int | None = None,
+                  eps: float = 1e-3, filter_resolution: int | None = 256) -> Any:
+    """Upsample a foreground probability ``float [h, w]`` in [0, 1] (or a bool mask) to ``int32 [H, W]`` in {0, 1}.
+
+    The same resampling and guided filtering as :func:`upsample_labels` (which calls it for k = 2: there the two
+    soft maps sum to 1 and every step is linear in them, so the argmax is "foreground map > 1/2"), then > 1/2.
+    """
+    xp = array_module(prob)
+    soft = _upsample_maps(prob[None].astype(xp.float32), size, guide, radius, eps, filter_resolution)
+    return (soft[0] > 0.5).astype(xp.int32)
+
+
+def _upsample_maps(maps: Any, size: tuple[int, int], guide: Any | None, radius: int | None, eps: float,
+                   filter_resolution: int | None) -> Any:
+    """``float32 [C, h, w]`` soft maps -> ``[C, H, W]``, bilinear, then guided by ``guide`` when given."""
+    xp = array_module(maps)
+    h, w = maps.shape[1:]
+    H, W = size
+    if guide is None:
+        return _resize(maps, (H, W))
+    g = guide.astype(xp.float32)
+    if g.max() > 1.5:
+        g = g / 255.0
+    grey = g @ xp.asarray([0.299, 0.587, 0.114], dtype=xp.float32)
+    radius = max(1, H // h) if radius is None else radius
+    scale = 1.0 if filter_resolution is None else min(1.0, max(filter_resolution, h, w) / max(H, W))
+    lo = (max(1, round(H * scale)), max(1, round(W * scale)))
+    a, b = guided_coefficients(_resize(grey, lo, area=True), _resize(maps, lo), max(1, round(radius * scale)), eps)
+    return _resize(a, (H, W)) * grey + _resize(b, (H, W))
 
 
 def clean_labels(labels: Any, min_area: int) -> Any:

@@ -2,7 +2,8 @@
 
 :func:`segment` is the library entry point; :class:`SegmentConfig` holds every knob with its default (docs/method.md
 explains each). The stages are separate functions so that the instance mode and the benchmarks reuse them:
-:func:`render_variants`, :func:`cluster_stack`, :func:`decide_foreground`, :func:`finish_labels`.
+:func:`render_variants`, :func:`cluster_stack` / :func:`consensus_foreground`, :func:`decide_foreground`,
+:func:`finish_labels`.
 """
 
 from __future__ import annotations
@@ -15,13 +16,13 @@ import numpy as np
 import torch
 
 from stylemix import mixing
-from stylemix.backend import Backend, get_backend, to_numpy
+from stylemix.backend import Backend, array_module, get_backend, to_numpy
 from stylemix.cluster import KMeans
 from stylemix.errors import StylemixError
 from stylemix.features import NORMALIZATIONS, pixel_vectors
-from stylemix.foreground import RULES, cluster_scores, foreground_clusters
+from stylemix.foreground import RULES, anchor_foreground, cluster_scores, foreground_clusters
 from stylemix.generators.base import resize_image
-from stylemix.postprocess import clean_labels, upsample_labels
+from stylemix.postprocess import clean_labels, upsample_labels, upsample_mask
 
 DESCRIPTORS = ("auto", "features", "rgb")
 REFINEMENTS = ("guided", "nearest")
@@ -45,6 +46,8 @@ class SegmentConfig:
             variants' pixels) or ``auto`` (features when the generator exposes them, else rgb).
         feature_dim: channels kept per variant by the fixed random projection of the features.
         foreground_rule: ``centre`` | ``border`` | ``combined`` (see :mod:`stylemix.foreground`).
+        consensus: for ``clusters = 2``, the k-means cluster counts whose foreground decisions are averaged into the
+            mask (:func:`consensus_foreground`); ``(2,)`` is the plain two-way split.
         min_area: components smaller than this fraction of the image are merged into their surroundings.
         refine: ``guided`` (edges follow the full-resolution image) or ``nearest`` upsampling of the labels.
         noise_mode: generator noise, ``const`` so that variants differ only by their styles.
@@ -64,6 +67,7 @@ class SegmentConfig:
     descriptor: str = "auto"
     feature_dim: int = 16
     foreground_rule: str = "centre"
+    consensus: tuple[int, ...] = (2, 3, 4, 5)
     min_area: float = 0.002
     refine: str = "guided"
     noise_mode: str = "const"
@@ -81,11 +85,14 @@ class SegmentConfig:
         elif descriptor == "auto":
             descriptor = "features" if has_features(G) else "rgb"
         cfg = dataclasses.replace(self, crossover=crossover, descriptor=descriptor,
+                                  consensus=tuple(int(k) for k in self.consensus),
                                   analysis_resolution=min(self.analysis_resolution, G.resolution))
         if cfg.variants < 2:
             raise StylemixError(f"variants must be at least 2, got {cfg.variants}")
         if cfg.clusters < 2:
             raise StylemixError(f"clusters must be at least 2, got {cfg.clusters}")
+        if not cfg.consensus or any(int(k) < 2 for k in cfg.consensus):
+            raise StylemixError(f"consensus needs cluster counts of at least 2, got {cfg.consensus}")
         r = cfg.analysis_resolution
         if r < 4 or r & (r - 1):
             raise StylemixError(f"analysis resolution must be a power of two >= 4, got {self.analysis_resolution}")
@@ -218,6 +225,27 @@ def cluster_stack(stack: Any, cfg: SegmentConfig, random_state: int) -> Any:
     return km.labels_.reshape(h, w)
 
 
+def consensus_foreground(stack: Any, cfg: SegmentConfig, random_state: int) -> tuple[Any, float]:
+    """Foreground probability ``float32 [h, w]`` of the variant stack ``[N, C, h, w]`` and the votes' agreement.
+
+    One k-means per ``k`` in ``cfg.consensus`` on the same vectors; each clustering is merged into foreground and
+    background by :func:`~stylemix.foreground.anchor_foreground`, and the probability is the fraction of those
+    decisions that call a pixel foreground. Single splits flip between "face against the rest" and "person against
+    the background" from seed to seed; their majority is steadier (docs/benchmarks.md), and the soft map it leaves
+    is what the guided upsampling snaps to the image's edges. Agreement: mean ``|2p - 1|``, 1 when unanimous.
+    """
+    n, c, h, w = stack.shape
+    X = pixel_vectors(stack, cfg.normalization)
+    xp = array_module(X)
+    votes = xp.zeros(h * w, dtype=xp.float32)
+    for k in cfg.consensus:
+        km = KMeans(int(k), n_init=cfg.n_init, max_iter=cfg.max_iter, random_state=random_state).fit(X)
+        labels = km.labels_.reshape(h, w)
+        votes += anchor_foreground(X, labels, int(k), cfg.foreground_rule)[km.labels_].astype(xp.float32)
+    prob = (votes / len(cfg.consensus)).reshape(h, w)
+    return prob, float(xp.abs(2 * prob - 1).mean())
+
+
 def decide_foreground(labels: Any, n_clusters: int, rule: str | Any) -> tuple[Any, Any, float]:
     """Foreground decision on ``labels [h, w]``: ``(scores [k], is_fg [k] bool, margin)``.
 
@@ -235,8 +263,13 @@ def order_binary(labels: Any, is_fg: Any) -> Any:
 
 def finish_labels(labels: Any, size: tuple[int, int], n_clusters: int, guide: Any | None, cfg: SegmentConfig
                   ) -> Any:
-    """Analysis-resolution labels -> cleaned ``int32 [H, W]`` labels at ``size``."""
-    full = upsample_labels(labels, size, n_clusters, guide if cfg.refine == "guided" else None)
+    """Analysis-resolution labels (or, for k = 2, a foreground probability ``float [h, w]``) -> cleaned
+    ``int32 [H, W]`` labels at ``size``."""
+    guide = guide if cfg.refine == "guided" else None
+    if n_clusters == 2 and labels.dtype.kind == "f":
+        full = upsample_mask(labels, size, guide)
+    else:
+        full = upsample_labels(labels, size, n_clusters, guide)
     return clean_labels(full, int(round(cfg.min_area * size[0] * size[1])))
 
 
@@ -298,10 +331,15 @@ def _segment(G: Any, seed: int, cfg: SegmentConfig, backend: Backend, instance_s
     t1 = time.perf_counter()
     xp = backend.xp
     random_state = int(mixing.stream(seed, mixing.STREAM_KMEANS).integers(2 ** 31))
-    labels = cluster_stack(backend.from_torch(stack.float()), cfg, random_state)
-    scores, is_fg, margin = decide_foreground(labels, cfg.clusters, cfg.foreground_rule)
+    extra = {}
     if cfg.clusters == 2:
-        labels, is_fg, scores = order_binary(labels, is_fg), xp.asarray([False, True]), xp.sort(scores)
+        prob, extra["consensus_agreement"] = consensus_foreground(backend.from_torch(stack.float()), cfg, random_state)
+        # Scores and margin keep their k = 2 meaning: the foreground rule's verdict on the final split.
+        scores = cluster_scores((prob > 0.5).astype(xp.int32), 2, cfg.foreground_rule)
+        labels, is_fg, margin = prob, xp.asarray([False, True]), max(float(scores[1]), 0.0)
+    else:
+        labels = cluster_stack(backend.from_torch(stack.float()), cfg, random_state)
+        scores, is_fg, margin = decide_foreground(labels, cfg.clusters, cfg.foreground_rule)
     t2 = time.perf_counter()
     guide = backend.from_torch(image_u8)
     full = finish_labels(labels, tuple(image_u8.shape[:2]), cfg.clusters, guide, cfg)
@@ -317,6 +355,7 @@ def _segment(G: Any, seed: int, cfg: SegmentConfig, backend: Backend, instance_s
         "cluster_scores": [round(float(s), 6) for s in to_numpy(scores)],
         "foreground_clusters": [int(i) for i in np.flatnonzero(to_numpy(is_fg))],
         "foreground_fraction": round(float(foreground.mean()), 6),
+        **{key: round(value, 6) for key, value in extra.items()},
         "timing_s": {"render": t1 - t0, "cluster": t2 - t1, "postprocess": t3 - t2},
     }
     seg = Segmentation(seed, to_numpy(image_u8), to_numpy(full).astype(np.int32),
