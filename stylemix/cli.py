@@ -104,8 +104,7 @@ def method_kwargs(options: dict[str, Any]) -> dict[str, Any]:
         try:
             kwargs["consensus"] = tuple(int(k) for k in kwargs["consensus"].split(","))
         except ValueError:
-            raise click.BadParameter(f"{kwargs['consensus']!r} is not a comma-separated list of integers",
-                                     param_hint="--consensus") from None
+            raise StylemixError(f"bad --consensus {kwargs['consensus']!r}: give cluster counts like 2,3,4,5") from None
     return kwargs
 
 

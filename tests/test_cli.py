@@ -62,6 +62,8 @@ def test_eval_scores_known_masks(tmp_path):
     (["--seeds", "1", "-n", "1"], "variants must be at least 2"),
     (["--seeds", "1", "--crossover", "8"], "crossover 8 out of range"),
     (["--seeds", "1", "--network", "no-such-net"], "unknown network"),
+    (["--seeds", "1", "--consensus", "2,x"], "bad --consensus"),
+    (["--seeds", "1", "--consensus", "2,1"], "consensus needs cluster counts of at least 2"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, args, message):
     out = tmp_path / "never"

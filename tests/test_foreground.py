@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from stylemix.errors import StylemixError
-from stylemix.foreground import centrality_map, cluster_scores, foreground_clusters
+from stylemix.foreground import anchor_foreground, centrality_map, cluster_scores, foreground_clusters, frame_map
 
 
 def _disc(h=64, r=16):
@@ -46,3 +46,37 @@ def test_custom_centrality_map_and_empty_cluster():
 def test_unknown_rule():
     with pytest.raises(StylemixError):
         centrality_map((8, 8), "middle")
+
+
+def _portrait():
+    """A face disc, hair above it reaching the top edge, a body at the bottom edge, background elsewhere."""
+    yy, xx = np.mgrid[:64, :64]
+    labels = np.zeros((64, 64), np.int32)                      # 0 background
+    labels[(yy < 30) & (abs(xx - 32) < 18)] = 2                # 2 hair, touches the top band
+    labels[50:, 12:52] = 3                                     # 3 body, cut by the bottom edge
+    labels[(yy - 32) ** 2 + (xx - 32) ** 2 <= 14 ** 2] = 1     # 1 face, central
+    return labels
+
+
+def test_anchors_merge_by_how_clusters_change_not_where_they_are():
+    labels = _portrait()
+    # Cluster mean vectors: hair and body change like the face, the background does not.
+    means = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.8, 0.3, 0.1], [0.7, 0.2, 0.3]], np.float32)
+    X = means[labels.ravel()]
+    assert anchor_foreground(X, labels, 4).tolist() == [False, True, True, True]
+    # The same layout where the hair changes like the background: position alone would not tell the difference.
+    means[2] = [0.1, 0.9, 0.0]
+    assert anchor_foreground(means[labels.ravel()], labels, 4).tolist() == [False, True, False, True]
+
+
+def test_anchors_for_two_clusters_follow_the_rule():
+    labels = _disc()
+    X = np.random.default_rng(0).standard_normal((64 * 64, 4)).astype(np.float32)
+    fg, _ = foreground_clusters(cluster_scores(labels, 2, "centre"))
+    assert anchor_foreground(X, labels, 2).tolist() == fg.tolist() == [False, True]
+
+
+def test_frame_leaves_the_bottom_out():
+    frame = frame_map((40, 40))
+    assert frame[0].all() and frame[:, 0].all() and frame[:, -1].all()
+    assert not frame[-1, 2:-2].any() and not frame[10:30, 10:30].any()

@@ -1,5 +1,6 @@
 """The whole pipeline on the known-truth generator: masks must match the truth, and be reproducible."""
 
+import dataclasses
 from itertools import permutations
 
 import numpy as np
@@ -62,6 +63,23 @@ def test_fast_and_exact_agree(shapes):
         assert iou(fast.foreground, exact.foreground) >= 0.99
 
 
+def test_consensus_is_the_mean_of_its_votes(shapes):
+    from stylemix.segment import consensus_foreground, render_variants, style_latents
+    cfg = stylemix.SegmentConfig(variants=8, **FULL).resolve(shapes)
+    with torch.no_grad():
+        ws_base, ws_mix, crossovers = style_latents(shapes, 7, cfg)
+        stack = render_variants(shapes, ws_base, ws_mix, crossovers, cfg)[1].numpy()
+    probs = {ks: consensus_foreground(stack, dataclasses.replace(cfg, consensus=ks), 5)[0] for ks in
+             ((2,), (3,), (5,), (2, 3, 5))}
+    for ks in ((2,), (3,), (5,)):  # one clustering: a hard vote
+        assert set(np.unique(probs[ks])) <= {0.0, 1.0}
+    np.testing.assert_allclose(probs[(2, 3, 5)], (probs[(2,)] + probs[(3,)] + probs[(5,)]) / 3, atol=1e-6)
+    seg = stylemix.segment(shapes, 7, variants=8, **FULL)
+    assert 0 <= seg.meta["consensus_agreement"] <= 1
+    truth = shapes.truth(base_styles(shapes, 7))["foreground"][0]
+    assert iou(seg.foreground, truth) >= 0.99
+
+
 def test_seed_image_is_nvlabs_latent(shapes):
     seg = stylemix.segment(shapes, 9, variants=2)
     with torch.no_grad():
@@ -80,7 +98,8 @@ def test_meta_records_every_setting(shapes):
 @pytest.mark.parametrize("options,message", [
     ({"variants": 1}, "variants"), ({"clusters": 1}, "clusters"), ({"crossover": 8}, "crossover"),
     ({"crossover": 0}, "crossover"), ({"analysis_resolution": 48}, "power of two"),
-    ({"normalization": "zca"}, "normalization"), ({"colour": 1}, "unknown option"),
+    ({"normalization": "zca"}, "normalization"), ({"colour": 1}, "unknown option"), ({"consensus": (2, 1)}, "consensus"),
+    ({"consensus": ()}, "consensus"),
 ])
 def test_bad_options_are_clear_errors(shapes, options, message):
     with pytest.raises(StylemixError, match=message):
