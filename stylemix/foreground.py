@@ -105,13 +105,16 @@ def frame_map(shape: tuple[int, int], xp: Any = None) -> Any:
     return frame
 
 
-def anchor_foreground(vectors: Any, labels: Any, n_clusters: int, rule: str | Any = "centre") -> Any:
+def anchor_foreground(vectors: Any, labels: Any, n_clusters: int, rule: str | Any = "centre",
+                      frame: Any | None = None) -> Any:
     """Foreground/background merge of an over-segmentation by two anchors: ``bool [n_clusters]`` is-foreground.
 
     Args:
         vectors: ``float [h * w, D]`` the per-pixel vectors that were clustered (row-major pixels).
         labels: ``int [h, w]`` cluster ids in ``[0, n_clusters)``.
         rule: the centrality map naming the foreground anchor (as in :func:`cluster_scores`).
+        frame: ``bool [h, w]`` where the background surely is (default :func:`frame_map`; a crop passes the ring
+            around its detector box).
 
     The foreground anchor is the cluster with the best ``rule`` score, the background anchor the other cluster with
     the largest share of its pixels in :func:`frame_map`; a cluster joins the foreground when its mean vector is
@@ -121,7 +124,8 @@ def anchor_foreground(vectors: Any, labels: Any, n_clusters: int, rule: str | An
     flat = labels.ravel()
     count = xp.bincount(flat, minlength=n_clusters).astype(xp.float32)
     fg_anchor = int(xp.argmax(cluster_scores(labels, n_clusters, rule)))
-    in_frame = xp.bincount(flat, weights=frame_map(labels.shape, xp).ravel().astype(xp.float32),
+    frame = frame_map(labels.shape, xp) if frame is None or not bool(frame.any()) else frame
+    in_frame = xp.bincount(flat, weights=frame.ravel().astype(xp.float32),
                            minlength=n_clusters) / xp.maximum(count, 1)
     in_frame[fg_anchor] = -1.0
     bg_anchor = int(xp.argmax(in_frame))

@@ -49,7 +49,7 @@ from stylemix.backend import array_module, ndimage_module, to_numpy
 from stylemix.detect import (Detections, Detector, check_thresholds, class_ids, detect, detector_name,
                              load_detector)
 from stylemix.errors import StylemixError
-from stylemix.foreground import centrality_map, cluster_scores, foreground_clusters
+from stylemix.foreground import anchor_foreground, centrality_map, cluster_scores, foreground_clusters
 
 
 @dataclasses.dataclass(frozen=True)
@@ -232,7 +232,7 @@ def segment_instances(image: Any, stack: Any, detections: Detections, cfg: Any, 
     crop_cfg = dataclasses.replace(cfg, clusters=config.clusters)
     records: list[InstanceRecord] = []
     claims: list[tuple[InstanceRecord, Claim]] = []
-    for box, cls, score in zip(detections.boxes, detections.classes, detections.scores):
+    for i, (box, cls, score) in enumerate(zip(detections.boxes, detections.classes, detections.scores)):
         rec = InstanceRecord(0, int(cls), detections.name(cls), round(float(score), 6),
                              [round(float(v), 2) for v in box], [])
         records.append(rec)
@@ -241,9 +241,11 @@ def segment_instances(image: Any, stack: Any, detections: Detections, cfg: Any, 
             rec.reason = (f"box too small at the analysis resolution ({bw:.1f}x{bh:.1f} px < {config.min_crop}); "
                           f"raise analysis_resolution")
             continue
+        alone = not any(boxes_intersect(box, other) for j, other in enumerate(detections.boxes) if j != i)
         cut = None  # the widest plausible result so far whose mask the crop cuts
         for crop_margin in config.crop_margins:  # widen the context while the result asks for it
-            claim, margin, fill, reason = _segment_box(stack, guide, box, crop_margin, crop_cfg, config, random_state)
+            claim, margin, fill, reason = _segment_box(stack, guide, box, crop_margin, crop_cfg, config, random_state,
+                                                       alone)
             found = (claim, crop_margin, margin, fill, reason)
             if not reason:
                 if edge_cover(claim, (H, W)) <= config.max_edge_cover:
@@ -357,8 +359,44 @@ def edge_cover(claim: Claim, size: tuple[int, int]) -> float:
     return max((float(edge.mean()) for inside, edge in sides if inside), default=0.0)
 
 
+def boxes_intersect(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two ``x0, y0, x1, y1`` boxes share any area."""
+    return bool(min(a[2], b[2]) > max(a[0], b[0]) and min(a[3], b[3]) > max(a[1], b[1]))
+
+
+def crop_consensus(crop: Any, prior: Any, cfg: Any, random_state: int) -> Any:
+    """Object probability ``float32 [h, w]`` of a crop ``[N, C, h, w]`` of the variant stack.
+
+    :func:`stylemix.segment.consensus_foreground` inside the crop: one k-means per k in ``cfg.consensus``; each
+    clustering has its pieces outside the box detached (:func:`detach_outside`, always background) and is merged by
+    :func:`~stylemix.foreground.anchor_foreground` with the box prior as centrality map and the ring outside the
+    box as the background's frame; the probability is the fraction of votes for "object". Used for boxes that
+    overlap no other detection: the anchors join whatever changes like the object, so a neighbouring object inside
+    the box would be taken in too (crowded boxes keep the plain two-way split).
+    """
+    from stylemix.features import pixel_vectors
+    from stylemix.segment import KMeans
+    xp = array_module(crop)
+    h, w = crop.shape[2:]
+    X = pixel_vectors(crop, cfg.normalization)
+    votes = xp.zeros((h, w), dtype=xp.float32)
+    for k in cfg.consensus:
+        km = KMeans(int(k), n_init=cfg.n_init, max_iter=cfg.max_iter, random_state=random_state).fit(X)
+        labels = detach_outside(km.labels_.reshape(h, w), prior > 0, int(k))
+        is_fg = anchor_foreground(X, labels, int(k) + 1, prior, frame=prior <= 0)
+        # Besides the anchor, a cluster joins the object only if most of it lies in the box: what reaches far
+        # out of the box is context that happens to change like the object.
+        inside = xp.bincount(labels.ravel(), weights=(prior > 0).ravel().astype(xp.float32), minlength=int(k) + 1)
+        mostly_inside = inside >= 0.5 * xp.bincount(labels.ravel(), minlength=int(k) + 1)
+        mostly_inside[int(xp.argmax(cluster_scores(labels, int(k) + 1, prior)))] = True
+        is_fg &= mostly_inside
+        is_fg[int(k)] = False
+        votes += is_fg[labels].astype(xp.float32)
+    return votes / len(cfg.consensus)
+
+
 def _segment_box(stack: Any, guide: Any, box: np.ndarray, crop_margin: float, crop_cfg: Any,
-                 config: InstanceConfig, random_state: int) -> tuple[Claim, float, float, str]:
+                 config: InstanceConfig, random_state: int, alone: bool = False) -> tuple[Claim, float, float, str]:
     """One box, one crop margin: ``(claim, foreground margin, box fill, reason it is implausible or "")``."""
     from stylemix.segment import cluster_stack, finish_labels, order_binary
     xp = array_module(stack)
@@ -367,18 +405,25 @@ def _segment_box(stack: Any, guide: Any, box: np.ndarray, crop_margin: float, cr
     ax0, ay0, ax1, ay1 = crop_window(box, (H, W), (h, w), crop_margin)
     X0, Y0, X1, Y1 = ax0 * fx, ay0 * fy, ax1 * fx, ay1 * fy
     rel = np.asarray(box, dtype=np.float64) - [X0, Y0, X0, Y0]  # the box in crop pixels (image scale)
-    labels = cluster_stack(stack[:, :, ay0:ay1, ax0:ax1], crop_cfg, random_state)
+    crop = stack[:, :, ay0:ay1, ax0:ax1]
     small_box = tuple(int(round(v)) for v in (rel[0] / fx, rel[1] / fy, rel[2] / fx, rel[3] / fy))
-    prior = box_prior(labels.shape, small_box, xp)
-    labels = detach_outside(labels, prior > 0, config.clusters)
-    scores = cluster_scores(labels, config.clusters + 1, prior)
-    is_fg, margin = foreground_clusters(scores[:config.clusters])
+    prior = box_prior(crop.shape[2:], small_box, xp)
+    if config.clusters == 2 and alone:  # the whole-image consensus, with the box as centre and its ring as frame
+        fg_prob = crop_consensus(crop, prior, crop_cfg, random_state)
+        labels, is_fg = (fg_prob > 0.5).astype(xp.int32), xp.asarray([False, True, False])
+        margin = max(float(cluster_scores(labels, 2, prior)[1]), 0.0)
+    else:
+        crop_cfg = dataclasses.replace(crop_cfg, clusters=config.clusters)
+        labels = detach_outside(cluster_stack(crop, crop_cfg, random_state), prior > 0, config.clusters)
+        scores = cluster_scores(labels, config.clusters + 1, prior)
+        is_fg, margin = foreground_clusters(scores[:config.clusters])
+        fg_prob = None
     bx0, by0, bx1, by1 = (int(round(v)) for v in rel)
     bx0, by0, bx1, by1 = max(bx0, 0), max(by0, 0), min(bx1, X1 - X0), min(by1, Y1 - Y0)
     empty = Claim((X0, Y0, X1, Y1), np.zeros((Y1 - Y0, X1 - X0), bool), np.zeros((Y1 - Y0, X1 - X0), np.float32))
     if margin <= 0 or margin < config.min_margin:
         return empty, margin, 0.0, f"weak foreground evidence (margin {margin:.3f} < {config.min_margin})"
-    binary = order_binary(labels, xp.concatenate([is_fg, xp.zeros(1, bool)]))
+    binary = fg_prob if fg_prob is not None else order_binary(labels, xp.concatenate([is_fg, xp.zeros(1, bool)]))
     mask = to_numpy(finish_labels(binary, (Y1 - Y0, X1 - X0), 2, guide[Y0:Y1, X0:X1], crop_cfg)).astype(bool)
     fill = float(mask[by0:by1, bx0:bx1].sum()) / max(1, (bx1 - bx0) * (by1 - by0))
     reason = ""
