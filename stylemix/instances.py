@@ -409,21 +409,17 @@ def _segment_box(stack: Any, guide: Any, box: np.ndarray, crop_margin: float, cr
     small_box = tuple(int(round(v)) for v in (rel[0] / fx, rel[1] / fy, rel[2] / fx, rel[3] / fy))
     prior = box_prior(crop.shape[2:], small_box, xp)
     if config.clusters == 2 and alone:  # the whole-image consensus, with the box as centre and its ring as frame
-        fg_prob = crop_consensus(crop, prior, crop_cfg, random_state)
-        labels, is_fg = (fg_prob > 0.5).astype(xp.int32), xp.asarray([False, True, False])
-        margin = max(float(cluster_scores(labels, 2, prior)[1]), 0.0)
+        binary = crop_consensus(crop, prior, crop_cfg, random_state)  # object probability
+        margin = max(float(cluster_scores((binary > 0.5).astype(xp.int32), 2, prior)[1]), 0.0)
     else:
-        crop_cfg = dataclasses.replace(crop_cfg, clusters=config.clusters)
         labels = detach_outside(cluster_stack(crop, crop_cfg, random_state), prior > 0, config.clusters)
-        scores = cluster_scores(labels, config.clusters + 1, prior)
-        is_fg, margin = foreground_clusters(scores[:config.clusters])
-        fg_prob = None
+        is_fg, margin = foreground_clusters(cluster_scores(labels, config.clusters + 1, prior)[:config.clusters])
+        binary = order_binary(labels, xp.concatenate([is_fg, xp.zeros(1, bool)]))
     bx0, by0, bx1, by1 = (int(round(v)) for v in rel)
     bx0, by0, bx1, by1 = max(bx0, 0), max(by0, 0), min(bx1, X1 - X0), min(by1, Y1 - Y0)
     empty = Claim((X0, Y0, X1, Y1), np.zeros((Y1 - Y0, X1 - X0), bool), np.zeros((Y1 - Y0, X1 - X0), np.float32))
     if margin <= 0 or margin < config.min_margin:
         return empty, margin, 0.0, f"weak foreground evidence (margin {margin:.3f} < {config.min_margin})"
-    binary = fg_prob if fg_prob is not None else order_binary(labels, xp.concatenate([is_fg, xp.zeros(1, bool)]))
     mask = to_numpy(finish_labels(binary, (Y1 - Y0, X1 - X0), 2, guide[Y0:Y1, X0:X1], crop_cfg)).astype(bool)
     fill = float(mask[by0:by1, bx0:bx1].sum()) / max(1, (bx1 - bx0) * (by1 - by0))
     reason = ""
