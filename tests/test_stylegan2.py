@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from stylemix.errors import GeneratorLoadError
-from stylemix.generators.base import Generator
+from stylemix.generators.base import Generator, GeneratorBase
 from stylemix.generators.stylegan2 import (StyleGAN2Generator, normalize_2nd_moment, nvidia_channels,
                                            rosinality_channels, upsample2d)
 from stylemix.generators.stylegan2_formats import (load_stylegan2_file, nvidia_state_dict, rosinality_checkpoint,
@@ -413,6 +413,50 @@ def test_prefix_suffix_match_full_synthesis() -> None:
                 skip = rgb if skip is None else upsample2d(skip, block.resample_filter) + rgb
                 early = G.synthesis_suffix(state, variants, resolution=r)
                 assert max_diff(early, skip) < IMG_ATOL, (label, crossover, r)
+
+
+@torch.no_grad()
+def test_features_suffix_matches_fallback() -> None:
+    for label, G in hook_generators():
+        z, c = inputs(G, batch=4, seed=6)
+        ws = G.mapping(z, c)
+        for crossover in range(G.num_ws + 1):
+            variants = ws.clone()
+            variants[:, :crossover] = ws[:1, :crossover]
+            state = G.synthesis_prefix(ws[:1], crossover)
+            for r in G.synthesis.block_resolutions:
+                for dim in (None, 3, 64):  # 64: more than any block has, so no projection
+                    want = GeneratorBase.features_suffix(G, state, variants, r, dim)
+                    got = G.features_suffix(state, variants, r, dim)
+                    assert got.is_contiguous() and max_diff(got, want) < WS_ATOL, (label, crossover, r, dim)
+        # A state of another adapter (the base class's) is ignored, as the fallback ignores every state.
+        full = GeneratorBase.synthesis_prefix(G, ws, 3)
+        assert max_diff(G.features_suffix(full, ws, 16, 3), GeneratorBase.features_suffix(G, full, ws, 16, 3)) \
+            < WS_ATOL
+
+
+@torch.no_grad()
+def test_synthesis_prefixes_equal_separate_prefixes() -> None:
+    for label, G in hook_generators():
+        z, c = inputs(G, batch=4, seed=7)
+        ws = G.mapping(z, c)
+        c0 = G.style_layout.default_crossover
+        for crossovers in ([c0 + 3, c0 - 3, c0, c0], list(range(G.num_ws + 1))):
+            states = G.synthesis_prefixes(ws[:1], crossovers)
+            assert sorted(states) == sorted(set(crossovers))
+            for crossover, state in states.items():
+                alone = G.synthesis_prefix(ws[:1], crossover)
+                assert (state.crossover, state.step, sorted(state.images)) == \
+                    (alone.crossover, alone.step, sorted(alone.images)), (label, crossover)
+                variants = ws.clone()
+                variants[:, :crossover] = ws[:1, :crossover]
+                for r in G.synthesis.block_resolutions:
+                    assert torch.equal(G.synthesis_suffix(state, variants, r),
+                                       G.synthesis_suffix(alone, variants, r)), (label, crossover, r)
+                    assert torch.equal(G.features_suffix(state, variants, r, 3),
+                                       G.features_suffix(alone, variants, r, 3)), (label, crossover, r)
+        with pytest.raises(ValueError, match="crossover"):
+            G.synthesis_prefixes(ws[:1], [1, G.num_ws + 1])
 
 
 @torch.no_grad()

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from stylemix.features import project_channels
 from stylemix.generators.base import GeneratorBase, StyleLayout, truncate
 
 NoiseMode = Literal["const", "random", "none"]
@@ -360,6 +361,25 @@ class SynthesisNetwork(nn.Module):
         state = SynthesisState(crossover=int(crossover), step=0, x=None, img=None, images={})
         return self._run(state, ws, stop, noise_mode)
 
+    def prefixes(self, ws: torch.Tensor, crossovers: Sequence[int], noise_mode: str = "const"
+                 ) -> dict[int, SynthesisState]:
+        """:meth:`prefix` of ``ws [B, num_ws, w_dim]`` at each crossover, in one pass over the layers.
+
+        Each state continues from the one at the next smaller crossover, so the shared layers run once; the ops and
+        their inputs are those of separate prefixes, so the states are identical to them.
+        """
+        self._check_ws(ws, noise_mode)
+        states: dict[int, SynthesisState] = {}
+        state = SynthesisState(crossover=0, step=0, x=None, img=None, images={})
+        for c in sorted({int(c) for c in crossovers}):
+            if not 0 <= c <= self.num_ws:
+                raise ValueError(f"crossover must lie in [0, {self.num_ws}], got {c}")
+            stop = sum(1 for s in self.steps if s.w_index < c)
+            # _run leaves its input state untouched, so the states handed out earlier stay valid.
+            state = self._run(dataclasses.replace(state, crossover=c), ws, stop, noise_mode)
+            states[c] = state
+        return states
+
     def suffix(self, state: SynthesisState, ws: torch.Tensor, resolution: int | None = None,
                noise_mode: str = "const") -> torch.Tensor:
         """Finish ``ws [N, num_ws, w_dim]`` from ``state`` -> skip image ``[N, img_channels, r, r]``.
@@ -383,16 +403,41 @@ class SynthesisNetwork(nn.Module):
         self._check_ws(ws, noise_mode)
         if resolution not in self.block_resolutions:
             raise ValueError(f"resolution must be one of {self.block_resolutions}, got {resolution}")
-        slot = 0 if resolution == 4 else 2 * self.block_resolutions.index(resolution)
-        stop = self.steps.index(Step("conv1", resolution, slot)) + 1
         state = SynthesisState(crossover=0, step=0, x=None, img=None, images={})
-        return self._run(state, ws, stop, noise_mode).x
+        return self._run(state, ws, self._features_stop(resolution), noise_mode, rgb=False).x
+
+    def features_from(self, state: SynthesisState, ws: torch.Tensor, resolution: int, noise_mode: str = "const"
+                      ) -> torch.Tensor:
+        """:meth:`features` of ``ws [N, num_ws, w_dim]`` continuing from a prefix ``state`` (batch 1 broadcasts).
+
+        Returns ``[N, channels[resolution], r, r]``. Only the convolutions run: the skip image is not needed for
+        features. A state already past block ``resolution`` holds no features there, but then they depend on kept
+        slots only, so they are computed once, for one variant, and broadcast.
+        """
+        self._check_ws(ws, noise_mode)
+        if resolution not in self.block_resolutions:
+            raise ValueError(f"resolution must be one of {self.block_resolutions}, got {resolution}")
+        n, stop = ws.shape[0], self._features_stop(resolution)
+        if state.step > stop:
+            return _broadcast(self.features(ws[:1], resolution, noise_mode), n)
+        local = SynthesisState(state.crossover, state.step, _broadcast(state.x, n), None, {})
+        return _broadcast(self._run(local, ws, stop, noise_mode, rgb=False).x, n)
+
+    def _features_stop(self, resolution: int) -> int:
+        """Number of steps up to and including block ``resolution``'s ``conv1``."""
+        slot = 0 if resolution == 4 else 2 * self.block_resolutions.index(resolution)
+        return self.steps.index(Step("conv1", resolution, slot)) + 1
 
     def _torgb_slot(self, resolution: int) -> int:
         return 2 * self.block_resolutions.index(resolution) + 1
 
-    def _run(self, state: SynthesisState, ws: torch.Tensor, stop: int, noise_mode: str) -> SynthesisState:
-        """Run ``steps[state.step:stop]``; returns a new state (``state`` itself is left untouched for reuse)."""
+    def _run(self, state: SynthesisState, ws: torch.Tensor, stop: int, noise_mode: str, rgb: bool = True
+             ) -> SynthesisState:
+        """Run ``steps[state.step:stop]``; returns a new state (``state`` itself is left untouched for reuse).
+
+        ``rgb=False`` skips the ToRGB layers, for callers that want only ``x``: the returned state's skip images
+        are then stale and it must not be continued.
+        """
         x, img, images = state.x, state.img, dict(state.images)
         ws = ws.to(torch.float32)
         for step in self.steps[state.step:stop]:
@@ -404,7 +449,7 @@ class SynthesisNetwork(nn.Module):
                 x = block.conv0(x, w, noise_mode)
             elif step.kind == "conv1":
                 x = block.conv1(x, w, noise_mode)
-            else:
+            elif rgb:
                 y = block.torgb(x, w, noise_mode)
                 # Out of place: img may be a broadcast view of a batch-1 prefix state.
                 img = y if img is None else upsample2d(img, block.resample_filter) + y
@@ -528,6 +573,24 @@ class StyleGAN2Generator(GeneratorBase):
     def features(self, ws: torch.Tensor, resolution: int, noise_mode: str = "const") -> torch.Tensor:
         """Feature maps ``x [B, C, r, r]`` that block ``resolution`` outputs (its ``conv1``)."""
         return self.synthesis.features(ws, resolution, noise_mode=noise_mode)
+
+    def synthesis_prefixes(self, ws: torch.Tensor, crossovers: list[int], noise_mode: str = "const"
+                           ) -> dict[int, SynthesisState]:
+        """:meth:`synthesis_prefix` at each crossover in one pass: each state continues from the previous one."""
+        return self.synthesis.prefixes(ws, crossovers, noise_mode=noise_mode)
+
+    def features_suffix(self, state: Any, ws: torch.Tensor, resolution: int, feature_dim: int | None = None,
+                        noise_mode: str = "const") -> torch.Tensor:
+        """:meth:`features` of ``ws [N, num_ws, w_dim]`` continuing from a prefix ``state`` (batch 1 broadcasts),
+        optionally projected by :func:`stylemix.features.project_channels` to ``feature_dim`` channels:
+        ``[N, D, r, r]``, ``r`` a block resolution. Runs only the convolutions from the state up to block ``r``.
+        """
+        if not isinstance(state, SynthesisState):  # e.g. GeneratorBase's FullSynthesisState
+            state = SynthesisState(crossover=0, step=0, x=None, img=None, images={})
+        feats = self.synthesis.features_from(state, ws, resolution, noise_mode=noise_mode)
+        if feature_dim is not None:
+            feats = project_channels(feats, feature_dim)
+        return feats.contiguous()  # a state past block r gives a broadcast view
 
     def describe(self) -> dict[str, Any]:
         info = super().describe()
