@@ -374,25 +374,22 @@ def crop_consensus(crop: Any, prior: Any, cfg: Any, random_state: int) -> Any:
     overlap no other detection: the anchors join whatever changes like the object, so a neighbouring object inside
     the box would be taken in too (crowded boxes keep the plain two-way split).
     """
-    from stylemix.features import pixel_vectors
-    from stylemix.segment import KMeans
+    from stylemix.segment import consensus_foreground
     xp = array_module(crop)
-    h, w = crop.shape[2:]
-    X = pixel_vectors(crop, cfg.normalization)
-    votes = xp.zeros((h, w), dtype=xp.float32)
-    for k in cfg.consensus:
-        km = KMeans(int(k), n_init=cfg.n_init, max_iter=cfg.max_iter, random_state=random_state).fit(X)
-        labels = detach_outside(km.labels_.reshape(h, w), prior > 0, int(k))
-        is_fg = anchor_foreground(X, labels, int(k) + 1, prior, frame=prior <= 0)
+
+    def vote(X: Any, labels: Any, k: int) -> Any:
+        labels = detach_outside(labels, prior > 0, k)
+        is_fg = anchor_foreground(X, labels, k + 1, prior, frame=prior <= 0)
         # Besides the anchor, a cluster joins the object only if most of it lies in the box: what reaches far
         # out of the box is context that happens to change like the object.
-        inside = xp.bincount(labels.ravel(), weights=(prior > 0).ravel().astype(xp.float32), minlength=int(k) + 1)
-        mostly_inside = inside >= 0.5 * xp.bincount(labels.ravel(), minlength=int(k) + 1)
-        mostly_inside[int(xp.argmax(cluster_scores(labels, int(k) + 1, prior)))] = True
+        inside = xp.bincount(labels.ravel(), weights=(prior > 0).ravel().astype(xp.float32), minlength=k + 1)
+        mostly_inside = inside >= 0.5 * xp.bincount(labels.ravel(), minlength=k + 1)
+        mostly_inside[int(xp.argmax(cluster_scores(labels, k + 1, prior)))] = True
         is_fg &= mostly_inside
-        is_fg[int(k)] = False
-        votes += is_fg[labels].astype(xp.float32)
-    return votes / len(cfg.consensus)
+        is_fg[k] = False
+        return is_fg[labels]
+
+    return consensus_foreground(crop, cfg, random_state, vote)[0]
 
 
 def _segment_box(stack: Any, guide: Any, box: np.ndarray, crop_margin: float, crop_cfg: Any,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -225,24 +225,29 @@ def cluster_stack(stack: Any, cfg: SegmentConfig, random_state: int) -> Any:
     return km.labels_.reshape(h, w)
 
 
-def consensus_foreground(stack: Any, cfg: SegmentConfig, random_state: int) -> tuple[Any, float]:
+def consensus_foreground(stack: Any, cfg: SegmentConfig, random_state: int,
+                         vote: Callable[[Any, Any, int], Any] | None = None) -> tuple[Any, float]:
     """Foreground probability ``float32 [h, w]`` of the variant stack ``[N, C, h, w]`` and the votes' agreement.
 
     One k-means per ``k`` in ``cfg.consensus`` on the same vectors; each clustering is merged into foreground and
-    background by :func:`~stylemix.foreground.anchor_foreground`, and the probability is the fraction of those
-    decisions that call a pixel foreground. Single splits flip between "face against the rest" and "person against
-    the background" from seed to seed; their majority is steadier (docs/benchmarks.md), and the soft map it leaves
-    is what the guided upsampling snaps to the image's edges. Agreement: mean ``|2p - 1|``, 1 when unanimous.
+    background by ``vote(vectors [h*w, D], labels [h, w], k) -> bool [h, w]`` (default: two anchors,
+    :func:`~stylemix.foreground.anchor_foreground` with ``cfg.foreground_rule``; the instance mode passes its own),
+    and the probability is the fraction of those decisions that call a pixel foreground. Single splits flip between
+    "face against the rest" and "person against the background" from seed to seed; their majority is steadier
+    (docs/benchmarks.md), and the soft map it leaves is what the guided upsampling snaps to the image's edges.
+    Agreement: mean ``|2p - 1|``, 1 when unanimous.
     """
+    if vote is None:
+        def vote(X: Any, labels: Any, k: int) -> Any:
+            return anchor_foreground(X, labels, k, cfg.foreground_rule)[labels]
     n, c, h, w = stack.shape
     X = pixel_vectors(stack, cfg.normalization)
     xp = array_module(X)
-    votes = xp.zeros(h * w, dtype=xp.float32)
+    votes = xp.zeros((h, w), dtype=xp.float32)
     for k in cfg.consensus:
         km = KMeans(int(k), n_init=cfg.n_init, max_iter=cfg.max_iter, random_state=random_state).fit(X)
-        labels = km.labels_.reshape(h, w)
-        votes += anchor_foreground(X, labels, int(k), cfg.foreground_rule)[km.labels_].astype(xp.float32)
-    prob = (votes / len(cfg.consensus)).reshape(h, w)
+        votes += vote(X, km.labels_.reshape(h, w), int(k)).astype(xp.float32)
+    prob = votes / len(cfg.consensus)
     return prob, float(xp.abs(2 * prob - 1).mean())
 
 
@@ -331,14 +336,15 @@ def _segment(G: Any, seed: int, cfg: SegmentConfig, backend: Backend, instance_s
     t1 = time.perf_counter()
     xp = backend.xp
     random_state = int(mixing.stream(seed, mixing.STREAM_KMEANS).integers(2 ** 31))
+    stack = backend.from_torch(stack.float())
     extra = {}
     if cfg.clusters == 2:
-        prob, extra["consensus_agreement"] = consensus_foreground(backend.from_torch(stack.float()), cfg, random_state)
+        prob, extra["consensus_agreement"] = consensus_foreground(stack, cfg, random_state)
         # Scores and margin keep their k = 2 meaning: the foreground rule's verdict on the final split.
         scores = cluster_scores((prob > 0.5).astype(xp.int32), 2, cfg.foreground_rule)
         labels, is_fg, margin = prob, xp.asarray([False, True]), max(float(scores[1]), 0.0)
     else:
-        labels = cluster_stack(backend.from_torch(stack.float()), cfg, random_state)
+        labels = cluster_stack(stack, cfg, random_state)
         scores, is_fg, margin = decide_foreground(labels, cfg.clusters, cfg.foreground_rule)
     t2 = time.perf_counter()
     guide = backend.from_torch(image_u8)
@@ -361,5 +367,5 @@ def _segment(G: Any, seed: int, cfg: SegmentConfig, backend: Backend, instance_s
     seg = Segmentation(seed, to_numpy(image_u8), to_numpy(full).astype(np.int32),
                        to_numpy(foreground).astype(bool), meta)
     if instance_step is not None:  # instance mode (stylemix/instances.py): per-box clustering of the same stack
-        instance_step(seg, backend.from_torch(stack.float()), cfg, random_state)
+        instance_step(seg, stack, cfg, random_state)
     return seg
