@@ -14,7 +14,7 @@ import click
 from stylemix.errors import StylemixError
 
 _SEG_OPTS = ("variants", "clusters", "crossover", "truncation_psi", "truncation_cutoff", "analysis_resolution",
-             "normalization", "descriptor", "feature_dim", "foreground_rule", "consensus", "min_area", "refine",
+             "normalization", "descriptor", "feature_dim", "foreground_rule", "consensus", "frame_penalty", "min_area", "refine",
              "batch_size", "exact")
 
 
@@ -51,7 +51,7 @@ def method_options(f: Any) -> Any:
         click.option("--clusters", "-k", type=int, default=d.clusters, help="k-means clusters; 2 = fg/bg."),
         click.option("--crossover", default=None, metavar="C|LO-HI|C,C,..",
                      help="Slots [0, C) kept from the base. LO-HI: drawn per variant; a list: cycled. "
-                          "Default: C-3,C,C+3 around the generator's C."),
+                          "Default: C-3..C ending at the generator's C (lowered to reach the analysis res)."),
         click.option("--trunc", "truncation_psi", type=float, default=d.truncation_psi, help="Truncation psi."),
         click.option("--trunc-cutoff", "truncation_cutoff", type=int, default=None,
                      help="Truncate only slots < this (default: all)."),
@@ -67,6 +67,8 @@ def method_options(f: Any) -> Any:
                      help="How the foreground cluster is chosen."),
         click.option("--consensus", default=",".join(map(str, d.consensus)), metavar="K,K,..",
                      help="For k = 2: cluster counts whose foreground decisions are averaged (2 = plain split)."),
+        click.option("--frame-penalty", type=float, default=d.frame_penalty,
+                     help="How much touching the image frame holds a cluster back from the foreground (0: off)."),
         click.option("--min-area", type=float, default=d.min_area,
                      help="Merge components smaller than this fraction of the image."),
         click.option("--refine", type=click.Choice(REFINEMENTS), default=d.refine,

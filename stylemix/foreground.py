@@ -15,8 +15,9 @@ smallest absolute score, the least certain of those decisions.
 :func:`anchor_foreground` is the better merge of an over-segmentation into foreground and background, used by the
 consensus of :func:`stylemix.segment.consensus_foreground`: the most central cluster anchors the foreground, the
 cluster filling most of the *frame* (top and side bands, :func:`frame_map`) anchors the background, and every other
-cluster joins the anchor whose mean clustering vector is nearer. Position alone cannot place hair, neck or clothing
-(they reach the frame and the centre alike); how they change across the variants can.
+cluster joins the foreground when its mean clustering vector is nearer the foreground anchor's by a margin that grows
+with its own share of the frame. Position alone cannot place hair, neck or clothing (they reach the frame and the
+centre alike); how they change across the variants can, and the frame settles the clusters that change like neither.
 """
 
 from __future__ import annotations
@@ -106,7 +107,7 @@ def frame_map(shape: tuple[int, int], xp: Any = None) -> Any:
 
 
 def anchor_foreground(vectors: Any, labels: Any, n_clusters: int, rule: str | Any = "centre",
-                      frame: Any | None = None) -> Any:
+                      frame: Any | None = None, frame_penalty: float = 0.0) -> Any:
     """Foreground/background merge of an over-segmentation by two anchors: ``bool [n_clusters]`` is-foreground.
 
     Args:
@@ -115,10 +116,13 @@ def anchor_foreground(vectors: Any, labels: Any, n_clusters: int, rule: str | An
         rule: the centrality map naming the foreground anchor (as in :func:`cluster_scores`).
         frame: ``bool [h, w]`` where the background surely is (default :func:`frame_map`; a crop passes the ring
             around its detector box).
+        frame_penalty: ``alpha`` below; 0 is the plain nearer-anchor rule.
 
     The foreground anchor is the cluster with the best ``rule`` score, the background anchor the other cluster with
-    the largest share of its pixels in :func:`frame_map`; a cluster joins the foreground when its mean vector is
-    strictly nearer the foreground anchor's. With k = 2 this is the ``rule``'s own decision.
+    the largest share ``f`` of its pixels in the frame. With ``d_fg``, ``d_bg`` the distances of a cluster's mean
+    vector to the anchors' and ``t = (d_bg - d_fg) / (d_bg + d_fg)`` in [-1, 1] (1 at the foreground anchor), the
+    cluster is foreground when ``t > alpha * f``: a cluster that changes like neither anchor (``t`` near 0) goes
+    with the background as soon as it reaches the frame. With k = 2 this is the ``rule``'s own decision.
     """
     xp = array_module(labels)
     flat = labels.ravel()
@@ -127,6 +131,7 @@ def anchor_foreground(vectors: Any, labels: Any, n_clusters: int, rule: str | An
     frame = frame_map(labels.shape, xp) if frame is None or not bool(frame.any()) else frame
     in_frame = xp.bincount(flat, weights=frame.ravel().astype(xp.float32),
                            minlength=n_clusters) / xp.maximum(count, 1)
+    share = in_frame.copy()
     in_frame[fg_anchor] = -1.0
     bg_anchor = int(xp.argmax(in_frame))
     # Cluster means as one matrix product (same code on NumPy and CuPy).
@@ -134,6 +139,7 @@ def anchor_foreground(vectors: Any, labels: Any, n_clusters: int, rule: str | An
     means = (onehot.T @ vectors.astype(xp.float32)) / xp.maximum(count, 1)[:, None]
     to_fg = xp.linalg.norm(means - means[fg_anchor], axis=1)
     to_bg = xp.linalg.norm(means - means[bg_anchor], axis=1)
-    is_fg = (to_fg < to_bg) & (count > 0)
+    t = (to_bg - to_fg) / xp.maximum(to_bg + to_fg, 1e-12)
+    is_fg = (t > frame_penalty * share) & (count > 0)
     is_fg[fg_anchor] = True
     return is_fg

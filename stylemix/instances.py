@@ -379,7 +379,7 @@ def crop_consensus(crop: Any, prior: Any, cfg: Any, random_state: int) -> Any:
 
     def vote(X: Any, labels: Any, k: int) -> Any:
         labels = detach_outside(labels, prior > 0, k)
-        is_fg = anchor_foreground(X, labels, k + 1, prior, frame=prior <= 0)
+        is_fg = anchor_foreground(X, labels, k + 1, prior, frame=prior <= 0, frame_penalty=cfg.frame_penalty)
         # Besides the anchor, a cluster joins the object only if most of it lies in the box: what reaches far
         # out of the box is context that happens to change like the object.
         inside = xp.bincount(labels.ravel(), weights=(prior > 0).ravel().astype(xp.float32), minlength=k + 1)

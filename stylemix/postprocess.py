@@ -81,7 +81,8 @@ def upsample_labels(labels: Any, size: tuple[int, int], n_clusters: int, guide: 
     Args:
         labels: cluster ids in ``[0, n_clusters)``.
         guide: optional ``[H, W, 3]`` image (uint8 or float in [0, 1]) whose edges the boundaries should follow.
-        radius: guided-filter window radius in output pixels; default: one analysis pixel, ``H // h``.
+        radius: guided-filter window radius in output pixels; default: two analysis pixels, ``2 * H // h`` (wide
+            enough to reach across the blocky edge of the analysis map; one pixel measured worse on real faces).
         filter_resolution: the guided filter's working size (longer side, never below ``h``): the soft maps and
             the area-reduced guide are filtered there and the coefficients upsampled (He & Sun, 2015). ``None``
             filters at full size. On the default generator, 256 px for 1024 px images scored as well as full size
@@ -124,7 +125,7 @@ def _upsample_maps(maps: Any, size: tuple[int, int], guide: Any | None, radius: 
     if g.max() > 1.5:
         g = g / 255.0
     grey = g @ xp.asarray([0.299, 0.587, 0.114], dtype=xp.float32)
-    radius = max(1, H // h) if radius is None else radius
+    radius = max(1, 2 * H // h) if radius is None else radius
     scale = 1.0 if filter_resolution is None else min(1.0, max(filter_resolution, h, w) / max(H, W))
     lo = (max(1, round(H * scale)), max(1, round(W * scale)))
     a, b = guided_coefficients(_resize(grey, lo, area=True), _resize(maps, lo), max(1, round(radius * scale)), eps)

@@ -36,8 +36,9 @@ class SegmentConfig:
         variants: N, number of style variants rendered per image (>= 2).
         clusters: k for k-means; 2 gives foreground/background, more gives parts.
         crossover: slots ``[0, crossover)`` are kept from the base (layout); an int, a ``(low, high)`` range drawn
-            per variant, or a list cycled over variants. ``None``: three depths around the generator's
-            ``default_crossover`` c, the list ``[c - 3, c, c + 3]`` (clipped), which measured better than any one.
+            per variant, or a list cycled over variants. ``None``: the four depths ``[c - 3, c]`` ending at the
+            generator's ``default_crossover`` c, moved down if needed so that each one changes the analysis
+            resolution (:func:`default_crossovers`).
         truncation_psi, truncation_cutoff: NVIDIA truncation of the base and the variant latents.
         analysis_resolution: side at which variants are rendered and clustered (power of two, <= resolution).
         normalization: per-pixel vector normalisation, ``standardize`` | ``center`` | ``none``.
@@ -48,6 +49,8 @@ class SegmentConfig:
         foreground_rule: ``centre`` | ``border`` | ``combined`` (see :mod:`stylemix.foreground`).
         consensus: for ``clusters = 2``, the k-means cluster counts whose foreground decisions are averaged into the
             mask (:func:`consensus_foreground`); ``(2,)`` is the plain two-way split.
+        frame_penalty: in each consensus vote, how much a cluster's share of the image frame holds it back from
+            joining the foreground (``alpha`` of :func:`~stylemix.foreground.anchor_foreground`; 0: nearer anchor).
         min_area: components smaller than this fraction of the image are merged into their surroundings.
         refine: ``guided`` (edges follow the full-resolution image) or ``nearest`` upsampling of the labels.
         noise_mode: generator noise, ``const`` so that variants differ only by their styles.
@@ -57,7 +60,7 @@ class SegmentConfig:
         n_init, max_iter: k-means restarts and iterations.
     """
 
-    variants: int = 16
+    variants: int = 24
     clusters: int = 2
     crossover: mixing.Crossover | None = None
     truncation_psi: float = 1.0
@@ -68,6 +71,7 @@ class SegmentConfig:
     feature_dim: int = 16
     foreground_rule: str = "centre"
     consensus: tuple[int, ...] = (2, 3, 4, 5)
+    frame_penalty: float = 0.75
     min_area: float = 0.002
     refine: str = "guided"
     noise_mode: str = "const"
@@ -78,7 +82,8 @@ class SegmentConfig:
 
     def resolve(self, G: Any) -> "SegmentConfig":
         """Fill generator-dependent defaults and check every value; one clear :class:`StylemixError` if bad."""
-        crossover = default_crossovers(G) if self.crossover is None else self.crossover
+        analysis_resolution = min(self.analysis_resolution, G.resolution)
+        crossover = default_crossovers(G, analysis_resolution) if self.crossover is None else self.crossover
         descriptor = self.descriptor
         if self.exact:
             descriptor = "rgb"
@@ -86,7 +91,7 @@ class SegmentConfig:
             descriptor = "features" if has_features(G) else "rgb"
         cfg = dataclasses.replace(self, crossover=crossover, descriptor=descriptor,
                                   consensus=tuple(int(k) for k in self.consensus),
-                                  analysis_resolution=min(self.analysis_resolution, G.resolution))
+                                  analysis_resolution=analysis_resolution, frame_penalty=float(self.frame_penalty))
         if cfg.variants < 2:
             raise StylemixError(f"variants must be at least 2, got {cfg.variants}")
         if cfg.clusters < 2:
@@ -105,6 +110,8 @@ class SegmentConfig:
                 raise StylemixError(f"unknown {name} {value!r}: use one of {', '.join(allowed)}")
         if not 0 <= cfg.min_area < 0.5:
             raise StylemixError(f"min_area is a fraction of the image in [0, 0.5), got {cfg.min_area}")
+        if not 0 <= cfg.frame_penalty <= 10:
+            raise StylemixError(f"frame_penalty must lie in [0, 10], got {cfg.frame_penalty}")
         if cfg.batch_size < 1:
             raise StylemixError(f"batch size must be at least 1, got {cfg.batch_size}")
         if cfg.feature_dim < 1:
@@ -121,11 +128,19 @@ class SegmentConfig:
         return d
 
 
-def default_crossovers(G: Any) -> list[int]:
-    """``[c - 3, c, c + 3]`` around ``G``'s declared crossover c, clipped to ``[1, num_ws - 1]``, duplicates dropped:
-    one depth that keeps only the pose, the declared one, and one that changes colours only."""
+def default_crossovers(G: Any, analysis_resolution: int | None = None) -> list[int]:
+    """Four consecutive crossovers ``[c - 3, c]`` ending at ``G``'s declared crossover c, from the one that keeps
+    little more than the pose to the declared one (clipped to ``[1, num_ws - 1]``, duplicates dropped).
+
+    Given the analysis resolution r, c is first lowered below the number of slots that drive layers at r or
+    coarser: a crossover past them leaves every variant's stack at r equal to the base's (the MobileStyleGAN
+    default c = 7 with c + 3 = 10 wasted a third of the variants at r = 32 before this rule).
+    """
     c = G.style_layout.default_crossover
-    return sorted({min(max(x, 1), G.num_ws - 1) for x in (c - 3, c, c + 3)})
+    if analysis_resolution is not None:
+        reaching = sum(1 for res in G.style_layout.slot_resolutions if res <= analysis_resolution)
+        c = min(c, reaching - 1)
+    return sorted({min(max(x, 1), G.num_ws - 1) for x in range(c - 3, c + 1)})
 
 
 def has_features(G: Any) -> bool:
@@ -239,7 +254,7 @@ def consensus_foreground(stack: Any, cfg: SegmentConfig, random_state: int,
     """
     if vote is None:
         def vote(X: Any, labels: Any, k: int) -> Any:
-            return anchor_foreground(X, labels, k, cfg.foreground_rule)[labels]
+            return anchor_foreground(X, labels, k, cfg.foreground_rule, frame_penalty=cfg.frame_penalty)[labels]
     n, c, h, w = stack.shape
     X = pixel_vectors(stack, cfg.normalization)
     xp = array_module(X)
