@@ -31,7 +31,7 @@ import stylemix
 from stylemix import io, metrics
 from stylemix.export import export_dataset
 from stylemix.mixing import seed_to_z
-from stylemix.segment import to_uint8
+from stylemix.segment import SegmentConfig, to_uint8
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -60,7 +60,8 @@ def _quality(G, seeds: list[int], gt_dir: Path, **options) -> dict[str, float]:
 
 @click.command()
 @click.option("--network", default=None, help="Generator (default: the embedded default).")
-@click.option("--variants", "-n", type=int, default=16, show_default=True)
+@click.option("--variants", "-n", type=int, default=SegmentConfig.variants, show_default=True,
+              help="Style variants N (default: the library's).")
 @click.option("--analysis-res", "analysis_resolution", type=int, default=None,
               help="Analysis resolution of the fast pipeline (default: the library's).")
 @click.option("--timing-seeds", default="100-104", show_default=True, help="Seeds timed (not in the dev set).")

@@ -379,7 +379,9 @@ def crop_consensus(crop: Any, prior: Any, cfg: Any, random_state: int) -> Any:
 
     def vote(X: Any, labels: Any, k: int) -> Any:
         labels = detach_outside(labels, prior > 0, k)
-        is_fg = anchor_foreground(X, labels, k + 1, prior, frame=prior <= 0, frame_penalty=cfg.frame_penalty)
+        # No frame penalty: the ring around a box is not the image frame, the object itself often runs through it
+        # (a body below a face box); with the whole-image penalty the main instance scored 0.804 instead of 0.827.
+        is_fg = anchor_foreground(X, labels, k + 1, prior, frame=prior <= 0)
         # Besides the anchor, a cluster joins the object only if most of it lies in the box: what reaches far
         # out of the box is context that happens to change like the object.
         inside = xp.bincount(labels.ravel(), weights=(prior > 0).ravel().astype(xp.float32), minlength=k + 1)

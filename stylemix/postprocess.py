@@ -146,14 +146,11 @@ def clean_labels(labels: Any, min_area: int) -> Any:
     nd = ndimage_module(labels)
     if min_area <= 0:
         return labels.astype(xp.int32)
-    if xp is np:
-        drop, boxes = _small_components_host(labels, min_area)
-    else:
-        drop, boxes = _small_components(labels, min_area), None
+    drop = _small_components_host(labels, min_area) if xp is np else _small_components(labels, min_area)
     if not bool(drop.any()) or bool(drop.all()):
         return labels.astype(xp.int32)
     out = labels.astype(xp.int32)  # a copy: the fill below writes into it
-    if boxes is not None and _fill_locally(out, drop, boxes):
+    if xp is np and _fill_blobs(out, drop):
         return out
     idx = nd.distance_transform_edt(drop, return_distances=False, return_indices=True)
     return labels[idx[0], idx[1]].astype(xp.int32)
@@ -175,23 +172,53 @@ def _small_components(labels: Any, min_area: int) -> Any:
     return drop
 
 
-def _small_components_host(labels: np.ndarray, min_area: int
-                           ) -> tuple[np.ndarray, list[tuple[np.ndarray, tuple[slice, slice]]]]:
-    """:func:`_small_components` with OpenCV (same 4-connectivity, several times faster than ``ndimage.label``),
-    plus each small component's mask within its bounding box: ``(drop [H, W], [(mask [h, w], (rows, cols))])``."""
+def _small_components_host(labels: np.ndarray, min_area: int) -> np.ndarray:
+    """:func:`_small_components` with OpenCV (same 4-connectivity, several times faster than ``ndimage.label``)."""
     import cv2
     drop = np.zeros(labels.shape, dtype=bool)
-    boxes = []
     values = np.flatnonzero(np.bincount(labels.ravel())) if labels.min() >= 0 else np.unique(labels)
     for value in values.tolist():
-        n, comp, stats, _ = cv2.connectedComponentsWithStats((labels == value).view(np.uint8), connectivity=4)
-        for i in np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] < min_area) + 1:  # 0 is everything else
-            x, y, w, h = stats[i, :4]
-            where = (slice(y, y + h), slice(x, x + w))
-            mask = comp[where] == i
-            drop[where] |= mask
-            boxes.append((mask, where))
-    return drop, boxes
+        _, comp, stats, _ = cv2.connectedComponentsWithStats((labels == value).view(np.uint8), connectivity=4)
+        small = stats[:, cv2.CC_STAT_AREA] < min_area
+        small[0] = False  # 0 is everything else
+        if small.any():
+            drop |= small[comp]
+    return drop
+
+
+def _fill_blobs(out: np.ndarray, drop: np.ndarray, max_blobs: int = 4096) -> bool:
+    """Give the pixels of each blob of ``drop`` (a 4-connected group of small components: a speck in a small hole
+    is one blob) the label of their nearest kept pixel, in place; ``False`` (``out`` untouched) if there are too
+    many blobs or one needs the whole image searched.
+
+    Most blobs are ringed by kept pixels of a single label (in a mask, always when alone): the nearest kept pixel
+    of any of their pixels lies on that ring (a step from a farther kept pixel towards it ends on the ring, nearer),
+    so they take that label with no search. The others search a window around themselves (:func:`_fill_locally`).
+    """
+    import cv2
+    n, comp, stats, _ = cv2.connectedComponentsWithStats(drop.view(np.uint8), connectivity=4)
+    if n - 1 > max_blobs:
+        return False
+    H, W = drop.shape
+    cross = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
+    fills, mixed = [], []
+    for i in range(1, n):
+        x, y, w, h = stats[i, :4]
+        where = (slice(y, y + h), slice(x, x + w))
+        r0, c0, r1, c1 = max(y - 1, 0), max(x - 1, 0), min(y + h + 1, H), min(x + w + 1, W)
+        blob = (comp[r0:r1, c0:c1] == i).view(np.uint8)
+        ring = cv2.dilate(blob, cross).view(bool) & ~blob.view(bool)
+        values = out[r0:r1, c0:c1][ring]
+        mask = comp[where] == i
+        if values.size and (values == values[0]).all():
+            fills.append((mask, where, values[0]))
+        else:
+            mixed.append((mask, where))
+    if not _fill_locally(out, drop, mixed):
+        return False
+    for mask, where, value in fills:  # after every search: the searches read kept pixels only anyway
+        out[where][mask] = value
+    return True
 
 
 def _fill_locally(out: np.ndarray, drop: np.ndarray, boxes: list[tuple[np.ndarray, tuple[slice, slice]]],

@@ -196,8 +196,7 @@ def face_generator():
 
 
 def test_yolo_finds_the_person_on_a_face(face_generator):
-    seg = stylemix.segment(face_generator, 0, variants=4, analysis_resolution=64, detector=YOLO_TFLITE,
-                           classes="person")
+    seg = stylemix.segment(face_generator, 0, detector=YOLO_TFLITE, classes="person")  # the defaults
     people = [r for r in seg.instance_records if r.kept]
     assert people and all(r.class_name == "person" and r.score >= 0.25 for r in seg.instance_records)
     main = max(people, key=lambda r: r.area)
