@@ -69,6 +69,19 @@ def test_anchors_merge_by_how_clusters_change_not_where_they_are():
     assert anchor_foreground(means[labels.ravel()], labels, 4).tolist() == [False, True, False, True]
 
 
+def test_frame_penalty_sends_undecided_frame_clusters_to_the_background():
+    labels = _portrait()
+    # Hair (2) changes about as much like the face as like the background, a little nearer the face; the body (3)
+    # clearly like the face. The hair reaches the top band, the body only the bottom (not in the frame).
+    means = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.52, 0.48, 0.0], [0.9, 0.1, 0.0]], np.float32)
+    X = means[labels.ravel()]
+    assert anchor_foreground(X, labels, 4).tolist() == [False, True, True, True]
+    assert anchor_foreground(X, labels, 4, frame_penalty=0.75).tolist() == [False, True, False, True]
+    # A cluster that changes like the face stays with it whatever its share of the frame.
+    means[2] = [0.95, 0.05, 0.0]
+    assert anchor_foreground(means[labels.ravel()], labels, 4, frame_penalty=0.75).tolist() == [False, True, True, True]
+
+
 def test_anchors_for_two_clusters_follow_the_rule():
     labels = _disc()
     X = np.random.default_rng(0).standard_normal((64 * 64, 4)).astype(np.float32)

@@ -95,11 +95,26 @@ def test_meta_records_every_setting(shapes):
     assert len(seg.meta["crossovers"]) == 4 and all(2 <= c <= 4 for c in seg.meta["crossovers"])
 
 
+def test_default_crossovers_all_change_the_analysis_stack(shapes):
+    from stylemix.segment import default_crossovers, render_variants, style_latents
+    for r in (16, 32, 64):
+        crossovers = default_crossovers(shapes, r)
+        reaching = sum(1 for res in shapes.style_layout.slot_resolutions if res <= r)
+        assert crossovers and all(1 <= c < reaching for c in crossovers), (r, crossovers)
+    # Measured, not only by the slot count: every crossover's variants differ from the base at 16 px.
+    cfg = stylemix.SegmentConfig(variants=8, analysis_resolution=16).resolve(shapes)
+    with torch.no_grad():
+        ws_base, ws_mix, crossovers = style_latents(shapes, 3, cfg)
+        stack = render_variants(shapes, ws_base, ws_mix, crossovers, cfg)[1]
+        base = render_variants(shapes, ws_base, ws_base.expand(len(ws_mix), -1, -1), crossovers, cfg)[1]
+    assert all(float((stack[i] - base[i]).abs().max()) > 1e-3 for i in range(len(stack)))
+
+
 @pytest.mark.parametrize("options,message", [
     ({"variants": 1}, "variants"), ({"clusters": 1}, "clusters"), ({"crossover": 8}, "crossover"),
     ({"crossover": 0}, "crossover"), ({"analysis_resolution": 48}, "power of two"),
     ({"normalization": "zca"}, "normalization"), ({"colour": 1}, "unknown option"), ({"consensus": (2, 1)}, "consensus"),
-    ({"consensus": ()}, "consensus"),
+    ({"consensus": ()}, "consensus"), ({"frame_penalty": -1}, "frame_penalty"),
 ])
 def test_bad_options_are_clear_errors(shapes, options, message):
     with pytest.raises(StylemixError, match=message):
