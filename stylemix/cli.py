@@ -14,8 +14,8 @@ import click
 from stylemix.errors import StylemixError
 
 _SEG_OPTS = ("variants", "clusters", "crossover", "truncation_psi", "truncation_cutoff", "analysis_resolution",
-             "normalization", "descriptor", "feature_dim", "foreground_rule", "consensus", "frame_penalty", "min_area", "refine",
-             "batch_size", "exact")
+             "normalization", "descriptor", "feature_dim", "foreground_rule", "consensus", "frame_penalty",
+             "min_area", "refine", "batch_size", "exact")
 
 
 class _Group(click.Group):

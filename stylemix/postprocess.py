@@ -209,7 +209,7 @@ def _fill_blobs(out: np.ndarray, drop: np.ndarray, max_blobs: int = 4096) -> boo
         blob = (comp[r0:r1, c0:c1] == i).view(np.uint8)
         ring = cv2.dilate(blob, cross).view(bool) & ~blob.view(bool)
         values = out[r0:r1, c0:c1][ring]
-        mask = comp[where] == i
+        mask = blob.view(bool)[y - r0:y - r0 + h, x - c0:x - c0 + w]  # the blob within its own box
         if values.size and (values == values[0]).all():
             fills.append((mask, where, values[0]))
         else:
@@ -223,13 +223,14 @@ def _fill_blobs(out: np.ndarray, drop: np.ndarray, max_blobs: int = 4096) -> boo
 
 def _fill_locally(out: np.ndarray, drop: np.ndarray, boxes: list[tuple[np.ndarray, tuple[slice, slice]]],
                   max_boxes: int = 1024) -> bool:
-    """Give each small component in ``boxes`` the label of its nearest kept pixel, searching a window around it.
+    """Give each blob in ``boxes`` (its mask within its box) the label of its nearest kept pixel, searching a window
+    around it.
 
-    Exact: a pixel outside a window that extends ``m`` beyond the component's box is more than ``m`` away from the
-    component, so a kept pixel found within ``m`` is the nearest overall (specks are many and tiny: a window of a few
-    pixels each, against a distance transform of the whole image). Returns ``False``, leaving ``out``
-    untouched, when some component has none within its window or there are too many components; the caller then
-    falls back to one distance transform of the whole image.
+    Exact: a pixel outside a window that extends ``m`` beyond the blob's box is more than ``m`` away from the blob,
+    so a kept pixel found within ``m`` is the nearest overall (blobs are small: a window of a few pixels each, against
+    a distance transform of the whole image). Returns ``False``, leaving ``out`` untouched, when some blob has none
+    within its window or there are too many blobs; the caller then falls back to one distance transform of the whole
+    image.
     """
     import scipy.ndimage
     if len(boxes) > max_boxes:

@@ -113,8 +113,8 @@ def test_default_crossovers_all_change_the_analysis_stack(shapes):
 @pytest.mark.parametrize("options,message", [
     ({"variants": 1}, "variants"), ({"clusters": 1}, "clusters"), ({"crossover": 8}, "crossover"),
     ({"crossover": 0}, "crossover"), ({"analysis_resolution": 48}, "power of two"),
-    ({"normalization": "zca"}, "normalization"), ({"colour": 1}, "unknown option"), ({"consensus": (2, 1)}, "consensus"),
-    ({"consensus": ()}, "consensus"), ({"frame_penalty": -1}, "frame_penalty"),
+    ({"normalization": "zca"}, "normalization"), ({"colour": 1}, "unknown option"),
+    ({"consensus": (2, 1)}, "consensus"), ({"consensus": ()}, "consensus"), ({"frame_penalty": -1}, "frame_penalty"),
 ])
 def test_bad_options_are_clear_errors(shapes, options, message):
     with pytest.raises(StylemixError, match=message):
