@@ -314,5 +314,34 @@ def export(network: str | None, device: str, seeds: str | None, outdir: str, fmt
 # ---- end of export ------------------------------------------------------------------------------------------------
 
 
+# ---- convert (issue #12): any supported network file -> one safetensors file; the library is generators/files.py ----
+
+
+@main.command()
+@click.argument("src", metavar="SRC")
+@click.argument("out", metavar="OUT.safetensors", type=click.Path(dir_okay=False))
+@click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
+def convert(src: str, out: str, overwrite: bool) -> None:
+    """Convert the generator in SRC (any format stylemix reads) to OUT.safetensors.
+
+    \b
+    The output holds the weights and, in its metadata, the family, the constructor config, the style layout and
+    the source's sha256; it carries no code, and `--network OUT.safetensors` gives outputs bit-identical to SRC's.
+    OUT is written to a temporary file and renamed, so a failed conversion leaves nothing behind.
+
+    \b
+    Examples:
+      stylemix convert stylegan2-ffhq-config-f.pkl ffhq.safetensors      # a TensorFlow pickle
+      stylemix convert network-snapshot-025000.pkl snapshot.safetensors
+    """
+    from stylemix.generators.files import convert_to_safetensors
+    summary = convert_to_safetensors(src, out, overwrite=overwrite)
+    click.echo(f"wrote {summary['out']}: {summary['family']}, {summary['tensors']} tensors, {summary['bytes']} bytes, "
+               f"sha256 {summary['sha256']} (source sha256 {summary['source_sha256'] or 'none'})")
+
+
+# ---- end of convert -----------------------------------------------------------------------------------------------
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -143,7 +143,8 @@ def assert_parity(ours: dict[str, torch.Tensor], E: Any) -> dict[str, float]:
 
 
 @needs_fixtures
-@pytest.mark.parametrize("filename", ["weights.pt", "network-snapshot.pkl"])
+@pytest.mark.parametrize("filename", ["weights.pt", "network-snapshot.pkl", "network-snapshot-p2.pkl",
+                                      "network-snapshot-p3.pkl"])
 @torch.no_grad()
 def test_nvidia_parity(filename: str) -> None:
     G = load_stylegan2_file(NVIDIA / filename)
@@ -243,9 +244,11 @@ class _FakeEasyDict(dict):
     pass
 
 
-def write_nvidia_pickle(G: StyleGAN2Generator, path: Path, conv_clamp: float | None = 256) -> None:
+def write_nvidia_pickle(G: StyleGAN2Generator, path: Path, conv_clamp: float | None = 256, protocol: int = 4,
+                        entries: dict[str, Any] | None = None, raw: tuple[str, ...] = ()) -> None:
     """A network-snapshot-style pickle of ``G`` (persistent-object records, poisoned module_src), written without
-    NVIDIA's code: stand-in modules named like NVIDIA's are registered only while pickling."""
+    NVIDIA's code: stand-in modules named like NVIDIA's are registered only while pickling. ``entries`` are added
+    to the snapshot dict; submodules of the classes named in ``raw`` are pickled as plain torch modules."""
     persistence = types.ModuleType("torch_utils.persistence")
     dnnlib_util = types.ModuleType("dnnlib.util")
 
@@ -268,7 +271,8 @@ def write_nvidia_pickle(G: StyleGAN2Generator, path: Path, conv_clamp: float | N
     def record(module: torch.nn.Module, extra: dict[str, Any]) -> Record:
         state = {"training": False, "_parameters": OrderedDict(module._parameters),
                  "_buffers": OrderedDict(module._buffers), "_non_persistent_buffers_set": set(),
-                 "_modules": {k: record(m, {}) for k, m in module._modules.items()}, "_init_args": ()}
+                 "_modules": {k: m if type(m).__name__ in raw else record(m, {})
+                              for k, m in module._modules.items()}, "_init_args": ()}
         state.update(extra)
         return Record({"type": "class", "version": 6, "module_src": "raise RuntimeError('executed')\n",
                        "class_name": type(module).__name__.replace("StyleGAN2", ""), "state": state})
@@ -286,7 +290,8 @@ def write_nvidia_pickle(G: StyleGAN2Generator, path: Path, conv_clamp: float | N
     try:
         with open(path, "wb") as fh:
             pickle.dump({"G": G_ema, "D": None, "G_ema": G_ema, "augment_pipe": None,
-                         "training_set_kwargs": _FakeEasyDict(resolution=G.resolution)}, fh, protocol=4)
+                         "training_set_kwargs": _FakeEasyDict(resolution=G.resolution), **(entries or {})}, fh,
+                        protocol=protocol)
     finally:
         for name in added:
             del sys.modules[name]

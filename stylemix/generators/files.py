@@ -177,6 +177,9 @@ def convert_to_safetensors(source: str | os.PathLike, out: str | os.PathLike, *,
         raise GeneratorLoadError(f"{out} is the source file itself")
     G = load_generator(source)
     family = getattr(G, "family", type(G).__name__)
+    if family == "mobilestylegan":
+        raise GeneratorLoadError("the default MobileStyleGAN generator is read from an OpenVINO IR (XML and raw "
+                                 "weights), which already carries no code; load it by name, there is nothing to convert")
     if family not in GENERATOR_CLASSES or not callable(getattr(G, "config", None)):
         raise GeneratorLoadError(f"cannot convert a {family!r} generator: only the families "
                                  f"{', '.join(sorted(GENERATOR_CLASSES))} are rebuilt from safetensors")
@@ -198,6 +201,9 @@ def convert_to_safetensors(source: str | os.PathLike, out: str | os.PathLike, *,
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
         save_file(tensors, os.fspath(tmp), metadata=metadata)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # as an ordinary new file, not the writer's private mode
         os.replace(tmp, out)
     finally:
         if tmp.exists():

@@ -18,6 +18,7 @@ pickle holds, from the recorded state alone (never from the embedded source, whi
 
 from __future__ import annotations
 
+import _compat_pickle
 import collections
 import dataclasses
 import importlib
@@ -141,18 +142,14 @@ def _empty_bytes(*args: Any) -> bytes:
     return b""
 
 
-_RECONSTRUCTIBLE = (_PlainDict,)
-
-
 def _reconstructor(cls: Any, base: Any, state: Any) -> Any:
     # copyreg._reconstructor (protocols 0-1) would call base.__new__(cls, state) for any class; only the stand-ins
-    # above are accepted, so nothing is constructed that the allow-list did not name.
-    if cls not in _RECONSTRUCTIBLE or base not in (dict, object):
-        raise _ForbiddenGlobal(f"copyreg._reconstructor of {getattr(cls, '__name__', cls)!r}")
-    obj = cls()
-    if isinstance(state, dict):
-        obj.update(state)
-    return obj
+    # of the allow-list are accepted, so nothing is constructed that it did not name.
+    if cls is _PlainDict and base is dict:
+        return _PlainDict(state if isinstance(state, dict) else {})
+    if cls is TFNetworkRecord and base is object:
+        return TFNetworkRecord()
+    raise _ForbiddenGlobal(f"copyreg._reconstructor of {getattr(cls, '__name__', cls)!r}")
 
 
 def _numpy_attr(modules: tuple[str, ...], name: str) -> Any:
@@ -182,12 +179,10 @@ def allowed_globals() -> dict[tuple[str, str], Callable[..., Any]]:
         ("torch_utils.persistence", "_reconstruct_persistent_obj"): _persistent_record,
         ("dnnlib.tflib.network", "Network"): TFNetworkRecord,
     }
-    # Python 2 names (protocols 0-2 write them, unpicklers map them with fix_imports) next to Python 3's.
-    for builtins in ("builtins", "__builtin__"):
-        allowed.update({(builtins, "set"): set, (builtins, "frozenset"): frozenset, (builtins, "bytes"): _empty_bytes,
-                        (builtins, "dict"): dict, (builtins, "object"): object})
-    for copyreg in ("copyreg", "copy_reg"):
-        allowed[(copyreg, "_reconstructor")] = _reconstructor
+    # dict and object only ever serve as copyreg._reconstructor's base class (protocols 0-1).
+    allowed.update({("builtins", "set"): set, ("builtins", "frozenset"): frozenset, ("builtins", "bytes"): _empty_bytes,
+                    ("builtins", "dict"): dict, ("builtins", "object"): object,
+                    ("copyreg", "_reconstructor"): _reconstructor})
     for module in multiarray:
         allowed[(module, "scalar")] = _numpy_attr(multiarray, "scalar")
         allowed[(module, "_reconstruct")] = _numpy_attr(multiarray, "_reconstruct")
@@ -239,6 +234,12 @@ class RestrictedUnpickler(pickle.Unpickler):
         self.refused: list[str] = []
 
     def find_class(self, module: str, name: str) -> Any:
+        # Python 2 names (__builtin__, copy_reg, ...), which protocols 0-2 write, mapped as pickle's fix_imports
+        # does; no Python 3 module has these names, so the mapping needs no protocol check.
+        if (module, name) in _compat_pickle.NAME_MAPPING:
+            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+        elif module in _compat_pickle.IMPORT_MAPPING:
+            module = _compat_pickle.IMPORT_MAPPING[module]
         found = self._allowed.get((module, name))
         if found is not None:
             return found
