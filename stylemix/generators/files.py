@@ -18,7 +18,6 @@ because a file names it.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import importlib
 import json
 import os
@@ -281,12 +280,9 @@ def _load_exact(G: torch.nn.Module, tensors: Mapping[str, torch.Tensor], name: s
 
 
 def file_sha256(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    """Hex sha256 of a file's bytes (the same hash ``stylemix export`` records for a network file)."""
+    from stylemix.export import file_sha256 as sha256  # stdlib-only module; one definition of the file hash
+    return sha256(path)
 
 
 def _open_head(path: str, size: int = 4) -> bytes:
