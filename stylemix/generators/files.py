@@ -118,8 +118,9 @@ def _from_checkpoint(obj: Any, name: str, conv_clamp: float | None | str) -> Any
     inner = obj
     if isinstance(obj, Mapping):
         inner = next((obj[k] for k in ("G_ema", "state_dict") if isinstance(obj.get(k), Mapping)), obj)
-    if isinstance(inner, Mapping) and any(str(k).startswith("synthesis.input.") or re.match(r"synthesis\.L\d+_", str(k))
-                                          for k in inner):
+    # StyleGAN3 state dicts have the Fourier-feature input layer and layers named L{i}_{size}_{channels}.
+    if isinstance(inner, Mapping) and any(str(k).startswith("synthesis.input.") or
+                                          re.match(r"synthesis\.L\d+_", str(k)) for k in inner):
         return _read("stylegan3-state-dict", dict(inner), name, conv_clamp)
     return _read("stylegan2-checkpoint", obj, name, conv_clamp)
 
@@ -178,7 +179,8 @@ def convert_to_safetensors(source: str | os.PathLike, out: str | os.PathLike, *,
     family = getattr(G, "family", type(G).__name__)
     if family == "mobilestylegan":
         raise GeneratorLoadError("the default MobileStyleGAN generator is read from an OpenVINO IR (XML and raw "
-                                 "weights), which already carries no code; load it by name, there is nothing to convert")
+                                 "weights), which already carries no code; load it by name, there is nothing to "
+                                 "convert")
     if family not in GENERATOR_CLASSES or not callable(getattr(G, "config", None)):
         raise GeneratorLoadError(f"cannot convert a {family!r} generator: only the families "
                                  f"{', '.join(sorted(GENERATOR_CLASSES))} are rebuilt from safetensors")

@@ -292,8 +292,11 @@ def _unsupported_family(obj: Any) -> str | None:
         [v for v in obj.values() if isinstance(v, PersistentRecord)] if isinstance(obj, Mapping) else []
     for record in records:
         if _is_stylegan_xl(record):
-            return "a StyleGAN-XL network (autonomousvision/stylegan_xl), which stylemix does not support"
+            return _STYLEGAN_XL
     return None
+
+
+_STYLEGAN_XL = "a StyleGAN-XL network (autonomousvision/stylegan_xl), which stylemix does not support"
 
 
 def _is_stylegan_xl(record: PersistentRecord) -> bool:
@@ -341,8 +344,7 @@ def _is_discriminator(record: PersistentRecord) -> bool:
 
 def _classify_record(record: PersistentRecord, name: str) -> str:
     if _is_stylegan_xl(record):
-        raise GeneratorLoadError(f"{name}: a StyleGAN-XL network (autonomousvision/stylegan_xl), which stylemix "
-                                 "does not support")
+        raise GeneratorLoadError(f"{name}: {_STYLEGAN_XL}")
     if _is_discriminator(record):
         raise GeneratorLoadError(f"{name}: the network is a discriminator ({record.class_name}), not a generator")
     synthesis, mapping = record.child("synthesis"), record.child("mapping")
