@@ -221,6 +221,9 @@ def _from_nvidia_snapshot(obj: Any, name: str, conv_clamp: float | None | str) -
         raise GeneratorLoadError(f"{name}: G_ema is a {record.class_name!r}, not a StyleGAN2 Generator")
     sd = _flatten_record(record, "", {}, name)
     kwargs = _record_init_kwargs(record)
+    from stylemix.generators import stylegan3  # StyleGAN3 records are told apart by their state, not their source
+    if stylegan3.is_stylegan3_record(record):
+        return stylegan3.stylegan3_from_state_dict(sd, kwargs, conv_clamp=conv_clamp, source=name)
     hints = _record_hints(record, kwargs)
     recorded_clamp = hints.pop("conv_clamp")
     clamp = recorded_clamp if conv_clamp == "auto" else conv_clamp

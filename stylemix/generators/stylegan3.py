@@ -478,11 +478,12 @@ class AliasFreeSynthesis(nn.Module):
         there, but then they depend on kept slots only: they are computed once, for one row, and broadcast.
         """
         self._check_ws(ws, noise_mode)
-        n, stop = ws.shape[0], self.feature_step(int(resolution))
+        step = self.feature_step(int(resolution))
+        n, stop = ws.shape[0], step + 1
         if state.step > stop:
             state, ws = AliasFreeState(0, 0, None), ws[:1]
         x = _broadcast(self._run(state, ws, stop).x, n)
-        spec = self.specs[stop - 1]
+        spec = self.specs[step - 1]
         m = spec.margin
         x = x[:, :, m:m + spec.out_sampling_rate, m:m + spec.out_sampling_rate]
         return resize_image(x, int(resolution))
