@@ -307,3 +307,24 @@ def test_segment_runs_on_the_fixture_generator(fx: Fixture) -> None:
     assert seg.image.shape == (32, 32, 3) and seg.foreground.shape == (32, 32) and seg.foreground.dtype == bool
     assert seg.meta["settings"]["descriptor"] == "features" and seg.meta["settings"]["crossover"] == [7, 8, 9, 10]
     assert 0 < seg.foreground.mean() < 1
+
+
+@needs_fixtures
+@pytest.mark.parametrize("name", CONFIGS)
+def test_bare_state_dict_loads_with_inferred_kwargs(name: str) -> None:
+    G = stylemix.load_generator(str(FIXTURES / name / "weights.pt"))
+    e = np.load(FIXTURES / name / "expected.npz")
+    with torch.no_grad():
+        assert max_diff(G.synthesis(torch.from_numpy(e["ws"])), e["img"]) <= IMG_ATOL
+    assert G.family == "stylegan3-" + name[0]
+
+
+def test_inferred_kwargs_rebuild_other_configurations() -> None:
+    from stylemix.generators.stylegan3 import infer_stylegan3_config
+    G = small_generator(resolution=64, c_dim=2, channel_base=1000, channel_max=16, margin_size=8, mapping_layers=4)
+    inferred = StyleGAN3Generator(**infer_stylegan3_config(G.state_dict()))
+    assert [s for s in inferred.synthesis.specs] == [s for s in G.synthesis.specs]
+    assert (inferred.c_dim, inferred.mapping.num_layers) == (2, 4)
+    odd = small_generator(first_cutoff=3)
+    with pytest.raises(GeneratorLoadError, match="default progression"):
+        infer_stylegan3_config(odd.state_dict())

@@ -321,8 +321,8 @@ def _from_torch_object(obj: Any, name: str, conv_clamp: float | None | str) -> S
         clamp = _NVIDIA_CONV_CLAMP if conv_clamp == "auto" else conv_clamp
         return generator_from_nvidia_state_dict(dict(obj), conv_clamp=clamp, source=name)
     if any(str(k).startswith("synthesis.input.") or re.match(r"synthesis\.L\d+_", str(k)) for k in obj):
-        raise GeneratorLoadError(f"{name}: this is a StyleGAN3 (alias-free) generator, which the StyleGAN2 loader "
-                                 "does not support")
+        from stylemix.generators import stylegan3  # a bare StyleGAN3 state dict: kwargs inferred and checked
+        return stylegan3.stylegan3_from_state_dict(obj, None, conv_clamp=conv_clamp, source=name)
     raise GeneratorLoadError(f"{name}: unknown checkpoint family (keys: {_key_list(obj)}); expected an NVIDIA "
                              "network pickle, a rosinality checkpoint with 'g_ema' or an NVIDIA-layout state dict")
 

@@ -719,14 +719,14 @@ def stylegan3_config(init_kwargs: Mapping[str, Any], source: str = "StyleGAN3 kw
     return out
 
 
-def stylegan3_from_state_dict(sd: Mapping[str, torch.Tensor], init_kwargs: Mapping[str, Any], *,
+def stylegan3_from_state_dict(sd: Mapping[str, torch.Tensor], init_kwargs: Mapping[str, Any] | None, *,
                               conv_clamp: float | None | str = "auto", source: str = "state dict"
                               ) -> StyleGAN3Generator:
     """Build the generator ``init_kwargs`` describe (NVlabs names) and load ``sd`` (NVlabs keys) into it.
 
     Args:
         sd: ``G.state_dict()`` of the official module (``weights.pt``, or a pickle's flattened record).
-        init_kwargs: the official ``G.init_kwargs``.
+        init_kwargs: the official ``G.init_kwargs``; ``None`` infers them (:func:`infer_stylegan3_config`).
         conv_clamp: ``"auto"`` takes the kwargs' value (default 256), a number or ``None`` overrides it.
 
     Returns:
@@ -735,7 +735,7 @@ def stylegan3_from_state_dict(sd: Mapping[str, torch.Tensor], init_kwargs: Mappi
     Raises:
         GeneratorLoadError: unknown kwargs, or a tensor missing, unexpected, mis-shaped or not floating point.
     """
-    config = stylegan3_config(init_kwargs, source)
+    config = infer_stylegan3_config(sd, source) if init_kwargs is None else stylegan3_config(init_kwargs, source)
     if conv_clamp != "auto":
         config["conv_clamp"] = conv_clamp
     try:
@@ -775,3 +775,69 @@ def is_stylegan3_record(record: Any) -> bool:
 def _plain(value: Any) -> Any:
     """numpy scalars (as pickles hold them) -> Python numbers; everything else unchanged."""
     return value.item() if isinstance(value, np.generic) else value
+
+
+def infer_stylegan3_config(sd: Mapping[str, torch.Tensor], source: str = "state dict") -> dict[str, Any]:
+    """Constructor kwargs of :class:`StyleGAN3Generator` for a bare NVlabs state dict (no recorded kwargs).
+
+    Read from names and shapes: mapping depth, ``z_dim``/``c_dim``/``w_dim``, layer count, resolution, channels,
+    margin, kernel size and whether the down filters are radial; ``channel_base``/``channel_max`` are chosen to
+    reproduce every layer's channels. The progression's defaults (first cutoff and stopband, last stopband, two
+    critical layers) are assumed and then *checked*: the filters designed from the result must equal the stored
+    ones, else the file needs its kwargs. ``conv_clamp`` is not stored in weights and gets NVIDIA's default 256.
+
+    Raises:
+        GeneratorLoadError: names or shapes that do not form a StyleGAN3 generator, or a non-default progression.
+    """
+    import re
+
+    def fail(why: str) -> GeneratorLoadError:
+        return GeneratorLoadError(f"{source}: {why}; pass the generator's init kwargs (a network pickle records them)")
+
+    mapping_layers = 0
+    while f"mapping.fc{mapping_layers}.weight" in sd:
+        mapping_layers += 1
+    layers = sorted((int(m.group(1)), int(m.group(2)), int(m.group(3)))
+                    for m in {re.match(r"synthesis\.L(\d+)_(\d+)_(\d+)\.weight$", str(k)) for k in sd} if m)
+    if not mapping_layers or len(layers) < 4 or [i for i, _, _ in layers] != list(range(len(layers))) \
+            or "synthesis.input.freqs" not in sd:
+        raise fail("not a StyleGAN3 state dict (mapping.fcK, synthesis.input.*, synthesis.L{i}_{size}_{channels})")
+    c_dim = embed = 0
+    if "mapping.embed.weight" in sd:
+        embed, c_dim = sd["mapping.embed.weight"].shape
+    num_layers, (_, resolution, img_channels) = len(layers) - 1, layers[-1]
+    channels = [ch for _, _, ch in layers[:-1]]
+    first = sd[f"synthesis.L0_{layers[0][1]}_{layers[0][2]}.weight"]
+    radial = any(k.endswith(".down_filter") and sd[k].ndim == 2 for k in sd)
+    config = dict(z_dim=int(sd["mapping.fc0.weight"].shape[1] - embed), c_dim=int(c_dim),
+                  w_dim=int(sd[f"mapping.fc{mapping_layers - 1}.weight"].shape[0]), resolution=resolution,
+                  img_channels=img_channels, mapping_layers=mapping_layers, num_layers=num_layers,
+                  conv_kernel=int(first.shape[-1]), use_radial_filters=radial)
+    defaults = synthesis_schedule(resolution, img_channels, channel_base=1, channel_max=1, num_layers=num_layers)
+    config["margin_size"] = (layers[0][1] - int(defaults["sampling_rates"][0])) // 2
+    # channels_i = rint(min(base / 2 / cutoff_i, max)): max is the largest, each unsaturated layer bounds base.
+    cutoffs = defaults["cutoffs"][:-1]
+    channel_max = max(channels)
+    low, high = 0.0, math.inf
+    for ch, fc in zip(channels, cutoffs):
+        if ch < channel_max:
+            low, high = max(low, 2 * fc * (ch - 0.5)), min(high, 2 * fc * (ch + 0.5))
+        else:
+            low = max(low, 2 * fc * (channel_max - 0.5))
+    if math.isinf(high):
+        high = 2 * low
+    powers = [2 ** p for p in range(40) if low <= 2 ** p <= high]
+    config["channel_base"] = powers[0] if powers else math.ceil(low)
+    config["channel_max"] = channel_max
+    try:
+        G = StyleGAN3Generator(**config)
+    except ValueError as exc:
+        raise fail(f"these weights do not form a StyleGAN3 generator ({exc})") from None
+    built = G.state_dict()
+    for k, v in built.items():
+        stored = sd.get(k)
+        if not isinstance(stored, torch.Tensor) or stored.shape != v.shape:
+            raise fail(f"{k!r} does not match a StyleGAN3 generator with the default progression")
+        if k.endswith("_filter") and not torch.allclose(stored.to(torch.float32), v, atol=1e-6):
+            raise fail(f"the stored {k!r} is not the default progression's filter")
+    return config
