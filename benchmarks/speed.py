@@ -58,8 +58,22 @@ def _quality(G, seeds: list[int], gt_dir: Path, **options) -> dict[str, float]:
     return metrics.summarize(per)
 
 
+def _random_stylegan3(spec: str):
+    from stylemix.generators.stylegan3 import StyleGAN3Generator
+    kind, res = spec[0].lower(), int(spec[1:])
+    if kind not in "tr":
+        raise click.BadParameter(f"expected t<RES> or r<RES>, got {spec!r}")
+    mult = 2 if kind == "r" else 1
+    torch.manual_seed(0)
+    return StyleGAN3Generator(resolution=res, channel_base=8192 * mult, channel_max=256 * mult,
+                              conv_kernel=1 if kind == "r" else 3, use_radial_filters=kind == "r").eval()
+
+
 @click.command()
 @click.option("--network", default=None, help="Generator (default: the embedded default).")
+@click.option("--random-stylegan3", "random_sg3", default=None, metavar="t256|r256|...",
+              help="Time a StyleGAN3 of this configuration and resolution with random weights instead of --network "
+                   "(channel_base 8192, channel_max 256; doubled for r as NVlabs train.py does). Quality is skipped.")
 @click.option("--variants", "-n", type=int, default=SegmentConfig.variants, show_default=True,
               help="Style variants N (default: the library's).")
 @click.option("--analysis-res", "analysis_resolution", type=int, default=None,
@@ -73,8 +87,11 @@ def _quality(G, seeds: list[int], gt_dir: Path, **options) -> dict[str, float]:
                                                                     "mobilestylegan-ffhq"), show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False), default=str(REPO / "benchmarks" / "results" / "speed.json"),
               show_default=True)
-def main(network, variants, analysis_resolution, timing_seeds, repeats, quality_seeds, export_seeds, gt, out) -> None:
-    G = stylemix.load_generator(network)
+def main(network, random_sg3, variants, analysis_resolution, timing_seeds, repeats, quality_seeds, export_seeds, gt,
+         out) -> None:
+    G = _random_stylegan3(random_sg3) if random_sg3 else stylemix.load_generator(network)
+    if random_sg3:
+        quality_seeds = "none"  # random weights have no ground truth
     fast = {"variants": variants}
     if analysis_resolution:
         fast["analysis_resolution"] = analysis_resolution
@@ -93,6 +110,7 @@ def main(network, variants, analysis_resolution, timing_seeds, repeats, quality_
     med = {k: statistics.median(v) for k, v in times.items()}
     result = {
         "command": " ".join(["python", "benchmarks/speed.py"] + sys.argv[1:]),
+        "generator": getattr(G, "family", type(G).__name__), "resolution": G.resolution,
         "stylemix": stylemix.__version__, "torch_threads": torch.get_num_threads(), "fast_options": fast,
         "median_s": med,
         "fast_stages_median_s": {k: statistics.median(st[k] for st in stages) for k in stages[0]},
