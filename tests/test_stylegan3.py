@@ -15,22 +15,14 @@ from stylemix.generators.stylegan2_formats import _read_pickle, load_stylegan2_f
 from stylemix.generators.stylegan3 import (StyleGAN3Generator, input_transform_matrix, is_stylegan3_record,
                                            modulated_conv2d, stylegan3_config, stylegan3_from_state_dict)
 from stylemix.segment import default_crossovers
+from test_stylegan2 import IMG_ATOL, WS_ATOL, max_diff
 
 FIXTURES = Path(__file__).parents[1].parent / "shared" / "fixtures" / "stylegan3"
 CONFIGS = ("t_small", "r_small")
 needs_fixtures = pytest.mark.skipif(not all((FIXTURES / c / "expected.npz").is_file() for c in CONFIGS),
                                     reason=f"StyleGAN3 fixtures not found under {FIXTURES}")
-WS_ATOL = 1e-5
-IMG_ATOL = 1e-4
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def max_diff(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray) -> float:
-    a = a.detach().numpy() if isinstance(a, torch.Tensor) else a
-    b = b.detach().numpy() if isinstance(b, torch.Tensor) else b
-    assert a.shape == b.shape, (a.shape, b.shape)
-    return float(np.abs(a.astype(np.float64) - b.astype(np.float64)).max())
 
 
 class Fixture:
