@@ -82,7 +82,8 @@ def _random_stylegan3(spec: str):
 @click.option("--repeats", type=int, default=3, show_default=True, help="Interleaved repeats per timed call.")
 @click.option("--quality-seeds", default="0-19", show_default=True,
               help="Dev seeds scored for both pipelines ('none' to skip).")
-@click.option("--export-seeds", default="200-207", show_default=True, help="Seeds for the export throughput ('none' to skip).")
+@click.option("--export-seeds", default="200-207", show_default=True,
+              help="Seeds for the export throughput ('none' to skip).")
 @click.option("--gt", type=click.Path(file_okay=False), default=str(REPO.parent / "shared" / "eval" /
                                                                     "mobilestylegan-ffhq"), show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False), default=str(REPO / "benchmarks" / "results" / "speed.json"),
