@@ -58,8 +58,22 @@ def _quality(G, seeds: list[int], gt_dir: Path, **options) -> dict[str, float]:
     return metrics.summarize(per)
 
 
+def _random_stylegan3(spec: str):
+    from stylemix.generators.stylegan3 import StyleGAN3Generator
+    kind, res = spec[0].lower(), int(spec[1:])
+    if kind not in "tr":
+        raise click.BadParameter(f"expected t<RES> or r<RES>, got {spec!r}")
+    mult = 2 if kind == "r" else 1
+    torch.manual_seed(0)
+    return StyleGAN3Generator(resolution=res, channel_base=8192 * mult, channel_max=256 * mult,
+                              conv_kernel=1 if kind == "r" else 3, use_radial_filters=kind == "r").eval()
+
+
 @click.command()
 @click.option("--network", default=None, help="Generator (default: the embedded default).")
+@click.option("--random-stylegan3", "random_sg3", default=None, metavar="t256|r256|...",
+              help="Time a StyleGAN3 of this configuration and resolution with random weights instead of --network "
+                   "(channel_base 8192, channel_max 256; doubled for r as NVlabs train.py does). Quality is skipped.")
 @click.option("--variants", "-n", type=int, default=SegmentConfig.variants, show_default=True,
               help="Style variants N (default: the library's).")
 @click.option("--analysis-res", "analysis_resolution", type=int, default=None,
@@ -68,13 +82,17 @@ def _quality(G, seeds: list[int], gt_dir: Path, **options) -> dict[str, float]:
 @click.option("--repeats", type=int, default=3, show_default=True, help="Interleaved repeats per timed call.")
 @click.option("--quality-seeds", default="0-19", show_default=True,
               help="Dev seeds scored for both pipelines ('none' to skip).")
-@click.option("--export-seeds", default="200-207", show_default=True, help="Seeds for the export throughput.")
+@click.option("--export-seeds", default="200-207", show_default=True,
+              help="Seeds for the export throughput ('none' to skip).")
 @click.option("--gt", type=click.Path(file_okay=False), default=str(REPO.parent / "shared" / "eval" /
                                                                     "mobilestylegan-ffhq"), show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False), default=str(REPO / "benchmarks" / "results" / "speed.json"),
               show_default=True)
-def main(network, variants, analysis_resolution, timing_seeds, repeats, quality_seeds, export_seeds, gt, out) -> None:
-    G = stylemix.load_generator(network)
+def main(network, random_sg3, variants, analysis_resolution, timing_seeds, repeats, quality_seeds, export_seeds, gt,
+         out) -> None:
+    G = _random_stylegan3(random_sg3) if random_sg3 else stylemix.load_generator(network)
+    if random_sg3:
+        quality_seeds = "none"  # random weights have no ground truth
     fast = {"variants": variants}
     if analysis_resolution:
         fast["analysis_resolution"] = analysis_resolution
@@ -93,6 +111,7 @@ def main(network, variants, analysis_resolution, timing_seeds, repeats, quality_
     med = {k: statistics.median(v) for k, v in times.items()}
     result = {
         "command": " ".join(["python", "benchmarks/speed.py"] + sys.argv[1:]),
+        "generator": getattr(G, "family", type(G).__name__), "resolution": G.resolution,
         "stylemix": stylemix.__version__, "torch_threads": torch.get_num_threads(), "fast_options": fast,
         "median_s": med,
         "fast_stages_median_s": {k: statistics.median(st[k] for st in stages) for k in stages[0]},
@@ -104,13 +123,14 @@ def main(network, variants, analysis_resolution, timing_seeds, repeats, quality_
         result["quality_seeds"] = quality_seeds
         result["quality_fast"] = _quality(G, q, gt_dir, **fast)
         result["quality_exact"] = _quality(G, q, gt_dir, variants=variants, exact=True)
-    ex = io.parse_seeds(export_seeds)
-    with tempfile.TemporaryDirectory() as tmp:
-        t_gen = _timed(lambda: [_generate(G, s) for s in ex])
-        t_exp = _timed(export_dataset, G, ex, Path(tmp) / "DS", format="png", progress=False, **fast)
-    result["export_images_per_s"] = len(ex) / t_exp
-    result["generate_images_per_s"] = len(ex) / t_gen
-    result["export_vs_generation"] = t_exp / t_gen
+    if export_seeds != "none":
+        ex = io.parse_seeds(export_seeds)
+        with tempfile.TemporaryDirectory() as tmp:
+            t_gen = _timed(lambda: [_generate(G, s) for s in ex])
+            t_exp = _timed(export_dataset, G, ex, Path(tmp) / "DS", format="png", progress=False, **fast)
+        result["export_images_per_s"] = len(ex) / t_exp
+        result["generate_images_per_s"] = len(ex) / t_gen
+        result["export_vs_generation"] = t_exp / t_gen
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     io.write_json(out, result)
     click.echo(json.dumps(result, indent=1))

@@ -57,7 +57,7 @@ def generator_from_record(record: PersistentRecord, *, source: str = "network pi
     if record.class_name != "Generator":
         raise GeneratorLoadError(f"{source}: G_ema is a {record.class_name!r}, not a StyleGAN2 Generator")
     sd = flatten_record(record, source)
-    kwargs = _record_init_kwargs(record)
+    kwargs = record_init_kwargs(record)
     hints = _record_hints(record, kwargs, source)
     recorded_clamp = hints.pop("conv_clamp")
     clamp = recorded_clamp if conv_clamp == "auto" else conv_clamp
@@ -86,7 +86,7 @@ def flatten_record(record: PersistentRecord, source: str = "network pickle", pre
     return out
 
 
-def _record_init_kwargs(record: PersistentRecord) -> dict[str, Any]:
+def record_init_kwargs(record: PersistentRecord) -> dict[str, Any]:
     """Constructor kwargs, flattening stylegan2-ada-pytorch's nested ``synthesis_kwargs`` into stylegan3's style."""
     kwargs = dict(record.state.get("_init_kwargs") or {})
     positional = ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels")
