@@ -320,3 +320,26 @@ def test_inferred_kwargs_rebuild_other_configurations() -> None:
     odd = small_generator(first_cutoff=3)
     with pytest.raises(GeneratorLoadError, match="default progression"):
         infer_stylegan3_config(odd.state_dict())
+
+
+@needs_fixtures
+def test_segment_cli_rotate_translate(tmp_path) -> None:
+    """`--rotate 17.5 --translate 0.15,-0.1` sets the matrix the fixture's img_transform was made with."""
+    from click.testing import CliRunner
+
+    from stylemix.cli import main
+
+    pkl = FIXTURES / "t_small" / "network-snapshot.pkl"
+    args = ["segment", "--network", str(pkl), "--seeds", "3", "-n", "4", "--rotate", "17.5",
+            "--translate", "0.15,-0.1", "--outdir"]
+    r = CliRunner().invoke(main, args + [str(tmp_path / "a")])
+    assert r.exit_code == 0, r.output
+    meta = json.loads((tmp_path / "a" / "seed0003.json").read_text())
+    expected = np.load(FIXTURES / "t_small" / "expected.npz")["transform"]
+    assert np.abs(np.array(meta["input_transform"]["matrix"]) - expected).max() <= 1e-7
+    plain = CliRunner().invoke(main, args[:2] + ["shapes"] + args[3:] + [str(tmp_path / "b")])
+    assert plain.exit_code == 1 and "StyleGAN3" in plain.output and plain.output.count("\n") == 1, plain.output
+    assert not (tmp_path / "b").exists()
+    bad = CliRunner().invoke(main, ["segment", "--network", str(pkl), "--seeds", "3", "--translate", "0.1",
+                                    "--outdir", str(tmp_path / "c")])
+    assert bad.exit_code == 1 and "--translate" in bad.output and not (tmp_path / "c").exists(), bad.output
