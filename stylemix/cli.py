@@ -111,18 +111,47 @@ def method_kwargs(options: dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
+def latents_options(f: Any) -> Any:
+    """Images given by latents instead of seeds (stylemix/latents.py)."""
+    options = [
+        click.option("--ws", "ws_file", metavar="FILE", default=None,
+                     help="Segment the rows of FILE instead of seeds: .npz with 'w' (NVlabs projector output) or "
+                          ".npy of w+ [B, num_ws, w_dim] / w [B, w_dim]. Files are named wsRRRR after the row."),
+        click.option("--z", "ws_are_z", is_flag=True, help="FILE holds z rows [B, z_dim] (mapped, truncated)."),
+        click.option("--stream-base", type=int, default=0,
+                     help="Base of each row's variant streams; change it to draw other variants."),
+    ]
+    for opt in reversed(options):
+        f = opt(f)
+    return f
+
+
+def _latents(G: Any, ws_file: str | None, ws_are_z: bool, stream_base: int, seeds: str | None) -> Any:
+    """The checked rows of ``--ws`` (or ``None`` for seeds); exactly one of ``--seeds`` and ``--ws``."""
+    if (ws_file is None) == (seeds is None):
+        raise StylemixError("give either --seeds or --ws FILE" if ws_file is None else
+                            "give either --seeds or --ws FILE, not both")
+    if ws_file is None:
+        if ws_are_z:
+            raise StylemixError("--z applies to --ws FILE only")
+        return None
+    from stylemix.latents import load_latents
+    return load_latents(ws_file, G, kind="z" if ws_are_z else "w", stream_base=stream_base)
+
+
 @main.command()
 @network_option
-@click.option("--seeds", required=True, help="Seeds, e.g. 0-7,12 (NVlabs convention).")
+@click.option("--seeds", default=None, help="Seeds, e.g. 0-7,12 (NVlabs convention).")
 @click.option("--outdir", required=True, type=click.Path(file_okay=False), help="Where to write the files.")
+@latents_options
 @click.option("--rotate", type=float, default=None, metavar="DEG",
               help="StyleGAN3 only: rotate the image by DEG degrees through the Fourier input's transform.")
 @click.option("--translate", default=None, metavar="X,Y",
               help="StyleGAN3 only: translate the image by X,Y (units of the image side) through that transform.")
 @method_options
 @detector_options
-def segment(network: str | None, device: str, seeds: str, outdir: str, rotate: float | None,
-            translate: str | None, **options: Any) -> None:
+def segment(network: str | None, device: str, seeds: str | None, outdir: str, ws_file: str | None, ws_are_z: bool,
+            stream_base: int, rotate: float | None, translate: str | None, **options: Any) -> None:
     """Segment the images of SEEDS and write image, mask and overlay per seed.
 
     \b
@@ -148,9 +177,10 @@ def segment(network: str | None, device: str, seeds: str, outdir: str, rotate: f
     import stylemix
     from stylemix import io, visualize
 
-    seed_list = io.parse_seeds(seeds)
+    seed_list = io.parse_seeds(seeds) if seeds is not None else None
     kwargs = method_kwargs(options)
     G = stylemix.load_generator(network, device=_device(device))
+    latents = _latents(G, ws_file, ws_are_z, stream_base, seeds)
     transform = _set_input_transform(G, rotate, translate)
     from stylemix.segment import SegmentConfig
     SegmentConfig(**kwargs).resolve(G)  # every bad value fails here, before anything is written
@@ -159,15 +189,19 @@ def segment(network: str | None, device: str, seeds: str, outdir: str, rotate: f
     if step is not None:  # the loaded detector, so that it is loaded once and its errors come first
         kwargs.update(detector=step.detector, classes=step.classes, conf=step.conf, iou=step.iou)
     out = io.prepare_outdir(outdir)
-    for seg in tqdm(stylemix.segment_many(G, seed_list, **kwargs), total=len(seed_list), unit="img",
+    total = len(seed_list) if latents is None else len(latents)
+    for seg in tqdm(stylemix.segment_many(G, seed_list, ws=latents, **kwargs), total=total, unit="img",
                     desc="segment", disable=None):
-        stem = out / f"seed{seg.seed:04d}"
+        stem = out / seg.name
         k = seg.meta["settings"]["clusters"]
         mask = (seg.foreground * 255).astype(np.uint8) if k == 2 else seg.labels.astype(np.uint8)
         io.write_png(f"{stem}.png", seg.image)
         io.write_png(f"{stem}_mask.png", mask)
         io.write_png(f"{stem}_overlay.png", visualize.overlay(seg.image, seg.labels, background=k > 2))
-        io.write_json(f"{stem}.json", seg.meta if transform is None else {**seg.meta, "input_transform": transform})
+        meta = seg.meta if transform is None else {**seg.meta, "input_transform": transform}
+        if latents is not None:
+            meta = {**meta, "latents_file": {"name": latents.source, "sha256": io.file_sha256(ws_file)}}
+        io.write_json(f"{stem}.json", meta)
         if seg.instances is not None:
             write_instances(stem, seg)
 
@@ -278,6 +312,7 @@ def _masks_by_seed(folder: str) -> dict[int, Path]:
 @click.option("--outdir", required=True, type=click.Path(file_okay=False), help="The dataset root.")
 @click.option("--format", "fmt", type=click.Choice(("png", "coco", "yolo")), default="png",
               help="png: images/ + masks/; coco: instances JSON with RLE; yolo: ultralytics segmentation.")
+@latents_options
 @method_options
 @detector_options
 @click.option("--min-margin", type=float, default=0.0,
@@ -291,7 +326,8 @@ def _masks_by_seed(folder: str) -> dict[int, Path]:
 @click.option("--ray", "use_ray", is_flag=True, help="Segment on a Ray cluster (pip install stylemix[ray]).")
 @click.option("--ray-address", default=None, metavar="ADDR", help="Ray cluster to join. Default: a local one.")
 @click.option("--workers", type=int, default=None, help="Ray actors. Default: one per GPU, else one per CPU.")
-def export(network: str | None, device: str, seeds: str | None, outdir: str, fmt: str, min_margin: float,
+def export(network: str | None, device: str, seeds: str | None, outdir: str, fmt: str, ws_file: str | None,
+           ws_are_z: bool, stream_base: int, min_margin: float,
            resume: bool, overwrite: bool, shard: str | None, batch_seeds: int, merge: bool, use_ray: bool,
            ray_address: str | None, workers: int | None, **options: Any) -> None:
     """Export the segmentations of SEEDS as a dataset a trainer reads as it is (docs/export.md).
@@ -314,13 +350,17 @@ def export(network: str | None, device: str, seeds: str | None, outdir: str, fmt
         click.echo(f"merged {card['counts']['written']} images ({card['counts']['skipped']} seeds skipped) "
                    f"into {os.path.join(outdir, ex.CARD)}")
         return
-    if seeds is None:
-        raise StylemixError("--seeds is required (unless --merge)")
+    if (seeds is None) == (ws_file is None):
+        raise StylemixError("give either --seeds or --ws FILE (unless --merge)")
+    if ws_are_z and ws_file is None:
+        raise StylemixError("--z applies to --ws FILE only")
     kwargs = method_kwargs(options)
     kwargs.update(detector=options["detector"], classes=options["classes"], conf=options["det_conf"],
                   iou=options["det_iou"])
     from stylemix.generators.registry import DEFAULT_GENERATOR
-    summary = ex.export_dataset(network or DEFAULT_GENERATOR, seeds, outdir, format=fmt, min_margin=min_margin,
+    summary = ex.export_dataset(network or DEFAULT_GENERATOR, seeds, outdir, ws=ws_file,
+                                ws_kind="z" if ws_are_z else "w", stream_base=stream_base, format=fmt,
+                                min_margin=min_margin,
                                 resume=resume, overwrite=overwrite, shard=shard, batch_seeds=batch_seeds,
                                 ray=use_ray, ray_address=ray_address, workers=workers, device=_device(device),
                                 **kwargs)

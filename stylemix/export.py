@@ -34,6 +34,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 
 from stylemix.errors import StylemixError
+from stylemix.io import file_sha256
 
 FORMATS = ("png", "coco", "yolo")
 LAYOUT_VERSION = 1  # bumped whenever the files written for a seed change; part of the digest
@@ -105,14 +106,6 @@ def shard_manifest(shard: tuple[int, int] | None) -> str:
 # Settings, generator identity, digest
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def weights_sha256(G: Any) -> str | None:
     """sha256 over ``G``'s state dict (names, dtypes, shapes, bytes, in name order); ``None`` without weights."""
     import torch
@@ -182,8 +175,14 @@ class SeedResult:
     record: dict[str, Any]
 
 
-def stem(seed: int) -> str:
-    return f"seed{seed:04d}"
+def stem(seed: int, prefix: str = "seed") -> str:
+    """File stem of a seed (``seedSSSS``), or of a latents row with ``prefix="ws"`` (``wsRRRR``)."""
+    return f"{prefix}{seed:04d}"
+
+
+def name_prefix(card: dict[str, Any]) -> str:
+    """``ws`` for an export of a latents file (its records' ``seed`` fields are row numbers), else ``seed``."""
+    return "ws" if card.get("latents") else "seed"
 
 
 def mask_palette() -> np.ndarray:
@@ -274,13 +273,13 @@ def render_seed(seg: Any, fmt: str, digest: str, min_margin: float) -> SeedResul
     A seed whose foreground margin is below ``min_margin`` writes no file; its record says why.
     """
     from stylemix.io import encode_png
-    seed, meta = int(seg.seed), seg.meta
+    seed, meta = int(seg.seed if seg.row is None else seg.row), seg.meta
     record: dict[str, Any] = {"seed": seed, "digest": digest, "foreground_margin": meta["foreground_margin"],
                               "foreground_fraction": meta["foreground_fraction"], "size": list(seg.image.shape[:2])}
     if meta["foreground_margin"] < min_margin:
         record["skipped"] = f"foreground margin {meta['foreground_margin']} < min margin {min_margin}"
         return SeedResult(seed, {}, record)
-    name = stem(seed)
+    name = seg.name
     files: dict[str, bytes] = {}
     if fmt == "png":
         files[f"images/{name}.png"] = encode_png(seg.image)
@@ -506,7 +505,7 @@ def coco_document(written: list[dict[str, Any]], classes: dict[str, str], card: 
     """The COCO instances JSON of the records (sorted by seed): image id = seed, category id = class id + 1."""
     images, annotations = [], []
     for r in written:
-        name = stem(r["seed"]) + ".png"
+        name = stem(r["seed"], name_prefix(card)) + ".png"
         h, w = r["size"]
         images.append({"id": r["seed"], "file_name": name, "height": h, "width": w})
         for a in r["annotations"]:
@@ -536,7 +535,7 @@ def _remove_strays(out: Path, fmt: str, keep: set[str]) -> None:
         for p in folder.iterdir():
             rel = f"{d}/{p.name}"
             stray_tmp = p.name.startswith(".") and p.name.endswith(".tmp")
-            if p.is_file() and (stray_tmp or (re.fullmatch(r"seed\d+\.(png|txt)", p.name) and rel not in keep)):
+            if p.is_file() and (stray_tmp or (re.fullmatch(r"(seed|ws)\d+\.(png|txt)", p.name) and rel not in keep)):
                 p.unlink()
     for p in out.glob(".*.tmp"):
         p.unlink()
@@ -582,12 +581,13 @@ class SeedRenderer:
     """
 
     def __init__(self, generator: Any, config: Any, fmt: str, digest: str, min_margin: float,
-                 device: str = "cpu", instance_options: dict[str, Any] | None = None) -> None:
+                 device: str = "cpu", instance_options: dict[str, Any] | None = None, latents: Any = None) -> None:
         import stylemix
         from stylemix.instances import prepare_instances
         self.G = (stylemix.load_generator(generator, device=device) if isinstance(generator, (str, os.PathLike))
                   else generator.to(device))
         self.config, self.fmt, self.digest, self.min_margin = config, fmt, digest, min_margin
+        self.latents = latents  # a LatentRows: the "seeds" of the blocks are its row numbers
         opts = dict(instance_options or {})
         step = prepare_instances(opts.pop("detector", None), opts.get("classes"), opts.get("conf", 0.25),
                                  opts.get("iou", 0.7), opts.get("instance_config"))
@@ -597,7 +597,8 @@ class SeedRenderer:
 
     def iter_results(self, seeds: Sequence[int]) -> Iterator[SeedResult]:
         from stylemix.segment import segment_many
-        for seg in segment_many(self.G, seeds, config=self.config, **self.instance_kwargs):
+        items = {"seeds": seeds} if self.latents is None else {"ws": self.latents.take(seeds)}
+        for seg in segment_many(self.G, config=self.config, **items, **self.instance_kwargs):
             yield render_seed(seg, self.fmt, self.digest, self.min_margin)
 
     def run(self, seeds: Sequence[int]) -> list[SeedResult]:
@@ -605,7 +606,7 @@ class SeedRenderer:
 
 
 def _ray_results(generator: Any, config: Any, fmt: str, digest: str, min_margin: float, blocks: list[list[int]],
-                 address: str | None, workers: int | None, instance_options: dict[str, Any]
+                 address: str | None, workers: int | None, instance_options: dict[str, Any], latents: Any = None
                  ) -> Iterator[SeedResult]:
     """Results of ``blocks`` rendered by Ray actors, in completion order.
 
@@ -630,8 +631,8 @@ def _ray_results(generator: Any, config: Any, fmt: str, digest: str, min_margin:
         source = ray.put(generator if _device_of(generator).type == "cpu" else copy.deepcopy(generator).cpu())
     if isinstance(source, os.PathLike):
         source = os.fspath(source)  # a path every node can read (shared storage or the same layout)
-    actors = [Actor.remote(source, config, fmt, digest, min_margin, "cuda" if gpus else "cpu", instance_options)
-              for _ in range(n)]
+    actors = [Actor.remote(source, config, fmt, digest, min_margin, "cuda" if gpus else "cpu", instance_options,
+                           latents) for _ in range(n)]
     try:
         pool = ActorPool(actors)  # submits a block whenever an actor is free: at most `n` blocks in flight
         for results in pool.map_unordered(lambda a, block: a.run.remote(block), blocks):
@@ -645,7 +646,8 @@ def _ray_results(generator: Any, config: Any, fmt: str, digest: str, min_margin:
 # The entry point
 
 
-def export_dataset(generator: Any, seeds: str | Iterable[int], outdir: str | os.PathLike, *, format: str = "png",
+def export_dataset(generator: Any, seeds: str | Iterable[int] | None, outdir: str | os.PathLike, *,
+                   ws: Any = None, ws_kind: str = "w", stream_base: int = 0, format: str = "png",
                    min_margin: float = 0.0, resume: bool = False, overwrite: bool = False,
                    shard: str | tuple[int, int] | None = None, batch_seeds: int = 16, ray: bool = False,
                    ray_address: str | None = None, workers: int | None = None, device: str = "cpu",
@@ -656,7 +658,11 @@ def export_dataset(generator: Any, seeds: str | Iterable[int], outdir: str | os.
 
     Args:
         generator: a generator, or a source for :func:`stylemix.load_generator` (a file or a registered name).
-        seeds: ``"0-99,200"`` or an iterable of ints.
+        seeds: ``"0-99,200"`` or an iterable of ints; ``None`` with ``ws``.
+        ws, ws_kind, stream_base: instead of seeds, every row of a latents file (a path, read with
+            :func:`stylemix.latents.load_latents`, or a :class:`~stylemix.latents.LatentRows`): files are named
+            ``wsRRRR``, the records' ``seed`` fields and the shards are row numbers, and the card records the file's
+            name and sha256 under ``latents``.
         outdir: the dataset root (created).
         format: ``png`` (images + class-id masks), ``coco`` (instances JSON, RLE) or ``yolo`` (ultralytics
             segmentation); layouts in :func:`render_seed` and docs/export.md.
@@ -686,15 +692,27 @@ def export_dataset(generator: Any, seeds: str | Iterable[int], outdir: str | os.
         raise StylemixError(f"unknown format {format!r}: use one of {', '.join(FORMATS)}")
     if batch_seeds < 1:
         raise StylemixError(f"--batch-seeds must be at least 1, got {batch_seeds}")
-    seed_list = parse_seeds(seeds) if isinstance(seeds, str) else list(dict.fromkeys(int(s) for s in seeds))
-    if not seed_list:
-        raise StylemixError("no seeds to export")
+    if (seeds is None) == (ws is None):
+        raise StylemixError("give either seeds or a latents file (--ws), not both" if ws is not None else
+                            "no seeds to export")
+    if ws is None:
+        seed_list = parse_seeds(seeds) if isinstance(seeds, str) else list(dict.fromkeys(int(s) for s in seeds))
+        if not seed_list:
+            raise StylemixError("no seeds to export")
     shard_t = parse_shard(shard)
     if overwrite and shard_t is not None:
         raise StylemixError("--overwrite cannot be combined with --shard: clear the folder once before the shards "
                             "start (stylemix export --overwrite without --shard, or rm -r)")
     source = generator if isinstance(generator, (str, os.PathLike)) else None
     G = stylemix.load_generator(source, device=device) if source is not None else generator
+    latents, latents_identity = None, None
+    if ws is not None:
+        from stylemix.latents import LatentRows, load_latents
+        latents = ws if isinstance(ws, LatentRows) else load_latents(ws, G, kind=ws_kind, stream_base=stream_base)
+        seed_list = [latents.row(i) for i in range(len(latents))]
+        latents_identity = {"file": latents.source, "kind": latents.kind, "stream_base": latents.stream_base,
+                            "rows": len(latents), "sha256": file_sha256(ws) if not isinstance(ws, LatentRows)
+                            else hashlib.sha256(latents.values.tobytes()).hexdigest()}
     cfg = dataclasses.replace(config or SegmentConfig(), **_known(options)).resolve(G)
     settings = {k: v for k, v in cfg.as_dict().items() if k not in _PERFORMANCE_SETTINGS}
     from stylemix.instances import prepare_instances
@@ -705,6 +723,8 @@ def export_dataset(generator: Any, seeds: str | Iterable[int], outdir: str | os.
             "generator": generator_identity(G, source), "settings": settings,
             "instances": instance_identity(step, detector), "min_margin": float(min_margin),
             "seeds": compact_seeds(seed_list), "shards": "seed s belongs to shard s mod N"}
+    if latents_identity is not None:  # only then: a seed export's card and digest stay what they were
+        core["latents"] = latents_identity
     core["digest"] = settings_digest(core)
 
     out = prepare_outdir(outdir)
@@ -725,10 +745,11 @@ def export_dataset(generator: Any, seeds: str | Iterable[int], outdir: str | os.
     if ray and pending:
         results: Iterator[SeedResult] = _ray_results(generator, cfg, format, core["digest"], float(min_margin),
                                                      blocks, ray_address, workers,
-                                                     {**instance_options, "detector": detector} if step else {})
+                                                     {**instance_options, "detector": detector} if step else {},
+                                                     latents)
     else:
         renderer = SeedRenderer(G, cfg, format, core["digest"], float(min_margin), device=str(_device_of(G)),
-                                instance_options=instance_options)
+                                instance_options=instance_options, latents=latents)
         results = (r for block in blocks for r in renderer.iter_results(block))
     _commit_all(out, own_manifest, results, total=len(mine), initial=len(mine) - len(pending), progress=progress,
                 desc=f"export {format}" + (f" {shard_t[0]}/{shard_t[1]}" if shard_t else ""))

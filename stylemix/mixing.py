@@ -5,7 +5,10 @@ Random streams are derived from the seed so that every result is reproducible an
 * the base latent follows NVlabs, ``z = RandomState(seed).randn(1, z_dim)``, so seed N is their image N;
 * variant latents, per-variant crossovers and k-means initialisation each draw from their own stream,
   ``numpy.random.default_rng([seed, stream])``. Variant i's latent is the i-th row of its stream, so asking for more
-  variants extends the set without changing the first ones.
+  variants extends the set without changing the first ones;
+* an image given by its latents instead of a seed (row ``r`` of a ``--ws`` file, with a user-set ``base``, default 0)
+  draws the same streams from the key ``(WS_STREAM_TAG, base, r)``: ``default_rng([WS_STREAM_TAG, base, r, stream])``,
+  never equal to a seed's two-entry key.
 """
 
 from __future__ import annotations
@@ -22,6 +25,12 @@ STREAM_VARIANTS = 1
 STREAM_CROSSOVER = 2
 STREAM_KMEANS = 3
 
+# The first entry of the stream key of a latent row; any value works, it only has to be fixed forever ("ws").
+WS_STREAM_TAG = 0x7773
+
+StreamKey = Union[int, Sequence[int]]
+"""A seed, or ``(WS_STREAM_TAG, base, row)`` for row ``row`` of a latents file (:func:`row_key`)."""
+
 Crossover = Union[int, tuple[int, int], Sequence[int]]
 """An int (fixed), a ``(low, high)`` tuple (drawn per variant, inclusive) or a list (cycled over variants)."""
 
@@ -31,12 +40,22 @@ def seed_to_z(seed: int, z_dim: int) -> np.ndarray:
     return np.random.RandomState(seed).randn(1, z_dim).astype(np.float32)
 
 
-def stream(seed: int, stream_id: int) -> np.random.Generator:
-    """The random stream ``stream_id`` of ``seed`` (independent of every other stream and of NVlabs' z)."""
-    return np.random.default_rng([int(seed), int(stream_id)])
+def row_key(row: int, base: int = 0) -> tuple[int, int, int]:
+    """The stream key of row ``row`` of a latents file, for the user-set ``base`` (both in ``[0, 2**32)``)."""
+    for name, value in (("row", row), ("stream base", base)):
+        if not 0 <= int(value) < 2 ** 32:
+            raise StylemixError(f"{name} must be in [0, 2**32), got {value}")
+    return (WS_STREAM_TAG, int(base), int(row))
 
 
-def variant_latents(seed: int, variants: int, z_dim: int) -> np.ndarray:
+def stream(seed: StreamKey, stream_id: int) -> np.random.Generator:
+    """The random stream ``stream_id`` of ``seed`` (a seed or a :func:`row_key`), independent of every other stream
+    and of NVlabs' z."""
+    key = [int(seed)] if isinstance(seed, (int, np.integer)) else [int(k) for k in seed]
+    return np.random.default_rng(key + [int(stream_id)])
+
+
+def variant_latents(seed: StreamKey, variants: int, z_dim: int) -> np.ndarray:
     """Latents of the style variants of ``seed``: ``float32 [variants, z_dim]``."""
     return stream(seed, STREAM_VARIANTS).standard_normal((variants, z_dim)).astype(np.float32)
 
@@ -72,7 +91,7 @@ def check_crossover(crossover: Crossover, num_ws: int) -> None:
                                 f"so use 1..{num_ws - 1}")
 
 
-def variant_crossovers(seed: int, variants: int, crossover: Crossover, num_ws: int) -> np.ndarray:
+def variant_crossovers(seed: StreamKey, variants: int, crossover: Crossover, num_ws: int) -> np.ndarray:
     """The crossover slot of each variant: ``int64 [variants]``, each in ``[1, num_ws - 1]``.
 
     Raises:

@@ -165,7 +165,7 @@ class Segmentation:
             one :class:`~stylemix.instances.InstanceRecord` per detection, ``int32 [H, W]`` class id + 1.
     """
 
-    seed: int
+    seed: int | None
     image: np.ndarray
     labels: np.ndarray
     foreground: np.ndarray
@@ -174,6 +174,36 @@ class Segmentation:
     instances: np.ndarray | None = None
     instance_records: list[Any] | None = None
     semantic: np.ndarray | None = None
+    row: int | None = None  # the latents row (segment(..., ws=...)), when the image is not given by a seed
+
+    @property
+    def name(self) -> str:
+        """File stem: ``seedSSSS`` for a seed, ``wsRRRR`` for row RRRR of the latents (zero-padded to 4 digits)."""
+        return f"seed{self.seed:04d}" if self.row is None else f"ws{self.row:04d}"
+
+
+@dataclasses.dataclass(frozen=True)
+class _Subject:
+    """What one image is made from: a seed (NVlabs z), or a row of user latents with its stream key."""
+
+    seed: int | None
+    row: int | None
+    key: mixing.StreamKey
+    latent: np.ndarray | None = None  # w+ [num_ws, w_dim] or z [z_dim] of the row
+    kind: str = "seed"  # "seed" | "w" | "z"
+
+
+def _subjects(seeds: Iterable[int] | None, latents: Any) -> Iterator[_Subject]:
+    if latents is None:
+        for seed in seeds if seeds is not None else ():
+            seed = int(seed)
+            if seed < 0 or seed >= 2 ** 32:
+                raise StylemixError(f"seed must be in [0, 2**32), got {seed}")
+            yield _Subject(seed, None, seed)
+        return
+    for i in range(len(latents)):
+        row = latents.row(i)
+        yield _Subject(None, row, mixing.row_key(row, latents.stream_base), latents.values[i], latents.kind)
 
 
 def generator_device(G: Any) -> torch.device:
@@ -189,14 +219,28 @@ def to_uint8(img: torch.Tensor) -> torch.Tensor:
     return (img.permute(0, 2, 3, 1) * 127.5 + 128).clamp(0, 255).to(torch.uint8).contiguous()
 
 
-def style_latents(G: Any, seed: int, cfg: SegmentConfig) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-    """Base and mixed styles of ``seed``: ``(ws_base [1, num_ws, w_dim], ws_mix [N, num_ws, w_dim], crossovers [N])``."""
+def style_latents(G: Any, seed: int | _Subject, cfg: SegmentConfig
+                  ) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+    """Base and mixed styles of ``seed`` (or of a latents row): ``(ws_base [1, num_ws, w_dim],
+    ws_mix [N, num_ws, w_dim], crossovers [N])``.
+
+    A seed's z and a z row are mapped with the variants' z in one call and truncated alike; a w row is the base
+    as given (no truncation: it already is the image the user wants), only its variants are mapped.
+    """
+    subject = seed if isinstance(seed, _Subject) else _Subject(int(seed), None, int(seed))
     device = generator_device(G)
-    z = torch.from_numpy(np.concatenate([mixing.seed_to_z(seed, G.z_dim),
-                                         mixing.variant_latents(seed, cfg.variants, G.z_dim)])).to(device)
+    given_w = subject.kind == "w"
+    z_rows = [mixing.variant_latents(subject.key, cfg.variants, G.z_dim)]
+    if subject.kind == "seed":
+        z_rows.insert(0, mixing.seed_to_z(subject.seed, G.z_dim))
+    elif subject.kind == "z":
+        z_rows.insert(0, subject.latent[None].astype(np.float32))
+    z = torch.from_numpy(np.concatenate(z_rows)).to(device)
     c = torch.zeros(len(z), G.c_dim, device=device) if G.c_dim else None
     ws = G.mapping(z, c, truncation_psi=cfg.truncation_psi, truncation_cutoff=cfg.truncation_cutoff)
-    crossovers = mixing.variant_crossovers(seed, cfg.variants, cfg.crossover, G.num_ws)
+    if given_w:
+        ws = torch.cat([torch.from_numpy(subject.latent[None]).to(device=device, dtype=ws.dtype), ws])
+    crossovers = mixing.variant_crossovers(subject.key, cfg.variants, cfg.crossover, G.num_ws)
     return ws[:1], mixing.mix_styles(ws[:1], ws[1:], crossovers), crossovers
 
 
@@ -293,14 +337,17 @@ def finish_labels(labels: Any, size: tuple[int, int], n_clusters: int, guide: An
     return clean_labels(full, int(round(cfg.min_area * size[0] * size[1])))
 
 
-def segment(G: Any, seed: int = 0, *, config: SegmentConfig | None = None, detector: Any = None,
-            classes: Any = None, conf: float = 0.25, iou: float = 0.7, instance_config: Any = None,
-            **options: Any) -> Segmentation:
-    """Segment the image of ``seed`` made by ``G``.
+def segment(G: Any, seed: int = 0, *, ws: Any = None, z: Any = None, stream_base: int = 0,
+            config: SegmentConfig | None = None, detector: Any = None, classes: Any = None, conf: float = 0.25,
+            iou: float = 0.7, instance_config: Any = None, **options: Any) -> Segmentation:
+    """Segment the image of ``seed`` made by ``G`` (or the image of the latents ``ws`` / ``z``).
 
     Args:
         G: a generator (:func:`stylemix.load_generator`); the device of its weights picks the backend.
         seed: NVlabs seed, ``z = RandomState(seed).randn(1, z_dim)``.
+        ws: instead of a seed, one image's styles: w+ ``[num_ws, w_dim]`` or ``[1, num_ws, w_dim]``, or w
+            ``[w_dim]``, used as given. ``z``: one latent ``[z_dim]``, mapped like a seed's. Their variants draw
+            from the streams of row 0 with ``stream_base`` (:func:`stylemix.mixing.row_key`).
         config: a :class:`SegmentConfig`; keyword ``options`` (its field names) override it.
         detector, classes, conf, iou, instance_config: instance mode, off when ``detector`` is ``None``: a weights
             path or a callable (:mod:`stylemix.detect`), a class filter (``"person,horse"`` or ids), the detector's
@@ -316,20 +363,42 @@ def segment(G: Any, seed: int = 0, *, config: SegmentConfig | None = None, detec
         >>> seg.foreground.shape
         (64, 64)
     """
+    if ws is not None or z is not None:
+        from stylemix.latents import latent_rows
+        kind = "w" if z is None else "z"
+        one = np.asarray(ws if z is None else z)
+        if one.ndim == (2 if kind == "w" else 1) or (kind == "w" and one.ndim == 1):
+            one = one[None]  # one image's w+ / w / z without the batch axis
+        rows = latent_rows(one, G.num_ws, G.w_dim, G.z_dim, kind=kind, stream_base=stream_base)
+        if len(rows) != 1:
+            raise StylemixError(f"segment takes one image's latents, got {len(rows)} rows: use segment_many")
+        return next(segment_many(G, ws=rows, config=config, detector=detector, classes=classes, conf=conf,
+                                 iou=iou, instance_config=instance_config, **options))
     return next(segment_many(G, [seed], config=config, detector=detector, classes=classes, conf=conf, iou=iou,
                              instance_config=instance_config, **options))
 
 
-def segment_many(G: Any, seeds: Iterable[int], *, config: SegmentConfig | None = None, detector: Any = None,
+def segment_many(G: Any, seeds: Iterable[int] | None = None, *, ws: Any = None, zs: Any = None,
+                 stream_base: int = 0, config: SegmentConfig | None = None, detector: Any = None,
                  classes: Any = None, conf: float = 0.25, iou: float = 0.7, instance_config: Any = None,
                  **options: Any) -> Iterator[Segmentation]:
-    """:func:`segment` over ``seeds``, validating the settings and loading the detector once."""
+    """:func:`segment` over ``seeds``, or over the rows of ``ws`` (w+ ``[B, num_ws, w_dim]`` or w ``[B, w_dim]``,
+    or a :class:`~stylemix.latents.LatentRows`) or ``zs`` (``[B, z_dim]``), validating the settings and loading
+    the detector once. Row ``r``'s variants draw from the key ``(WS_STREAM_TAG, stream_base, r)``."""
+    from stylemix.latents import LatentRows, latent_rows
+    given = [name for name, v in (("seeds", seeds), ("ws", ws), ("zs", zs)) if v is not None]
+    if len(given) > 1:
+        raise StylemixError(f"give one of seeds, ws and zs, not {' and '.join(given)}")
+    latents = ws if zs is None else zs
+    if latents is not None and not isinstance(latents, LatentRows):
+        latents = latent_rows(latents, G.num_ws, G.w_dim, G.z_dim, kind="w" if zs is None else "z",
+                              stream_base=stream_base)
     cfg = dataclasses.replace(config or SegmentConfig(), **_known(options)).resolve(G)
     backend = get_backend("cuda" if generator_device(G).type == "cuda" else "cpu")
     from stylemix.instances import prepare_instances  # lazy: stylemix.instances builds on this module
     step = prepare_instances(detector, classes, conf, iou, instance_config)
-    for seed in seeds:
-        yield _segment(G, int(seed), cfg, backend, step)
+    for subject in _subjects(seeds, latents):
+        yield _segment(G, subject, cfg, backend, step)
 
 
 def _known(options: dict[str, Any]) -> dict[str, Any]:
@@ -340,17 +409,16 @@ def _known(options: dict[str, Any]) -> dict[str, Any]:
     return options
 
 
-def _segment(G: Any, seed: int, cfg: SegmentConfig, backend: Backend, instance_step: Any = None) -> Segmentation:
-    if seed < 0 or seed >= 2 ** 32:
-        raise StylemixError(f"seed must be in [0, 2**32), got {seed}")
+def _segment(G: Any, subject: _Subject, cfg: SegmentConfig, backend: Backend, instance_step: Any = None
+             ) -> Segmentation:
     t0 = time.perf_counter()
     with torch.inference_mode():
-        ws_base, ws_mix, crossovers = style_latents(G, seed, cfg)
+        ws_base, ws_mix, crossovers = style_latents(G, subject, cfg)
         image, stack = render_variants(G, ws_base, ws_mix, crossovers, cfg)
         image_u8 = to_uint8(image)[0]
     t1 = time.perf_counter()
     xp = backend.xp
-    random_state = int(mixing.stream(seed, mixing.STREAM_KMEANS).integers(2 ** 31))
+    random_state = int(mixing.stream(subject.key, mixing.STREAM_KMEANS).integers(2 ** 31))
     stack = backend.from_torch(stack.float())
     extra = {}
     if cfg.clusters == 2:
@@ -367,7 +435,9 @@ def _segment(G: Any, seed: int, cfg: SegmentConfig, backend: Backend, instance_s
     foreground = is_fg[full]
     t3 = time.perf_counter()
     meta = {
-        "seed": seed,
+        "seed": subject.seed,
+        **({} if subject.row is None else {"ws_row": subject.row, "latent_kind": subject.kind,
+                                           "stream_key": list(subject.key)}),
         "generator": getattr(G, "family", type(G).__name__),
         "resolution": int(G.resolution),
         "settings": cfg.as_dict(),
@@ -379,8 +449,8 @@ def _segment(G: Any, seed: int, cfg: SegmentConfig, backend: Backend, instance_s
         **{key: round(value, 6) for key, value in extra.items()},
         "timing_s": {"render": t1 - t0, "cluster": t2 - t1, "postprocess": t3 - t2},
     }
-    seg = Segmentation(seed, to_numpy(image_u8), to_numpy(full).astype(np.int32),
-                       to_numpy(foreground).astype(bool), meta)
+    seg = Segmentation(subject.seed, to_numpy(image_u8), to_numpy(full).astype(np.int32),
+                       to_numpy(foreground).astype(bool), meta, row=subject.row)
     if instance_step is not None:  # instance mode (stylemix/instances.py): per-box clustering of the same stack
         instance_step(seg, stack, cfg, random_state)
     return seg

@@ -32,6 +32,7 @@ import torch
 
 from stylemix.errors import GeneratorLoadError
 from stylemix.generators.pickles import PersistentRecord, classify_network, read_pickle
+from stylemix.io import file_sha256
 
 # What a file holds -> "module:function(network, *, source, conv_clamp)" building its generator. The StyleGAN3 entries
 # are filled by stylemix.generators.stylegan3; without it they fail with one line saying so.
@@ -279,12 +280,6 @@ def _load_exact(G: torch.nn.Module, tensors: Mapping[str, torch.Tensor], name: s
 
 
 # ----------------------------------------------------------------------------------------------------------------
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file's bytes (the same hash ``stylemix export`` records for a network file)."""
-    from stylemix.export import file_sha256 as sha256  # stdlib-only module; one definition of the file hash
-    return sha256(path)
 
 
 def _open_head(path: str, size: int = 4) -> bytes:
