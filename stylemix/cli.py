@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import numpy as np
 
 from stylemix.errors import StylemixError
 
@@ -114,9 +115,14 @@ def method_kwargs(options: dict[str, Any]) -> dict[str, Any]:
 @network_option
 @click.option("--seeds", required=True, help="Seeds, e.g. 0-7,12 (NVlabs convention).")
 @click.option("--outdir", required=True, type=click.Path(file_okay=False), help="Where to write the files.")
+@click.option("--rotate", type=float, default=None, metavar="DEG",
+              help="StyleGAN3 only: rotate the image by DEG degrees through the Fourier input's transform.")
+@click.option("--translate", default=None, metavar="X,Y",
+              help="StyleGAN3 only: translate the image by X,Y (units of the image side) through that transform.")
 @method_options
 @detector_options
-def segment(network: str | None, device: str, seeds: str, outdir: str, **options: Any) -> None:
+def segment(network: str | None, device: str, seeds: str, outdir: str, rotate: float | None,
+            translate: str | None, **options: Any) -> None:
     """Segment the images of SEEDS and write image, mask and overlay per seed.
 
     \b
@@ -137,7 +143,6 @@ def segment(network: str | None, device: str, seeds: str, outdir: str, **options
       stylemix segment --network network-snapshot.pkl --seeds 0-3,10 -n 32 -k 4 --outdir parts
       stylemix segment --seeds 0-15 --detector yolov8n.tflite --classes person --outdir people
     """
-    import numpy as np
     from tqdm import tqdm
 
     import stylemix
@@ -146,6 +151,7 @@ def segment(network: str | None, device: str, seeds: str, outdir: str, **options
     seed_list = io.parse_seeds(seeds)
     kwargs = method_kwargs(options)
     G = stylemix.load_generator(network, device=_device(device))
+    transform = _set_input_transform(G, rotate, translate)
     from stylemix.segment import SegmentConfig
     SegmentConfig(**kwargs).resolve(G)  # every bad value fails here, before anything is written
     from stylemix.instances import prepare_instances, write_instances
@@ -161,9 +167,28 @@ def segment(network: str | None, device: str, seeds: str, outdir: str, **options
         io.write_png(f"{stem}.png", seg.image)
         io.write_png(f"{stem}_mask.png", mask)
         io.write_png(f"{stem}_overlay.png", visualize.overlay(seg.image, seg.labels, background=k > 2))
-        io.write_json(f"{stem}.json", seg.meta)
+        io.write_json(f"{stem}.json", seg.meta if transform is None else {**seg.meta, "input_transform": transform})
         if seg.instances is not None:
             write_instances(stem, seg)
+
+
+def _set_input_transform(G: Any, rotate: float | None, translate: str | None) -> dict[str, Any] | None:
+    """``--rotate`` / ``--translate`` -> ``G.input_transform`` (gen_images.py's recipe); what was set, for the JSON."""
+    if rotate is None and translate is None:
+        return None
+    if not hasattr(G, "input_transform"):
+        raise StylemixError(f"--rotate / --translate need a StyleGAN3 network (a Fourier-feature input); "
+                            f"{getattr(G, 'family', type(G).__name__)} has none")
+    try:
+        tx, ty = (0.0, 0.0) if translate is None else (float(v) for v in translate.split(","))
+    except ValueError:
+        raise StylemixError(f"bad --translate {translate!r}: give X,Y, e.g. 0.1,-0.2") from None
+    angle = 0.0 if rotate is None else rotate
+    if not all(np.isfinite(v) for v in (angle, tx, ty)):
+        raise StylemixError("--rotate and --translate must be finite numbers")
+    from stylemix.generators.stylegan3 import input_transform_matrix
+    G.input_transform = input_transform_matrix(angle, (tx, ty))
+    return {"rotate": angle, "translate": [tx, ty], "matrix": G.input_transform.tolist()}
 
 
 @main.command("eval")
@@ -312,6 +337,35 @@ def export(network: str | None, device: str, seeds: str | None, outdir: str, fmt
 
 
 # ---- end of export ------------------------------------------------------------------------------------------------
+
+
+# ---- convert (issue #12): any supported network file -> one safetensors file; the library is generators/files.py ----
+
+
+@main.command()
+@click.argument("src", metavar="SRC")
+@click.argument("out", metavar="OUT.safetensors", type=click.Path(dir_okay=False))
+@click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
+def convert(src: str, out: str, overwrite: bool) -> None:
+    """Convert the generator in SRC (any format stylemix reads) to OUT.safetensors.
+
+    \b
+    The output holds the weights and, in its metadata, the family, the constructor config, the style layout and
+    the source's sha256; it carries no code, and `--network OUT.safetensors` gives outputs bit-identical to SRC's.
+    OUT is written to a temporary file and renamed, so a failed conversion leaves nothing behind.
+
+    \b
+    Examples:
+      stylemix convert stylegan2-ffhq-config-f.pkl ffhq.safetensors      # a TensorFlow pickle
+      stylemix convert network-snapshot-025000.pkl snapshot.safetensors
+    """
+    from stylemix.generators.files import convert_to_safetensors
+    summary = convert_to_safetensors(src, out, overwrite=overwrite)
+    click.echo(f"wrote {summary['out']}: {summary['family']}, {summary['tensors']} tensors, {summary['bytes']} bytes, "
+               f"sha256 {summary['sha256']} (source sha256 {summary['source_sha256'] or 'none'})")
+
+
+# ---- end of convert -----------------------------------------------------------------------------------------------
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -18,6 +18,15 @@ def shared() -> Path:
     return SHARED
 
 
+@pytest.fixture(autouse=True)
+def pickle_canary(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
+    """The fixtures' embedded code appends to $PICKLE_CANARY_PATH if it is ever executed: no test may run it."""
+    path = tmp_path_factory.mktemp("canary") / "pickle-canary"
+    monkeypatch.setenv("PICKLE_CANARY_PATH", str(path))
+    yield path
+    assert not path.exists(), "code embedded in a network pickle was executed"
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """One torch thread for a module (the machine is shared; parity tolerances were set for 1-2 threads)."""

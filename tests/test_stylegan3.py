@@ -11,8 +11,9 @@ import torch
 
 import stylemix
 from stylemix.errors import GeneratorLoadError
-from stylemix.generators.stylegan2_formats import _read_pickle, load_stylegan2_file
-from stylemix.generators.stylegan3 import (StyleGAN3Generator, input_transform_matrix, is_stylegan3_record,
+from stylemix.generators.pickles import classify_network, read_pickle as _read_pickle
+from stylemix.generators.stylegan2_formats import load_stylegan2_file
+from stylemix.generators.stylegan3 import (StyleGAN3Generator, input_transform_matrix,
                                            modulated_conv2d, stylegan3_config, stylegan3_from_state_dict)
 from stylemix.segment import default_crossovers
 from test_stylegan2 import IMG_ATOL, WS_ATOL, max_diff
@@ -133,10 +134,7 @@ def test_layer_traces(fx: Fixture) -> None:
 
 
 @needs_fixtures
-@pytest.mark.parametrize("name", CONFIGS)
-@pytest.mark.parametrize("protocol", [
-    "", pytest.param("-p2", marks=pytest.mark.xfail(reason="protocol 2/3/5 globals: issue 12 item 3")),
-    pytest.param("-p3", marks=pytest.mark.xfail(reason="protocol 2/3/5 globals: issue 12 item 3"))])
+@pytest.mark.parametrize("name,protocol", [(n, p) for n in CONFIGS for p in ("", "-p2", "-p3")] + [("t_small", "-p5")])
 def test_pickle_loads_g_ema_without_running_code(name: str, protocol: str, tmp_path, monkeypatch) -> None:
     canary = tmp_path / "canary"
     monkeypatch.setenv("PICKLE_CANARY_PATH", str(canary))
@@ -155,10 +153,12 @@ def test_pickle_loads_g_ema_without_running_code(name: str, protocol: str, tmp_p
 @needs_fixtures
 def test_records_are_told_apart_by_state() -> None:
     sg3 = _read_pickle(str(FIXTURES / "t_small" / "network-snapshot.pkl"))
-    assert is_stylegan3_record(sg3["G_ema"]) and not is_stylegan3_record(sg3["D"])
+    assert classify_network(sg3, "t_small")[0] == "stylegan3"
+    with pytest.raises(GeneratorLoadError, match="discriminator"):
+        classify_network(sg3["D"], "t_small D")
     sg2 = FIXTURES.parent / "stylegan2" / "nvidia_small" / "network-snapshot.pkl"
     if sg2.is_file():
-        assert not is_stylegan3_record(_read_pickle(str(sg2))["G_ema"])
+        assert classify_network(_read_pickle(str(sg2)), "nvidia_small")[0] == "stylegan2"
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -320,3 +320,26 @@ def test_inferred_kwargs_rebuild_other_configurations() -> None:
     odd = small_generator(first_cutoff=3)
     with pytest.raises(GeneratorLoadError, match="default progression"):
         infer_stylegan3_config(odd.state_dict())
+
+
+@needs_fixtures
+def test_segment_cli_rotate_translate(tmp_path) -> None:
+    """`--rotate 17.5 --translate 0.15,-0.1` sets the matrix the fixture's img_transform was made with."""
+    from click.testing import CliRunner
+
+    from stylemix.cli import main
+
+    pkl = FIXTURES / "t_small" / "network-snapshot.pkl"
+    args = ["segment", "--network", str(pkl), "--seeds", "3", "-n", "4", "--rotate", "17.5",
+            "--translate", "0.15,-0.1", "--outdir"]
+    r = CliRunner().invoke(main, args + [str(tmp_path / "a")])
+    assert r.exit_code == 0, r.output
+    meta = json.loads((tmp_path / "a" / "seed0003.json").read_text())
+    expected = np.load(FIXTURES / "t_small" / "expected.npz")["transform"]
+    assert np.abs(np.array(meta["input_transform"]["matrix"]) - expected).max() <= 1e-7
+    plain = CliRunner().invoke(main, args[:2] + ["shapes"] + args[3:] + [str(tmp_path / "b")])
+    assert plain.exit_code == 1 and "StyleGAN3" in plain.output and plain.output.count("\n") == 1, plain.output
+    assert not (tmp_path / "b").exists()
+    bad = CliRunner().invoke(main, ["segment", "--network", str(pkl), "--seeds", "3", "--translate", "0.1",
+                                    "--outdir", str(tmp_path / "c")])
+    assert bad.exit_code == 1 and "--translate" in bad.output and not (tmp_path / "c").exists(), bad.output

@@ -127,6 +127,9 @@ class GeneratorBase(torch.nn.Module):
     resolution: int
     style_layout: StyleLayout
     family: str = "custom"
+    # Set by the file loader (stylemix.generators.files): the file's name and sha256, reported by describe().
+    source_file: str | None = None
+    source_sha256: str | None = None
 
     def synthesis_prefix(self, ws: torch.Tensor, crossover: int, noise_mode: str = "const") -> Any:
         return FullSynthesisState(crossover=int(crossover))
@@ -157,8 +160,10 @@ class GeneratorBase(torch.nn.Module):
         return feats if feature_dim is None else project_channels(feats, feature_dim)
 
     def describe(self) -> dict[str, Any]:
-        """Facts for ``stylemix info``; adapters add their own keys."""
-        return {
+        """Facts for ``stylemix info``; adapters add their own keys. ``file`` and ``sha256`` are the loaded file's
+        (absent for generators built in code or from a registered name); ``converted_from`` names the original of
+        a file written by ``stylemix convert``."""
+        info: dict[str, Any] = {
             "family": self.family,
             "resolution": self.resolution,
             "z_dim": self.z_dim,
@@ -169,6 +174,11 @@ class GeneratorBase(torch.nn.Module):
             "default_crossover": self.style_layout.default_crossover,
             "slot_resolutions": list(self.style_layout.slot_resolutions),
         }
+        if self.source_file is not None:
+            info.update(file=self.source_file, sha256=self.source_sha256)
+        if getattr(self, "converted_from", None):
+            info["converted_from"] = self.converted_from
+        return info
 
 
 def resize_image(img: torch.Tensor, resolution: int | None) -> torch.Tensor:
@@ -182,6 +192,8 @@ def resize_image(img: torch.Tensor, resolution: int | None) -> torch.Tensor:
 
 class WrappedGenerator(GeneratorBase):
     """Adapter around a user's own mapping and synthesis callables (see :func:`wrap_generator`)."""
+
+    family = "wrapped"
 
     def __init__(self, mapping: Any, synthesis: Any, *, z_dim: int, w_dim: int, num_ws: int, resolution: int,
                  c_dim: int = 0, style_layout: StyleLayout | None = None, default_crossover: int | None = None,

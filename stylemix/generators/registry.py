@@ -32,8 +32,10 @@ def registered_generators() -> list[str]:
 def load_generator(source: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> Any:
     """Load a generator from a registered name or a file, in eval mode, on ``device``.
 
-    Files: NVIDIA ``network-snapshot-*.pkl`` (read without executing anything inside), rosinality ``.pt``
-    checkpoints and bare NVIDIA-layout state dicts; the format is detected from the content.
+    Files (:func:`stylemix.generators.files.load_network_file`; the format is detected from the content, and
+    nothing inside a file is ever executed): NVIDIA ``network-snapshot-*.pkl`` in every pickle protocol, TensorFlow
+    StyleGAN2 pickles, rosinality ``.pt`` checkpoints, bare NVIDIA-layout state dicts, and ``.safetensors`` files
+    written by ``stylemix convert``.
     ``None`` loads the default generator (``mobilestylegan-ffhq``).
     """
     source = DEFAULT_GENERATOR if source is None else source
@@ -48,8 +50,8 @@ def load_generator(source: str | os.PathLike | None = None, device: str | torch.
                 raise GeneratorLoadError(f"generator {key!r} is not available in this install ({exc})") from None
         G = factory()
     elif os.path.isfile(key):
-        from stylemix.generators.stylegan2_formats import load_stylegan2_file
-        G = load_stylegan2_file(key)
+        from stylemix.generators.files import load_network_file
+        G = load_network_file(key)
     elif os.path.exists(key):
         raise GeneratorLoadError(f"network {key!r} is not a file")
     else:

@@ -25,10 +25,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from stylemix.features import project_channels
-from stylemix.generators.base import GeneratorBase, StyleLayout, truncate
+from stylemix.generators.base import GeneratorBase, StyleLayout, resize_image, truncate
 
 NoiseMode = Literal["const", "random", "none"]
 NOISE_MODES: tuple[str, ...] = ("const", "random", "none")
+# Block architectures of NVIDIA's generator: "skip" (config F, every block adds its ToRGB to an up-sampled image)
+# and "resnet" (residual blocks with a 1x1 skip convolution, one ToRGB at the end). "orig" (configs A-D) is not here.
+ARCHITECTURES: tuple[str, ...] = ("skip", "resnet")
 
 # leaky ReLU slope and the gain that keeps its output at unit variance (He et al.), as in both reference codes.
 LRELU_SLOPE = 0.2
@@ -134,13 +137,17 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
     return x.reshape(batch, out_ch, *x.shape[2:])
 
 
-def bias_act(x: torch.Tensor, bias: torch.Tensor, *, lrelu: bool, clamp: float | None) -> torch.Tensor:
-    """``x [B, C, ...] + bias [C]``, then optionally ``leaky_relu(0.2) * sqrt(2)``, then ``clamp(±clamp)``."""
+def bias_act(x: torch.Tensor, bias: torch.Tensor, *, lrelu: bool, clamp: float | None, gain: float = 1.0
+             ) -> torch.Tensor:
+    """``x [B, C, ...] + bias [C]``, then optionally ``leaky_relu(0.2) * sqrt(2)``, times ``gain``, then
+    ``clamp(±clamp * gain)`` (NVIDIA scales the clamp with the gain)."""
     x = x + bias.to(x.dtype).reshape([1, -1] + [1] * (x.ndim - 2))
     if lrelu:
-        x = F.leaky_relu(x, LRELU_SLOPE) * LRELU_GAIN
+        x = F.leaky_relu(x, LRELU_SLOPE) * (LRELU_GAIN * gain)
+    elif gain != 1:
+        x = x * gain
     if clamp is not None:
-        x = x.clamp(-clamp, clamp)
+        x = x.clamp(-clamp * gain, clamp * gain)
     return x
 
 
@@ -236,8 +243,9 @@ class SynthesisLayer(nn.Module):
             self.register_buffer("noise_const", torch.randn([resolution, resolution]))
             self.noise_strength = nn.Parameter(torch.zeros([]))
 
-    def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "const") -> torch.Tensor:
-        """``x [B, I, r, r]``, ``w [B, w_dim]`` -> ``[B, O, R, R]``."""
+    def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "const", gain: float = 1.0
+                ) -> torch.Tensor:
+        """``x [B, I, r, r]``, ``w [B, w_dim]`` -> ``[B, O, R, R]`` (``gain`` scales the activation and clamp)."""
         styles = self.affine(w)
         x = modulated_conv2d(x, self.weight, styles, demodulate=True, up=self.up,
                              resample_filter=self.resample_filter)
@@ -246,7 +254,22 @@ class SynthesisLayer(nn.Module):
         elif self.use_noise and noise_mode == "random":
             noise = torch.randn([x.shape[0], 1, self.resolution, self.resolution], device=x.device, dtype=x.dtype)
             x = x + noise * self.noise_strength
-        return bias_act(x, self.bias, lrelu=True, clamp=self.conv_clamp)
+        return bias_act(x, self.bias, lrelu=True, clamp=self.conv_clamp, gain=gain)
+
+
+class SkipLayer(nn.Module):
+    """The resnet block's shortcut: 1x1 conv (He-scaled, no bias) then ×2 FIR up-sampling, times ``sqrt(1/2)``:
+    ``[B, I, r, r]`` -> ``[B, O, 2r, 2r]`` (NVIDIA's ``Conv2dLayer(kernel_size=1, bias=False, up=2)``)."""
+
+    def __init__(self, in_channels: int, out_channels: int, resample_filter: torch.Tensor) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn([out_channels, in_channels, 1, 1]))
+        self.register_buffer("resample_filter", resample_filter.clone())
+        self.weight_gain = 1 / math.sqrt(in_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.conv2d(x, (self.weight * self.weight_gain).to(x.dtype))
+        return upsample2d(x, self.resample_filter) * math.sqrt(0.5)
 
 
 class ToRGBLayer(nn.Module):
@@ -267,12 +290,18 @@ class ToRGBLayer(nn.Module):
 
 
 class SynthesisBlock(nn.Module):
-    """One resolution: ``const`` (4 px) or ``conv0`` (up) + ``conv1``, and the ``torgb`` that feeds the skip image."""
+    """One resolution: ``const`` (4 px) or ``conv0`` (up) + ``conv1``, and the ``torgb`` that feeds the skip image.
+
+    ``architecture="resnet"``: blocks after the first add a :class:`SkipLayer` of their input to ``conv1`` (both
+    scaled by ``sqrt(1/2)``), and only the last block has a ``torgb``.
+    """
 
     def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, img_channels: int, *,
-                 conv_clamp: float | None, use_noise: bool, resample_filter: torch.Tensor) -> None:
+                 conv_clamp: float | None, use_noise: bool, resample_filter: torch.Tensor,
+                 architecture: str = "skip", is_last: bool = False) -> None:
         super().__init__()
         self.resolution, self.in_channels, self.out_channels = resolution, in_channels, out_channels
+        self.architecture = architecture
         self.register_buffer("resample_filter", resample_filter.clone())
         layer_kwargs = dict(conv_clamp=conv_clamp, use_noise=use_noise, resample_filter=resample_filter)
         if in_channels == 0:
@@ -280,7 +309,12 @@ class SynthesisBlock(nn.Module):
         else:
             self.conv0 = SynthesisLayer(in_channels, out_channels, w_dim, resolution, up=True, **layer_kwargs)
         self.conv1 = SynthesisLayer(out_channels, out_channels, w_dim, resolution, up=False, **layer_kwargs)
-        self.torgb = ToRGBLayer(out_channels, img_channels, w_dim, conv_clamp=conv_clamp)
+        self.has_torgb = architecture == "skip" or is_last
+        if self.has_torgb:
+            self.torgb = ToRGBLayer(out_channels, img_channels, w_dim, conv_clamp=conv_clamp)
+        self.residual = architecture == "resnet" and in_channels != 0
+        if self.residual:
+            self.skip = SkipLayer(in_channels, out_channels, resample_filter)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -302,6 +336,7 @@ class SynthesisState:
         x: features after the last conv run, ``[B, C, r, r]`` (None before the first).
         img: skip image after the last ToRGB run, ``[B, 3, r', r']`` (None before the first).
         images: the skip image after every completed block, by resolution, for early exits below ``img``.
+        shortcut: resnet only, the current block's skip branch ``[B, C, r, r]`` between its ``conv0`` and ``conv1``.
     """
 
     crossover: int
@@ -309,16 +344,20 @@ class SynthesisState:
     x: torch.Tensor | None
     img: torch.Tensor | None
     images: dict[int, torch.Tensor]
+    shortcut: torch.Tensor | None = None
 
 
 class SynthesisNetwork(nn.Module):
-    """``ws [B, num_ws, w_dim]`` -> ``img [B, img_channels, R, R]``, skip architecture, fp32."""
+    """``ws [B, num_ws, w_dim]`` -> ``img [B, img_channels, R, R]``, skip or resnet architecture, fp32."""
 
     def __init__(self, w_dim: int, resolution: int, img_channels: int, channels: Mapping[int, int], *,
                  conv_clamp: float | None = 256.0, use_noise: bool = True,
-                 resample_filter: Sequence[float] = (1, 3, 3, 1)) -> None:
+                 resample_filter: Sequence[float] = (1, 3, 3, 1), architecture: str = "skip") -> None:
         super().__init__()
+        if architecture not in ARCHITECTURES:
+            raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {architecture!r}")
         self.w_dim, self.resolution, self.img_channels = w_dim, resolution, img_channels
+        self.architecture = architecture
         self.block_resolutions = block_resolutions(resolution)
         missing = [r for r in self.block_resolutions if r not in channels]
         if missing:
@@ -328,13 +367,18 @@ class SynthesisNetwork(nn.Module):
         steps: list[Step] = []
         for i, res in enumerate(self.block_resolutions):
             in_ch = 0 if res == 4 else self.channels[res // 2]
-            setattr(self, f"b{res}", SynthesisBlock(in_ch, self.channels[res], w_dim, res, img_channels,
-                                                    conv_clamp=conv_clamp, use_noise=use_noise, resample_filter=f))
+            block = SynthesisBlock(in_ch, self.channels[res], w_dim, res, img_channels, conv_clamp=conv_clamp,
+                                   use_noise=use_noise, resample_filter=f, architecture=architecture,
+                                   is_last=res == resolution)
+            setattr(self, f"b{res}", block)
             # Slots: b4 reads (0: conv1, 1: torgb); block i >= 1 reads (2i-1: conv0, 2i: conv1, 2i+1: torgb).
+            # A resnet block without ToRGB leaves its slot 2i+1 to the next block's conv0 alone.
             if res == 4:
-                steps += [Step("const", 4, 0), Step("conv1", 4, 0), Step("torgb", 4, 1)]
+                steps += [Step("const", 4, 0), Step("conv1", 4, 0)]
             else:
-                steps += [Step("conv0", res, 2 * i - 1), Step("conv1", res, 2 * i), Step("torgb", res, 2 * i + 1)]
+                steps += [Step("conv0", res, 2 * i - 1), Step("conv1", res, 2 * i)]
+            if block.has_torgb:
+                steps.append(Step("torgb", res, 2 * i + 1))
         self.steps: tuple[Step, ...] = tuple(steps)
         self.num_ws = 2 * len(self.block_resolutions)
 
@@ -392,10 +436,13 @@ class SynthesisNetwork(nn.Module):
         resolution = self.resolution if resolution is None else int(resolution)
         if resolution not in self.block_resolutions:
             raise ValueError(f"resolution must be one of {self.block_resolutions}, got {resolution}")
+        if not self.block(resolution).has_torgb:  # resnet: no partial image below the last block
+            return resize_image(self.suffix(state, ws, noise_mode=noise_mode), resolution)
         stop = self.steps.index(Step("torgb", resolution, self._torgb_slot(resolution))) + 1
         if state.step >= stop:  # the prefix already went past this block
             return _broadcast(state.images[resolution], n)
-        local = SynthesisState(state.crossover, state.step, _broadcast(state.x, n), _broadcast(state.img, n), {})
+        local = SynthesisState(state.crossover, state.step, _broadcast(state.x, n), _broadcast(state.img, n), {},
+                               _broadcast(state.shortcut, n))
         return self._run(local, ws, stop, noise_mode).img
 
     def features(self, ws: torch.Tensor, resolution: int, noise_mode: str = "const") -> torch.Tensor:
@@ -420,7 +467,8 @@ class SynthesisNetwork(nn.Module):
         n, stop = ws.shape[0], self._features_stop(resolution)
         if state.step > stop:
             return _broadcast(self.features(ws[:1], resolution, noise_mode), n)
-        local = SynthesisState(state.crossover, state.step, _broadcast(state.x, n), None, {})
+        local = SynthesisState(state.crossover, state.step, _broadcast(state.x, n), None, {},
+                               _broadcast(state.shortcut, n))
         return _broadcast(self._run(local, ws, stop, noise_mode, rgb=False).x, n)
 
     def _features_stop(self, resolution: int) -> int:
@@ -438,7 +486,7 @@ class SynthesisNetwork(nn.Module):
         ``rgb=False`` skips the ToRGB layers, for callers that want only ``x``: the returned state's skip images
         are then stale and it must not be continued.
         """
-        x, img, images = state.x, state.img, dict(state.images)
+        x, img, images, shortcut = state.x, state.img, dict(state.images), state.shortcut
         ws = ws.to(torch.float32)
         for step in self.steps[state.step:stop]:
             block = self.block(step.resolution)
@@ -446,7 +494,12 @@ class SynthesisNetwork(nn.Module):
             if step.kind == "const":
                 x = block.const.unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])
             elif step.kind == "conv0":
+                if block.residual:
+                    shortcut = block.skip(x)
                 x = block.conv0(x, w, noise_mode)
+            elif step.kind == "conv1" and block.residual:
+                x = shortcut + block.conv1(x, w, noise_mode, gain=math.sqrt(0.5))
+                shortcut = None
             elif step.kind == "conv1":
                 x = block.conv1(x, w, noise_mode)
             elif rgb:
@@ -454,7 +507,7 @@ class SynthesisNetwork(nn.Module):
                 # Out of place: img may be a broadcast view of a batch-1 prefix state.
                 img = y if img is None else upsample2d(img, block.resample_filter) + y
                 images[step.resolution] = img
-        return SynthesisState(state.crossover, stop, x, img, images)
+        return SynthesisState(state.crossover, stop, x, img, images, shortcut)
 
     def _check_ws(self, ws: torch.Tensor, noise_mode: str) -> None:
         if ws.ndim != 3 or ws.shape[1] != self.num_ws or ws.shape[2] != self.w_dim:
@@ -506,7 +559,9 @@ class StyleGAN2Generator(GeneratorBase):
         conv_clamp: clamp of conv/ToRGB outputs; NVIDIA's blocks default to 256, rosinality has none (``None``).
         use_noise: whether layers have noise inputs.
         resample_filter: FIR taps of the up-sampling filter.
-        family: ``"stylegan2-nvidia"`` or ``"stylegan2-rosinality"`` (reporting only; the network is the same).
+        architecture: ``"skip"`` (config F, the released generators) or ``"resnet"`` (residual blocks, one ToRGB).
+        family: where the weights came from, for reporting: ``"stylegan2"`` (NVIDIA PyTorch), ``"stylegan2-tf"``
+            (NVIDIA TensorFlow) or ``"rosinality"``; the network is the same.
         crossover: default crossover of :attr:`style_layout` (see :func:`default_crossover`).
     """
 
@@ -515,13 +570,14 @@ class StyleGAN2Generator(GeneratorBase):
                  channels: Mapping[int, int] | None = None, mapping_layers: int = 8,
                  mapping_lr_multiplier: float = 0.01, embed_features: int | None = None,
                  layer_features: int | None = None, conv_clamp: float | None = 256.0, use_noise: bool = True,
-                 resample_filter: Sequence[float] = (1, 3, 3, 1), family: str = "stylegan2-nvidia",
-                 crossover: int | None = None) -> None:
+                 resample_filter: Sequence[float] = (1, 3, 3, 1), architecture: str = "skip",
+                 family: str = "stylegan2", crossover: int | None = None) -> None:
         super().__init__()
         channels = nvidia_channels(resolution, channel_base, channel_max) if channels is None else \
             {int(k): int(v) for k, v in channels.items()}
         self.synthesis = SynthesisNetwork(w_dim, resolution, img_channels, channels, conv_clamp=conv_clamp,
-                                          use_noise=use_noise, resample_filter=resample_filter)
+                                          use_noise=use_noise, resample_filter=resample_filter,
+                                          architecture=architecture)
         self.num_ws = self.synthesis.num_ws
         self.mapping = MappingNetwork(z_dim, c_dim, w_dim, self.num_ws, num_layers=mapping_layers,
                                       embed_features=embed_features, layer_features=layer_features,
@@ -550,7 +606,8 @@ class StyleGAN2Generator(GeneratorBase):
                     img_channels=self.img_channels, channels=self.channels, mapping_layers=m.num_layers,
                     mapping_lr_multiplier=m.lr_multiplier, embed_features=m.embed_features or None,
                     layer_features=m.layer_features, conv_clamp=self.conv_clamp, use_noise=self.use_noise,
-                    resample_filter=(1,) * self.synthesis.b4.resample_filter.shape[-1], family=self.family,
+                    resample_filter=(1,) * self.synthesis.b4.resample_filter.shape[-1],
+                    architecture=self.synthesis.architecture, family=self.family,
                     crossover=self.style_layout.default_crossover)
 
     def forward(self, z: torch.Tensor, c: torch.Tensor | None = None, truncation_psi: float = 1.0,
@@ -595,6 +652,7 @@ class StyleGAN2Generator(GeneratorBase):
     def describe(self) -> dict[str, Any]:
         info = super().describe()
         info.update({
+            "architecture": self.synthesis.architecture,
             "mapping_layers": self.mapping.num_layers,
             "channels": {str(r): c for r, c in self.channels.items()},
             "conv_clamp": self.conv_clamp,

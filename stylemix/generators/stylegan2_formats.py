@@ -1,237 +1,73 @@
-"""Read and write StyleGAN2 generators in the formats people download, without running code from the files.
+"""StyleGAN2 generators from the layouts people download, and back, without running code from the files.
 
-Supported (detected from the content, never from the extension):
+Readers for one family each; :mod:`stylemix.generators.files` detects the file format and calls them:
 
 * NVIDIA network pickles (``network-snapshot-*.pkl`` of stylegan2-ada-pytorch / stylegan3, and the output of their
-  ``legacy.py`` conversion): read with a restricted unpickler that knows only tensor rebuilding, ``OrderedDict``,
-  numpy scalars/dtypes and two NVIDIA helper names, which are mapped to harmless stand-ins. The ``module_src`` each
-  network carries is never executed; the ``G_ema`` weights and constructor kwargs are read from its recorded state
-  and a :class:`~stylemix.generators.stylegan2.StyleGAN2Generator` is built from them.
+  ``legacy.py`` conversion), read as records by :mod:`stylemix.generators.pickles`: the ``G_ema`` weights and
+  constructor kwargs are taken from its recorded state and a
+  :class:`~stylemix.generators.stylegan2.StyleGAN2Generator` is built from them (:func:`generator_from_record`).
 * rosinality checkpoints (``{'g_ema', 'latent_avg'}`` from ``convert_weight.py``, or ``train.py``'s
   ``{'g', 'd', 'g_ema', 'g_optim', 'd_optim', 'args', 'ada_aug_p'}``) and bare rosinality state dicts, read with
-  ``torch.load(weights_only=True)`` and converted to NVIDIA's layout.
+  ``torch.load(weights_only=True)`` and converted to NVIDIA's layout (:func:`generator_from_checkpoint`).
 * bare NVIDIA-layout state dicts (``G.state_dict()``, ``.pt``/``.pth``), also ``weights_only``.
 
-Everything architectural (resolution, channels per block, mapping depth, ``z_dim``/``w_dim``/``c_dim``) is inferred
-from tensor names and shapes; anything else is a :class:`~stylemix.errors.GeneratorLoadError` with a one-line reason.
+Everything architectural (resolution, channels per block, mapping depth, ``z_dim``/``w_dim``/``c_dim``, skip or
+resnet blocks) is inferred from tensor names and shapes; anything else is a
+:class:`~stylemix.errors.GeneratorLoadError` with a one-line reason.
 """
 
 from __future__ import annotations
 
-import argparse
-import collections
-import dataclasses
-import importlib
-import io
 import math
 import os
-import pickle
 import re
-import zipfile
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import torch
 
 from stylemix.errors import GeneratorLoadError
-from stylemix.generators.stylegan2 import StyleGAN2Generator, make_resample_filter
+from stylemix.generators.pickles import PersistentRecord
+from stylemix.generators.stylegan2 import ARCHITECTURES, StyleGAN2Generator, make_resample_filter
 
 StateDict = dict[str, torch.Tensor]
 
-# torch.save's legacy (non-zip) format starts with this pickled int.
-_TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 _DEFAULT_LR_MULTIPLIER = 0.01  # both reference codes; not recoverable from a bare state dict
 _NVIDIA_CONV_CLAMP = 256.0  # NVIDIA's SynthesisBlock default when the file does not say otherwise
 _W_AVG_SAMPLES = 4096  # as rosinality's generate.py (mean_latent(4096)) when a checkpoint has no latent_avg
-_TF_ADVICE = ("it is a TensorFlow StyleGAN/StyleGAN2 pickle (dnnlib.tflib), which cannot be read without "
-              "TensorFlow; convert it to PyTorch first with NVlabs/stylegan2-ada-pytorch "
-              "`python legacy.py --source=IN.pkl --dest=OUT.pkl` (or rosinality's `convert_weight.py`) "
-              "and load the converted file")
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # Entry point
 
 
-def load_stylegan2_file(path: str | os.PathLike, *, conv_clamp: float | None | str = "auto") -> StyleGAN2Generator:
-    """Load a StyleGAN2 generator from an NVIDIA pickle, a rosinality checkpoint or an NVIDIA state dict.
-
-    Args:
-        path: the file; its format is detected from its bytes.
-        conv_clamp: ``"auto"`` takes the file's value (NVIDIA pickles record it; NVIDIA state dicts get NVIDIA's
-            default 256; rosinality has none), a number or ``None`` overrides it. It is not stored in weights.
-
-    Returns:
-        The generator in eval mode, on CPU, fp32.
-
-    Raises:
-        GeneratorLoadError: unreadable, truncated or unsafe files, unknown checkpoint families, shapes that do not
-            form a StyleGAN2 generator, and TensorFlow pickles (with instructions to convert them).
-    """
-    path = os.fspath(path)
-    try:
-        head = _open_head(path)
-    except OSError as exc:
-        raise GeneratorLoadError(f"cannot read {path!r}: {exc.strerror or exc}") from None
-    name = os.path.basename(path)
-    if not head:
-        raise GeneratorLoadError(f"{name}: the file is empty")
-    if head.startswith(b"PK"):  # torch.save's zip format
-        G = _from_torch_object(_torch_load(path), name, conv_clamp)
-    else:
-        obj = _read_pickle(path)
-        if isinstance(obj, int) and obj == _TORCH_LEGACY_MAGIC:  # legacy torch.save: let torch parse the rest
-            G = _from_torch_object(_torch_load(path), name, conv_clamp)
-        elif isinstance(obj, Mapping) and not any(isinstance(v, PersistentRecord) for v in obj.values()):
-            G = _from_torch_object(obj, name, conv_clamp)  # a state dict or checkpoint dict pickled directly
-        else:
-            G = _from_nvidia_snapshot(obj, name, conv_clamp)
-    return G.eval().requires_grad_(False)
+def load_stylegan2_file(path: str | os.PathLike, *, conv_clamp: float | None | str = "auto") -> Any:
+    """Load a generator file; kept for callers of the StyleGAN2-only loader. See
+    :func:`stylemix.generators.files.load_network_file`, which reads every supported format."""
+    from stylemix.generators.files import load_network_file
+    return load_network_file(path, conv_clamp=conv_clamp)
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Restricted unpickling of NVIDIA network pickles
+# NVIDIA network pickles (records from stylemix.generators.pickles)
 
 
-@dataclasses.dataclass
-class PersistentRecord:
-    """What ``torch_utils.persistence._reconstruct_persistent_obj(meta)`` would have rebuilt, left as data.
-
-    Attributes:
-        class_name: the class the pickle wants (``Generator``, ``MappingNetwork``, ...).
-        state: that object's ``__dict__``: ``_parameters``, ``_buffers``, ``_modules`` (more records),
-            ``_init_kwargs``, ...
-    """
-
-    class_name: str
-    state: dict[str, Any]
-
-
-def _persistent_record(meta: Any) -> PersistentRecord:
-    # Stands in for NVIDIA's reconstructor, which would exec(meta['module_src']): here the source is dropped unread.
-    if not isinstance(meta, dict) or not isinstance(meta.get("state"), dict):
-        raise GeneratorLoadError("malformed persistent object in network pickle (no 'state' dict)")
-    return PersistentRecord(class_name=str(meta.get("class_name", "?")), state=meta["state"])
-
-
-def _storage_from_bytes(data: bytes) -> Any:
-    # torch.storage._load_from_bytes calls torch.load without weights_only; the bytes are a torch.save of one storage,
-    # which the weights-only reader handles. map_location: snapshots are written from GPU training runs.
-    return torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
-
-
-class _PlainDict(dict):
-    """``dnnlib.util.EasyDict`` read as a plain dict (attribute access is all EasyDict adds)."""
-
-    def __setstate__(self, state: Any) -> None:
-        if isinstance(state, dict):
-            self.update(state)
-
-
-def _numpy_attr(name: str) -> Any:
-    # numpy 2 moved numpy.core to numpy._core; a pickle may name either, whichever numpy wrote it.
-    for module in ("numpy._core.multiarray", "numpy.core.multiarray"):
-        try:
-            return getattr(importlib.import_module(module), name)
-        except (ImportError, AttributeError):
-            continue
-    raise GeneratorLoadError(f"numpy has no multiarray.{name}")
-
-
-def _allowed_globals() -> dict[tuple[str, str], Callable[..., Any]]:
-    import numpy as np
-
-    scalar, reconstruct = _numpy_attr("scalar"), _numpy_attr("_reconstruct")
-    allowed: dict[tuple[str, str], Callable[..., Any]] = {
-        ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
-        ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
-        ("torch._utils", "_rebuild_parameter_with_state"): torch._utils._rebuild_parameter_with_state,
-        ("torch.storage", "_load_from_bytes"): _storage_from_bytes,
-        ("collections", "OrderedDict"): collections.OrderedDict,
-        ("numpy", "dtype"): np.dtype,
-        ("numpy", "ndarray"): np.ndarray,
-        ("dnnlib.util", "EasyDict"): _PlainDict,
-        ("torch_utils.persistence", "_reconstruct_persistent_obj"): _persistent_record,
-    }
-    for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
-        allowed[(module, "scalar")] = scalar
-        allowed[(module, "_reconstruct")] = reconstruct
-    return allowed
-
-
-class _TensorFlowPickle(Exception):
-    pass
-
-
-class _ForbiddenGlobal(Exception):
-    pass
-
-
-class RestrictedUnpickler(pickle.Unpickler):
-    """Unpickler that resolves only the globals a StyleGAN2 network pickle needs; any other is refused unresolved."""
-
-    def __init__(self, file: io.BufferedIOBase) -> None:
-        super().__init__(file)
-        self._allowed = _allowed_globals()
-
-    def find_class(self, module: str, name: str) -> Any:
-        if module == "dnnlib.tflib" or module.startswith("dnnlib.tflib."):
-            raise _TensorFlowPickle(f"{module}.{name}")
-        try:
-            return self._allowed[(module, name)]
-        except KeyError:
-            raise _ForbiddenGlobal(f"{module}.{name}") from None
-
-    def persistent_load(self, pid: Any) -> Any:
-        # Only torch.save's own format uses persistent ids, and that path goes through torch.load instead.
-        raise _ForbiddenGlobal(f"persistent id {str(pid)[:40]!r}")
-
-
-def _read_pickle(path: str) -> Any:
-    name = os.path.basename(path)
-    try:
-        with open(path, "rb") as fh:
-            return RestrictedUnpickler(fh).load()
-    except _TensorFlowPickle:
-        raise GeneratorLoadError(f"{name}: {_TF_ADVICE}") from None
-    except _ForbiddenGlobal as exc:
-        raise GeneratorLoadError(f"{name}: refusing to load, the pickle references the forbidden global '{exc}' "
-                                 "(only tensors, numpy scalars and NVIDIA network records are allowed)") from None
-    except GeneratorLoadError:
-        raise
-    except EOFError:
-        raise GeneratorLoadError(f"{name}: the file is truncated (the pickle stream ends early)") from None
-    except (pickle.UnpicklingError, ValueError, TypeError, KeyError, IndexError, AttributeError, RuntimeError,
-            UnicodeDecodeError, MemoryError, OverflowError) as exc:
-        raise GeneratorLoadError(f"{name}: not a readable network pickle or torch checkpoint "
-                                 f"({type(exc).__name__}: {_first_line(exc)})") from None
-
-
-def _from_nvidia_snapshot(obj: Any, name: str, conv_clamp: float | None | str) -> StyleGAN2Generator:
-    """``{'G', 'D', 'G_ema', ...}`` of :class:`PersistentRecord` (or a bare record) -> generator from ``G_ema``."""
-    if isinstance(obj, dict) and isinstance(obj.get("G_ema"), PersistentRecord):
-        record = obj["G_ema"]
-    elif isinstance(obj, PersistentRecord):
-        record = obj
-    elif isinstance(obj, dict):
-        raise GeneratorLoadError(f"{name}: a pickle without a 'G_ema' network (keys: {_key_list(obj)})")
-    else:
-        raise GeneratorLoadError(f"{name}: unrecognised pickle content ({type(obj).__name__}); expected an NVIDIA "
-                                 "network snapshot with 'G_ema'")
+def generator_from_record(record: PersistentRecord, *, source: str = "network pickle",
+                          conv_clamp: float | None | str = "auto") -> StyleGAN2Generator:
+    """A StyleGAN2 ``Generator`` record (``G_ema`` of a snapshot) -> generator, from its recorded weights and kwargs."""
     if record.class_name != "Generator":
-        raise GeneratorLoadError(f"{name}: G_ema is a {record.class_name!r}, not a StyleGAN2 Generator")
-    sd = _flatten_record(record, "", {}, name)
-    kwargs = _record_init_kwargs(record)
-    from stylemix.generators import stylegan3  # StyleGAN3 records are told apart by their state, not their source
-    if stylegan3.is_stylegan3_record(record):
-        return stylegan3.stylegan3_from_state_dict(sd, kwargs, conv_clamp=conv_clamp, source=name)
-    hints = _record_hints(record, kwargs)
+        raise GeneratorLoadError(f"{source}: G_ema is a {record.class_name!r}, not a StyleGAN2 Generator")
+    sd = flatten_record(record, source)
+    kwargs = record_init_kwargs(record)
+    hints = _record_hints(record, kwargs, source)
     recorded_clamp = hints.pop("conv_clamp")
     clamp = recorded_clamp if conv_clamp == "auto" else conv_clamp
-    return generator_from_nvidia_state_dict(sd, conv_clamp=clamp, source=name, init_kwargs=kwargs, **hints)
+    return generator_from_nvidia_state_dict(sd, conv_clamp=clamp, source=source, init_kwargs=kwargs, **hints)
 
 
-def _flatten_record(record: PersistentRecord, prefix: str, out: StateDict, name: str) -> StateDict:
+def flatten_record(record: PersistentRecord, source: str = "network pickle", prefix: str = "",
+                   out: StateDict | None = None) -> StateDict:
     """Nested records -> one ``{dotted.name: tensor}`` state dict (persistent buffers only, like ``state_dict()``)."""
+    out = {} if out is None else out
     state = record.state
     skip = set(state.get("_non_persistent_buffers_set") or ())
     for key, value in list((state.get("_parameters") or {}).items()) + [
@@ -239,18 +75,18 @@ def _flatten_record(record: PersistentRecord, prefix: str, out: StateDict, name:
         if value is None:
             continue
         if not isinstance(value, torch.Tensor):
-            raise GeneratorLoadError(f"{name}: {prefix}{key} is a {type(value).__name__}, not a tensor")
+            raise GeneratorLoadError(f"{source}: {prefix}{key} is a {type(value).__name__}, not a tensor")
         out[prefix + key] = value.detach()
     for key, child in (state.get("_modules") or {}).items():
         if child is None:
             continue
         if not isinstance(child, PersistentRecord):
-            raise GeneratorLoadError(f"{name}: submodule {prefix}{key} is not a network record")
-        _flatten_record(child, f"{prefix}{key}.", out, name)
+            raise GeneratorLoadError(f"{source}: submodule {prefix}{key} is not a network record")
+        flatten_record(child, source, f"{prefix}{key}.", out)
     return out
 
 
-def _record_init_kwargs(record: PersistentRecord) -> dict[str, Any]:
+def record_init_kwargs(record: PersistentRecord) -> dict[str, Any]:
     """Constructor kwargs, flattening stylegan2-ada-pytorch's nested ``synthesis_kwargs`` into stylegan3's style."""
     kwargs = dict(record.state.get("_init_kwargs") or {})
     positional = ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels")
@@ -259,71 +95,48 @@ def _record_init_kwargs(record: PersistentRecord) -> dict[str, Any]:
     return kwargs
 
 
-def _record_hints(record: PersistentRecord, kwargs: dict[str, Any]) -> dict[str, Any]:
+def _record_hints(record: PersistentRecord, kwargs: dict[str, Any], source: str) -> dict[str, Any]:
     """Facts a state dict cannot tell: ``conv_clamp``, the mapping's lr multiplier, the block architecture.
 
     Read from the layers' own recorded attributes first (what the network really ran with), then from the kwargs.
     """
-    modules = record.state.get("_modules") or {}
+    def state(*path: str) -> dict[str, Any]:
+        rec = record.child(*path)
+        return rec.state if rec is not None else {}
 
-    def child(rec: Any, *path: str) -> dict[str, Any]:
-        for p in path:
-            rec = ((rec.state.get("_modules") or {}).get(p) if isinstance(rec, PersistentRecord) else None)
-        return rec.state if isinstance(rec, PersistentRecord) else {}
-
-    syn = modules.get("synthesis")
-    clamp = child(syn, "b4", "conv1").get("conv_clamp", kwargs.get("conv_clamp", _NVIDIA_CONV_CLAMP))
-    architecture = child(syn, "b4").get("architecture", kwargs.get("architecture", "skip"))
-    if architecture != "skip":
-        raise GeneratorLoadError(f"StyleGAN2 generator with architecture {architecture!r}: only 'skip' (the "
-                                 "official generator configuration) is supported")
-    fc0 = child(modules.get("mapping"), "fc0")
+    clamp = state("synthesis", "b4", "conv1").get("conv_clamp", kwargs.get("conv_clamp", _NVIDIA_CONV_CLAMP))
+    architecture = state("synthesis", "b4").get("architecture", kwargs.get("architecture", "skip"))
+    if architecture not in ARCHITECTURES:
+        raise GeneratorLoadError(f"{source}: StyleGAN2 generator with architecture {architecture!r}: only "
+                                 f"{' and '.join(map(repr, ARCHITECTURES))} are supported")
+    fc0 = state("mapping", "fc0")
     lr = fc0.get("bias_gain", (kwargs.get("mapping_kwargs") or {}).get("lr_multiplier", _DEFAULT_LR_MULTIPLIER))
     return {"conv_clamp": None if clamp is None else float(clamp), "mapping_lr_multiplier": float(lr)}
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# torch.save files
+# torch.save checkpoints
 
 
-def _torch_load(path: str) -> Any:
-    name = os.path.basename(path)
-    if _open_head(path).startswith(b"PK") and not zipfile.is_zipfile(path):  # zip signature, no central directory
-        raise GeneratorLoadError(f"{name}: the file is truncated or corrupt (incomplete zip archive)")
-    try:
-        # rosinality's train.py stores its argparse options; a Namespace holds only plain values.
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
-        what = f"the forbidden global '{found.group(1)}'" if found else _first_line(exc)
-        raise GeneratorLoadError(f"{name}: refusing to load, the checkpoint references {what} "
-                                 "(only tensors and plain containers are allowed)") from None
-    except (RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile) as exc:
-        raise GeneratorLoadError(f"{name}: the file is truncated or corrupt ({_first_line(exc)})") from None
-
-
-def _from_torch_object(obj: Any, name: str, conv_clamp: float | None | str) -> StyleGAN2Generator:
+def generator_from_checkpoint(obj: Any, *, source: str = "checkpoint", conv_clamp: float | None | str = "auto"
+                              ) -> StyleGAN2Generator:
     """A ``torch.load``-ed object -> generator, by recognising the checkpoint family from its keys."""
     if not isinstance(obj, Mapping):
-        raise GeneratorLoadError(f"{name}: unrecognised checkpoint ({type(obj).__name__}); expected a rosinality "
+        raise GeneratorLoadError(f"{source}: unrecognised checkpoint ({type(obj).__name__}); expected a rosinality "
                                  "checkpoint or an NVIDIA StyleGAN2 state dict")
     if isinstance(obj.get("g_ema"), Mapping):
-        G = generator_from_rosinality_state_dict(obj["g_ema"], obj.get("latent_avg"), source=name)
+        G = generator_from_rosinality_state_dict(obj["g_ema"], obj.get("latent_avg"), source=source)
         return _with_clamp(G, conv_clamp)
     if isinstance(obj.get("G_ema"), Mapping):  # NVIDIA state dicts saved next to others
         obj = obj["G_ema"]
     elif isinstance(obj.get("state_dict"), Mapping):
         obj = obj["state_dict"]
     if _is_rosinality_state_dict(obj):
-        return _with_clamp(generator_from_rosinality_state_dict(obj, None, source=name), conv_clamp)
+        return _with_clamp(generator_from_rosinality_state_dict(obj, None, source=source), conv_clamp)
     if _is_nvidia_state_dict(obj):
         clamp = _NVIDIA_CONV_CLAMP if conv_clamp == "auto" else conv_clamp
-        return generator_from_nvidia_state_dict(dict(obj), conv_clamp=clamp, source=name)
-    if any(str(k).startswith("synthesis.input.") or re.match(r"synthesis\.L\d+_", str(k)) for k in obj):
-        from stylemix.generators import stylegan3  # a bare StyleGAN3 state dict: kwargs inferred and checked
-        return stylegan3.stylegan3_from_state_dict(obj, None, conv_clamp=conv_clamp, source=name)
-    raise GeneratorLoadError(f"{name}: unknown checkpoint family (keys: {_key_list(obj)}); expected an NVIDIA "
+        return generator_from_nvidia_state_dict(dict(obj), conv_clamp=clamp, source=source)
+    raise GeneratorLoadError(f"{source}: unknown checkpoint family (keys: {_key_list(obj)}); expected an NVIDIA "
                              "network pickle, a rosinality checkpoint with 'g_ema' or an NVIDIA-layout state dict")
 
 
@@ -352,7 +165,8 @@ def infer_nvidia_config(sd: Mapping[str, torch.Tensor], source: str = "state dic
     """Constructor kwargs of :class:`StyleGAN2Generator` from NVIDIA-layout names and shapes.
 
     Inferred: mapping depth and widths, ``z_dim``, ``c_dim`` (from ``mapping.embed``), ``w_dim``, block resolutions
-    and channels, image channels, noise inputs and the FIR filter size. Not inferable: the mapping lr multiplier
+    and channels, image channels, noise inputs, the FIR filter size and the block architecture (``resnet`` when
+    ``synthesis.bR.skip`` convolutions exist, else ``skip``). Not inferable: the mapping lr multiplier
     (assumed 0.01) and ``conv_clamp`` (not stored in weights).
     """
     def shape(key: str) -> tuple[int, ...]:
@@ -385,15 +199,18 @@ def infer_nvidia_config(sd: Mapping[str, torch.Tensor], source: str = "state dic
                                  f"{resolution}; not a StyleGAN2 generator")
     channels = {r: shape(f"synthesis.b{r}.conv1.weight")[0] for r in resolutions}
     filter_size = shape("synthesis.b4.resample_filter")[-1] if "synthesis.b4.resample_filter" in sd else 4
+    # resnet blocks add a 1x1 skip convolution and have a ToRGB in the last block only.
+    architecture = "resnet" if any(re.fullmatch(r"synthesis\.b\d+\.skip\.weight", str(k)) for k in sd) else "skip"
     return dict(z_dim=z_dim, c_dim=c_dim, w_dim=last[0], resolution=resolution,
-                img_channels=shape("synthesis.b4.torgb.weight")[0], channels=channels, mapping_layers=num_layers,
-                embed_features=embed or None, layer_features=fc0[0] if num_layers > 1 else None,
-                use_noise="synthesis.b4.conv1.noise_const" in sd, resample_filter=(1,) * filter_size)
+                img_channels=shape(f"synthesis.b{resolution}.torgb.weight")[0], channels=channels,
+                mapping_layers=num_layers, embed_features=embed or None,
+                layer_features=fc0[0] if num_layers > 1 else None, use_noise="synthesis.b4.conv1.noise_const" in sd,
+                resample_filter=(1,) * filter_size, architecture=architecture)
 
 
 def generator_from_nvidia_state_dict(sd: Mapping[str, torch.Tensor], *, conv_clamp: float | None = _NVIDIA_CONV_CLAMP,
                                      mapping_lr_multiplier: float = _DEFAULT_LR_MULTIPLIER,
-                                     family: str = "stylegan2-nvidia", source: str = "state dict",
+                                     family: str = "stylegan2", source: str = "state dict",
                                      init_kwargs: Mapping[str, Any] | None = None,
                                      renamed: Mapping[str, str] | None = None) -> StyleGAN2Generator:
     """Build a generator whose architecture is inferred from ``sd`` and load ``sd`` into it (all keys, all shapes).
@@ -574,7 +391,7 @@ def generator_from_rosinality_state_dict(sd: Mapping[str, torch.Tensor], latent_
         raise GeneratorLoadError(f"{source}: latent_avg is a {type(latent_avg).__name__}, not a tensor")
     nv, renamed = rosinality_to_nvidia_state_dict(sd, latent_avg, source)
     renamed["mapping.w_avg"] = "latent_avg"
-    G = generator_from_nvidia_state_dict(nv, conv_clamp=None, family="stylegan2-rosinality", source=source,
+    G = generator_from_nvidia_state_dict(nv, conv_clamp=None, family="rosinality", source=source,
                                          renamed=renamed)
     if latent_avg is None:
         G.mapping.w_avg.copy_(estimate_w_avg(G))
@@ -627,17 +444,6 @@ def save_rosinality_checkpoint(G: StyleGAN2Generator, path: str | os.PathLike) -
 
 
 # ----------------------------------------------------------------------------------------------------------------
-
-
-def _open_head(path: str, size: int = 4) -> bytes:
-    """The first ``size`` bytes of ``path`` (format sniffing)."""
-    with open(path, "rb") as fh:
-        return fh.read(size)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__
 
 
 def _key_list(obj: Mapping[Any, Any], limit: int = 8) -> str:

@@ -760,16 +760,21 @@ def stylegan3_from_state_dict(sd: Mapping[str, torch.Tensor], init_kwargs: Mappi
     return G.eval().requires_grad_(False)
 
 
-def is_stylegan3_record(record: Any) -> bool:
-    """Whether an NVIDIA pickle's ``Generator`` record is StyleGAN3's, told by its state (never its source):
-    the synthesis has an ``input`` submodule and ``layer_names``, and its layers carry ``magnitude_ema``."""
-    modules = (getattr(record, "state", None) or {}).get("_modules") or {}
-    syn = getattr(modules.get("synthesis"), "state", None) or {}
-    syn_modules = syn.get("_modules") or {}
-    if "input" not in syn_modules or "layer_names" not in syn:
-        return False
-    return any("magnitude_ema" in ((getattr(m, "state", None) or {}).get("_buffers") or {})
-               for m in syn_modules.values())
+def generator_from_record(record: Any, *, source: str = "network pickle",
+                          conv_clamp: float | None | str = "auto") -> StyleGAN3Generator:
+    """A StyleGAN3 ``Generator`` record of an NVIDIA pickle (``G_ema``) -> generator, from its weights and kwargs.
+
+    The record was classified as StyleGAN3 by its state (:func:`stylemix.generators.pickles.classify_network`).
+    """
+    from stylemix.generators.stylegan2_formats import flatten_record, record_init_kwargs
+    return stylegan3_from_state_dict(flatten_record(record, source), record_init_kwargs(record),
+                                     conv_clamp=conv_clamp, source=source)
+
+
+def generator_from_state_dict(sd: Mapping[str, torch.Tensor], *, source: str = "state dict",
+                              conv_clamp: float | None | str = "auto") -> StyleGAN3Generator:
+    """A bare NVlabs StyleGAN3 state dict -> generator, its kwargs inferred from names and shapes."""
+    return stylegan3_from_state_dict(sd, None, conv_clamp=conv_clamp, source=source)
 
 
 def _plain(value: Any) -> Any:
