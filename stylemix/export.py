@@ -115,7 +115,8 @@ def weights_sha256(G: Any) -> str | None:
     for name, t in sorted(G.state_dict().items()):
         t = t.detach().cpu().contiguous()
         h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        # reshape: a 0-dim tensor (StyleGAN3's magnitude_ema) has no uint8 view; same bytes for the others
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
 
 
