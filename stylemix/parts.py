@@ -57,8 +57,9 @@ class PartSettings:
         feature_components, signature_components: PCA dimensions kept of each cue.
         feature_weight, signature_weight, position_weight: how each cue weighs in the descriptor.
         pixels_per_image: pixels drawn per bank image for fitting.
-        foreground: the per-pixel foreground of ``segment(..., parts=bank)``: ``combined`` (mean of the bank's
-            foreground classes and the per-image consensus, then the guided threshold), ``bank`` or ``consensus``.
+        foreground: the per-pixel foreground of ``segment(..., parts=bank)``: ``bank`` (the bank's foreground
+            classes; measured best, docs/parts.md), ``combined`` (their mean with the per-image consensus, then the
+            guided threshold) or ``consensus`` (today's per-image decision).
         random_state: seed of the prototype k-means.
     """
 
@@ -141,6 +142,7 @@ class PartBank:
                   "crossovers": list(self.crossovers), "generator": self.generator, "fit_seeds": self.fit_seeds,
                   "classes": self.table()}
         tensors = {name: np.ascontiguousarray(getattr(self, name)) for name in _ARRAYS}
+        tensors.update({name: tensors[name].astype(np.float16) for name in _HALF})
         save_file(tensors, str(path), metadata={"stylemix": json.dumps(header, sort_keys=True)})
         written = [path, table_path(path)]
         table_path(path).write_text(table_csv(self.table()))
@@ -185,7 +187,8 @@ class PartBank:
                         class_names=[r["name"] for r in rows], class_foreground=[bool(r["foreground"]) for r in rows],
                         class_share=[float(r.get("pixel_share", 0.0)) for r in rows],
                         generator=header["generator"], fit_seeds=header.get("fit_seeds", ""),
-                        **{name: arrays[name] for name in _ARRAYS})
+                        **{name: arrays[name].astype(np.float32) if name in _HALF else arrays[name]
+                           for name in _ARRAYS})
         if G is not None:
             bank.check_generator(G)
         return bank
@@ -217,6 +220,13 @@ class PartBank:
 
 _ARRAYS = ("feature_mean", "feature_basis", "signature_mean", "signature_basis", "prototypes", "prototype_class",
            "prototype_foreground")
+
+
+_HALF = ("feature_mean", "feature_basis", "signature_mean", "signature_basis")
+
+
+def _half(a: np.ndarray) -> np.ndarray:
+    return a.astype(np.float16).astype(np.float32)
 
 
 def _settings_dict(s: PartSettings) -> dict[str, Any]:
@@ -485,8 +495,9 @@ def fit(samples: BankSamples, settings: PartSettings, cfg: Any, crossovers: Sequ
     ``consensus_split=False`` merges all prototypes by Ward alone (an ablation: no foreground evidence)."""
     from stylemix.export import compact_seeds, weights_sha256
     F, S, P, pos = samples.F, samples.S, samples.prob, samples.pos
-    f_mean, f_basis = fit_pca(F, settings.feature_components)
-    s_mean, s_basis = fit_pca(S, settings.signature_components)
+    # The PCA is kept at float16 precision (stored so: a bank is tens of KB), and the prototypes are fitted on it.
+    f_mean, f_basis, s_mean, s_basis = (_half(a) for a in (*fit_pca(F, settings.feature_components),
+                                                          *fit_pca(S, settings.signature_components)))
     bank = PartBank(settings, cfg.analysis_resolution, cfg.feature_dim, tuple(crossovers), f_mean, f_basis, s_mean,
                     s_basis, np.zeros((0, 0), np.float32), np.zeros(0, np.int32), np.zeros(0, np.float32), [], [],
                     [], {"family": getattr(G, "family", type(G).__name__), "weights_sha256": weights_sha256(G)},

@@ -13,7 +13,7 @@ from stylemix.parts import PartBank, discover, table_path
 
 from conftest import base_styles
 
-FIT, TEST = range(100, 116), range(0, 10)
+FIT, TEST = range(100, 112), range(0, 8)
 OPTIONS = dict(prototypes=8, variants=8, signature_variants=8)
 
 
@@ -103,3 +103,24 @@ def test_packaged_default_bank_is_small_and_loads():
     bank = PartBank.load("default")
     assert bank.generator["family"] == "mobilestylegan" and bank.class_names[0] == "background"
     assert bank.fit_seeds and "0-99" not in bank.fit_seeds
+
+
+def test_cli_discover_then_segment_with_parts(tmp_path):
+    import cv2
+    from click.testing import CliRunner
+
+    from stylemix.cli import main
+    run = CliRunner().invoke
+    bank = tmp_path / "b.parts"
+    r = run(main, ["discover", "--network", "shapes", "--seeds", "100-107", "-k", "2", "--prototypes", "4",
+                   "-n", "8", "--signature-variants", "4", "--out", str(bank)])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "b.classes.csv").is_file() and (tmp_path / "b.class01.png").is_file()
+    r = run(main, ["segment", "--network", "shapes", "--seeds", "0", "-n", "8", "--parts", str(bank),
+                   "--outdir", str(tmp_path / "out")])
+    assert r.exit_code == 0, r.output
+    ids = cv2.imread(str(tmp_path / "out" / "seed0000_parts.png"), cv2.IMREAD_UNCHANGED)
+    mask = cv2.imread(str(tmp_path / "out" / "seed0000_mask.png"), cv2.IMREAD_UNCHANGED)
+    assert ids.dtype == np.uint8 and set(np.unique(ids)) == {0, 1}
+    assert ((ids == 1) == (mask == 255)).mean() > 0.95  # the mask follows the bank's foreground class
+    assert (tmp_path / "out" / "seed0000_parts_overlay.png").is_file()
