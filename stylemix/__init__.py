@@ -12,8 +12,9 @@ __version__ = "0.1.0"
 from stylemix.errors import GeneratorLoadError, StylemixError
 from stylemix.generators import (Generator, GeneratorBase, StyleLayout, load_generator, register_generator,
                                  wrap_generator)
+from stylemix.parts import PartBank, discover
 from stylemix.segment import Segmentation, SegmentConfig, segment, segment_many
 
-__all__ = ["Generator", "GeneratorBase", "GeneratorLoadError", "SegmentConfig", "Segmentation", "StyleLayout",
-           "StylemixError", "__version__", "load_generator", "register_generator", "segment", "segment_many",
+__all__ = ["Generator", "GeneratorBase", "GeneratorLoadError", "PartBank", "SegmentConfig", "Segmentation", "StyleLayout",
+           "StylemixError", "__version__", "discover", "load_generator", "register_generator", "segment", "segment_many",
            "wrap_generator"]

@@ -150,8 +150,12 @@ def _latents(G: Any, ws_file: str | None, ws_are_z: bool, stream_base: int, seed
               help="StyleGAN3 only: translate the image by X,Y (units of the image side) through that transform.")
 @method_options
 @detector_options
+@click.option("--parts", "parts", metavar="FILE|default", default=None,
+              help="A part bank (stylemix discover; 'default': the one shipped for the default generator): "
+                   "writes seedSSSS_parts.png and its overlay, and the mask from the bank's foreground classes.")
 def segment(network: str | None, device: str, seeds: str | None, outdir: str, ws_file: str | None, ws_are_z: bool,
-            stream_base: int, rotate: float | None, translate: str | None, **options: Any) -> None:
+            stream_base: int, rotate: float | None, translate: str | None, parts: str | None,
+            **options: Any) -> None:
     """Segment the images of SEEDS and write image, mask and overlay per seed.
 
     \b
@@ -165,6 +169,9 @@ def segment(network: str | None, device: str, seeds: str | None, outdir: str, ws
       seedSSSS_semantic.png           class id + 1 per pixel, 0 = background
       seedSSSS_instances.json         one record per detection: class, score, box, area, margin, kept/reason
       seedSSSS_instances_overlay.png  instances and boxes drawn over the image
+    and with --parts (docs/parts.md):
+      seedSSSS_parts.png          uint8 class ids of the bank (the same id the same part in every image)
+      seedSSSS_parts_overlay.png  the classes in fixed colours, with a legend
 
     \b
     Examples:
@@ -188,6 +195,9 @@ def segment(network: str | None, device: str, seeds: str | None, outdir: str, ws
     step = prepare_instances(options["detector"], options["classes"], options["det_conf"], options["det_iou"])
     if step is not None:  # the loaded detector, so that it is loaded once and its errors come first
         kwargs.update(detector=step.detector, classes=step.classes, conf=step.conf, iou=step.iou)
+    if parts is not None:
+        from stylemix.parts import load_bank
+        kwargs["parts"] = load_bank(parts, G)  # a bank of another generator is refused before anything is written
     out = io.prepare_outdir(outdir)
     total = len(seed_list) if latents is None else len(latents)
     for seg in tqdm(stylemix.segment_many(G, seed_list, ws=latents, **kwargs), total=total, unit="img",
@@ -204,6 +214,10 @@ def segment(network: str | None, device: str, seeds: str | None, outdir: str, ws
         io.write_json(f"{stem}.json", meta)
         if seg.instances is not None:
             write_instances(stem, seg)
+        if seg.parts is not None:
+            io.write_png(f"{stem}_parts.png", seg.parts.astype(np.uint8))
+            io.write_png(f"{stem}_parts_overlay.png",
+                         visualize.parts_overlay(seg.image, seg.parts, kwargs["parts"].class_names))
 
 
 def _set_input_transform(G: Any, rotate: float | None, translate: str | None) -> dict[str, Any] | None:
@@ -406,6 +420,52 @@ def convert(src: str, out: str, overwrite: bool) -> None:
 
 
 # ---- end of convert -----------------------------------------------------------------------------------------------
+
+
+
+# ---- discover (issue #14): part banks; the library is stylemix/parts.py ---------------------------------------
+
+
+@main.command()
+@network_option
+@click.option("--seeds", required=True, help="Seeds of the bank's images, e.g. 200-399 (keep them apart from "
+                                             "the seeds you evaluate on).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="The bank file to write (.parts).")
+@click.option("--prototypes", type=int, default=None, help="k-means prototypes of the pooled descriptors (M).")
+@click.option("--signature-variants", type=int, default=None, help="Shared style variants of the signature cue.")
+@click.option("--foreground", type=click.Choice(("bank", "combined", "consensus")), default=None,
+              help="The mask of `segment --parts`: the bank's classes, their mean with the consensus, or the latter.")
+@method_options
+def discover(network: str | None, device: str, seeds: str, out: str, prototypes: int | None,
+             signature_variants: int | None, foreground: str | None, **options: Any) -> None:
+    """Fit a part bank of K = -k classes that mean the same part in every image of the generator (docs/parts.md).
+
+    \b
+    Writes OUT (safetensors: arrays + settings, generator sha256; loading runs no code), beside it
+    OUT_STEM.classes.csv (class names and foreground flags: edit them) and OUT_STEM.classNN.png (each class
+    highlighted on the first 16 seeds, to name it by looking).
+
+    \b
+    Example:
+      stylemix discover --seeds 200-399 -k 4 --out faces.parts    (-k: the number of part classes)
+      stylemix segment --seeds 0-3 --parts faces.parts --outdir out
+    """
+    from tqdm import tqdm
+
+    import stylemix
+    from stylemix import io
+    from stylemix.parts import discover as fit_bank
+
+    seed_list = io.parse_seeds(seeds)
+    kwargs = method_kwargs(options)
+    n_parts = kwargs.pop("clusters")  # -k is the number of classes here; the consensus inside uses k = 2
+    extra = {k: v for k, v in (("prototypes", prototypes), ("signature_variants", signature_variants),
+                               ("foreground", foreground)) if v is not None}
+    G = stylemix.load_generator(network, device=_device(device))
+    with tqdm(total=len(seed_list), unit="img", desc="discover", disable=None) as bar:
+        bank = fit_bank(G, seed_list, n_parts, progress=lambda done, total: bar.update(1), **kwargs, **extra)
+    for path in bank.save(out):
+        click.echo(path)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -160,6 +160,9 @@ class Segmentation:
         labels: ``int32 [H, W]`` cluster ids; for k = 2, 1 = foreground and 0 = background.
         foreground: ``bool [H, W]`` (for k > 2, the union of the clusters judged foreground).
         meta: every setting, the per-variant crossovers, cluster scores, the foreground margin and timings.
+        parts: with ``segment(..., parts=bank)``, ``int32 [H, W]`` the bank's class ids (:mod:`stylemix.parts`);
+            the foreground then follows the bank's setting (default: its foreground classes averaged with the
+            consensus).
         instances, instance_records, semantic: the instance mode's results (``segment(..., detector=...)``,
             see :mod:`stylemix.instances`), else ``None``: ``int32 [H, W]`` instance ids (0 = background),
             one :class:`~stylemix.instances.InstanceRecord` per detection, ``int32 [H, W]`` class id + 1.
@@ -174,6 +177,8 @@ class Segmentation:
     instances: np.ndarray | None = None
     instance_records: list[Any] | None = None
     semantic: np.ndarray | None = None
+    # Part bank mode (issue #14): int32 [H, W] class ids of the bank, the same id the same part in every image.
+    parts: np.ndarray | None = None
     row: int | None = None  # the latents row (segment(..., ws=...)), when the image is not given by a seed
 
     @property
@@ -263,7 +268,18 @@ def render_variants(G: Any, ws_base: torch.Tensor, ws_mix: torch.Tensor, crossov
                                  for i in range(0, len(ws_mix), cfg.batch_size)])
     states = G.synthesis_prefixes(ws_base, sorted({int(c) for c in crossovers}), noise_mode=nm)
     image = G.synthesis_suffix(states[max(states)], ws_base, None, noise_mode=nm)  # the deepest state: least left
-    if cfg.descriptor == "features":
+    return image, variant_stack(G, states, ws_mix, crossovers, cfg)
+
+
+def variant_stack(G: Any, states: dict[int, Any], ws_mix: torch.Tensor, crossovers: np.ndarray, cfg: SegmentConfig,
+                  descriptor: str | None = None) -> torch.Tensor:
+    """The variants ``ws_mix [N, num_ws, w_dim]`` finished from the prefix ``states`` of their crossovers
+    (``crossovers [N]``) at the analysis resolution: ``[N, C, r, r]``, in their original order.
+
+    ``descriptor`` (default ``cfg.descriptor``): ``features`` (projected to ``cfg.feature_dim``) or ``rgb``.
+    """
+    r, nm = cfg.analysis_resolution, cfg.noise_mode
+    if (descriptor or cfg.descriptor) == "features":
         render = (lambda state, w: G.features_suffix(state, w, r, cfg.feature_dim, noise_mode=nm))
     else:
         render = (lambda state, w: G.synthesis_suffix(state, w, r, noise_mode=nm))
@@ -273,7 +289,7 @@ def render_variants(G: Any, ws_base: torch.Tensor, ws_mix: torch.Tensor, crossov
         for i in range(0, len(rows), cfg.batch_size):
             order.extend(rows[i:i + cfg.batch_size])
             parts.append(render(state, ws_mix[rows[i:i + cfg.batch_size]]))
-    return image, torch.cat(parts)[torch.from_numpy(np.argsort(order))]
+    return torch.cat(parts)[torch.from_numpy(np.argsort(order))]
 
 
 def cluster_stack(stack: Any, cfg: SegmentConfig, random_state: int) -> Any:
@@ -339,7 +355,7 @@ def finish_labels(labels: Any, size: tuple[int, int], n_clusters: int, guide: An
 
 def segment(G: Any, seed: int = 0, *, ws: Any = None, z: Any = None, stream_base: int = 0,
             config: SegmentConfig | None = None, detector: Any = None, classes: Any = None, conf: float = 0.25,
-            iou: float = 0.7, instance_config: Any = None, **options: Any) -> Segmentation:
+            iou: float = 0.7, instance_config: Any = None, parts: Any = None, **options: Any) -> Segmentation:
     """Segment the image of ``seed`` made by ``G`` (or the image of the latents ``ws`` / ``z``).
 
     Args:
@@ -353,6 +369,8 @@ def segment(G: Any, seed: int = 0, *, ws: Any = None, z: Any = None, stream_base
             path or a callable (:mod:`stylemix.detect`), a class filter (``"person,horse"`` or ids), the detector's
             confidence and NMS IoU thresholds, an :class:`~stylemix.instances.InstanceConfig`. Fills the
             result's ``instances``, ``instance_records`` and ``semantic``.
+        parts: a :class:`~stylemix.parts.PartBank`, a bank file or ``"default"`` (the bank shipped for the default
+            generator): fills ``seg.parts`` and takes the foreground from the bank (refused for another generator).
 
     Returns:
         A :class:`Segmentation`.
@@ -373,18 +391,18 @@ def segment(G: Any, seed: int = 0, *, ws: Any = None, z: Any = None, stream_base
         if len(rows) != 1:
             raise StylemixError(f"segment takes one image's latents, got {len(rows)} rows: use segment_many")
         return next(segment_many(G, ws=rows, config=config, detector=detector, classes=classes, conf=conf,
-                                 iou=iou, instance_config=instance_config, **options))
+                                 iou=iou, instance_config=instance_config, parts=parts, **options))
     return next(segment_many(G, [seed], config=config, detector=detector, classes=classes, conf=conf, iou=iou,
-                             instance_config=instance_config, **options))
+                             instance_config=instance_config, parts=parts, **options))
 
 
 def segment_many(G: Any, seeds: Iterable[int] | None = None, *, ws: Any = None, zs: Any = None,
                  stream_base: int = 0, config: SegmentConfig | None = None, detector: Any = None,
                  classes: Any = None, conf: float = 0.25, iou: float = 0.7, instance_config: Any = None,
-                 **options: Any) -> Iterator[Segmentation]:
+                 parts: Any = None, **options: Any) -> Iterator[Segmentation]:
     """:func:`segment` over ``seeds``, or over the rows of ``ws`` (w+ ``[B, num_ws, w_dim]`` or w ``[B, w_dim]``,
     or a :class:`~stylemix.latents.LatentRows`) or ``zs`` (``[B, z_dim]``), validating the settings and loading
-    the detector once. Row ``r``'s variants draw from the key ``(WS_STREAM_TAG, stream_base, r)``."""
+    the detector and the part bank once. Row ``r``'s variants draw from the key ``(WS_STREAM_TAG, stream_base, r)``."""
     from stylemix.latents import LatentRows, latent_rows
     given = [name for name, v in (("seeds", seeds), ("ws", ws), ("zs", zs)) if v is not None]
     if len(given) > 1:
@@ -397,8 +415,12 @@ def segment_many(G: Any, seeds: Iterable[int] | None = None, *, ws: Any = None, 
     backend = get_backend("cuda" if generator_device(G).type == "cuda" else "cpu")
     from stylemix.instances import prepare_instances  # lazy: stylemix.instances builds on this module
     step = prepare_instances(detector, classes, conf, iou, instance_config)
+    bank_step = None
+    if parts is not None:
+        from stylemix.parts import PartStep  # lazy: stylemix.parts builds on this module
+        bank_step = PartStep(G, parts, cfg)
     for subject in _subjects(seeds, latents):
-        yield _segment(G, subject, cfg, backend, step)
+        yield _segment(G, subject, cfg, backend, step, bank_step)
 
 
 def _known(options: dict[str, Any]) -> dict[str, Any]:
@@ -409,8 +431,8 @@ def _known(options: dict[str, Any]) -> dict[str, Any]:
     return options
 
 
-def _segment(G: Any, subject: _Subject, cfg: SegmentConfig, backend: Backend, instance_step: Any = None
-             ) -> Segmentation:
+def _segment(G: Any, subject: _Subject, cfg: SegmentConfig, backend: Backend, instance_step: Any = None,
+             part_step: Any = None) -> Segmentation:
     t0 = time.perf_counter()
     with torch.inference_mode():
         ws_base, ws_mix, crossovers = style_latents(G, subject, cfg)
@@ -429,8 +451,13 @@ def _segment(G: Any, subject: _Subject, cfg: SegmentConfig, backend: Backend, in
     else:
         labels = cluster_stack(stack, cfg, random_state)
         scores, is_fg, margin = decide_foreground(labels, cfg.clusters, cfg.foreground_rule)
-    t2 = time.perf_counter()
     guide = backend.from_torch(image_u8)
+    part_labels = None
+    if part_step is not None:  # a part bank: its classes, and its foreground where k = 2
+        part_labels, bank_prob = part_step(ws_base, to_numpy(labels) if cfg.clusters == 2 else None, guide)
+        if bank_prob is not None:
+            labels = xp.asarray(bank_prob)
+    t2 = time.perf_counter()
     full = finish_labels(labels, tuple(image_u8.shape[:2]), cfg.clusters, guide, cfg)
     foreground = is_fg[full]
     t3 = time.perf_counter()
@@ -450,7 +477,9 @@ def _segment(G: Any, subject: _Subject, cfg: SegmentConfig, backend: Backend, in
         "timing_s": {"render": t1 - t0, "cluster": t2 - t1, "postprocess": t3 - t2},
     }
     seg = Segmentation(subject.seed, to_numpy(image_u8), to_numpy(full).astype(np.int32),
-                       to_numpy(foreground).astype(bool), meta, row=subject.row)
+                       to_numpy(foreground).astype(bool), meta, row=subject.row, parts=part_labels)
+    if part_step is not None:
+        meta["parts"] = part_step.describe()
     if instance_step is not None:  # instance mode (stylemix/instances.py): per-box clustering of the same stack
         instance_step(seg, stack, cfg, random_state)
     return seg

@@ -90,3 +90,18 @@ def contact_sheet(tiles: Sequence[np.ndarray], columns: int, captions: Sequence[
         y, x = pad + r * (tile + pad), pad + c * (tile + pad)
         sheet[y:y + tile, x:x + tile] = t
     return sheet
+
+
+def parts_overlay(image: np.ndarray, parts: np.ndarray, names: Sequence[str], alpha: float = 0.45) -> np.ndarray:
+    """Part classes ``int [H, W]`` over ``image uint8 [H, W, 3]`` in fixed colours (class i: ``palette`` colour
+    i + 1, the same in every image), with a legend of ``names`` in the top-left corner."""
+    import cv2
+    out = overlay(image, parts, alpha=alpha, background=True)
+    colours = palette(len(names) + 1)[1:]
+    scale = max(1, image.shape[0] // 256)
+    for i, name in enumerate(names):
+        y = (8 + 14 * i) * scale
+        cv2.rectangle(out, (4 * scale, y), (14 * scale, y + 10 * scale), tuple(int(c) for c in colours[i]), -1)
+        cv2.putText(out, f"{i} {name}", (18 * scale, y + 9 * scale), cv2.FONT_HERSHEY_SIMPLEX, 0.35 * scale,
+                    (255, 255, 255), scale, cv2.LINE_AA)
+    return out

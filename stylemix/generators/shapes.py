@@ -25,12 +25,15 @@ class ShapesGenerator(GeneratorBase):
         objects: number of ellipses, laid out left to right so they never overlap.
         parts: give each object an inner disc coloured independently (regions for k > 2).
         texture: amplitude of a fixed per-pixel pattern shared by every variant (like StyleGAN's const noise).
+        coupling: in [0, 1), how much each inner part's colour follows its object's (0: independent). Parts of one
+            real object change partly together (a face and its lips), which is what tells the whole object from
+            the background; the part-bank test uses it.
     """
 
     family = "shapes"
 
     def __init__(self, resolution: int = 64, objects: int = 1, parts: bool = False, texture: float = 0.05,
-                 z_dim: int = 16, num_ws: int = 8) -> None:
+                 z_dim: int = 16, num_ws: int = 8, coupling: float = 0.0) -> None:
         super().__init__()
         self.z_dim = self.w_dim = z_dim
         self.c_dim, self.num_ws, self.resolution = 0, num_ws, resolution
@@ -41,7 +44,10 @@ class ShapesGenerator(GeneratorBase):
         rng = np.random.RandomState(1234)
         n_regions = 1 + objects * (2 if parts else 1)
         # Fixed projections: fine styles -> an RGB colour per region, each region its own directions.
-        self.register_buffer("colour_proj", torch.from_numpy(rng.randn(n_regions, 3, z_dim).astype(np.float32)))
+        proj = rng.randn(n_regions, 3, z_dim).astype(np.float32)
+        if parts and coupling:
+            proj[1 + objects:] = (1 - coupling) * proj[1 + objects:] + coupling * proj[1:1 + objects]
+        self.register_buffer("colour_proj", torch.from_numpy(proj))
         self.register_buffer("w_avg", torch.zeros(z_dim))
 
     def mapping(self, z: torch.Tensor, c: torch.Tensor | None = None, truncation_psi: float = 1.0,

@@ -1,0 +1,171 @@
+"""Class-consistent parts and the bank's foreground on the default generator (issue #14; docs/benchmarks.md).
+
+Protocol of ``../shared/eval/mobilestylegan-ffhq-parts`` (README there): banks fitted on seeds that are never
+scored (``--fit``, default 200-399), scored on ``--seeds`` (0-99); each 1024 px part map is reduced to 256 px by
+the block mode, the confusion is accumulated over the whole set, one Hungarian matching per label set at K = the
+number of classes and a many-to-one mapping at 2K; per-class IoU, mIoU, pixel accuracy. All banks share one
+collection of the fit images (and one set of prototypes per cue setting), so the rows differ only in what they
+name. Foreground: the bank's classes, the per-image consensus (today's default) and their mean, against the
+person ground truth of ``../shared/eval/mobilestylegan-ffhq`` (mean over images, as benchmarks/quality.py).
+
+    python benchmarks/parts.py                      # -> benchmarks/results/parts.json, default bank in --bank-out
+    python benchmarks/parts.py --fit 200-203 --seeds 0-1 --out /tmp/parts_smoke.json --no-ablation   # smoke
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import stylemix  # noqa: E402
+from stylemix import parts as P  # noqa: E402
+from stylemix.io import parse_seeds  # noqa: E402
+from stylemix.metrics import mask_scores  # noqa: E402
+from stylemix.segment import SegmentConfig, finish_labels  # noqa: E402
+
+PARTS_GT = ROOT.parent / "shared" / "eval" / "mobilestylegan-ffhq-parts"
+PERSON_GT = ROOT.parent / "shared" / "eval" / "mobilestylegan-ffhq"
+SETS = {"coarse4": 4, "coarse5": 5, "coarse6": 6}
+# (feature, signature, position) weights: which cues the descriptor uses (the last is the default).
+CUES = {"features only": (1.0, 0.0, 0.0), "signature only": (0.0, 1.0, 0.0), "position only": (0.0, 0.0, 1.0),
+        "features + signature": (1.0, 1.0, 0.0), "features + position": (1.0, 0.0, 0.5),
+        "features + signature + position": (1.0, 1.0, 0.5)}
+
+
+def block_mode(labels: np.ndarray, size: int, k: int) -> np.ndarray:
+    """``int [H, W]`` -> ``[size, size]``: the most frequent id of each block (lowest id on ties)."""
+    f = labels.shape[0] // size
+    onehot = labels.reshape(size, f, size, f)[None] == np.arange(k)[:, None, None, None, None]
+    return onehot.sum((2, 4)).argmax(0).astype(np.int32)
+
+
+def confusion(pred: np.ndarray, gt: np.ndarray, k: int, g: int) -> np.ndarray:
+    return np.bincount(pred.ravel().astype(np.int64) * g + gt.ravel(), minlength=k * g).reshape(k, g)
+
+
+def scores(C: np.ndarray, mode: str) -> dict:
+    """Per-class IoU, mIoU (GT classes present) and pixel accuracy of confusion ``C [K, G]``."""
+    from scipy.optimize import linear_sum_assignment
+    K, G = C.shape
+    if mode == "hungarian":
+        rows, cols = linear_sum_assignment(-C)
+        mapping = dict(zip(rows.tolist(), cols.tolist()))
+    else:
+        mapping = {a: int(C[a].argmax()) for a in range(K)}
+    merged = np.zeros((G, G), np.int64)
+    for a, b in mapping.items():
+        merged[b] += C[a]
+    tp = np.diag(merged).astype(np.float64)
+    gt = C.sum(0)
+    iou = tp / np.maximum(gt + merged.sum(1) - tp, 1)
+    return {"miou": round(float(iou[gt > 0].mean()), 4), "pixel_accuracy": round(float(tp.sum() / C.sum()), 4),
+            "iou": [round(float(x), 4) for x in iou], "mapping": {str(a): b for a, b in mapping.items()}}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--fit", default="200-399")
+    ap.add_argument("--seeds", default="0-99")
+    ap.add_argument("--prototypes", type=int, default=P.PartSettings.prototypes)
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "parts.json"))
+    ap.add_argument("--bank-out", default=None, help="also save the K = 4 bank here (with its sheets)")
+    ap.add_argument("--no-ablation", action="store_true")
+    ap.add_argument("--threads", type=int, default=2)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    t0 = time.time()
+    G = stylemix.load_generator("mobilestylegan-ffhq").eval()
+    cfg = SegmentConfig().resolve(G)
+    crossovers = tuple(int(c) for c in cfg.crossover)
+    base = P.PartSettings(prototypes=a.prototypes)
+    fit_seeds, test_seeds = parse_seeds(a.fit), parse_seeds(a.seeds)
+    samples = P.collect(G, fit_seeds, base, cfg, crossovers)
+    t_fit = time.time()
+    ks = sorted({k for k in SETS.values()} | {2 * k for k in SETS.values()})
+    banks = {}
+    for name, (wf, ws, wp) in CUES.items():
+        if a.no_ablation and name != "features + signature + position":
+            continue
+        s = dataclasses.replace(base, feature_weight=wf, signature_weight=ws, position_weight=wp)
+        first = P.fit(samples, dataclasses.replace(s, n_parts=4), cfg, crossovers, G)
+        for k in ks if name == "features + signature + position" else [4, 5]:
+            banks[(name, k)] = P.regroup(first, samples, k)
+    default = "features + signature + position"
+    for k in (4, 5):
+        banks[("no consensus split (Ward on all prototypes)", k)] = P.regroup(banks[(default, 4)], samples, k,
+                                                                              consensus_split=False)
+    # The SiS-like baseline with the same fit / test split: one k-means of the L2-normalised base features.
+    from stylemix.cluster import KMeans
+    sis = {k: KMeans(k, n_init=3, random_state=0).fit(samples.F).cluster_centers_ for k in (4, 5, 6)}
+    t_banks = time.time()
+    if a.bank_out:
+        banks[(default, 4)].save(a.bank_out)
+    latents = P.signature_latents(G, base)
+    conf = {key: np.zeros((b.n_parts, 19), np.int64) for key, b in banks.items()}
+    conf_sis = {k: np.zeros((k, 19), np.int64) for k in sis}
+    fg = {"consensus (per image, today's default)": [], "bank classes": [], "bank + consensus (mean)": []}
+    for seed in test_seeds:
+        F, S, prob, image, pos = P.bank_image(G, seed, cfg, latents, crossovers)
+        gt19 = cv2.imread(str(PARTS_GT / f"seed{seed:04d}_parts.png"), cv2.IMREAD_UNCHANGED)
+        person = cv2.imread(str(PERSON_GT / f"seed{seed:04d}_mask.png"), cv2.IMREAD_UNCHANGED) > 127
+        r = cfg.analysis_resolution
+
+        def finish(lab: np.ndarray, k: int) -> np.ndarray:
+            return block_mode(finish_labels(lab, image.shape[:2], k, image, cfg), 256, k)
+
+        for key, b in banks.items():
+            cls = b.prototype_class[P.nearest(P.descriptors(F, S, pos, b), b.prototypes)].reshape(r, r)
+            conf[key] += confusion(finish(cls, b.n_parts), gt19, b.n_parts, 19)
+        for k, c in sis.items():
+            conf_sis[k] += confusion(finish(P.nearest(F, c).reshape(r, r), k), gt19, k, 19)
+        b = banks[(default, 4)]
+        cls = b.prototype_class[P.nearest(P.descriptors(F, S, pos, b), b.prototypes)].reshape(r, r)
+        bank_fg = np.asarray(b.class_foreground, np.float32)[cls]
+        for name, p in zip(fg, (prob, bank_fg, 0.5 * (bank_fg + prob))):
+            full = finish_labels(np.asarray(p, np.float32), image.shape[:2], 2, image, cfg)
+            small = cv2.resize(full.astype(np.float32), (256, 256), interpolation=cv2.INTER_AREA) > 0.5
+            fg[name].append(mask_scores(small, person))
+    manifest = json.loads((PARTS_GT / "manifest.json").read_text())
+    luts = {s: np.asarray(manifest["label_sets"][s]["lut_from_19"]) for s in SETS}
+    rows = []
+    for (name, k), C19 in conf.items():
+        for lset, n in SETS.items():
+            C = np.stack([C19[:, luts[lset] == g].sum(1) for g in range(n)], 1)
+            if k == n:
+                rows.append({"method": name, "set": lset, "K": k, "matching": "hungarian", **scores(C, "hungarian")})
+            if k == 2 * n:
+                rows.append({"method": name, "set": lset, "K": k, "matching": "many-to-one",
+                             **scores(C, "many-to-one")})
+    for k, C19 in conf_sis.items():
+        lset = [s for s, n in SETS.items() if n == k][0]
+        C = np.stack([C19[:, luts[lset] == g].sum(1) for g in range(k)], 1)
+        rows.append({"method": "SiS-like: k-means of base 32 px features, fitted on --fit", "set": lset, "K": k,
+                     "matching": "hungarian", **scores(C, "hungarian")})
+    fg_summary = {name: {m: round(float(np.mean([x[m] for x in v])), 4) for m in v[0]} for name, v in fg.items()}
+    result = {"command": " ".join(sys.argv), "fit_seeds": a.fit, "seeds": a.seeds,
+              "settings": P._settings_dict(base), "segment": cfg.as_dict(), "rows": rows, "foreground": fg_summary,
+              "default_bank_table": banks[(default, 4)].table(), "version": stylemix.__version__,
+              "elapsed_s": {"collect": round(t_fit - t0, 1), "fit": round(t_banks - t_fit, 1),
+                            "score": round(time.time() - t_banks, 1)}}
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(json.dumps(result, indent=1))
+    for r in rows:
+        print(f"{r['method'][:48]:48s} {r['set']:8s} K={r['K']:2d} {r['matching']:11s} mIoU {r['miou']:.3f} "
+              f"acc {r['pixel_accuracy']:.3f} {r['iou']}")
+    for name, v in fg_summary.items():
+        print(f"fg/bg {name:40s} {v}")
+
+
+if __name__ == "__main__":
+    main()

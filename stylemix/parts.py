@@ -1,0 +1,625 @@
+"""Part banks: class ids that mean the same part in every image of a generator, and a foreground decided once.
+
+Per image, each pixel (at the analysis resolution) is described by three cues that are stable across images:
+
+* the base image's own generator features there (L2-normalised, then a PCA fitted on the bank's images);
+* its *co-variation signature*: how it changes across one fixed set of style variants that every image shares
+  (the bank's ``signature`` variants, the same latents for every seed), standardised per pixel as the method's
+  vectors are, then a PCA. With per-seed variants these vectors cannot be compared across images; with shared
+  variants, hair responds to a hair-colour change the same way in every portrait;
+* its position in the frame.
+
+:func:`discover` pools these descriptors over many seeds, clusters them into ``prototypes`` (many more than the
+parts), gives each prototype the foreground rate that the per-image consensus of style mixing
+(:func:`stylemix.segment.consensus_foreground`) gives its pixels over all the bank's images, makes every prototype
+with a rate of at most 1/2 the *background* class, and merges the others into ``n_parts - 1`` classes by Ward
+linkage of their centroids. A :class:`PartBank` holds all of it; :func:`assign_parts` labels a new image.
+docs/parts.md explains the choices and the measurements behind them.
+
+Files: :meth:`PartBank.save` writes a safetensors file (arrays plus a JSON header; loading runs no code) and,
+beside it, ``<stem>.classes.csv``, the table of class names and foreground flags a person may edit.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import torch
+
+from stylemix import mixing
+from stylemix.errors import StylemixError
+from stylemix.features import pixel_vectors
+
+STREAM_PARTS = 4  # mixing.stream id of the bank's signature latents and of its pixel subsampling
+FORMAT = "stylemix-partbank"
+FORMAT_VERSION = 1
+FOREGROUND_MODES = ("combined", "bank", "consensus")
+PACKAGED = {"default": "mobilestylegan-ffhq.parts"}  # names of the banks shipped in stylemix/data
+
+
+@dataclasses.dataclass(frozen=True)
+class PartSettings:
+    """How a bank describes pixels and merges them (stored in the bank; defaults from docs/parts.md).
+
+    Attributes:
+        n_parts: K, the number of classes (class 0 is the background when the bank finds one).
+        prototypes: M, the number of k-means prototypes of the pooled descriptors (M >> K).
+        signature_variants: shared style variants that give every pixel its co-variation signature.
+        signature_seed: seed of their latents, ``default_rng([signature_seed, STREAM_PARTS])``.
+        crossovers: the variants' crossovers, cycled (``[]``: the segmentation's default crossovers).
+        feature_components, signature_components: PCA dimensions kept of each cue.
+        feature_weight, signature_weight, position_weight: how each cue weighs in the descriptor.
+        pixels_per_image: pixels drawn per bank image for fitting.
+        foreground: the per-pixel foreground of ``segment(..., parts=bank)``: ``bank`` (the bank's foreground
+            classes; measured best, docs/parts.md), ``combined`` (their mean with the per-image consensus, then the
+            guided threshold) or ``consensus`` (today's per-image decision).
+        random_state: seed of the prototype k-means.
+    """
+
+    n_parts: int = 4
+    prototypes: int = 64
+    signature_variants: int = 24
+    signature_seed: int = 0
+    crossovers: tuple[int, ...] = ()
+    feature_components: int = 32
+    signature_components: int = 32
+    feature_weight: float = 1.0
+    signature_weight: float = 1.0
+    position_weight: float = 0.5
+    pixels_per_image: int = 256
+    foreground: str = "bank"
+    random_state: int = 0
+
+    def check(self) -> None:
+        if self.n_parts < 2:
+            raise StylemixError(f"a part bank needs at least 2 parts, got {self.n_parts}")
+        if self.prototypes < self.n_parts:
+            raise StylemixError(f"prototypes ({self.prototypes}) must be at least the parts ({self.n_parts})")
+        if self.signature_variants < 2:
+            raise StylemixError(f"signature variants must be at least 2, got {self.signature_variants}")
+        if self.foreground not in FOREGROUND_MODES:
+            raise StylemixError(f"unknown foreground mode {self.foreground!r}: use one of "
+                                f"{', '.join(FOREGROUND_MODES)}")
+
+
+@dataclasses.dataclass
+class PartBank:
+    """Everything needed to label parts in new images of one generator.
+
+    Attributes:
+        settings: the :class:`PartSettings` it was fitted with.
+        analysis_resolution, feature_dim: of the segmentation settings it was fitted with.
+        feature_mean ``[C]``, feature_basis ``[Pf, C]``: PCA of the L2-normalised base features.
+        signature_mean ``[N*D]``, signature_basis ``[Ps, N*D]``: PCA of the co-variation signatures.
+        prototypes ``float32 [M, Pf + Ps + 2]``: centroids in descriptor space.
+        prototype_class ``int32 [M]``: the class of each prototype.
+        prototype_foreground ``float32 [M]``: its pooled consensus foreground rate over the bank's images.
+        class_names, class_foreground: per class (the table; ``foreground`` flags decide the mask).
+        class_share ``float [K]``: each class's share of the bank's pixels.
+        generator: ``{"family", "weights_sha256"}``; fit_seeds: the seeds it was fitted on (NVlabs ranges).
+        sheets: per class a contact sheet ``uint8 [h, w, 3]`` (only right after :func:`discover`; not stored).
+    """
+
+    settings: PartSettings
+    analysis_resolution: int
+    feature_dim: int
+    crossovers: tuple[int, ...]
+    feature_mean: np.ndarray
+    feature_basis: np.ndarray
+    signature_mean: np.ndarray
+    signature_basis: np.ndarray
+    prototypes: np.ndarray
+    prototype_class: np.ndarray
+    prototype_foreground: np.ndarray
+    class_names: list[str]
+    class_foreground: list[bool]
+    class_share: list[float]
+    generator: dict[str, Any]
+    fit_seeds: str = ""
+    sheets: list[np.ndarray] | None = None
+
+    @property
+    def n_parts(self) -> int:
+        return len(self.class_names)
+
+    # -- files ------------------------------------------------------------------------------------------------
+
+    def save(self, path: str | os.PathLike, sheets: bool = True) -> list[Path]:
+        """Write the bank (safetensors), its class table (``<stem>.classes.csv``) and, when the bank holds them,
+        the contact sheets (``<stem>.classNN.png``); returns the paths written."""
+        from safetensors.numpy import save_file
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        header = {"format": FORMAT, "version": FORMAT_VERSION, "settings": _settings_dict(self.settings),
+                  "analysis_resolution": self.analysis_resolution, "feature_dim": self.feature_dim,
+                  "crossovers": list(self.crossovers), "generator": self.generator, "fit_seeds": self.fit_seeds,
+                  "classes": self.table()}
+        tensors = {name: np.ascontiguousarray(getattr(self, name)) for name in _ARRAYS}
+        tensors.update({name: tensors[name].astype(np.float16) for name in _HALF})
+        save_file(tensors, str(path), metadata={"stylemix": json.dumps(header, sort_keys=True)})
+        written = [path, table_path(path)]
+        table_path(path).write_text(table_csv(self.table()))
+        if sheets and self.sheets:
+            import cv2
+            for i, sheet in enumerate(self.sheets):
+                p = sheet_path(path, i)
+                cv2.imwrite(str(p), sheet[:, :, ::-1])
+                written.append(p)
+        return written
+
+    @staticmethod
+    def load(path: str | os.PathLike, G: Any = None) -> "PartBank":
+        """Read a bank written by :meth:`save` (``"default"``: the bank shipped with stylemix). The class table
+        beside it, when present, overrides the stored names and foreground flags. With ``G``, a bank fitted on
+        other weights is refused (one-line :class:`StylemixError`)."""
+        from safetensors import SafetensorError
+        from safetensors.numpy import load_file
+        path = resolve_bank_path(path)
+        try:
+            from safetensors import safe_open
+            with safe_open(str(path), framework="numpy") as f:
+                meta = f.metadata() or {}
+            arrays = load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as e:
+            raise StylemixError(f"{path}: not a part bank ({e})") from None
+        try:
+            header = json.loads(meta["stylemix"])
+            if header.get("format") != FORMAT:
+                raise KeyError("format")
+        except (KeyError, ValueError):
+            raise StylemixError(f"{path}: not a stylemix part bank") from None
+        if int(header["version"]) > FORMAT_VERSION:
+            raise StylemixError(f"{path}: part bank format {header['version']} is newer than this stylemix reads")
+        rows = header["classes"]
+        if table_path(path).is_file():
+            rows = read_table(table_path(path), len(rows))
+        bank = PartBank(settings=PartSettings(**{**header["settings"],
+                                                 "crossovers": tuple(header["settings"]["crossovers"])}),
+                        analysis_resolution=int(header["analysis_resolution"]),
+                        feature_dim=int(header["feature_dim"]), crossovers=tuple(header["crossovers"]),
+                        class_names=[r["name"] for r in rows], class_foreground=[bool(r["foreground"]) for r in rows],
+                        class_share=[float(r.get("pixel_share", 0.0)) for r in rows],
+                        generator=header["generator"], fit_seeds=header.get("fit_seeds", ""),
+                        **{name: arrays[name].astype(np.float32) if name in _HALF else arrays[name]
+                           for name in _ARRAYS})
+        if G is not None:
+            bank.check_generator(G)
+        return bank
+
+    def check_generator(self, G: Any) -> None:
+        """Refuse a generator whose weights are not the bank's (one line)."""
+        from stylemix.export import weights_sha256
+        want, got = self.generator.get("weights_sha256"), weights_sha256(G)
+        if want != got:
+            raise StylemixError(f"this part bank was fitted on another generator ({self.generator.get('family')}, "
+                                f"weights sha256 {str(want)[:12]}), not this one ({str(got)[:12]})")
+
+    def table(self) -> list[dict[str, Any]]:
+        """The class table: ``id``, ``name``, ``foreground``, ``pixel_share``, ``foreground_rate``."""
+        rate = class_rates(self.prototype_class, self.prototype_foreground, self.n_parts)
+        return [{"id": i, "name": self.class_names[i], "foreground": bool(self.class_foreground[i]),
+                 "pixel_share": round(float(self.class_share[i]), 4), "foreground_rate": round(float(rate[i]), 4)}
+                for i in range(self.n_parts)]
+
+    def with_names(self, names: Sequence[str] | None = None, foreground: Sequence[bool] | None = None
+                   ) -> "PartBank":
+        """A copy with other class names and / or foreground flags (one per class)."""
+        for given in (names, foreground):
+            if given is not None and len(given) != self.n_parts:
+                raise StylemixError(f"the bank has {self.n_parts} classes, got {len(given)} values")
+        return dataclasses.replace(self, class_names=list(names or self.class_names),
+                                   class_foreground=[bool(f) for f in (foreground or self.class_foreground)])
+
+
+_ARRAYS = ("feature_mean", "feature_basis", "signature_mean", "signature_basis", "prototypes", "prototype_class",
+           "prototype_foreground")
+
+
+_HALF = ("feature_mean", "feature_basis", "signature_mean", "signature_basis")
+
+
+def _half(a: np.ndarray) -> np.ndarray:
+    return a.astype(np.float16).astype(np.float32)
+
+
+def _settings_dict(s: PartSettings) -> dict[str, Any]:
+    d = dataclasses.asdict(s)
+    d["crossovers"] = list(s.crossovers)
+    return d
+
+
+def table_path(path: str | os.PathLike) -> Path:
+    path = Path(path)
+    return path.with_name(path.stem + ".classes.csv")
+
+
+def sheet_path(path: str | os.PathLike, i: int) -> Path:
+    path = Path(path)
+    return path.with_name(f"{path.stem}.class{i:02d}.png")
+
+
+def resolve_bank_path(path: str | os.PathLike) -> Path:
+    """A bank's file: a path, or the name of a bank shipped with stylemix (``default``)."""
+    if str(path) in PACKAGED:
+        return Path(__file__).resolve().parent / "data" / PACKAGED[str(path)]
+    path = Path(path)
+    if not path.is_file():
+        raise StylemixError(f"no part bank at {path} (use a file written by `stylemix discover`, or 'default')")
+    return path
+
+
+def table_csv(rows: list[dict[str, Any]]) -> str:
+    out = io.StringIO()
+    w = csv.DictWriter(out, ["id", "name", "foreground", "pixel_share", "foreground_rate"], lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({**r, "foreground": "yes" if r["foreground"] else "no"})
+    return out.getvalue()
+
+
+def read_table(path: Path, n_parts: int) -> list[dict[str, Any]]:
+    """Parse an edited class table; names must be unique and non-empty, flags yes/no (or true/false, 1/0)."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    flags = {"yes": True, "true": True, "1": True, "no": False, "false": False, "0": False}
+    out: list[dict[str, Any]] = []
+    for i, r in enumerate(rows):
+        name = (r.get("name") or "").strip()
+        flag = (r.get("foreground") or "").strip().lower()
+        if str(r.get("id", "")).strip() != str(i) or not name or flag not in flags:
+            raise StylemixError(f"{path}: row {i + 1} must read id {i}, a name and foreground yes/no")
+        out.append({**r, "id": i, "name": name, "foreground": flags[flag],
+                    "pixel_share": float(r.get("pixel_share") or 0)})
+    if len(out) != n_parts or len({r["name"] for r in out}) != n_parts:
+        raise StylemixError(f"{path}: needs {n_parts} rows with distinct names, got {len(out)}")
+    return out
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Pure functions over arrays
+
+
+def positions(h: int, w: int) -> np.ndarray:
+    """``float32 [h*w, 2]``: pixel-centre (y, x) in [-1/2, 1/2], row-major."""
+    yy, xx = np.mgrid[0:h, 0:w]
+    return np.stack([(yy + 0.5) / h - 0.5, (xx + 0.5) / w - 0.5], -1).reshape(-1, 2).astype(np.float32)
+
+
+def raw_cues(base_features: np.ndarray, signature_stack: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The two learned cues of every pixel before their PCA.
+
+    Args:
+        base_features: ``float [C, h, w]`` the base image's generator features at the analysis resolution.
+        signature_stack: ``float [N, D, h, w]`` the shared signature variants (projected features).
+
+    Returns:
+        ``(features [h*w, C]`` L2-normalised, ``signatures [h*w, N*D]`` standardised to unit norm).
+    """
+    C = base_features.shape[0]
+    F = np.ascontiguousarray(np.asarray(base_features, np.float32).reshape(C, -1).T)
+    F /= np.linalg.norm(F, axis=1, keepdims=True) + 1e-8
+    S = np.asarray(pixel_vectors(np.asarray(signature_stack, np.float32), "standardize"))
+    return F, S / np.sqrt(S.shape[1])
+
+
+def fit_pca(X: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean ``[D]`` and the first ``n`` principal axes ``[n, D]`` of ``X [P, D]`` (signs fixed: the largest
+    coordinate of each axis is positive, so the result does not depend on the SVD's choice)."""
+    mean = X.mean(0)
+    _, _, vt = np.linalg.svd((X - mean).astype(np.float64), full_matrices=False)
+    vt = vt[:min(n, vt.shape[0])]
+    vt *= np.sign(vt[np.arange(len(vt)), np.abs(vt).argmax(1)])[:, None]
+    return mean.astype(np.float32), vt.astype(np.float32)
+
+
+def descriptors(F: np.ndarray, S: np.ndarray, pos: np.ndarray, bank: PartBank) -> np.ndarray:
+    """``float32 [P, Pf + Ps + 2]`` descriptors of pixels with cues ``F [P, C]``, ``S [P, N*D]``, ``pos [P, 2]``."""
+    s = bank.settings
+    return np.concatenate([s.feature_weight * ((F - bank.feature_mean) @ bank.feature_basis.T),
+                           s.signature_weight * ((S - bank.signature_mean) @ bank.signature_basis.T),
+                           s.position_weight * pos], 1).astype(np.float32)
+
+
+def nearest(X: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """Index ``int32 [P]`` of the nearest of ``centres [M, D]`` for each row of ``X [P, D]``."""
+    d = (X * X).sum(1)[:, None] - 2 * X @ centres.T + (centres * centres).sum(1)[None]
+    return d.argmin(1).astype(np.int32)
+
+
+def merge_prototypes(centres: np.ndarray, foreground_rate: np.ndarray, weights: np.ndarray, n_parts: int,
+                     mean_y: np.ndarray) -> np.ndarray:
+    """Class ``int32 [M]`` of each prototype: those the pooled consensus calls background (rate <= 1/2) form class
+    0, the rest are merged into ``n_parts - 1`` classes by Ward linkage of their centroids; foreground classes are
+    numbered from the top of the frame down (``mean_y [M]``, weighted by ``weights [M]``)."""
+    from sklearn.cluster import AgglomerativeClustering
+    M = len(centres)
+    fg = np.flatnonzero((foreground_rate > 0.5) & (weights > 0))
+    bg = np.setdiff1d(np.arange(M), fg)
+    n_fg = n_parts - 1 if len(bg) else n_parts
+    n_fg = max(1, min(n_fg, len(fg)))
+    cls = np.zeros(M, np.int32)
+    if len(fg) > 1 and n_fg > 1:
+        raw = AgglomerativeClustering(n_fg, linkage="ward").fit_predict(centres[fg].astype(np.float64))
+    else:
+        raw = np.zeros(len(fg), np.int64)
+    # Order the foreground classes top to bottom, so ids read the same whatever the linkage's numbering.
+    ys = [np.average(mean_y[fg][raw == c], weights=weights[fg][raw == c] + 1e-9) for c in range(n_fg)]
+    rank = np.empty(n_fg, np.int32)
+    rank[np.argsort(ys, kind="stable")] = np.arange(n_fg)
+    offset = 1 if len(bg) else 0
+    cls[fg] = offset + rank[raw]
+    return cls
+
+
+def class_rates(prototype_class: np.ndarray, prototype_foreground: np.ndarray, n_parts: int) -> np.ndarray:
+    """Mean foreground rate per class ``[K]`` (unweighted over its prototypes)."""
+    total = np.bincount(prototype_class, weights=prototype_foreground, minlength=n_parts)
+    return total / np.maximum(np.bincount(prototype_class, minlength=n_parts), 1)
+
+
+def predict_classes(base_features: np.ndarray, signature_stack: np.ndarray, bank: PartBank) -> np.ndarray:
+    """Class ids ``int32 [h, w]`` at the analysis resolution of one image (inputs as :func:`raw_cues`)."""
+    h, w = base_features.shape[-2:]
+    F, S = raw_cues(base_features, signature_stack)
+    proto = nearest(descriptors(F, S, positions(h, w), bank), bank.prototypes)
+    return bank.prototype_class[proto].reshape(h, w).astype(np.int32)
+
+
+def foreground_map(classes: np.ndarray, bank: PartBank, consensus: np.ndarray | None = None) -> np.ndarray:
+    """Foreground probability ``float32 [h, w]`` from class ids ``[h, w]`` and the per-image consensus ``[h, w]``,
+    as the bank's ``foreground`` setting says (``combined``: their mean)."""
+    bank_fg = np.asarray(bank.class_foreground, np.float32)[classes]
+    mode = bank.settings.foreground
+    if consensus is None or mode == "bank":
+        return bank_fg
+    if mode == "consensus":
+        return np.asarray(consensus, np.float32)
+    return 0.5 * (bank_fg + np.asarray(consensus, np.float32))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Rendering the cues
+
+
+def signature_latents(G: Any, settings: PartSettings) -> np.ndarray:
+    """``float32 [N, z_dim]``: the shared variants' latents (the same for every seed)."""
+    rng = mixing.stream(settings.signature_seed, STREAM_PARTS)
+    return rng.standard_normal((settings.signature_variants, G.z_dim)).astype(np.float32)
+
+
+@torch.inference_mode()
+def image_cues(G: Any, ws_base: torch.Tensor, latents: np.ndarray, crossovers: Sequence[int], cfg: Any
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """The base image's features ``[C, r, r]`` and the shared signature stack ``[N, D, r, r]`` of one image.
+
+    ``ws_base [1, num_ws, w_dim]``; ``latents [N, z_dim]`` the bank's shared latents; ``crossovers`` cycled over
+    them; ``cfg`` a resolved :class:`~stylemix.segment.SegmentConfig` (analysis resolution, feature dimension,
+    truncation, noise mode, batch size).
+    """
+    from stylemix.segment import generator_device, variant_stack
+    device = generator_device(G)
+    z = torch.from_numpy(latents).to(device)
+    c = torch.zeros(len(z), G.c_dim, device=device) if G.c_dim else None
+    ws_other = G.mapping(z, c, truncation_psi=cfg.truncation_psi, truncation_cutoff=cfg.truncation_cutoff)
+    cx = mixing.variant_crossovers(0, len(latents), list(crossovers), G.num_ws)
+    ws_mix = mixing.mix_styles(ws_base, ws_other, cx)
+    states = G.synthesis_prefixes(ws_base, sorted({int(x) for x in cx}), noise_mode=cfg.noise_mode)
+    r = cfg.analysis_resolution
+    base = G.features_suffix(states[min(states)], ws_base, r, None, noise_mode=cfg.noise_mode)[0]
+    stack = variant_stack(G, states, ws_mix, cx, cfg, descriptor="features")
+    return base.float().cpu().numpy(), stack.float().cpu().numpy()
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Discovery
+
+
+def discover(G: Any, seeds: Iterable[int], n_parts: int = 4, *, settings: PartSettings | None = None,
+             config: Any = None, sheet_seeds: int = 16, progress: Any = None, **options: Any) -> PartBank:
+    """Fit a :class:`PartBank` of ``n_parts`` classes on the images of ``seeds``.
+
+    Args:
+        G: the generator (its device picks the backend for the consensus).
+        seeds: NVlabs seeds of the bank's images (keep them apart from the seeds you evaluate on).
+        n_parts: K.
+        settings: :class:`PartSettings` (``n_parts`` and ``options`` naming its fields override it).
+        config: the :class:`~stylemix.segment.SegmentConfig` of the per-image consensus (``options`` naming its
+            fields override it).
+        sheet_seeds: how many of the first seeds go on the contact sheets.
+        progress: optional callable ``progress(done, total)``.
+
+    Returns:
+        The bank, with ``bank.sheets`` (one contact sheet per class) for :meth:`PartBank.save`.
+    """
+    from stylemix.segment import SegmentConfig
+    seeds = [int(s) for s in seeds]
+    part_fields = {f.name for f in dataclasses.fields(PartSettings)}
+    seg_fields = {f.name for f in dataclasses.fields(SegmentConfig)}
+    unknown = sorted(set(options) - part_fields - seg_fields)
+    if unknown:
+        raise StylemixError(f"unknown option {unknown[0]!r}")
+    settings = dataclasses.replace(settings or PartSettings(), n_parts=int(n_parts),
+                                   **{k: v for k, v in options.items() if k in part_fields})
+    settings.check()
+    cfg = dataclasses.replace(config or SegmentConfig(), **{k: v for k, v in options.items() if k in seg_fields})
+    cfg = dataclasses.replace(cfg, clusters=2, descriptor="features").resolve(G)
+    crossovers = tuple(settings.crossovers) or tuple(int(c) for c in np.atleast_1d(cfg.crossover))
+    if len(seeds) < 2:
+        raise StylemixError("a part bank needs at least 2 seeds")
+    samples = collect(G, seeds, settings, cfg, crossovers, sheet_seeds, progress)
+    return fit(samples, settings, cfg, crossovers, G)
+
+
+@dataclasses.dataclass
+class BankSamples:
+    """What :func:`collect` gathers from the bank's images: per sampled pixel its cues ``F [P, C]``, ``S [P, N*D]``,
+    consensus foreground probability ``prob [P]`` and position ``pos [P, 2]``; the seeds; and, for the contact
+    sheets, ``(seed, image, F, S, pos)`` of the first images with every pixel."""
+
+    F: np.ndarray
+    S: np.ndarray
+    prob: np.ndarray
+    pos: np.ndarray
+    seeds: list[int]
+    sheet_data: list[tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
+
+
+def collect(G: Any, seeds: Sequence[int], settings: PartSettings, cfg: Any, crossovers: Sequence[int],
+            sheet_seeds: int = 16, progress: Any = None) -> BankSamples:
+    """Render the bank's images and sample their pixels (``settings.pixels_per_image`` each, drawn from the
+    seed's own stream, so a sample never depends on the other seeds)."""
+    latents = signature_latents(G, settings)
+    samples, sheet_data = [], []
+    for i, seed in enumerate(seeds):
+        F, S, prob, image, pos = bank_image(G, seed, cfg, latents, crossovers)
+        pick = np.sort(mixing.stream(seed, STREAM_PARTS).permutation(len(F))[:settings.pixels_per_image])
+        samples.append((F[pick], S[pick], prob.ravel()[pick], pos[pick]))
+        if i < sheet_seeds:
+            sheet_data.append((seed, image, F, S, pos))
+        if progress is not None:
+            progress(i + 1, len(seeds))
+    F, S, P, pos = (np.concatenate(x) for x in zip(*samples))
+    return BankSamples(F, S, P, pos, list(seeds), sheet_data)
+
+
+def fit(samples: BankSamples, settings: PartSettings, cfg: Any, crossovers: Sequence[int], G: Any,
+        consensus_split: bool = True) -> PartBank:
+    """The bank of ``samples``: PCA of each cue, prototypes, pooled foreground rates, merge into classes.
+    ``consensus_split=False`` merges all prototypes by Ward alone (an ablation: no foreground evidence)."""
+    from stylemix.export import compact_seeds, weights_sha256
+    F, S, P, pos = samples.F, samples.S, samples.prob, samples.pos
+    # The PCA is kept at float16 precision (stored so: a bank is tens of KB), and the prototypes are fitted on it.
+    f_mean, f_basis, s_mean, s_basis = (_half(a) for a in (*fit_pca(F, settings.feature_components),
+                                                          *fit_pca(S, settings.signature_components)))
+    bank = PartBank(settings, cfg.analysis_resolution, cfg.feature_dim, tuple(crossovers), f_mean, f_basis, s_mean,
+                    s_basis, np.zeros((0, 0), np.float32), np.zeros(0, np.int32), np.zeros(0, np.float32), [], [],
+                    [], {"family": getattr(G, "family", type(G).__name__), "weights_sha256": weights_sha256(G)},
+                    compact_seeds(samples.seeds))
+    centres, _ = _prototypes(descriptors(F, S, pos, bank), settings)
+    return regroup(dataclasses.replace(bank, prototypes=centres.astype(np.float32)), samples, settings.n_parts,
+                   consensus_split)
+
+
+def regroup(bank: PartBank, samples: BankSamples, n_parts: int, consensus_split: bool = True) -> PartBank:
+    """The bank's prototypes merged into ``n_parts`` classes from the pooled statistics of ``samples`` (the
+    prototypes are kept, so banks of several K share them)."""
+    proto = nearest(descriptors(samples.F, samples.S, samples.pos, bank), bank.prototypes)
+    M = len(bank.prototypes)
+    count = np.bincount(proto, minlength=M).astype(np.float64)
+    rate = np.bincount(proto, weights=samples.prob, minlength=M) / np.maximum(count, 1)
+    mean_y = np.bincount(proto, weights=samples.pos[:, 0], minlength=M) / np.maximum(count, 1)
+    cls = merge_prototypes(bank.prototypes, rate if consensus_split else np.ones(M), count, n_parts, mean_y)
+    K = int(cls.max()) + 1
+    share = np.bincount(cls[proto], minlength=K) / len(proto)
+    rates = class_rates(cls, rate.astype(np.float32), K)
+    names = ["background" if k == 0 and rates[0] <= 0.5 else f"part{k}" for k in range(K)]
+    bank = dataclasses.replace(bank, settings=dataclasses.replace(bank.settings, n_parts=int(n_parts)),
+                               prototype_class=cls, prototype_foreground=rate.astype(np.float32), class_names=names,
+                               class_foreground=[bool(r > 0.5) for r in rates], class_share=list(share))
+    bank.sheets = class_sheets(bank, samples.sheet_data)
+    return bank
+
+
+def _prototypes(X: np.ndarray, settings: PartSettings) -> tuple[np.ndarray, np.ndarray]:
+    from stylemix.cluster import KMeans
+    M = min(settings.prototypes, len(np.unique(X.round(4), axis=0)))
+    km = KMeans(max(M, settings.n_parts), n_init=2, random_state=settings.random_state).fit(X)
+    return km.cluster_centers_, np.asarray(km.labels_)
+
+
+def bank_image(G: Any, seed: int, cfg: Any, latents: np.ndarray, crossovers: Sequence[int]
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One bank image: its cues, its consensus foreground probability ``[r, r]``, its image and positions."""
+    from stylemix.segment import consensus_foreground, render_variants, style_latents, to_uint8
+    with torch.inference_mode():
+        ws_base, ws_mix, cx = style_latents(G, seed, cfg)
+        image, stack = render_variants(G, ws_base, ws_mix, cx, cfg)
+        image_u8 = to_uint8(image)[0].cpu().numpy()
+    random_state = int(mixing.stream(seed, mixing.STREAM_KMEANS).integers(2 ** 31))
+    prob, _ = consensus_foreground(stack.float().cpu().numpy(), cfg, random_state)
+    base, sig = image_cues(G, ws_base, latents, crossovers, cfg)
+    F, S = raw_cues(base, sig)
+    r = cfg.analysis_resolution
+    return F, S, np.asarray(prob), image_u8, positions(r, r)
+
+
+def class_sheets(bank: PartBank, data: list[tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
+                 tile: int = 128) -> list[np.ndarray]:
+    """Per class, a contact sheet of the given images with the class highlighted (the rest dimmed), 4 columns,
+    captioned with the seed and the class's share of that image."""
+    import cv2
+    from stylemix.visualize import contact_sheet, palette
+    colours = palette(bank.n_parts + 1)[1:]
+    sheets = []
+    r = bank.analysis_resolution
+    for k in range(bank.n_parts):
+        tiles, captions = [], []
+        for seed, image, F, S, pos in data:
+            cls = bank.prototype_class[nearest(descriptors(F, S, pos, bank), bank.prototypes)].reshape(r, r)
+            small = cv2.resize(image, (tile, tile), interpolation=cv2.INTER_AREA).astype(np.float32)
+            on = cv2.resize((cls == k).astype(np.uint8), (tile, tile), interpolation=cv2.INTER_NEAREST) > 0
+            out = small * 0.35
+            out[on] = 0.6 * small[on] + 0.4 * colours[k]
+            tiles.append(out.astype(np.uint8))
+            captions.append(f"{seed}: {100 * on.mean():.0f}%")
+        sheet = contact_sheet(tiles, 4, captions, tile=tile)
+        title = np.full((24, sheet.shape[1], 3), 255, np.uint8)
+        fg = "fg" if bank.class_foreground[k] else "bg"
+        cv2.putText(title, f"class {k}: {bank.class_names[k]} ({fg})", (4, 17), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
+                    tuple(int(c) for c in colours[k]), 1, cv2.LINE_AA)
+        sheets.append(np.concatenate([title, sheet]))
+    return sheets
+
+
+def load_bank(spec: "str | os.PathLike | PartBank", G: Any = None) -> PartBank:
+    """A bank from a :class:`PartBank`, a file or ``"default"``; checked against ``G`` when given."""
+    bank = spec if isinstance(spec, PartBank) else PartBank.load(spec)
+    if G is not None:
+        bank.check_generator(G)
+    return bank
+
+
+class PartStep:
+    """The part-bank step of :func:`stylemix.segment.segment_many`: loads and checks the bank once, then per image
+    renders its cues, labels the classes at full resolution and gives the foreground probability.
+
+    Args:
+        G: the generator (must be the bank's).
+        parts: a :class:`PartBank`, a bank file or ``"default"``.
+        cfg: the resolved segmentation settings (refinement and cleaning of the part map follow them).
+    """
+
+    def __init__(self, G: Any, parts: Any, cfg: Any) -> None:
+        self.G, self.bank = G, load_bank(parts, G)
+        self.cfg = dataclasses.replace(cfg, analysis_resolution=self.bank.analysis_resolution,
+                                       feature_dim=self.bank.feature_dim)
+        self.latents = signature_latents(G, self.bank.settings)
+
+    def __call__(self, ws_base: torch.Tensor, consensus: np.ndarray | None, guide: Any
+                 ) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(parts int32 [H, W], foreground probability float32 [h, w] or None)`` for one image; ``consensus``
+        is its per-image foreground probability at the analysis resolution (``None`` when k > 2)."""
+        import cv2
+        from stylemix.backend import array_module, to_numpy
+        from stylemix.segment import finish_labels
+        base, sig = image_cues(self.G, ws_base, self.latents, self.bank.crossovers, self.cfg)
+        classes = predict_classes(base, sig, self.bank)
+        xp = array_module(guide)
+        full = finish_labels(xp.asarray(classes), tuple(guide.shape[:2]), self.bank.n_parts, guide, self.cfg)
+        prob = None
+        if consensus is not None:
+            if classes.shape != consensus.shape:
+                classes = cv2.resize(classes, consensus.shape[::-1], interpolation=cv2.INTER_NEAREST)
+            prob = foreground_map(classes, self.bank, consensus)
+        return to_numpy(full).astype(np.int32), prob
+
+    def describe(self) -> dict[str, Any]:
+        return {"classes": list(self.bank.class_names), "foreground": list(self.bank.class_foreground),
+                "foreground_mode": self.bank.settings.foreground, "fit_seeds": self.bank.fit_seeds}

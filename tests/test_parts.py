@@ -1,0 +1,126 @@
+"""Part banks (stylemix.parts): known-truth recovery on the shapes generator, files, refusals, determinism."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.optimize import linear_sum_assignment
+
+import stylemix
+from stylemix.errors import StylemixError
+from stylemix.generators.shapes import ShapesGenerator
+from stylemix.parts import PartBank, discover, table_path
+
+from conftest import base_styles
+
+FIT, TEST = range(100, 112), range(0, 8)
+OPTIONS = dict(prototypes=8, variants=8, signature_variants=8)
+
+
+@pytest.fixture(scope="module")
+def G():
+    return ShapesGenerator(parts=True, coupling=0.3).eval()
+
+
+@pytest.fixture(scope="module")
+def bank(G, one_thread):
+    return discover(G, FIT, n_parts=3, **OPTIONS)
+
+
+def test_bank_recovers_known_parts_with_one_global_matching(G, bank):
+    C = np.zeros((3, 3), np.int64)
+    for seed in TEST:
+        seg = stylemix.segment(G, seed, parts=bank, variants=8)
+        truth = G.truth(base_styles(G, seed))["parts"][0]
+        C += np.bincount(seg.parts.ravel() * 3 + truth.ravel(), minlength=9).reshape(3, 3)
+    rows, cols = linear_sum_assignment(-C)
+    iou = [C[r, c] / (C[r].sum() + C[:, c].sum() - C[r, c]) for r, c in zip(rows, cols)]
+    assert min(iou) >= 0.95, iou
+    assert cols[list(rows).index(0)] == 0  # class 0 is the background
+    assert bank.class_foreground == [False, True, True]
+
+
+def test_save_load_round_trip_and_edited_table(G, bank, tmp_path):
+    written = bank.save(tmp_path / "shapes.parts")
+    assert len(written) == 2 + 3  # bank, table, one contact sheet per class
+    loaded = PartBank.load(tmp_path / "shapes.parts", G)
+    for name in ("prototypes", "prototype_class", "feature_basis", "signature_basis"):
+        np.testing.assert_array_equal(getattr(loaded, name), getattr(bank, name))
+    assert loaded.table() == bank.table()
+    a = stylemix.segment(G, 3, parts=bank, variants=8)
+    b = stylemix.segment(G, 3, parts=tmp_path / "shapes.parts", variants=8)
+    np.testing.assert_array_equal(a.parts, b.parts)
+    np.testing.assert_array_equal(a.foreground, b.foreground)
+    # Renaming and unflagging a class in the table changes the names and the mask.
+    table = table_path(tmp_path / "shapes.parts")
+    lines = table.read_text().splitlines()
+    lines[1 + 2] = lines[1 + 2].replace("part2", "core").replace(",yes,", ",no,")
+    table.write_text("\n".join(lines) + "\n")
+    edited = PartBank.load(tmp_path / "shapes.parts")
+    assert edited.class_names[2] == "core" and edited.class_foreground == [False, True, False]
+    c = stylemix.segment(G, 3, parts=edited, variants=8)
+    assert not c.foreground[c.parts == 2].any() and a.foreground[a.parts == 2].all()
+
+
+def test_other_generator_and_bad_files_are_refused_with_one_line(G, bank, tmp_path):
+    bank.save(tmp_path / "b.parts", sheets=False)
+    other = ShapesGenerator(parts=True, coupling=0.3, objects=2).eval()
+    with pytest.raises(StylemixError, match="another generator") as e:
+        PartBank.load(tmp_path / "b.parts", other)
+    assert "\n" not in str(e.value)
+    with pytest.raises(StylemixError, match="another generator"):
+        stylemix.segment(other, 0, parts=bank, variants=8)
+    (tmp_path / "junk.parts").write_bytes(b"\x00" * 64)
+    with pytest.raises(StylemixError, match="part bank"):
+        PartBank.load(tmp_path / "junk.parts")
+    with pytest.raises(StylemixError, match="no part bank"):
+        PartBank.load(tmp_path / "missing.parts")
+    table_path(tmp_path / "b.parts").write_text("id,name,foreground\n0,a,maybe\n")
+    with pytest.raises(StylemixError, match="row 1"):
+        PartBank.load(tmp_path / "b.parts")
+
+
+def test_discover_is_deterministic(G, bank):
+    again = discover(G, FIT, n_parts=3, **OPTIONS)
+    np.testing.assert_array_equal(again.prototypes, bank.prototypes)
+    np.testing.assert_array_equal(again.prototype_class, bank.prototype_class)
+    np.testing.assert_array_equal(again.prototype_foreground, bank.prototype_foreground)
+
+
+def test_discover_checks_its_settings(G):
+    with pytest.raises(StylemixError, match="at least 2 parts"):
+        discover(G, FIT, n_parts=1)
+    with pytest.raises(StylemixError, match="unknown option"):
+        discover(G, FIT, n_parts=3, colour="red")
+
+
+def test_packaged_default_bank_is_small_and_loads():
+    from stylemix.parts import resolve_bank_path
+    path = resolve_bank_path("default")
+    if not path.is_file():
+        pytest.skip("the default bank is not built yet")
+    assert path.stat().st_size < 100_000
+    bank = PartBank.load("default")
+    assert bank.generator["family"] == "mobilestylegan" and bank.class_names[0] == "background"
+    assert bank.fit_seeds and "0-99" not in bank.fit_seeds
+
+
+def test_cli_discover_then_segment_with_parts(tmp_path):
+    import cv2
+    from click.testing import CliRunner
+
+    from stylemix.cli import main
+    run = CliRunner().invoke
+    bank = tmp_path / "b.parts"
+    r = run(main, ["discover", "--network", "shapes", "--seeds", "100-107", "-k", "2", "--prototypes", "4",
+                   "-n", "8", "--signature-variants", "4", "--out", str(bank)])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "b.classes.csv").is_file() and (tmp_path / "b.class01.png").is_file()
+    r = run(main, ["segment", "--network", "shapes", "--seeds", "0", "-n", "8", "--parts", str(bank),
+                   "--outdir", str(tmp_path / "out")])
+    assert r.exit_code == 0, r.output
+    ids = cv2.imread(str(tmp_path / "out" / "seed0000_parts.png"), cv2.IMREAD_UNCHANGED)
+    mask = cv2.imread(str(tmp_path / "out" / "seed0000_mask.png"), cv2.IMREAD_UNCHANGED)
+    assert ids.dtype == np.uint8 and set(np.unique(ids)) == {0, 1}
+    assert ((ids == 1) == (mask == 255)).mean() > 0.95  # the mask follows the bank's foreground class
+    assert (tmp_path / "out" / "seed0000_parts_overlay.png").is_file()
