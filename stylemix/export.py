@@ -316,17 +316,22 @@ def render_seed(seg: Any, fmt: str, digest: str, min_margin: float) -> SeedResul
 
 
 def read_manifest(path: Path) -> list[dict[str, Any]]:
-    """The records of one manifest file; a torn last line (a kill mid-append) is ignored."""
+    """The records of one manifest file; a torn last line (a kill mid-append) is ignored.
+
+    Raises:
+        StylemixError: any other line that is not a JSON record (the file is corrupt, not merely interrupted).
+    """
     if not path.exists():
         return []
+    lines = [(i, line) for i, line in enumerate(path.read_bytes().split(b"\n"), 1) if line.strip()]
     records = []
-    for line in path.read_bytes().split(b"\n"):
-        if not line.strip():
-            continue
+    for j, (number, line) in enumerate(lines):
         try:
             records.append(json.loads(line))
         except json.JSONDecodeError:
-            continue  # only the last line can be torn; it was never acknowledged
+            if j == len(lines) - 1:
+                continue  # only the last line can be torn; it was never acknowledged
+            raise StylemixError(f"{path} is corrupt: line {number} is not a JSON record") from None
     return records
 
 

@@ -9,6 +9,7 @@ explains each). The stages are separate functions so that the instance mode and 
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from typing import Any, Callable, Iterable, Iterator
 
@@ -92,6 +93,8 @@ class SegmentConfig:
         cfg = dataclasses.replace(self, crossover=crossover, descriptor=descriptor,
                                   consensus=tuple(int(k) for k in self.consensus),
                                   analysis_resolution=analysis_resolution, frame_penalty=float(self.frame_penalty))
+        if not math.isfinite(cfg.truncation_psi):
+            raise StylemixError(f"truncation_psi must be a finite number, got {cfg.truncation_psi}")
         if cfg.variants < 2:
             raise StylemixError(f"variants must be at least 2, got {cfg.variants}")
         if cfg.clusters < 2:
@@ -347,6 +350,10 @@ def _segment(G: Any, seed: int, cfg: SegmentConfig, backend: Backend, instance_s
     with torch.inference_mode():
         ws_base, ws_mix, crossovers = style_latents(G, seed, cfg)
         image, stack = render_variants(G, ws_base, ws_mix, crossovers, cfg)
+        if not (bool(torch.isfinite(image).all()) and bool(torch.isfinite(stack).all())):
+            # NaN / inf weights or an fp16 overflow: clustering it would give garbage masks, not an error
+            raise StylemixError(f"seed {seed}: the generator's output is not finite (NaN or inf); "
+                                "nothing was written for it")
         image_u8 = to_uint8(image)[0]
     t1 = time.perf_counter()
     xp = backend.xp

@@ -138,3 +138,14 @@ def test_wrapped_user_generator():
     truth = np.zeros((32, 32), bool)
     truth[8:24, 8:24] = True
     assert iou(seg.foreground, truth) >= 0.99
+
+
+def test_non_finite_generator_output_is_one_error_naming_the_seed():
+    def synthesis(ws):
+        img = torch.zeros(len(ws), 3, 32, 32)
+        img[:, :, 8:24, 8:24] = float("nan")  # what NaN weights or an fp16 overflow give
+        return img
+
+    G = stylemix.wrap_generator(lambda z: z, synthesis, z_dim=8, w_dim=8, num_ws=4, resolution=32)
+    with pytest.raises(StylemixError, match="seed 7: the generator's output is not finite"):
+        stylemix.segment(G, 7, variants=4, crossover=1)

@@ -28,6 +28,7 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 import torch.nn.functional as F
 
+from stylemix.errors import StylemixError
 from stylemix.features import project_channels
 
 
@@ -52,7 +53,7 @@ class StyleLayout:
 
     def __post_init__(self) -> None:
         if not 1 <= self.default_crossover < self.num_ws:
-            raise ValueError(f"default_crossover must lie in [1, {self.num_ws - 1}], got {self.default_crossover}")
+            raise StylemixError(f"default_crossover must lie in [1, {self.num_ws - 1}], got {self.default_crossover}")
 
     @staticmethod
     def from_slot_resolutions(slot_resolutions: tuple[int, ...] | list[int], default_crossover: int | None = None
@@ -239,7 +240,7 @@ def truncate(ws: torch.Tensor, w_avg: torch.Tensor | None, truncation_psi: float
     if truncation_psi == 1:
         return ws
     if w_avg is None:
-        raise ValueError("this generator has no w_avg, so truncation_psi must be 1")
+        raise StylemixError("this generator has no w_avg, so truncation_psi must be 1")
     ws = ws.clone()
     cut = ws.shape[1] if truncation_cutoff is None else int(truncation_cutoff)
     ws[:, :cut] = w_avg.to(ws.dtype).lerp(ws[:, :cut], truncation_psi)
