@@ -42,7 +42,7 @@ def network_option(f: Any) -> Any:
 
 def method_options(f: Any) -> Any:
     """The method's knobs (shared by ``segment`` and ``export``); defaults are SegmentConfig's."""
-    from stylemix.features import NORMALIZATIONS
+    from stylemix.vectors import NORMALIZATIONS
     from stylemix.foreground import RULES
     from stylemix.segment import DESCRIPTORS, REFINEMENTS, SegmentConfig
     d = SegmentConfig()

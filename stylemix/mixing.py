@@ -21,6 +21,7 @@ from stylemix.errors import StylemixError
 STREAM_VARIANTS = 1
 STREAM_CROSSOVER = 2
 STREAM_KMEANS = 3
+STREAM_NOISE = 4  # torch's seed for noise_mode="random" (stylemix.render.noise_stream)
 
 Crossover = Union[int, tuple[int, int], Sequence[int]]
 """An int (fixed), a ``(low, high)`` tuple (drawn per variant, inclusive) or a list (cycled over variants)."""

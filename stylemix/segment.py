@@ -20,10 +20,10 @@ from stylemix import mixing
 from stylemix.backend import Backend, array_module, get_backend, to_numpy
 from stylemix.cluster import KMeans
 from stylemix.errors import StylemixError
-from stylemix.features import NORMALIZATIONS, pixel_vectors
 from stylemix.foreground import RULES, anchor_foreground, cluster_scores, foreground_clusters
-from stylemix.generators.base import resize_image
 from stylemix.postprocess import clean_labels, upsample_labels, upsample_mask
+from stylemix.render import has_features, noise_stream, render_variants  # noqa: F401 (re-exported)
+from stylemix.vectors import NORMALIZATIONS, pixel_vectors
 
 DESCRIPTORS = ("auto", "features", "rgb")
 REFINEMENTS = ("guided", "nearest")
@@ -54,7 +54,8 @@ class SegmentConfig:
             joining the foreground (``alpha`` of :func:`~stylemix.foreground.anchor_foreground`; 0: nearer anchor).
         min_area: components smaller than this fraction of the image are merged into their surroundings.
         refine: ``guided`` (edges follow the full-resolution image) or ``nearest`` upsampling of the labels.
-        noise_mode: generator noise, ``const`` so that variants differ only by their styles.
+        noise_mode: generator noise, ``const`` so that variants differ only by their styles; ``random`` draws it
+            from torch's generator seeded by the seed's noise stream (same inputs, same masks).
         batch_size: variants rendered per synthesis call (results do not depend on it).
         exact: the reference pipeline with no shortcut: every variant synthesised in full at full resolution and
             clustered on its RGB, area-downsampled to the analysis resolution (implies ``descriptor="rgb"``).
@@ -146,13 +147,6 @@ def default_crossovers(G: Any, analysis_resolution: int | None = None) -> list[i
     return sorted({min(max(x, 1), G.num_ws - 1) for x in range(c - 3, c + 1)})
 
 
-def has_features(G: Any) -> bool:
-    """Whether ``G`` implements ``features`` (the base class's fallback raises)."""
-    from stylemix.generators.base import GeneratorBase
-    method = getattr(type(G), "features", None)
-    return method is not None and method is not GeneratorBase.features
-
-
 @dataclasses.dataclass
 class Segmentation:
     """The result for one seed (NumPy arrays at the API edge).
@@ -201,38 +195,6 @@ def style_latents(G: Any, seed: int, cfg: SegmentConfig) -> tuple[torch.Tensor, 
     ws = G.mapping(z, c, truncation_psi=cfg.truncation_psi, truncation_cutoff=cfg.truncation_cutoff)
     crossovers = mixing.variant_crossovers(seed, cfg.variants, cfg.crossover, G.num_ws)
     return ws[:1], mixing.mix_styles(ws[:1], ws[1:], crossovers), crossovers
-
-
-def render_variants(G: Any, ws_base: torch.Tensor, ws_mix: torch.Tensor, crossovers: np.ndarray,
-                    cfg: SegmentConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """The base image at full resolution and the variant stack at the analysis resolution.
-
-    The fast path runs the base's layers below each crossover once (``synthesis_prefixes``), finishes each group of
-    variants sharing a crossover from its state, and stops them at the analysis resolution, taking their feature
-    maps (projected to ``feature_dim`` channels, ``features_suffix``) or their partial RGB image; ``cfg.exact``
-    renders everything in full and area-resizes the RGB.
-
-    Returns:
-        ``(image [1, 3, H, W], stack [N, C, r, r])``, variants in their original order.
-    """
-    r, nm = cfg.analysis_resolution, cfg.noise_mode
-    if cfg.exact:
-        image = G.synthesis(ws_base, noise_mode=nm)
-        return image, torch.cat([resize_image(G.synthesis(ws_mix[i:i + cfg.batch_size], noise_mode=nm), r)
-                                 for i in range(0, len(ws_mix), cfg.batch_size)])
-    states = G.synthesis_prefixes(ws_base, sorted({int(c) for c in crossovers}), noise_mode=nm)
-    image = G.synthesis_suffix(states[max(states)], ws_base, None, noise_mode=nm)  # the deepest state: least left
-    if cfg.descriptor == "features":
-        render = (lambda state, w: G.features_suffix(state, w, r, cfg.feature_dim, noise_mode=nm))
-    else:
-        render = (lambda state, w: G.synthesis_suffix(state, w, r, noise_mode=nm))
-    order, parts = [], []
-    for c, state in states.items():
-        rows = np.flatnonzero(crossovers == c)
-        for i in range(0, len(rows), cfg.batch_size):
-            order.extend(rows[i:i + cfg.batch_size])
-            parts.append(render(state, ws_mix[rows[i:i + cfg.batch_size]]))
-    return image, torch.cat(parts)[torch.from_numpy(np.argsort(order))]
 
 
 def cluster_stack(stack: Any, cfg: SegmentConfig, random_state: int) -> Any:
@@ -347,7 +309,7 @@ def _segment(G: Any, seed: int, cfg: SegmentConfig, backend: Backend, instance_s
     if seed < 0 or seed >= 2 ** 32:
         raise StylemixError(f"seed must be in [0, 2**32), got {seed}")
     t0 = time.perf_counter()
-    with torch.inference_mode():
+    with torch.inference_mode(), noise_stream(seed, cfg.noise_mode, generator_device(G)):
         ws_base, ws_mix, crossovers = style_latents(G, seed, cfg)
         image, stack = render_variants(G, ws_base, ws_mix, crossovers, cfg)
         if not (bool(torch.isfinite(image).all()) and bool(torch.isfinite(stack).all())):
