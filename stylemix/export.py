@@ -617,6 +617,7 @@ def _ray_results(generator: Any, config: Any, fmt: str, digest: str, min_margin:
     One actor per worker holds the generator; with GPUs in the cluster each actor takes one GPU, else one CPU. The
     driver keeps every file write (the actors return bytes), so the nodes need no shared file system.
     """
+    from stylemix.render import generator_device  # lazy like every torch-side import here
     try:
         import ray
         from ray.util import ActorPool
@@ -632,7 +633,7 @@ def _ray_results(generator: Any, config: Any, fmt: str, digest: str, min_margin:
     if isinstance(generator, (str, os.PathLike)):
         source = generator
     else:  # weights travel on the CPU (a node may have no GPU); a copy, so the caller's generator stays put
-        source = ray.put(generator if _device_of(generator).type == "cpu" else copy.deepcopy(generator).cpu())
+        source = ray.put(generator if generator_device(generator).type == "cpu" else copy.deepcopy(generator).cpu())
     if isinstance(source, os.PathLike):
         source = os.fspath(source)  # a path every node can read (shared storage or the same layout)
     actors = [Actor.remote(source, config, fmt, digest, min_margin, "cuda" if gpus else "cpu", instance_options)
@@ -685,6 +686,7 @@ def export_dataset(generator: Any, seeds: str | Iterable[int], outdir: str | os.
     """
     import stylemix
     from stylemix.io import parse_seeds, prepare_outdir, write_json
+    from stylemix.render import generator_device
     from stylemix.segment import SegmentConfig, _known
 
     if format not in FORMATS:
@@ -732,7 +734,7 @@ def export_dataset(generator: Any, seeds: str | Iterable[int], outdir: str | os.
                                                      blocks, ray_address, workers,
                                                      {**instance_options, "detector": detector} if step else {})
     else:
-        renderer = SeedRenderer(G, cfg, format, core["digest"], float(min_margin), device=str(_device_of(G)),
+        renderer = SeedRenderer(G, cfg, format, core["digest"], float(min_margin), device=str(generator_device(G)),
                                 instance_options=instance_options)
         results = (r for block in blocks for r in renderer.iter_results(block))
     _commit_all(out, own_manifest, results, total=len(mine), initial=len(mine) - len(pending), progress=progress,
@@ -770,11 +772,6 @@ def merge_shards(outdir: str | os.PathLike) -> dict[str, Any]:
     """Merge the shard manifests of a sharded export into one dataset (what the last shard does by itself);
     returns the card. Raises :class:`StylemixError` while seeds are missing."""
     return finalize(outdir)
-
-
-def _device_of(G: Any) -> Any:
-    from stylemix.segment import generator_device
-    return generator_device(G)
 
 
 def _commit_all(out: Path, manifest_path: Path, results: Iterable[SeedResult], total: int, initial: int,

@@ -23,6 +23,13 @@ if TYPE_CHECKING:
     from stylemix.segment import SegmentConfig
 
 
+def generator_device(G: Any) -> torch.device:
+    """The device of ``G``'s weights (CPU when it has none)."""
+    for t in list(G.parameters()) + list(G.buffers()) if isinstance(G, torch.nn.Module) else []:
+        return t.device
+    return torch.device("cpu")
+
+
 def has_features(G: Any) -> bool:
     """Whether ``G`` exposes feature maps: a ``features`` or ``features_suffix`` of its own (the base class's
     ``features`` only raises, so it does not count)."""

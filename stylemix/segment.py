@@ -9,143 +9,21 @@ explains each). The stages are separate functions so that the instance mode and 
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 import torch
 
 from stylemix import mixing
-from stylemix.backend import Backend, array_module, get_backend, to_numpy
-from stylemix.cluster import KMeans
+from stylemix.backend import Backend, get_backend, to_numpy
+from stylemix.config import DESCRIPTORS, REFINEMENTS, SegmentConfig, default_crossovers  # noqa: F401 (re-exported)
 from stylemix.errors import StylemixError
-from stylemix.foreground import RULES, anchor_foreground, cluster_scores, foreground_clusters
-from stylemix.postprocess import clean_labels, upsample_labels, upsample_mask
-from stylemix.render import has_features, noise_stream, render_variants  # noqa: F401 (re-exported)
-from stylemix.vectors import NORMALIZATIONS, pixel_vectors
-
-DESCRIPTORS = ("auto", "features", "rgb")
-REFINEMENTS = ("guided", "nearest")
-
-
-@dataclasses.dataclass(frozen=True)
-class SegmentConfig:
-    """Every setting of the method (defaults are the documented ones; see docs/method.md).
-
-    Attributes:
-        variants: N, number of style variants rendered per image (>= 2).
-        clusters: k for k-means; 2 gives foreground/background, more gives parts.
-        crossover: slots ``[0, crossover)`` are kept from the base (layout); an int, a ``(low, high)`` range drawn
-            per variant, or a list cycled over variants. ``None``: the four depths ``[c - 3, c]`` ending at the
-            generator's ``default_crossover`` c, moved down if needed so that each one changes the analysis
-            resolution (:func:`default_crossovers`).
-        truncation_psi, truncation_cutoff: NVIDIA truncation of the base and the variant latents.
-        analysis_resolution: side at which variants are rendered and clustered (power of two, <= resolution).
-        normalization: per-pixel vector normalisation, ``standardize`` | ``center`` | ``none``.
-        descriptor: ``features`` (the generator's feature maps at the analysis resolution, randomly projected to
-            ``feature_dim`` channels per variant: they stop synthesis early and cluster better), ``rgb`` (the
-            variants' pixels) or ``auto`` (features when the generator exposes them, else rgb).
-        feature_dim: channels kept per variant by the fixed random projection of the features.
-        foreground_rule: ``centre`` | ``border`` | ``combined`` (see :mod:`stylemix.foreground`).
-        consensus: for ``clusters = 2``, the k-means cluster counts whose foreground decisions are averaged into the
-            mask (:func:`consensus_foreground`); ``(2,)`` is the plain two-way split.
-        frame_penalty: in each consensus vote, how much a cluster's share of the image frame holds it back from
-            joining the foreground (``alpha`` of :func:`~stylemix.foreground.anchor_foreground`; 0: nearer anchor).
-        min_area: components smaller than this fraction of the image are merged into their surroundings.
-        refine: ``guided`` (edges follow the full-resolution image) or ``nearest`` upsampling of the labels.
-        noise_mode: generator noise, ``const`` so that variants differ only by their styles; ``random`` draws it
-            from torch's generator seeded by the seed's noise stream (same inputs, same masks).
-        batch_size: variants rendered per synthesis call (results do not depend on it).
-        exact: the reference pipeline with no shortcut: every variant synthesised in full at full resolution and
-            clustered on its RGB, area-downsampled to the analysis resolution (implies ``descriptor="rgb"``).
-        n_init, max_iter: k-means restarts and iterations.
-    """
-
-    variants: int = 24
-    clusters: int = 2
-    crossover: mixing.Crossover | None = None
-    truncation_psi: float = 1.0
-    truncation_cutoff: int | None = None
-    analysis_resolution: int = 32
-    normalization: str = "standardize"
-    descriptor: str = "auto"
-    feature_dim: int = 16
-    foreground_rule: str = "centre"
-    consensus: tuple[int, ...] = (2, 3, 4, 5)
-    frame_penalty: float = 0.75
-    min_area: float = 0.002
-    refine: str = "guided"
-    noise_mode: str = "const"
-    batch_size: int = 8
-    exact: bool = False
-    n_init: int = 3
-    max_iter: int = 100
-
-    def resolve(self, G: Any) -> "SegmentConfig":
-        """Fill generator-dependent defaults and check every value; one clear :class:`StylemixError` if bad."""
-        analysis_resolution = min(self.analysis_resolution, G.resolution)
-        crossover = default_crossovers(G, analysis_resolution) if self.crossover is None else self.crossover
-        descriptor = self.descriptor
-        if self.exact:
-            descriptor = "rgb"
-        elif descriptor == "auto":
-            descriptor = "features" if has_features(G) else "rgb"
-        cfg = dataclasses.replace(self, crossover=crossover, descriptor=descriptor,
-                                  consensus=tuple(int(k) for k in self.consensus),
-                                  analysis_resolution=analysis_resolution, frame_penalty=float(self.frame_penalty))
-        if not math.isfinite(cfg.truncation_psi):
-            raise StylemixError(f"truncation_psi must be a finite number, got {cfg.truncation_psi}")
-        if cfg.variants < 2:
-            raise StylemixError(f"variants must be at least 2, got {cfg.variants}")
-        if cfg.clusters < 2:
-            raise StylemixError(f"clusters must be at least 2, got {cfg.clusters}")
-        if not cfg.consensus or any(int(k) < 2 for k in cfg.consensus):
-            raise StylemixError(f"consensus needs cluster counts of at least 2, got {cfg.consensus}")
-        r = cfg.analysis_resolution
-        if r < 4 or r & (r - 1):
-            raise StylemixError(f"analysis resolution must be a power of two >= 4, got {self.analysis_resolution}")
-        for name, value, allowed in (("normalization", cfg.normalization, NORMALIZATIONS),
-                                     ("descriptor", cfg.descriptor, DESCRIPTORS),
-                                     ("foreground rule", cfg.foreground_rule, RULES),
-                                     ("refine", cfg.refine, REFINEMENTS),
-                                     ("noise mode", cfg.noise_mode, ("const", "random", "none"))):
-            if value not in allowed:
-                raise StylemixError(f"unknown {name} {value!r}: use one of {', '.join(allowed)}")
-        if not 0 <= cfg.min_area < 0.5:
-            raise StylemixError(f"min_area is a fraction of the image in [0, 0.5), got {cfg.min_area}")
-        if not 0 <= cfg.frame_penalty <= 10:
-            raise StylemixError(f"frame_penalty must lie in [0, 10], got {cfg.frame_penalty}")
-        if cfg.batch_size < 1:
-            raise StylemixError(f"batch size must be at least 1, got {cfg.batch_size}")
-        if cfg.feature_dim < 1:
-            raise StylemixError(f"feature_dim must be at least 1, got {cfg.feature_dim}")
-        if cfg.descriptor == "features" and not has_features(G):
-            raise StylemixError(f"{getattr(G, 'family', type(G).__name__)} exposes no feature maps: use descriptor rgb")
-        mixing.check_crossover(crossover, G.num_ws)
-        return cfg
-
-    def as_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        if isinstance(d["crossover"], tuple):  # JSON has no tuples: a range is written "LOW-HIGH"
-            d["crossover"] = "{}-{}".format(*d["crossover"])
-        return d
-
-
-def default_crossovers(G: Any, analysis_resolution: int | None = None) -> list[int]:
-    """Four consecutive crossovers ``[c - 3, c]`` ending at ``G``'s declared crossover c, from the one that keeps
-    little more than the pose to the declared one (clipped to ``[1, num_ws - 1]``, duplicates dropped).
-
-    Given the analysis resolution r, c is first lowered below the number of slots that drive layers at r or
-    coarser: a crossover past them leaves every variant's stack at r equal to the base's (the MobileStyleGAN
-    default c = 7 with c + 3 = 10 wasted a third of the variants at r = 32 before this rule).
-    """
-    c = G.style_layout.default_crossover
-    if analysis_resolution is not None:
-        reaching = sum(1 for res in G.style_layout.slot_resolutions if res <= analysis_resolution)
-        c = min(c, reaching - 1)
-    return sorted({min(max(x, 1), G.num_ws - 1) for x in range(c - 3, c + 1)})
-
+from stylemix.foreground import cluster_scores
+from stylemix.instances import InstanceStep, prepare_instances
+from stylemix.render import generator_device, has_features, noise_stream, render_variants  # noqa: F401
+from stylemix.stages import (cluster_stack, consensus_foreground, decide_foreground, finish_labels,  # noqa: F401
+                             order_binary)
 
 @dataclasses.dataclass
 class Segmentation:
@@ -167,17 +45,10 @@ class Segmentation:
     labels: np.ndarray
     foreground: np.ndarray
     meta: dict[str, Any]
-    # Instance mode (issue #4), filled by stylemix.instances.InstanceStep.
+    # Instance mode (issue #4): the stylemix.instances.Instances that InstanceStep returns.
     instances: np.ndarray | None = None
     instance_records: list[Any] | None = None
     semantic: np.ndarray | None = None
-
-
-def generator_device(G: Any) -> torch.device:
-    """The device of ``G``'s weights (CPU when it has none)."""
-    for t in list(G.parameters()) + list(G.buffers()) if isinstance(G, torch.nn.Module) else []:
-        return t.device
-    return torch.device("cpu")
 
 
 def to_uint8(img: torch.Tensor) -> torch.Tensor:
@@ -195,67 +66,6 @@ def style_latents(G: Any, seed: int, cfg: SegmentConfig) -> tuple[torch.Tensor, 
     ws = G.mapping(z, c, truncation_psi=cfg.truncation_psi, truncation_cutoff=cfg.truncation_cutoff)
     crossovers = mixing.variant_crossovers(seed, cfg.variants, cfg.crossover, G.num_ws)
     return ws[:1], mixing.mix_styles(ws[:1], ws[1:], crossovers), crossovers
-
-
-def cluster_stack(stack: Any, cfg: SegmentConfig, random_state: int) -> Any:
-    """k-means labels ``int32 [h, w]`` of the variant stack ``[N, C, h, w]`` (NumPy or CuPy)."""
-    n, c, h, w = stack.shape
-    X = pixel_vectors(stack, cfg.normalization)
-    km = KMeans(cfg.clusters, n_init=cfg.n_init, max_iter=cfg.max_iter, random_state=random_state).fit(X)
-    return km.labels_.reshape(h, w)
-
-
-def consensus_foreground(stack: Any, cfg: SegmentConfig, random_state: int,
-                         vote: Callable[[Any, Any, int], Any] | None = None) -> tuple[Any, float]:
-    """Foreground probability ``float32 [h, w]`` of the variant stack ``[N, C, h, w]`` and the votes' agreement.
-
-    One k-means per ``k`` in ``cfg.consensus`` on the same vectors; each clustering is merged into foreground and
-    background by ``vote(vectors [h*w, D], labels [h, w], k) -> bool [h, w]`` (default: two anchors,
-    :func:`~stylemix.foreground.anchor_foreground` with ``cfg.foreground_rule``; the instance mode passes its own),
-    and the probability is the fraction of those decisions that call a pixel foreground. Single splits flip between
-    "face against the rest" and "person against the background" from seed to seed; their majority is steadier
-    (docs/benchmarks.md), and the soft map it leaves is what the guided upsampling snaps to the image's edges.
-    Agreement: mean ``|2p - 1|``, 1 when unanimous.
-    """
-    if vote is None:
-        def vote(X: Any, labels: Any, k: int) -> Any:
-            return anchor_foreground(X, labels, k, cfg.foreground_rule, frame_penalty=cfg.frame_penalty)[labels]
-    n, c, h, w = stack.shape
-    X = pixel_vectors(stack, cfg.normalization)
-    xp = array_module(X)
-    votes = xp.zeros((h, w), dtype=xp.float32)
-    for k in cfg.consensus:
-        km = KMeans(int(k), n_init=cfg.n_init, max_iter=cfg.max_iter, random_state=random_state).fit(X)
-        votes += vote(X, km.labels_.reshape(h, w), int(k)).astype(xp.float32)
-    prob = votes / len(cfg.consensus)
-    return prob, float(xp.abs(2 * prob - 1).mean())
-
-
-def decide_foreground(labels: Any, n_clusters: int, rule: str | Any) -> tuple[Any, Any, float]:
-    """Foreground decision on ``labels [h, w]``: ``(scores [k], is_fg [k] bool, margin)``.
-
-    For k = 2 the labels are then relabelled so that 1 is the foreground (see :func:`order_binary`).
-    """
-    scores = cluster_scores(labels, n_clusters, rule)
-    is_fg, margin = foreground_clusters(scores)
-    return scores, is_fg, margin
-
-
-def order_binary(labels: Any, is_fg: Any) -> Any:
-    """For k = 2: labels with 1 = foreground, 0 = background."""
-    return is_fg[labels].astype(labels.dtype)
-
-
-def finish_labels(labels: Any, size: tuple[int, int], n_clusters: int, guide: Any | None, cfg: SegmentConfig
-                  ) -> Any:
-    """Analysis-resolution labels (or, for k = 2, a foreground probability ``float [h, w]``) -> cleaned
-    ``int32 [H, W]`` labels at ``size``."""
-    guide = guide if cfg.refine == "guided" else None
-    if n_clusters == 2 and labels.dtype.kind == "f":
-        full = upsample_mask(labels, size, guide)
-    else:
-        full = upsample_labels(labels, size, n_clusters, guide)
-    return clean_labels(full, int(round(cfg.min_area * size[0] * size[1])))
 
 
 def segment(G: Any, seed: int = 0, *, config: SegmentConfig | None = None, detector: Any = None,
@@ -291,7 +101,6 @@ def segment_many(G: Any, seeds: Iterable[int], *, config: SegmentConfig | None =
     """:func:`segment` over ``seeds``, validating the settings and loading the detector once."""
     cfg = dataclasses.replace(config or SegmentConfig(), **_known(options)).resolve(G)
     backend = get_backend("cuda" if generator_device(G).type == "cuda" else "cpu")
-    from stylemix.instances import prepare_instances  # lazy: stylemix.instances builds on this module
     step = prepare_instances(detector, classes, conf, iou, instance_config)
     for seed in seeds:
         yield _segment(G, int(seed), cfg, backend, step)
@@ -305,7 +114,8 @@ def _known(options: dict[str, Any]) -> dict[str, Any]:
     return options
 
 
-def _segment(G: Any, seed: int, cfg: SegmentConfig, backend: Backend, instance_step: Any = None) -> Segmentation:
+def _segment(G: Any, seed: int, cfg: SegmentConfig, backend: Backend,
+             instance_step: InstanceStep | None = None) -> Segmentation:
     if seed < 0 or seed >= 2 ** 32:
         raise StylemixError(f"seed must be in [0, 2**32), got {seed}")
     t0 = time.perf_counter()
@@ -351,5 +161,8 @@ def _segment(G: Any, seed: int, cfg: SegmentConfig, backend: Backend, instance_s
     seg = Segmentation(seed, to_numpy(image_u8), to_numpy(full).astype(np.int32),
                        to_numpy(foreground).astype(bool), meta)
     if instance_step is not None:  # instance mode (stylemix/instances.py): per-box clustering of the same stack
-        instance_step(seg, stack, cfg, random_state)
+        t4 = time.perf_counter()
+        inst, seg.meta["instances"] = instance_step(seg.image, stack, cfg, random_state)
+        seg.instances, seg.semantic, seg.instance_records = inst.labels, inst.semantic, inst.records
+        seg.meta["timing_s"]["instances"] = time.perf_counter() - t4
     return seg
