@@ -112,7 +112,8 @@ def method_kwargs(options: dict[str, Any]) -> dict[str, Any]:
 
 @main.command()
 @network_option
-@click.option("--seeds", required=True, help="Seeds, e.g. 0-7,12 (NVlabs convention).")
+@click.option("--seeds", "--seed", "seeds", required=True,
+              help="Seeds, e.g. 0-7,12 (NVlabs convention); --seed is the same option.")
 @click.option("--outdir", required=True, type=click.Path(file_okay=False), help="Where to write the files.")
 @method_options
 @detector_options
@@ -249,7 +250,8 @@ def _masks_by_seed(folder: str) -> dict[int, Path]:
 
 @main.command()
 @network_option
-@click.option("--seeds", default=None, help="Seeds, e.g. 0-99999 (NVlabs convention). Required unless --merge.")
+@click.option("--seeds", "--seed", "seeds", default=None,
+              help="Seeds, e.g. 0-99999 (NVlabs convention; --seed is the same option). Required unless --merge.")
 @click.option("--outdir", required=True, type=click.Path(file_okay=False), help="The dataset root.")
 @click.option("--format", "fmt", type=click.Choice(("png", "coco", "yolo")), default="png",
               help="png: images/ + masks/; coco: instances JSON with RLE; yolo: ultralytics segmentation.")

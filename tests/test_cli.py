@@ -116,3 +116,14 @@ def test_non_finite_generator_output_stops_naming_the_seed(tmp_path, monkeypatch
     r = run("segment", "--network", "shapes", "--seeds", "3", "--outdir", str(out), "-n", "4", "--exact")
     assert r.exit_code == 1 and "seed 3" in r.output and "not finite" in r.output
     assert not out.exists() or not any(p.name.startswith("seed0003") for p in out.iterdir())
+
+
+@pytest.mark.parametrize("command", ["segment", "export"])
+def test_seed_is_the_same_option_as_seeds(tmp_path, command):
+    outs = []
+    for flag in ("--seeds", "--seed"):
+        out = tmp_path / flag.strip("-")
+        r = run(command, "--network", "shapes", flag, "1-2", "--outdir", str(out), "-n", "4")
+        assert r.exit_code == 0, r.output
+        outs.append(sorted(p.name for p in out.rglob("*_mask.png")) or sorted(p.name for p in out.rglob("*.png")))
+    assert outs[0] == outs[1] and len(outs[0]) >= 2
