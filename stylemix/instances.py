@@ -371,7 +371,10 @@ def _segment_box(stack: Any, guide: Any, box: np.ndarray, crop_margin: float, cr
     empty = Claim((X0, Y0, X1, Y1), np.zeros((Y1 - Y0, X1 - X0), bool), np.zeros((Y1 - Y0, X1 - X0), np.float32))
     if margin <= 0 or margin < config.min_margin:
         return empty, margin, 0.0, f"weak foreground evidence (margin {margin:.3f} < {config.min_margin})"
-    mask = to_numpy(finish_labels(binary, (Y1 - Y0, X1 - X0), 2, guide[Y0:Y1, X0:X1], crop_cfg)).astype(bool)
+    # min_area is a fraction of the image, not of the crop: the crop's small components are judged at image scale
+    min_pixels = int(round(crop_cfg.min_area * H * W))
+    mask = to_numpy(finish_labels(binary, (Y1 - Y0, X1 - X0), 2, guide[Y0:Y1, X0:X1], crop_cfg, min_pixels)
+                    ).astype(bool)
     fill = float(mask[by0:by1, bx0:bx1].sum()) / max(1, (bx1 - bx0) * (by1 - by0))
     reason = ""
     if not mask.any():

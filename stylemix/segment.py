@@ -23,7 +23,7 @@ from stylemix.foreground import cluster_scores
 from stylemix.instances import InstanceStep, prepare_instances
 from stylemix.render import generator_device, has_features, noise_stream, render_variants  # noqa: F401
 from stylemix.stages import (cluster_stack, consensus_foreground, decide_foreground, finish_labels,  # noqa: F401
-                             order_binary)
+                             foreground_probability, kmeans_seed, order_binary, part_labels)
 
 @dataclasses.dataclass
 class Segmentation:
@@ -129,21 +129,22 @@ def _segment(G: Any, seed: int, cfg: SegmentConfig, backend: Backend,
         image_u8 = to_uint8(image)[0]
     t1 = time.perf_counter()
     xp = backend.xp
-    random_state = int(mixing.stream(seed, mixing.STREAM_KMEANS).integers(2 ** 31))
+    random_state = kmeans_seed(seed)
     stack = backend.from_torch(stack.float())
     extra = {}
     if cfg.clusters == 2:
-        prob, extra["consensus_agreement"] = consensus_foreground(stack, cfg, random_state)
-        # Scores and margin keep their k = 2 meaning: the foreground rule's verdict on the final split.
-        scores = cluster_scores((prob > 0.5).astype(xp.int32), 2, cfg.foreground_rule)
-        labels, is_fg, margin = prob, xp.asarray([False, True]), max(float(scores[1]), 0.0)
+        prob, scores, margin, extra["consensus_agreement"] = foreground_probability(stack, cfg, random_state)
     else:
-        labels = cluster_stack(stack, cfg, random_state)
-        scores, is_fg, margin = decide_foreground(labels, cfg.clusters, cfg.foreground_rule)
+        labels, scores, is_fg, margin = part_labels(stack, cfg, random_state)
     t2 = time.perf_counter()
     guide = backend.from_torch(image_u8)
-    full = finish_labels(labels, tuple(image_u8.shape[:2]), cfg.clusters, guide, cfg)
-    foreground = is_fg[full]
+    size = tuple(image_u8.shape[:2])
+    if cfg.clusters == 2:
+        full = finish_labels(prob, size, 2, guide, cfg)  # 1 = foreground
+        foreground, is_fg = full == 1, xp.asarray([False, True])
+    else:
+        full = finish_labels(labels, size, cfg.clusters, guide, cfg)
+        foreground = is_fg[full]
     t3 = time.perf_counter()
     meta = {
         "seed": seed,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from stylemix import mixing
 from stylemix.backend import array_module
 from stylemix.cluster import KMeans
 from stylemix.config import SegmentConfig
@@ -62,13 +63,44 @@ def order_binary(labels: Any, is_fg: Any) -> Any:
     return is_fg[labels].astype(labels.dtype)
 
 
-def finish_labels(labels: Any, size: tuple[int, int], n_clusters: int, guide: Any | None, cfg: SegmentConfig
-                  ) -> Any:
+def finish_labels(labels: Any, size: tuple[int, int], n_clusters: int, guide: Any | None, cfg: SegmentConfig,
+                  min_pixels: int | None = None) -> Any:
     """Analysis-resolution labels (or, for k = 2, a foreground probability ``float [h, w]``) -> cleaned
-    ``int32 [H, W]`` labels at ``size``."""
+    ``int32 [H, W]`` labels at ``size``.
+
+    Components under ``min_pixels`` are merged into their surroundings; ``None``: ``cfg.min_area`` of ``size``
+    (a crop passes the count of the whole image, so that ``min_area`` stays a fraction of the image).
+    """
     guide = guide if cfg.refine == "guided" else None
     if n_clusters == 2 and labels.dtype.kind == "f":
         full = upsample_mask(labels, size, guide)
     else:
         full = upsample_labels(labels, size, n_clusters, guide)
-    return clean_labels(full, int(round(cfg.min_area * size[0] * size[1])))
+    if min_pixels is None:
+        min_pixels = int(round(cfg.min_area * size[0] * size[1]))
+    return clean_labels(full, min_pixels)
+
+
+def kmeans_seed(seed: int) -> int:
+    """The k-means ``random_state`` of ``seed``: drawn from its own stream (:data:`stylemix.mixing.STREAM_KMEANS`)."""
+    return int(mixing.stream(seed, mixing.STREAM_KMEANS).integers(2 ** 31))
+
+
+def foreground_probability(stack: Any, cfg: SegmentConfig, random_state: int) -> tuple[Any, Any, float, float]:
+    """The k = 2 pipeline: ``(probability float32 [h, w], scores [2], margin, agreement)`` of ``stack [N, C, h, w]``.
+
+    The probability is :func:`consensus_foreground`'s; scores and margin keep their k = 2 meaning, the foreground
+    rule's verdict on the final split (``prob > 0.5``), margin clipped at 0.
+    """
+    prob, agreement = consensus_foreground(stack, cfg, random_state)
+    xp = array_module(prob)
+    scores = cluster_scores((prob > 0.5).astype(xp.int32), 2, cfg.foreground_rule)
+    return prob, scores, max(float(scores[1]), 0.0), agreement
+
+
+def part_labels(stack: Any, cfg: SegmentConfig, random_state: int) -> tuple[Any, Any, Any, float]:
+    """The k > 2 pipeline: ``(cluster ids int32 [h, w], scores [k], is_fg bool [k], margin)`` of
+    ``stack [N, C, h, w]``: one k-means with ``cfg.clusters`` and the foreground rule per cluster."""
+    labels = cluster_stack(stack, cfg, random_state)
+    scores, is_fg, margin = decide_foreground(labels, cfg.clusters, cfg.foreground_rule)
+    return labels, scores, is_fg, margin
