@@ -100,7 +100,8 @@ def segment_many(G: Any, seeds: Iterable[int], *, config: SegmentConfig | None =
                  **options: Any) -> Iterator[Segmentation]:
     """:func:`segment` over ``seeds``, validating the settings and loading the detector once."""
     cfg = dataclasses.replace(config or SegmentConfig(), **_known(options)).resolve(G)
-    backend = get_backend("cuda" if generator_device(G).type == "cuda" else "cpu")
+    device = generator_device(G)
+    backend = get_backend(str(device) if device.type == "cuda" else "cpu")  # cuda:N keeps its index
     step = prepare_instances(detector, classes, conf, iou, instance_config)
     for seed in seeds:
         yield _segment(G, int(seed), cfg, backend, step)
@@ -118,6 +119,12 @@ def _segment(G: Any, seed: int, cfg: SegmentConfig, backend: Backend,
              instance_step: InstanceStep | None = None) -> Segmentation:
     if seed < 0 or seed >= 2 ** 32:
         raise StylemixError(f"seed must be in [0, 2**32), got {seed}")
+    with backend.scope():  # CuPy on the generator's cuda:N for this seed only
+        return _segment_on_device(G, seed, cfg, backend, instance_step)
+
+
+def _segment_on_device(G: Any, seed: int, cfg: SegmentConfig, backend: Backend,
+                       instance_step: InstanceStep | None) -> Segmentation:
     t0 = time.perf_counter()
     with torch.inference_mode(), noise_stream(seed, cfg.noise_mode, generator_device(G)):
         ws_base, ws_mix, crossovers = style_latents(G, seed, cfg)
