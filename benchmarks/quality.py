@@ -47,12 +47,12 @@ import numpy as np
 import torch
 
 import stylemix
-from stylemix import io, metrics, mixing, visualize
+from stylemix import io, metrics, visualize
 from stylemix.cli import method_kwargs, method_options, network_option
 from stylemix.cluster import KMeans
 from stylemix.errors import StylemixError
-from stylemix.foreground import cluster_scores, foreground_clusters
-from stylemix.segment import SegmentConfig, cluster_stack, finish_labels, render_variants, style_latents
+from stylemix.segment import SegmentConfig, render_variants, style_latents
+from stylemix.stages import cluster_stack, decide_foreground, finish_labels, kmeans_seed, order_binary
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_GT = REPO.parent / "shared" / "eval" / "mobilestylegan-ffhq"
@@ -111,8 +111,9 @@ def average_mask(gts: Iterable[np.ndarray]) -> np.ndarray:
 
 
 def kmeans_random_state(seed: int) -> int:
-    """The method's k-means seed for ``seed`` (its own stream), reused so baselines are as reproducible."""
-    return int(mixing.stream(seed, mixing.STREAM_KMEANS).integers(2 ** 31))
+    """The method's k-means seed for ``seed`` (:func:`stylemix.stages.kmeans_seed`), reused so baselines are as
+    reproducible."""
+    return kmeans_seed(seed)
 
 
 def binary_foreground(labels: np.ndarray, image: np.ndarray, cfg: SegmentConfig) -> np.ndarray:
@@ -122,8 +123,8 @@ def binary_foreground(labels: np.ndarray, image: np.ndarray, cfg: SegmentConfig)
     guided upsampling and cleaning with the method's settings.
     """
     labels = np.asarray(labels).astype(np.int32)
-    is_fg, _ = foreground_clusters(cluster_scores(labels, 2, cfg.foreground_rule))
-    binary = is_fg[labels].astype(np.int32)  # 1 = foreground, as the method orders it before upsampling
+    _, is_fg, _ = decide_foreground(labels, 2, cfg.foreground_rule)
+    binary = order_binary(labels, is_fg)  # 1 = foreground, as the method orders it before upsampling
     return finish_labels(binary, image.shape[:2], 2, image, cfg) == 1
 
 

@@ -9,6 +9,7 @@ CuPy imports without a GPU but fails on first use, so availability is probed by 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import importlib
@@ -46,6 +47,14 @@ class Backend:
 
     def asarray(self, a: Any) -> Any:
         return self.xp.asarray(a)
+
+    def scope(self) -> Any:
+        """A context in which CuPy works on ``torch_device`` (``with cupy.cuda.Device(n):``), restoring the caller's
+        current device after; nothing to do on CPU. CuPy launches kernels on its current device, which this module
+        never changes for the process."""
+        if self.name == "cpu":
+            return contextlib.nullcontext()
+        return self.xp.cuda.Device(self.torch_device.index or 0)
 
 
 def to_numpy(a: Any) -> np.ndarray:
@@ -117,6 +126,5 @@ def get_backend(device: str | None = "auto") -> Backend:
             raise StylemixError(f"--device {device} is not available: {why}")
         cupy = importlib.import_module("cupy")
         index = int(device.split(":")[1]) if ":" in device else 0
-        cupy.cuda.Device(index).use()
         return Backend("cuda", cupy, importlib.import_module("cupyx.scipy.ndimage"), torch.device("cuda", index))
     raise StylemixError(f"unknown device {device!r}: use cpu, cuda, cuda:N or auto")

@@ -43,7 +43,7 @@ def network_option(f: Any) -> Any:
 
 def method_options(f: Any) -> Any:
     """The method's knobs (shared by ``segment`` and ``export``); defaults are SegmentConfig's."""
-    from stylemix.features import NORMALIZATIONS
+    from stylemix.vectors import NORMALIZATIONS
     from stylemix.foreground import RULES
     from stylemix.segment import DESCRIPTORS, REFINEMENTS, SegmentConfig
     d = SegmentConfig()
@@ -141,7 +141,8 @@ def _latents(G: Any, ws_file: str | None, ws_are_z: bool, stream_base: int, seed
 
 @main.command()
 @network_option
-@click.option("--seeds", default=None, help="Seeds, e.g. 0-7,12 (NVlabs convention).")
+@click.option("--seeds", "--seed", "seeds", default=None,
+              help="Seeds, e.g. 0-7,12 (NVlabs convention); --seed is the same option.")
 @click.option("--outdir", required=True, type=click.Path(file_okay=False), help="Where to write the files.")
 @latents_options
 @click.option("--rotate", type=float, default=None, metavar="DEG",
@@ -322,7 +323,8 @@ def _masks_by_seed(folder: str) -> dict[int, Path]:
 
 @main.command()
 @network_option
-@click.option("--seeds", default=None, help="Seeds, e.g. 0-99999 (NVlabs convention). Required unless --merge.")
+@click.option("--seeds", "--seed", "seeds", default=None,
+              help="Seeds, e.g. 0-99999 (NVlabs convention; --seed is the same option). Required unless --merge.")
 @click.option("--outdir", required=True, type=click.Path(file_okay=False), help="The dataset root.")
 @click.option("--format", "fmt", type=click.Choice(("png", "coco", "yolo")), default="png",
               help="png: images/ + masks/; coco: instances JSON with RLE; yolo: ultralytics segmentation.")
@@ -428,7 +430,7 @@ def convert(src: str, out: str, overwrite: bool) -> None:
 
 @main.command()
 @network_option
-@click.option("--seeds", required=True, help="Seeds of the bank's images, e.g. 200-399 (keep them apart from "
+@click.option("--seeds", "--seed", "seeds", required=True, help="Seeds of the bank's images, e.g. 200-399 (keep them apart from "
                                              "the seeds you evaluate on).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="The bank file to write (.parts).")
 @click.option("--prototypes", type=int, default=None, help="k-means prototypes of the pooled descriptors (M).")

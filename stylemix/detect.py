@@ -187,24 +187,30 @@ def check_thresholds(conf: float, iou: float) -> None:
             raise StylemixError(f"{name} threshold must be in [0, 1], got {value}")
 
 
+# Ultralytics reads these at import: no downloads, no pip installs, settings in a temp folder, no banner. Set only
+# where the user has not, and only for the import (then restored), so the process's environment is left as it was.
+_ULTRALYTICS_ENV = {"YOLO_OFFLINE": "1", "YOLO_AUTOINSTALL": "0",
+                    "YOLO_CONFIG_DIR": os.path.join(tempfile.gettempdir(), "stylemix-ultralytics"),
+                    "YOLO_VERBOSE": "False"}
+
+
 def _import_ultralytics() -> Any:
-    """``ultralytics.YOLO``, imported offline and quiet, without leaving its thread setting on this process."""
-    # Ultralytics reads these at import: no downloads, no pip installs, settings in a temp folder, no banner.
-    os.environ["YOLO_OFFLINE"] = "1"
-    os.environ["YOLO_AUTOINSTALL"] = "0"
-    os.environ.setdefault("YOLO_CONFIG_DIR", os.path.join(tempfile.gettempdir(), "stylemix-ultralytics"))
-    os.environ.setdefault("YOLO_VERBOSE", "False")
-    omp = os.environ.get("OMP_NUM_THREADS")
+    """``ultralytics.YOLO``, imported offline and quiet, without leaving its settings or its thread setting on this
+    process's environment."""
+    saved = {key: os.environ.get(key) for key in (*_ULTRALYTICS_ENV, "OMP_NUM_THREADS")}
+    for key, value in _ULTRALYTICS_ENV.items():
+        os.environ.setdefault(key, value)
     try:
         from ultralytics import YOLO
     except ImportError:
         raise StylemixError(f"the detector needs Ultralytics, which is not installed: {INSTALL_HINT}") from None
     finally:
-        # Ultralytics sets OMP_NUM_THREADS=1 for the whole process (and its children); put back what was there.
-        if omp is None:
-            os.environ.pop("OMP_NUM_THREADS", None)
-        else:
-            os.environ["OMP_NUM_THREADS"] = omp
+        # Ultralytics also sets OMP_NUM_THREADS=1 for the whole process (and its children): put back what was there.
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
     return YOLO
 
 

@@ -316,17 +316,22 @@ def render_seed(seg: Any, fmt: str, digest: str, min_margin: float) -> SeedResul
 
 
 def read_manifest(path: Path) -> list[dict[str, Any]]:
-    """The records of one manifest file; a torn last line (a kill mid-append) is ignored."""
+    """The records of one manifest file; a torn last line (a kill mid-append) is ignored.
+
+    Raises:
+        StylemixError: any other line that is not a JSON record (the file is corrupt, not merely interrupted).
+    """
     if not path.exists():
         return []
+    lines = [(i, line) for i, line in enumerate(path.read_bytes().split(b"\n"), 1) if line.strip()]
     records = []
-    for line in path.read_bytes().split(b"\n"):
-        if not line.strip():
-            continue
+    for j, (number, line) in enumerate(lines):
         try:
             records.append(json.loads(line))
         except json.JSONDecodeError:
-            continue  # only the last line can be torn; it was never acknowledged
+            if j == len(lines) - 1:
+                continue  # only the last line can be torn; it was never acknowledged
+            raise StylemixError(f"{path} is corrupt: line {number} is not a JSON record") from None
     return records
 
 
@@ -614,6 +619,7 @@ def _ray_results(generator: Any, config: Any, fmt: str, digest: str, min_margin:
     One actor per worker holds the generator; with GPUs in the cluster each actor takes one GPU, else one CPU. The
     driver keeps every file write (the actors return bytes), so the nodes need no shared file system.
     """
+    from stylemix.render import generator_device  # lazy like every torch-side import here
     try:
         import ray
         from ray.util import ActorPool
@@ -629,7 +635,7 @@ def _ray_results(generator: Any, config: Any, fmt: str, digest: str, min_margin:
     if isinstance(generator, (str, os.PathLike)):
         source = generator
     else:  # weights travel on the CPU (a node may have no GPU); a copy, so the caller's generator stays put
-        source = ray.put(generator if _device_of(generator).type == "cpu" else copy.deepcopy(generator).cpu())
+        source = ray.put(generator if generator_device(generator).type == "cpu" else copy.deepcopy(generator).cpu())
     if isinstance(source, os.PathLike):
         source = os.fspath(source)  # a path every node can read (shared storage or the same layout)
     actors = [Actor.remote(source, config, fmt, digest, min_margin, "cuda" if gpus else "cpu", instance_options,
@@ -687,6 +693,7 @@ def export_dataset(generator: Any, seeds: str | Iterable[int] | None, outdir: st
     """
     import stylemix
     from stylemix.io import parse_seeds, prepare_outdir, write_json
+    from stylemix.render import generator_device
     from stylemix.segment import SegmentConfig, _known
 
     if format not in FORMATS:
@@ -749,7 +756,7 @@ def export_dataset(generator: Any, seeds: str | Iterable[int] | None, outdir: st
                                                      {**instance_options, "detector": detector} if step else {},
                                                      latents)
     else:
-        renderer = SeedRenderer(G, cfg, format, core["digest"], float(min_margin), device=str(_device_of(G)),
+        renderer = SeedRenderer(G, cfg, format, core["digest"], float(min_margin), device=str(generator_device(G)),
                                 instance_options=instance_options, latents=latents)
         results = (r for block in blocks for r in renderer.iter_results(block))
     _commit_all(out, own_manifest, results, total=len(mine), initial=len(mine) - len(pending), progress=progress,
@@ -787,11 +794,6 @@ def merge_shards(outdir: str | os.PathLike) -> dict[str, Any]:
     """Merge the shard manifests of a sharded export into one dataset (what the last shard does by itself);
     returns the card. Raises :class:`StylemixError` while seeds are missing."""
     return finalize(outdir)
-
-
-def _device_of(G: Any) -> Any:
-    from stylemix.segment import generator_device
-    return generator_device(G)
 
 
 def _commit_all(out: Path, manifest_path: Path, results: Iterable[SeedResult], total: int, initial: int,

@@ -40,62 +40,16 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import time
 from typing import Any, Iterable, NamedTuple
 
 import numpy as np
 
 from stylemix.backend import array_module, ndimage_module, to_numpy
+from stylemix.config import InstanceConfig, SegmentConfig  # noqa: F401 (InstanceConfig re-exported)
 from stylemix.detect import (Detections, Detector, check_thresholds, class_ids, detect, detector_name,
                              load_detector)
-from stylemix.errors import StylemixError
 from stylemix.foreground import anchor_foreground, centrality_map, cluster_scores, foreground_clusters
-
-
-@dataclasses.dataclass(frozen=True)
-class InstanceConfig:
-    """Settings of the per-box step (the detector's own settings are arguments of :func:`prepare_instances`).
-
-    Attributes:
-        clusters: k for k-means inside each crop (2: object / rest).
-        crop_margins: context added on each side of a box, as a fraction of its width (height): the ring that
-            tells the clustering what "not the object" looks like. Tried in order until the box gives a plausible
-            instance: tight first (neighbours stay out), wider when the box holds too little background.
-        max_box_fill: drop an instance whose mask covers more than this fraction of its box.
-        min_crop: drop a box narrower than this many analysis pixels (raise the analysis resolution for small
-            objects).
-        min_margin: drop an instance whose foreground margin is below this (one with no evidence at all, margin 0,
-            is always dropped). Default 0: like the whole-image mode, a weak instance is kept with its margin
-            recorded, and filtering is left to the consumer (e.g. ``stylemix export --min-margin``).
-        max_edge_cover: a mask covering more than this fraction of a crop side (one inside the image) is cut by
-            the crop, so the next, wider margin is tried (:func:`edge_cover`).
-        merge_overlap: two detections of one class whose boxes and masks both share more than this fraction of
-            the smaller one are one object detected twice, and are merged (1 turns merging off).
-    """
-
-    clusters: int = 2
-    crop_margins: tuple[float, ...] = (0.15, 0.5, 2.0)
-    max_box_fill: float = 0.95
-    min_crop: int = 4
-    min_margin: float = 0.0
-    max_edge_cover: float = 0.1
-    merge_overlap: float = 0.7
-
-    def check(self) -> None:
-        if self.clusters < 2:
-            raise StylemixError(f"instance clusters must be at least 2, got {self.clusters}")
-        if not self.crop_margins or not all(0 <= m <= 4 for m in self.crop_margins):
-            raise StylemixError(f"crop margins are fractions of the box side in [0, 4], got {self.crop_margins}")
-        if not 0 < self.max_box_fill <= 1:
-            raise StylemixError(f"max box fill must be in (0, 1], got {self.max_box_fill}")
-        if not 0 <= self.merge_overlap <= 1:
-            raise StylemixError(f"merge overlap must be in [0, 1], got {self.merge_overlap}")
-        if not 0 <= self.max_edge_cover <= 1:
-            raise StylemixError(f"max edge cover must be in [0, 1], got {self.max_edge_cover}")
-        if not 0 <= self.min_margin < 1:
-            raise StylemixError(f"min margin must be in [0, 1), got {self.min_margin}")
-        if self.min_crop < 2:
-            raise StylemixError(f"min crop must be at least 2 analysis pixels, got {self.min_crop}")
+from stylemix.stages import cluster_stack, consensus_foreground, finish_labels, order_binary
 
 
 @dataclasses.dataclass
@@ -208,7 +162,7 @@ def crop_window(box: np.ndarray, image_size: tuple[int, int], analysis_size: tup
     return x0, y0, x1, y1
 
 
-def segment_instances(image: Any, stack: Any, detections: Detections, cfg: Any, random_state: int,
+def segment_instances(image: Any, stack: Any, detections: Detections, cfg: SegmentConfig, random_state: int,
                       config: InstanceConfig | None = None) -> Instances:
     """Segment each detection's object inside its box.
 
@@ -364,7 +318,7 @@ def boxes_intersect(a: np.ndarray, b: np.ndarray) -> bool:
     return bool(min(a[2], b[2]) > max(a[0], b[0]) and min(a[3], b[3]) > max(a[1], b[1]))
 
 
-def crop_consensus(crop: Any, prior: Any, cfg: Any, random_state: int) -> Any:
+def crop_consensus(crop: Any, prior: Any, cfg: SegmentConfig, random_state: int) -> Any:
     """Object probability ``float32 [h, w]`` of a crop ``[N, C, h, w]`` of the variant stack.
 
     :func:`stylemix.segment.consensus_foreground` inside the crop: one k-means per k in ``cfg.consensus``; each
@@ -374,7 +328,6 @@ def crop_consensus(crop: Any, prior: Any, cfg: Any, random_state: int) -> Any:
     overlap no other detection: the anchors join whatever changes like the object, so a neighbouring object inside
     the box would be taken in too (crowded boxes keep the plain two-way split).
     """
-    from stylemix.segment import consensus_foreground
     xp = array_module(crop)
 
     def vote(X: Any, labels: Any, k: int) -> Any:
@@ -397,7 +350,6 @@ def crop_consensus(crop: Any, prior: Any, cfg: Any, random_state: int) -> Any:
 def _segment_box(stack: Any, guide: Any, box: np.ndarray, crop_margin: float, crop_cfg: Any,
                  config: InstanceConfig, random_state: int, alone: bool = False) -> tuple[Claim, float, float, str]:
     """One box, one crop margin: ``(claim, foreground margin, box fill, reason it is implausible or "")``."""
-    from stylemix.segment import cluster_stack, finish_labels, order_binary
     xp = array_module(stack)
     (H, W), (h, w) = guide.shape[:2], stack.shape[2:]
     fx, fy = W // w, H // h  # analysis pixels are whole blocks of image pixels (powers of two)
@@ -419,7 +371,10 @@ def _segment_box(stack: Any, guide: Any, box: np.ndarray, crop_margin: float, cr
     empty = Claim((X0, Y0, X1, Y1), np.zeros((Y1 - Y0, X1 - X0), bool), np.zeros((Y1 - Y0, X1 - X0), np.float32))
     if margin <= 0 or margin < config.min_margin:
         return empty, margin, 0.0, f"weak foreground evidence (margin {margin:.3f} < {config.min_margin})"
-    mask = to_numpy(finish_labels(binary, (Y1 - Y0, X1 - X0), 2, guide[Y0:Y1, X0:X1], crop_cfg)).astype(bool)
+    # min_area is a fraction of the image, not of the crop: the crop's small components are judged at image scale
+    min_pixels = int(round(crop_cfg.min_area * H * W))
+    mask = to_numpy(finish_labels(binary, (Y1 - Y0, X1 - X0), 2, guide[Y0:Y1, X0:X1], crop_cfg, min_pixels)
+                    ).astype(bool)
     fill = float(mask[by0:by1, bx0:bx1].sum()) / max(1, (bx1 - bx0) * (by1 - by0))
     reason = ""
     if not mask.any():
@@ -479,18 +434,17 @@ class InstanceStep:
     iou: float = 0.7
     config: InstanceConfig = dataclasses.field(default_factory=InstanceConfig)
 
-    def __call__(self, seg: Any, stack: Any, cfg: Any, random_state: int) -> None:
-        """Fill ``seg.instances``, ``seg.instance_records``, ``seg.semantic`` and ``seg.meta["instances"]``.
+    def __call__(self, image: np.ndarray, stack: Any, cfg: SegmentConfig, random_state: int
+                 ) -> tuple[Instances, dict[str, Any]]:
+        """The instances of ``image`` (``uint8 [H, W, 3]``, the base image) and their ``meta["instances"]`` record.
 
         ``stack`` is the ``[N, C, h, w]`` variant stack the whole-image clustering used.
         """
-        t0 = time.perf_counter()
-        found = detect(self.detector, seg.image, self.classes, self.conf)
+        found = detect(self.detector, image, self.classes, self.conf)
         xp = array_module(stack)
-        inst = segment_instances(xp.asarray(seg.image), stack, found, cfg, random_state, self.config)
-        seg.instances, seg.semantic, seg.instance_records = inst.labels, inst.semantic, inst.records
+        inst = segment_instances(xp.asarray(image), stack, found, cfg, random_state, self.config)
         kept = sum(r.kept for r in inst.records)
-        seg.meta["instances"] = {
+        meta = {
             "detector": detector_name(self.detector),
             "classes": self.classes if self.classes is None or isinstance(self.classes, str)
             else ",".join(map(str, self.classes)),
@@ -499,7 +453,7 @@ class InstanceStep:
             "message": ("no detections" if not len(found) else
                         "every detection was dropped (see reasons)" if not kept else ""),
         }
-        seg.meta["timing_s"]["instances"] = time.perf_counter() - t0
+        return inst, meta
 
 
 def prepare_instances(detector: str | Any | None, classes: str | Iterable[str | int] | None = None,

@@ -24,6 +24,7 @@ from stylemix.errors import StylemixError
 STREAM_VARIANTS = 1
 STREAM_CROSSOVER = 2
 STREAM_KMEANS = 3
+STREAM_NOISE = 4  # torch's seed for noise_mode="random" (stylemix.render.noise_stream)
 
 # The first entry of the stream key of a latent row; any value works, it only has to be fixed forever ("ws").
 WS_STREAM_TAG = 0x7773

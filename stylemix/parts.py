@@ -35,7 +35,7 @@ import torch
 
 from stylemix import mixing
 from stylemix.errors import StylemixError
-from stylemix.features import pixel_vectors
+from stylemix.vectors import pixel_vectors
 
 STREAM_PARTS = 4  # mixing.stream id of the bank's signature latents and of its pixel subsampling
 FORMAT = "stylemix-partbank"
@@ -403,7 +403,7 @@ def image_cues(G: Any, ws_base: torch.Tensor, latents: np.ndarray, crossovers: S
     them; ``cfg`` a resolved :class:`~stylemix.segment.SegmentConfig` (analysis resolution, feature dimension,
     truncation, noise mode, batch size).
     """
-    from stylemix.segment import generator_device, variant_stack
+    from stylemix.render import generator_device, variant_stack
     device = generator_device(G)
     z = torch.from_numpy(latents).to(device)
     c = torch.zeros(len(z), G.c_dim, device=device) if G.c_dim else None
@@ -438,7 +438,7 @@ def discover(G: Any, seeds: Iterable[int], n_parts: int = 4, *, settings: PartSe
     Returns:
         The bank, with ``bank.sheets`` (one contact sheet per class) for :meth:`PartBank.save`.
     """
-    from stylemix.segment import SegmentConfig
+    from stylemix.config import SegmentConfig
     seeds = [int(s) for s in seeds]
     part_fields = {f.name for f in dataclasses.fields(PartSettings)}
     seg_fields = {f.name for f in dataclasses.fields(SegmentConfig)}
@@ -537,7 +537,8 @@ def _prototypes(X: np.ndarray, settings: PartSettings) -> tuple[np.ndarray, np.n
 def bank_image(G: Any, seed: int, cfg: Any, latents: np.ndarray, crossovers: Sequence[int]
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """One bank image: its cues, its consensus foreground probability ``[r, r]``, its image and positions."""
-    from stylemix.segment import consensus_foreground, render_variants, style_latents, to_uint8
+    from stylemix.render import render_variants, style_latents, to_uint8
+    from stylemix.stages import consensus_foreground
     with torch.inference_mode():
         ws_base, ws_mix, cx = style_latents(G, seed, cfg)
         image, stack = render_variants(G, ws_base, ws_mix, cx, cfg)
@@ -608,7 +609,7 @@ class PartStep:
         is its per-image foreground probability at the analysis resolution (``None`` when k > 2)."""
         import cv2
         from stylemix.backend import array_module, to_numpy
-        from stylemix.segment import finish_labels
+        from stylemix.stages import finish_labels
         base, sig = image_cues(self.G, ws_base, self.latents, self.bank.crossovers, self.cfg)
         classes = predict_classes(base, sig, self.bank)
         xp = array_module(guide)

@@ -95,3 +95,35 @@ def test_help_has_examples():
     for cmd in ("segment", "eval", "info"):
         r = run(cmd, "--help")
         assert r.exit_code == 0 and "Example" in r.output
+
+
+def test_non_finite_truncation_is_one_line(tmp_path):
+    r = run("segment", "--network", "shapes", "--seeds", "0", "--trunc", "nan", "--outdir", str(tmp_path / "o"))
+    assert r.exit_code == 1 and "truncation_psi must be a finite number" in r.output
+    assert "Traceback" not in r.output and not (tmp_path / "o").exists()
+
+
+def test_non_finite_generator_output_stops_naming_the_seed(tmp_path, monkeypatch):
+    import stylemix.generators.shapes as shapes_module
+
+    real = shapes_module.ShapesGenerator.synthesis
+
+    def poisoned(self, ws, noise_mode="const"):
+        return real(self, ws, noise_mode=noise_mode) * float("nan")
+
+    monkeypatch.setattr(shapes_module.ShapesGenerator, "synthesis", poisoned)
+    out = tmp_path / "o"
+    r = run("segment", "--network", "shapes", "--seeds", "3", "--outdir", str(out), "-n", "4", "--exact")
+    assert r.exit_code == 1 and "seed 3" in r.output and "not finite" in r.output
+    assert not out.exists() or not any(p.name.startswith("seed0003") for p in out.iterdir())
+
+
+@pytest.mark.parametrize("command", ["segment", "export"])
+def test_seed_is_the_same_option_as_seeds(tmp_path, command):
+    outs = []
+    for flag in ("--seeds", "--seed"):
+        out = tmp_path / flag.strip("-")
+        r = run(command, "--network", "shapes", flag, "1-2", "--outdir", str(out), "-n", "4")
+        assert r.exit_code == 0, r.output
+        outs.append(sorted(p.name for p in out.rglob("*_mask.png")) or sorted(p.name for p in out.rglob("*.png")))
+    assert outs[0] == outs[1] and len(outs[0]) >= 2

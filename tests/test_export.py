@@ -440,3 +440,16 @@ def test_yolo_trains_on_stylegan2_export(tmp_path, shared):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert (tmp_path / "runs" / "train" / "weights" / "last.pt").is_file()
     assert "Downloading" not in proc.stdout + proc.stderr
+
+
+def test_manifest_torn_last_line_is_ignored(tmp_path):
+    path = tmp_path / "manifest.jsonl"
+    path.write_bytes(b'{"seed": 0}\n{"seed": 1}\n{"seed": 2, "sta')
+    assert [r["seed"] for r in ex.read_manifest(path)] == [0, 1]
+
+
+def test_manifest_corrupt_middle_line_is_an_error(tmp_path):
+    path = tmp_path / "manifest.jsonl"
+    path.write_bytes(b'{"seed": 0}\n{"seed": 1, "sta\n{"seed": 2}\n')
+    with pytest.raises(StylemixError, match="corrupt: line 2"):
+        ex.read_manifest(path)

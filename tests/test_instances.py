@@ -323,3 +323,21 @@ def test_a_crop_that_cuts_the_mask_is_widened():
     assert wide.records[0].crop_margin == 2.0 and iou(wide.labels == 1, region == 1) >= 0.95
     tight = segment_instances(image, stack, found, cfg, 0, InstanceConfig(max_box_fill=1.0, max_edge_cover=1.0))
     assert tight.records[0].crop_margin == 0.15 and iou(tight.labels == 1, region == 1) < 0.8
+
+
+def test_min_area_is_a_fraction_of_the_image_inside_crops(three, monkeypatch):
+    import stylemix.instances as instances_module
+    from stylemix.stages import finish_labels
+
+    calls = []
+
+    def recording(labels, size, n_clusters, guide, cfg, min_pixels=None):
+        calls.append((size, min_pixels))
+        return finish_labels(labels, size, n_clusters, guide, cfg, min_pixels)
+
+    monkeypatch.setattr(instances_module, "finish_labels", recording)
+    truth = three.truth(base_styles(three, 2))["instances"][0]
+    stylemix.segment(three, 2, variants=8, analysis_resolution=64, min_area=0.01,
+                     detector=fake_detector(truth_boxes(truth)))
+    assert calls and all(size[0] * size[1] < 64 * 64 for size, _ in calls)  # they are crops...
+    assert {m for _, m in calls} == {round(0.01 * 64 * 64)}  # ...cleaned at the image's scale

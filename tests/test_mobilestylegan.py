@@ -277,7 +277,7 @@ def test_features(G: msg.MobileStyleGANGenerator, renders: dict) -> None:
 
 
 def test_features_suffix_shares_prefixes(G: msg.MobileStyleGANGenerator, renders: dict) -> None:
-    from stylemix.features import project_channels
+    from stylemix.vectors import project_channels
     base = renders[PARITY_SEEDS[0]][0]
     other = renders[PARITY_SEEDS[1]][0]
     with torch.no_grad():

@@ -138,3 +138,85 @@ def test_wrapped_user_generator():
     truth = np.zeros((32, 32), bool)
     truth[8:24, 8:24] = True
     assert iou(seg.foreground, truth) >= 0.99
+
+
+def test_non_finite_generator_output_is_one_error_naming_the_seed():
+    def synthesis(ws):
+        img = torch.zeros(len(ws), 3, 32, 32)
+        img[:, :, 8:24, 8:24] = float("nan")  # what NaN weights or an fp16 overflow give
+        return img
+
+    G = stylemix.wrap_generator(lambda z: z, synthesis, z_dim=8, w_dim=8, num_ws=4, resolution=32)
+    with pytest.raises(StylemixError, match="seed 7: the generator's output is not finite"):
+        stylemix.segment(G, 7, variants=4, crossover=1)
+
+
+class _PlainShapes:
+    """The known-truth network behind the documented protocol only: no GeneratorBase, no speed hooks. Random
+    noise (``noise_mode="random"``) adds torch.randn to the image."""
+
+    def __init__(self, net):
+        self.net = net
+        for name in ("z_dim", "c_dim", "w_dim", "num_ws", "resolution", "style_layout"):
+            setattr(self, name, getattr(net, name))
+
+    def mapping(self, z, c=None, truncation_psi=1.0, truncation_cutoff=None):
+        return self.net.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
+
+    def synthesis(self, ws, noise_mode="const"):
+        img = self.net.synthesis(ws)
+        return img + 0.3 * torch.randn_like(img) if noise_mode == "random" else img
+
+
+class _PlainWithFeatures(_PlainShapes):
+    def features(self, ws, resolution, noise_mode="const"):
+        return self.net.features(ws, resolution)
+
+
+def _subclassed(plain_type, net):
+    """The same network as a GeneratorBase subclass (the base's hooks are the fallbacks)."""
+    from stylemix.generators.base import GeneratorBase
+
+    class Subclassed(GeneratorBase):
+        def __init__(self):
+            super().__init__()
+            self.plain = plain_type(net)
+            for name in ("z_dim", "c_dim", "w_dim", "num_ws", "resolution", "style_layout"):
+                setattr(self, name, getattr(net, name))
+            self.family = "custom"
+
+        def mapping(self, *args, **kwargs):
+            return self.plain.mapping(*args, **kwargs)
+
+        def synthesis(self, ws, noise_mode="const"):
+            return self.plain.synthesis(ws, noise_mode)
+
+    if hasattr(plain_type, "features"):
+        Subclassed.features = lambda self, ws, r, noise_mode="const": self.plain.features(ws, r, noise_mode)
+    return Subclassed()
+
+
+@pytest.mark.parametrize("plain_type, descriptor", [(_PlainShapes, "rgb"), (_PlainWithFeatures, "features")])
+def test_plain_protocol_object_segments_like_a_subclass(shapes, plain_type, descriptor):
+    plain, sub = plain_type(shapes), _subclassed(plain_type, shapes)
+    assert isinstance(plain, stylemix.Generator)
+    assert stylemix.segment(plain, 0, variants=4).meta["settings"]["descriptor"] == descriptor
+    for seed, k in ((0, 2), (5, 3)):
+        a = stylemix.segment(plain, seed, variants=6, clusters=k, **FULL)
+        b = stylemix.segment(sub, seed, variants=6, clusters=k, **FULL)
+        np.testing.assert_array_equal(a.labels, b.labels)
+        np.testing.assert_array_equal(a.image, b.image)
+        assert a.meta["cluster_scores"] == b.meta["cluster_scores"]
+
+
+def test_random_noise_is_drawn_from_the_seed(shapes):
+    G = _PlainShapes(shapes)
+    torch.manual_seed(123)
+    a = stylemix.segment(G, 2, variants=6, noise_mode="random", **FULL)
+    after_a = torch.rand(1)
+    b = stylemix.segment(G, 2, variants=6, noise_mode="random", **FULL)
+    np.testing.assert_array_equal(a.labels, b.labels)  # same inputs, same noise, same masks
+    np.testing.assert_array_equal(a.image, b.image)
+    torch.manual_seed(123)
+    assert torch.equal(torch.rand(1), after_a)  # the caller's torch stream is left as it was
+    assert not np.array_equal(a.image, stylemix.segment(G, 2, variants=6, **FULL).image)  # noise was drawn

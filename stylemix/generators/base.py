@@ -12,8 +12,9 @@ Style mixing needs two more facts and two hooks:
   (``default_crossover``);
 * ``synthesis_prefix(ws, crossover)`` runs, once, every layer that depends only on the slots ``[0, crossover)``, and
   ``synthesis_suffix(state, ws, resolution)`` finishes any number of variants sharing those slots, optionally stopping
-  at a lower ``resolution``. :class:`GeneratorBase` implements both by falling back to full synthesis, so an adapter
-  that cannot split its network still works, only slower.
+  at a lower ``resolution``. Both are optional: :class:`GeneratorBase` implements them by full synthesis, and
+  :mod:`stylemix.render` does the same for an object that lacks them, so an adapter that cannot split its network
+  (or does not subclass the base) still works, only slower.
 
 Optional, for speed: ``synthesis_prefixes(ws, crossovers)`` (the prefix at several crossovers, sharing the layers
 below each) and ``features_suffix(state, ws, resolution, feature_dim)`` (a variant's feature maps from a prefix state,
@@ -28,7 +29,8 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 import torch.nn.functional as F
 
-from stylemix.features import project_channels
+from stylemix.errors import StylemixError
+from stylemix.vectors import project_channels
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,7 +54,7 @@ class StyleLayout:
 
     def __post_init__(self) -> None:
         if not 1 <= self.default_crossover < self.num_ws:
-            raise ValueError(f"default_crossover must lie in [1, {self.num_ws - 1}], got {self.default_crossover}")
+            raise StylemixError(f"default_crossover must lie in [1, {self.num_ws - 1}], got {self.default_crossover}")
 
     @staticmethod
     def from_slot_resolutions(slot_resolutions: tuple[int, ...] | list[int], default_crossover: int | None = None
@@ -70,7 +72,12 @@ class StyleLayout:
 
 @runtime_checkable
 class Generator(Protocol):
-    """What stylemix needs from a style-based generator (see the module docstring for the semantics)."""
+    """What stylemix needs from a style-based generator (see the module docstring for the semantics).
+
+    Only these members are required. The speed hooks (``synthesis_prefix``, ``synthesis_suffix``,
+    ``synthesis_prefixes``, ``features``, ``features_suffix``, with the signatures of :class:`GeneratorBase`) are
+    optional: :mod:`stylemix.render` calls them when an object has them and falls back to ``synthesis`` otherwise.
+    """
 
     z_dim: int
     c_dim: int
@@ -86,23 +93,6 @@ class Generator(Protocol):
 
     def synthesis(self, ws: torch.Tensor, noise_mode: str = "const") -> torch.Tensor:
         """``ws [B, num_ws, w_dim]`` -> ``img [B, 3, resolution, resolution]``, raw float."""
-        ...
-
-    def synthesis_prefix(self, ws: torch.Tensor, crossover: int, noise_mode: str = "const") -> Any:
-        """Run the layers driven only by slots ``[0, crossover)`` of ``ws [B, num_ws, w_dim]``; opaque state."""
-        ...
-
-    def synthesis_suffix(self, state: Any, ws: torch.Tensor, resolution: int | None = None,
-                         noise_mode: str = "const") -> torch.Tensor:
-        """Finish ``ws [N, num_ws, w_dim]`` from ``state`` (batch 1 broadcasts) -> ``img [N, 3, r, r]``.
-
-        ``ws[:, :crossover]`` must equal what the prefix saw. ``resolution`` (a power of two up to
-        ``self.resolution``; ``None`` = full) stops early, returning the generator's partial image at that size.
-        """
-        ...
-
-    def features(self, ws: torch.Tensor, resolution: int, noise_mode: str = "const") -> torch.Tensor:
-        """Intermediate feature maps ``[B, C, resolution, resolution]`` of the layer at ``resolution``."""
         ...
 
 
@@ -153,7 +143,7 @@ class GeneratorBase(torch.nn.Module):
         """Feature maps of ``ws [N, num_ws, w_dim]`` at ``resolution``, optionally projected: ``[N, D, r, r]``.
 
         ``state`` is a :meth:`synthesis_prefix` of styles sharing ``ws[:, :crossover]``; adapters may start from it
-        (this fallback ignores it). ``feature_dim`` applies :func:`stylemix.features.project_channels` (``D =
+        (this fallback ignores it). ``feature_dim`` applies :func:`stylemix.vectors.project_channels` (``D =
         min(feature_dim, C)``); ``None`` returns all ``C`` channels.
         """
         feats = resize_image(self.features(ws, resolution, noise_mode=noise_mode), resolution)
@@ -239,7 +229,7 @@ def truncate(ws: torch.Tensor, w_avg: torch.Tensor | None, truncation_psi: float
     if truncation_psi == 1:
         return ws
     if w_avg is None:
-        raise ValueError("this generator has no w_avg, so truncation_psi must be 1")
+        raise StylemixError("this generator has no w_avg, so truncation_psi must be 1")
     ws = ws.clone()
     cut = ws.shape[1] if truncation_cutoff is None else int(truncation_cutoff)
     ws[:, :cut] = w_avg.to(ws.dtype).lerp(ws[:, :cut], truncation_psi)

@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 
 from stylemix.errors import GeneratorLoadError
-from stylemix.features import projection_matrix
+from stylemix.vectors import projection_matrix
 from stylemix.generators.base import GeneratorBase, StyleLayout, resize_image, truncate
 
 WHEEL_REQUIREMENT = "random-face==2021.7.21.1"
@@ -634,7 +634,7 @@ class MobileStyleGANGenerator(GeneratorBase):
     def features_suffix(self, state: Any, ws: torch.Tensor, resolution: int, feature_dim: int | None = None,
                         noise_mode: str = "const") -> torch.Tensor:
         """:meth:`features` of ``ws [N, 23, 512]`` continuing from a prefix ``state`` (batch 1 broadcasts), optionally
-        projected by :func:`stylemix.features.project_channels` to ``feature_dim`` channels: ``[N, D, r, r]``.
+        projected by :func:`stylemix.vectors.project_channels` to ``feature_dim`` channels: ``[N, D, r, r]``.
 
         The projection is applied to the channels-last, quad-ordered features with the matrix's columns permuted
         instead: un-permuting 512 channels-last channels costs more than the layers at 64 px themselves.

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stylemix.features import project_channels
+from stylemix.vectors import project_channels
 from stylemix.generators.base import GeneratorBase, StyleLayout, resize_image, truncate
 
 NoiseMode = Literal["const", "random", "none"]
@@ -639,7 +639,7 @@ class StyleGAN2Generator(GeneratorBase):
     def features_suffix(self, state: Any, ws: torch.Tensor, resolution: int, feature_dim: int | None = None,
                         noise_mode: str = "const") -> torch.Tensor:
         """:meth:`features` of ``ws [N, num_ws, w_dim]`` continuing from a prefix ``state`` (batch 1 broadcasts),
-        optionally projected by :func:`stylemix.features.project_channels` to ``feature_dim`` channels:
+        optionally projected by :func:`stylemix.vectors.project_channels` to ``feature_dim`` channels:
         ``[N, D, r, r]``, ``r`` a block resolution. Runs only the convolutions from the state up to block ``r``.
         """
         if not isinstance(state, SynthesisState):  # e.g. GeneratorBase's FullSynthesisState

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from stylemix.errors import GeneratorLoadError
-from stylemix.features import project_channels
+from stylemix.vectors import project_channels
 from stylemix.generators.base import GeneratorBase, StyleLayout, resize_image
 from stylemix.generators.stylegan2 import DEMOD_EPS, NOISE_MODES, FullyConnected, MappingNetwork, _broadcast
 
@@ -651,7 +651,7 @@ class StyleGAN3Generator(GeneratorBase):
     def features_suffix(self, state: Any, ws: torch.Tensor, resolution: int, feature_dim: int | None = None,
                         noise_mode: str = "const") -> torch.Tensor:
         """:meth:`features` of ``ws [N, num_ws, w_dim]`` continuing from a prefix ``state`` (batch 1 broadcasts),
-        optionally projected by :func:`stylemix.features.project_channels`: ``[N, D, r, r]``."""
+        optionally projected by :func:`stylemix.vectors.project_channels`: ``[N, D, r, r]``."""
         if not isinstance(state, AliasFreeState):
             state = AliasFreeState(0, 0, None)
         feats = self.synthesis.features_from(state, ws, resolution, noise_mode=noise_mode)

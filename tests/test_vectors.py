@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from stylemix.errors import StylemixError
-from stylemix.features import pixel_vectors
+from stylemix.vectors import pixel_vectors
 
 
 def test_layout_is_pixels_by_variant_channels():

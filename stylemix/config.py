@@ -1,0 +1,185 @@
+"""The settings of the method: :class:`SegmentConfig` (the whole-image pipeline) and :class:`InstanceConfig` (the
+per-box step of the instance mode), with their checks. Every other module reads its settings from here; this one
+imports no stage, so the import graph runs one way (config -> stages -> instances -> segment -> export / cli).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+from stylemix import mixing
+from stylemix.errors import StylemixError
+from stylemix.foreground import RULES
+from stylemix.render import has_features
+from stylemix.vectors import NORMALIZATIONS
+
+DESCRIPTORS = ("auto", "features", "rgb")
+REFINEMENTS = ("guided", "nearest")
+
+
+@dataclasses.dataclass(frozen=True)
+class SegmentConfig:
+    """Every setting of the method (defaults are the documented ones; see docs/method.md).
+
+    Attributes:
+        variants: N, number of style variants rendered per image (>= 2).
+        clusters: k for k-means; 2 gives foreground/background, more gives parts.
+        crossover: slots ``[0, crossover)`` are kept from the base (layout); an int, a ``(low, high)`` range drawn
+            per variant, or a list cycled over variants. ``None``: the four depths ``[c - 3, c]`` ending at the
+            generator's ``default_crossover`` c, moved down if needed so that each one changes the analysis
+            resolution (:func:`default_crossovers`).
+        truncation_psi, truncation_cutoff: NVIDIA truncation of the base and the variant latents.
+        analysis_resolution: side at which variants are rendered and clustered (power of two, <= resolution).
+        normalization: per-pixel vector normalisation, ``standardize`` | ``center`` | ``none``.
+        descriptor: ``features`` (the generator's feature maps at the analysis resolution, randomly projected to
+            ``feature_dim`` channels per variant: they stop synthesis early and cluster better), ``rgb`` (the
+            variants' pixels) or ``auto`` (features when the generator exposes them, else rgb).
+        feature_dim: channels kept per variant by the fixed random projection of the features.
+        foreground_rule: ``centre`` | ``border`` | ``combined`` (see :mod:`stylemix.foreground`).
+        consensus: for ``clusters = 2``, the k-means cluster counts whose foreground decisions are averaged into the
+            mask (:func:`consensus_foreground`); ``(2,)`` is the plain two-way split.
+        frame_penalty: in each consensus vote, how much a cluster's share of the image frame holds it back from
+            joining the foreground (``alpha`` of :func:`~stylemix.foreground.anchor_foreground`; 0: nearer anchor).
+        min_area: components smaller than this fraction of the image are merged into their surroundings.
+        refine: ``guided`` (edges follow the full-resolution image) or ``nearest`` upsampling of the labels.
+        noise_mode: generator noise, ``const`` so that variants differ only by their styles; ``random`` draws it
+            from torch's generator seeded by the seed's noise stream (same inputs, same masks).
+        batch_size: variants rendered per synthesis call (results do not depend on it).
+        exact: the reference pipeline with no shortcut: every variant synthesised in full at full resolution and
+            clustered on its RGB, area-downsampled to the analysis resolution (implies ``descriptor="rgb"``).
+        n_init, max_iter: k-means restarts and iterations.
+    """
+
+    variants: int = 24
+    clusters: int = 2
+    crossover: mixing.Crossover | None = None
+    truncation_psi: float = 1.0
+    truncation_cutoff: int | None = None
+    analysis_resolution: int = 32
+    normalization: str = "standardize"
+    descriptor: str = "auto"
+    feature_dim: int = 16
+    foreground_rule: str = "centre"
+    consensus: tuple[int, ...] = (2, 3, 4, 5)
+    frame_penalty: float = 0.75
+    min_area: float = 0.002
+    refine: str = "guided"
+    noise_mode: str = "const"
+    batch_size: int = 8
+    exact: bool = False
+    n_init: int = 3
+    max_iter: int = 100
+
+    def resolve(self, G: Any) -> "SegmentConfig":
+        """Fill generator-dependent defaults and check every value; one clear :class:`StylemixError` if bad."""
+        analysis_resolution = min(self.analysis_resolution, G.resolution)
+        crossover = default_crossovers(G, analysis_resolution) if self.crossover is None else self.crossover
+        descriptor = self.descriptor
+        if self.exact:
+            descriptor = "rgb"
+        elif descriptor == "auto":
+            descriptor = "features" if has_features(G) else "rgb"
+        cfg = dataclasses.replace(self, crossover=crossover, descriptor=descriptor,
+                                  consensus=tuple(int(k) for k in self.consensus),
+                                  analysis_resolution=analysis_resolution, frame_penalty=float(self.frame_penalty))
+        if not math.isfinite(cfg.truncation_psi):
+            raise StylemixError(f"truncation_psi must be a finite number, got {cfg.truncation_psi}")
+        if cfg.variants < 2:
+            raise StylemixError(f"variants must be at least 2, got {cfg.variants}")
+        if cfg.clusters < 2:
+            raise StylemixError(f"clusters must be at least 2, got {cfg.clusters}")
+        if not cfg.consensus or any(int(k) < 2 for k in cfg.consensus):
+            raise StylemixError(f"consensus needs cluster counts of at least 2, got {cfg.consensus}")
+        r = cfg.analysis_resolution
+        if r < 4 or r & (r - 1):
+            raise StylemixError(f"analysis resolution must be a power of two >= 4, got {self.analysis_resolution}")
+        for name, value, allowed in (("normalization", cfg.normalization, NORMALIZATIONS),
+                                     ("descriptor", cfg.descriptor, DESCRIPTORS),
+                                     ("foreground rule", cfg.foreground_rule, RULES),
+                                     ("refine", cfg.refine, REFINEMENTS),
+                                     ("noise mode", cfg.noise_mode, ("const", "random", "none"))):
+            if value not in allowed:
+                raise StylemixError(f"unknown {name} {value!r}: use one of {', '.join(allowed)}")
+        if not 0 <= cfg.min_area < 0.5:
+            raise StylemixError(f"min_area is a fraction of the image in [0, 0.5), got {cfg.min_area}")
+        if not 0 <= cfg.frame_penalty <= 10:
+            raise StylemixError(f"frame_penalty must lie in [0, 10], got {cfg.frame_penalty}")
+        if cfg.batch_size < 1:
+            raise StylemixError(f"batch size must be at least 1, got {cfg.batch_size}")
+        if cfg.feature_dim < 1:
+            raise StylemixError(f"feature_dim must be at least 1, got {cfg.feature_dim}")
+        if cfg.descriptor == "features" and not has_features(G):
+            raise StylemixError(f"{getattr(G, 'family', type(G).__name__)} exposes no feature maps: use descriptor rgb")
+        mixing.check_crossover(crossover, G.num_ws)
+        return cfg
+
+    def as_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        if isinstance(d["crossover"], tuple):  # JSON has no tuples: a range is written "LOW-HIGH"
+            d["crossover"] = "{}-{}".format(*d["crossover"])
+        return d
+
+
+def default_crossovers(G: Any, analysis_resolution: int | None = None) -> list[int]:
+    """Four consecutive crossovers ``[c - 3, c]`` ending at ``G``'s declared crossover c, from the one that keeps
+    little more than the pose to the declared one (clipped to ``[1, num_ws - 1]``, duplicates dropped).
+
+    Given the analysis resolution r, c is first lowered below the number of slots that drive layers at r or
+    coarser: a crossover past them leaves every variant's stack at r equal to the base's (the MobileStyleGAN
+    default c = 7 with c + 3 = 10 wasted a third of the variants at r = 32 before this rule).
+    """
+    c = G.style_layout.default_crossover
+    if analysis_resolution is not None:
+        reaching = sum(1 for res in G.style_layout.slot_resolutions if res <= analysis_resolution)
+        c = min(c, reaching - 1)
+    return sorted({min(max(x, 1), G.num_ws - 1) for x in range(c - 3, c + 1)})
+
+
+@dataclasses.dataclass(frozen=True)
+class InstanceConfig:
+    """Settings of the per-box step (the detector's own settings are arguments of :func:`prepare_instances`).
+
+    Attributes:
+        clusters: k for k-means inside each crop (2: object / rest).
+        crop_margins: context added on each side of a box, as a fraction of its width (height): the ring that
+            tells the clustering what "not the object" looks like. Tried in order until the box gives a plausible
+            instance: tight first (neighbours stay out), wider when the box holds too little background.
+        max_box_fill: drop an instance whose mask covers more than this fraction of its box.
+        min_crop: drop a box narrower than this many analysis pixels (raise the analysis resolution for small
+            objects).
+        min_margin: drop an instance whose foreground margin is below this (one with no evidence at all, margin 0,
+            is always dropped). Default 0: like the whole-image mode, a weak instance is kept with its margin
+            recorded, and filtering is left to the consumer (e.g. ``stylemix export --min-margin``).
+        max_edge_cover: a mask covering more than this fraction of a crop side (one inside the image) is cut by
+            the crop, so the next, wider margin is tried (:func:`edge_cover`).
+        merge_overlap: two detections of one class whose boxes and masks both share more than this fraction of
+            the smaller one are one object detected twice, and are merged (1 turns merging off).
+    """
+
+    clusters: int = 2
+    crop_margins: tuple[float, ...] = (0.15, 0.5, 2.0)
+    max_box_fill: float = 0.95
+    min_crop: int = 4
+    min_margin: float = 0.0
+    max_edge_cover: float = 0.1
+    merge_overlap: float = 0.7
+
+    def check(self) -> None:
+        if self.clusters < 2:
+            raise StylemixError(f"instance clusters must be at least 2, got {self.clusters}")
+        if not self.crop_margins or not all(0 <= m <= 4 for m in self.crop_margins):
+            raise StylemixError(f"crop margins are fractions of the box side in [0, 4], got {self.crop_margins}")
+        if not 0 < self.max_box_fill <= 1:
+            raise StylemixError(f"max box fill must be in (0, 1], got {self.max_box_fill}")
+        if not 0 <= self.merge_overlap <= 1:
+            raise StylemixError(f"merge overlap must be in [0, 1], got {self.merge_overlap}")
+        if not 0 <= self.max_edge_cover <= 1:
+            raise StylemixError(f"max edge cover must be in [0, 1], got {self.max_edge_cover}")
+        if not 0 <= self.min_margin < 1:
+            raise StylemixError(f"min margin must be in [0, 1), got {self.min_margin}")
+        if self.min_crop < 2:
+            raise StylemixError(f"min crop must be at least 2 analysis pixels, got {self.min_crop}")
+
+

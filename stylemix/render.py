@@ -1,0 +1,193 @@
+"""Rendering the base image and the variant stack, through the optional hooks of the :class:`Generator` protocol.
+
+The protocol requires only ``mapping`` and ``synthesis`` (and the shape attributes); the speed hooks
+``synthesis_prefixes`` / ``synthesis_prefix`` / ``synthesis_suffix`` / ``features_suffix`` / ``features`` are
+optional. The free functions here call a hook when the object has it and otherwise fall back to full synthesis, so
+a plain object that follows the protocol segments exactly like the same network subclassing
+:class:`~stylemix.generators.base.GeneratorBase` (whose methods are the same fallbacks).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
+
+import numpy as np
+import torch
+
+from stylemix import mixing
+from stylemix.errors import StylemixError
+from stylemix.generators.base import FullSynthesisState, GeneratorBase, resize_image
+from stylemix.vectors import project_channels
+
+if TYPE_CHECKING:
+    from stylemix.config import SegmentConfig
+
+
+def generator_device(G: Any) -> torch.device:
+    """The device of ``G``'s weights (CPU when it has none)."""
+    for t in list(G.parameters()) + list(G.buffers()) if isinstance(G, torch.nn.Module) else []:
+        return t.device
+    return torch.device("cpu")
+
+
+def has_features(G: Any) -> bool:
+    """Whether ``G`` exposes feature maps: a ``features`` or ``features_suffix`` of its own (the base class's
+    ``features`` only raises, so it does not count)."""
+    if getattr(type(G), "features_suffix", GeneratorBase.features_suffix) is not GeneratorBase.features_suffix:
+        return True
+    method = getattr(type(G), "features", None)
+    if method is None:
+        return callable(getattr(G, "features", None))
+    return method is not GeneratorBase.features
+
+
+def synthesis_prefix(G: Any, ws: torch.Tensor, crossover: int, noise_mode: str = "const") -> Any:
+    """``G.synthesis_prefix`` when ``G`` has it, else a state that makes the suffix render in full."""
+    hook = getattr(G, "synthesis_prefix", None)
+    return FullSynthesisState(int(crossover)) if hook is None else hook(ws, int(crossover), noise_mode=noise_mode)
+
+
+def synthesis_prefixes(G: Any, ws: torch.Tensor, crossovers: list[int], noise_mode: str = "const"
+                       ) -> dict[int, Any]:
+    """``{c: prefix state}`` for each crossover: ``G.synthesis_prefixes`` or one :func:`synthesis_prefix` each."""
+    hook = getattr(G, "synthesis_prefixes", None)
+    if hook is not None:
+        return hook(ws, [int(c) for c in crossovers], noise_mode=noise_mode)
+    return {int(c): synthesis_prefix(G, ws, int(c), noise_mode) for c in crossovers}
+
+
+def synthesis_suffix(G: Any, state: Any, ws: torch.Tensor, resolution: int | None = None,
+                     noise_mode: str = "const") -> torch.Tensor:
+    """Finish ``ws [N, num_ws, w_dim]`` from ``state`` -> ``img [N, 3, r, r]`` (``G.synthesis_suffix``, else
+    ``G.synthesis`` area-resized to ``resolution``)."""
+    hook = getattr(G, "synthesis_suffix", None)
+    if hook is not None:
+        return hook(state, ws, resolution, noise_mode=noise_mode)
+    return resize_image(G.synthesis(ws, noise_mode=noise_mode), resolution)
+
+
+def features_suffix(G: Any, state: Any, ws: torch.Tensor, resolution: int, feature_dim: int | None = None,
+                    noise_mode: str = "const") -> torch.Tensor:
+    """Feature maps ``[N, D, r, r]`` of ``ws`` at ``resolution``: ``G.features_suffix``, else ``G.features``
+    resized and projected to ``feature_dim`` channels (:func:`stylemix.vectors.project_channels`)."""
+    hook = getattr(G, "features_suffix", None)
+    if hook is not None:
+        return hook(state, ws, resolution, feature_dim, noise_mode=noise_mode)
+    feats = resize_image(G.features(ws, resolution, noise_mode=noise_mode), resolution)
+    return feats if feature_dim is None else project_channels(feats, feature_dim)
+
+
+@contextlib.contextmanager
+def noise_stream(seed: mixing.StreamKey, noise_mode: str, device: torch.device) -> Iterator[None]:
+    """For ``noise_mode="random"``: torch's generator seeded from ``seed``'s noise stream inside, restored after,
+    so that the same inputs give the same noise (and masks). Other modes draw nothing: no effect."""
+    if noise_mode != "random":
+        yield
+        return
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(int(mixing.stream(seed, mixing.STREAM_NOISE).integers(2 ** 63)))
+        yield
+
+
+@dataclasses.dataclass(frozen=True)
+class Subject:
+    """What one image is made from: a seed (NVlabs z), or a row of user latents with its stream key."""
+
+    seed: int | None
+    row: int | None
+    key: mixing.StreamKey
+    latent: np.ndarray | None = None  # w+ [num_ws, w_dim] or z [z_dim] of the row
+    kind: str = "seed"  # "seed" | "w" | "z"
+
+
+def subjects(seeds: Iterable[int] | None, latents: Any) -> Iterator[Subject]:
+    """The images to segment: each seed (checked), or each row of ``latents`` (a :class:`~stylemix.latents.LatentRows`)."""
+    if latents is None:
+        for seed in seeds if seeds is not None else ():
+            seed = int(seed)
+            if seed < 0 or seed >= 2 ** 32:
+                raise StylemixError(f"seed must be in [0, 2**32), got {seed}")
+            yield Subject(seed, None, seed)
+        return
+    for i in range(len(latents)):
+        row = latents.row(i)
+        yield Subject(None, row, mixing.row_key(row, latents.stream_base), latents.values[i], latents.kind)
+
+
+def to_uint8(img: torch.Tensor) -> torch.Tensor:
+    """NVIDIA's conversion: ``img [B, 3, H, W]`` float -> ``uint8 [B, H, W, 3]`` (``x * 127.5 + 128``, clamped)."""
+    # Contiguous: a channels-first input keeps a permuted layout, which OpenCV (overlays, PNGs) rejects.
+    return (img.permute(0, 2, 3, 1) * 127.5 + 128).clamp(0, 255).to(torch.uint8).contiguous()
+
+
+def style_latents(G: Any, seed: int | Subject, cfg: SegmentConfig
+                  ) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+    """Base and mixed styles of ``seed`` (or of a latents row): ``(ws_base [1, num_ws, w_dim],
+    ws_mix [N, num_ws, w_dim], crossovers [N])``.
+
+    A seed's z and a z row are mapped with the variants' z in one call and truncated alike; a w row is the base
+    as given (no truncation: it already is the image the user wants), only its variants are mapped.
+    """
+    subject = seed if isinstance(seed, Subject) else Subject(int(seed), None, int(seed))
+    device = generator_device(G)
+    given_w = subject.kind == "w"
+    z_rows = [mixing.variant_latents(subject.key, cfg.variants, G.z_dim)]
+    if subject.kind == "seed":
+        z_rows.insert(0, mixing.seed_to_z(subject.seed, G.z_dim))
+    elif subject.kind == "z":
+        z_rows.insert(0, subject.latent[None].astype(np.float32))
+    z = torch.from_numpy(np.concatenate(z_rows)).to(device)
+    c = torch.zeros(len(z), G.c_dim, device=device) if G.c_dim else None
+    ws = G.mapping(z, c, truncation_psi=cfg.truncation_psi, truncation_cutoff=cfg.truncation_cutoff)
+    if given_w:
+        ws = torch.cat([torch.from_numpy(subject.latent[None]).to(device=device, dtype=ws.dtype), ws])
+    crossovers = mixing.variant_crossovers(subject.key, cfg.variants, cfg.crossover, G.num_ws)
+    return ws[:1], mixing.mix_styles(ws[:1], ws[1:], crossovers), crossovers
+
+
+
+def render_variants(G: Any, ws_base: torch.Tensor, ws_mix: torch.Tensor, crossovers: np.ndarray,
+                    cfg: "SegmentConfig") -> tuple[torch.Tensor, torch.Tensor]:
+    """The base image at full resolution and the variant stack at the analysis resolution.
+
+    The fast path runs the base's layers below each crossover once (:func:`synthesis_prefixes`), finishes each group
+    of variants sharing a crossover from its state, and stops them at the analysis resolution, taking their feature
+    maps (projected to ``feature_dim`` channels, :func:`features_suffix`) or their partial RGB image; ``cfg.exact``
+    renders everything in full and area-resizes the RGB. Uses ``cfg.analysis_resolution``, ``noise_mode``,
+    ``exact``, ``descriptor``, ``feature_dim`` and ``batch_size``.
+
+    Returns:
+        ``(image [1, 3, H, W], stack [N, C, r, r])``, variants in their original order.
+    """
+    r, nm = cfg.analysis_resolution, cfg.noise_mode
+    if cfg.exact:
+        image = G.synthesis(ws_base, noise_mode=nm)
+        return image, torch.cat([resize_image(G.synthesis(ws_mix[i:i + cfg.batch_size], noise_mode=nm), r)
+                                 for i in range(0, len(ws_mix), cfg.batch_size)])
+    states = synthesis_prefixes(G, ws_base, sorted({int(c) for c in crossovers}), noise_mode=nm)
+    image = synthesis_suffix(G, states[max(states)], ws_base, None, noise_mode=nm)  # the deepest state: least left
+    return image, variant_stack(G, states, ws_mix, crossovers, cfg)
+
+
+def variant_stack(G: Any, states: dict[int, Any], ws_mix: torch.Tensor, crossovers: np.ndarray,
+                  cfg: "SegmentConfig", descriptor: str | None = None) -> torch.Tensor:
+    """The variants ``ws_mix [N, num_ws, w_dim]`` finished from the prefix ``states`` of their crossovers
+    (``crossovers [N]``) at the analysis resolution: ``[N, C, r, r]``, in their original order.
+
+    ``descriptor`` (default ``cfg.descriptor``): ``features`` (projected to ``cfg.feature_dim``) or ``rgb``.
+    """
+    r, nm = cfg.analysis_resolution, cfg.noise_mode
+    if (descriptor or cfg.descriptor) == "features":
+        render = (lambda state, w: features_suffix(G, state, w, r, cfg.feature_dim, noise_mode=nm))
+    else:
+        render = (lambda state, w: synthesis_suffix(G, state, w, r, noise_mode=nm))
+    order, parts = [], []
+    for c, state in states.items():
+        rows = np.flatnonzero(crossovers == c)
+        for i in range(0, len(rows), cfg.batch_size):
+            order.extend(rows[i:i + cfg.batch_size])
+            parts.append(render(state, ws_mix[rows[i:i + cfg.batch_size]]))
+    return torch.cat(parts)[torch.from_numpy(np.argsort(order))]

@@ -1,0 +1,106 @@
+"""The stages of the pipeline between the variant stack and the full-resolution labels, shared by the whole-image
+path (:mod:`stylemix.segment`), the instance mode (:mod:`stylemix.instances`) and the benchmarks."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from stylemix import mixing
+from stylemix.backend import array_module
+from stylemix.cluster import KMeans
+from stylemix.config import SegmentConfig
+from stylemix.foreground import anchor_foreground, cluster_scores, foreground_clusters
+from stylemix.postprocess import clean_labels, upsample_labels, upsample_mask
+from stylemix.vectors import pixel_vectors
+
+
+def cluster_stack(stack: Any, cfg: SegmentConfig, random_state: int) -> Any:
+    """k-means labels ``int32 [h, w]`` of the variant stack ``[N, C, h, w]`` (NumPy or CuPy)."""
+    n, c, h, w = stack.shape
+    X = pixel_vectors(stack, cfg.normalization)
+    km = KMeans(cfg.clusters, n_init=cfg.n_init, max_iter=cfg.max_iter, random_state=random_state).fit(X)
+    return km.labels_.reshape(h, w)
+
+
+def consensus_foreground(stack: Any, cfg: SegmentConfig, random_state: int,
+                         vote: Callable[[Any, Any, int], Any] | None = None) -> tuple[Any, float]:
+    """Foreground probability ``float32 [h, w]`` of the variant stack ``[N, C, h, w]`` and the votes' agreement.
+
+    One k-means per ``k`` in ``cfg.consensus`` on the same vectors; each clustering is merged into foreground and
+    background by ``vote(vectors [h*w, D], labels [h, w], k) -> bool [h, w]`` (default: two anchors,
+    :func:`~stylemix.foreground.anchor_foreground` with ``cfg.foreground_rule``; the instance mode passes its own),
+    and the probability is the fraction of those decisions that call a pixel foreground. Single splits flip between
+    "face against the rest" and "person against the background" from seed to seed; their majority is steadier
+    (docs/benchmarks.md), and the soft map it leaves is what the guided upsampling snaps to the image's edges.
+    Agreement: mean ``|2p - 1|``, 1 when unanimous.
+    """
+    if vote is None:
+        def vote(X: Any, labels: Any, k: int) -> Any:
+            return anchor_foreground(X, labels, k, cfg.foreground_rule, frame_penalty=cfg.frame_penalty)[labels]
+    n, c, h, w = stack.shape
+    X = pixel_vectors(stack, cfg.normalization)
+    xp = array_module(X)
+    votes = xp.zeros((h, w), dtype=xp.float32)
+    for k in cfg.consensus:
+        km = KMeans(int(k), n_init=cfg.n_init, max_iter=cfg.max_iter, random_state=random_state).fit(X)
+        votes += vote(X, km.labels_.reshape(h, w), int(k)).astype(xp.float32)
+    prob = votes / len(cfg.consensus)
+    return prob, float(xp.abs(2 * prob - 1).mean())
+
+
+def decide_foreground(labels: Any, n_clusters: int, rule: str | Any) -> tuple[Any, Any, float]:
+    """Foreground decision on ``labels [h, w]``: ``(scores [k], is_fg [k] bool, margin)``.
+
+    For k = 2 the labels are then relabelled so that 1 is the foreground (see :func:`order_binary`).
+    """
+    scores = cluster_scores(labels, n_clusters, rule)
+    is_fg, margin = foreground_clusters(scores)
+    return scores, is_fg, margin
+
+
+def order_binary(labels: Any, is_fg: Any) -> Any:
+    """For k = 2: labels with 1 = foreground, 0 = background."""
+    return is_fg[labels].astype(labels.dtype)
+
+
+def finish_labels(labels: Any, size: tuple[int, int], n_clusters: int, guide: Any | None, cfg: SegmentConfig,
+                  min_pixels: int | None = None) -> Any:
+    """Analysis-resolution labels (or, for k = 2, a foreground probability ``float [h, w]``) -> cleaned
+    ``int32 [H, W]`` labels at ``size``.
+
+    Components under ``min_pixels`` are merged into their surroundings; ``None``: ``cfg.min_area`` of ``size``
+    (a crop passes the count of the whole image, so that ``min_area`` stays a fraction of the image).
+    """
+    guide = guide if cfg.refine == "guided" else None
+    if n_clusters == 2 and labels.dtype.kind == "f":
+        full = upsample_mask(labels, size, guide)
+    else:
+        full = upsample_labels(labels, size, n_clusters, guide)
+    if min_pixels is None:
+        min_pixels = int(round(cfg.min_area * size[0] * size[1]))
+    return clean_labels(full, min_pixels)
+
+
+def kmeans_seed(seed: mixing.StreamKey) -> int:
+    """The k-means ``random_state`` of ``seed``: drawn from its own stream (:data:`stylemix.mixing.STREAM_KMEANS`)."""
+    return int(mixing.stream(seed, mixing.STREAM_KMEANS).integers(2 ** 31))
+
+
+def foreground_probability(stack: Any, cfg: SegmentConfig, random_state: int) -> tuple[Any, Any, float, float]:
+    """The k = 2 pipeline: ``(probability float32 [h, w], scores [2], margin, agreement)`` of ``stack [N, C, h, w]``.
+
+    The probability is :func:`consensus_foreground`'s; scores and margin keep their k = 2 meaning, the foreground
+    rule's verdict on the final split (``prob > 0.5``), margin clipped at 0.
+    """
+    prob, agreement = consensus_foreground(stack, cfg, random_state)
+    xp = array_module(prob)
+    scores = cluster_scores((prob > 0.5).astype(xp.int32), 2, cfg.foreground_rule)
+    return prob, scores, max(float(scores[1]), 0.0), agreement
+
+
+def part_labels(stack: Any, cfg: SegmentConfig, random_state: int) -> tuple[Any, Any, Any, float]:
+    """The k > 2 pipeline: ``(cluster ids int32 [h, w], scores [k], is_fg bool [k], margin)`` of
+    ``stack [N, C, h, w]``: one k-means with ``cfg.clusters`` and the foreground rule per cluster."""
+    labels = cluster_stack(stack, cfg, random_state)
+    scores, is_fg, margin = decide_foreground(labels, cfg.clusters, cfg.foreground_rule)
+    return labels, scores, is_fg, margin
