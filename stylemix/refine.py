@@ -38,8 +38,8 @@ class RefineConfig:
         method: ``guided`` | ``cascade`` | ``matting`` (module docstring).
         working_resolution: longer side at which the passes run (never below the probability's own size).
         first_radius: first pass's window radius, in analysis pixels (``guided`` keeps 2, as before).
-        radii: the narrowing passes of ``cascade`` (and the last pass of ``matting``), in working pixels at 256 px
-            (scaled with ``working_resolution``).
+        radii: the narrowing passes of ``cascade`` (and the last pass of ``matting``), window radii in analysis
+            pixels (at least one working pixel).
         band_px: ``matting``: half-width of the trimap's unknown band, in working pixels.
         matting_resolution: ``matting``: longer side at which the matte is solved (its cost grows with the band's
             pixel count).
@@ -49,7 +49,7 @@ class RefineConfig:
     method: str = "cascade"
     working_resolution: int = 256
     first_radius: float = 3.0
-    radii: tuple[int, ...] = (8, 4)
+    radii: tuple[float, ...] = (1.0, 0.5)
     band_px: int = 8
     matting_resolution: int = 128
     eps: float = 1e-3
@@ -60,7 +60,7 @@ class RefineConfig:
             raise StylemixError(f"unknown boundary method {self.method!r}: use one of {', '.join(METHODS)}")
         if self.working_resolution < 8 or self.matting_resolution < 8:
             raise StylemixError("boundary working resolutions must be at least 8 px")
-        if self.first_radius <= 0 or any(int(r) < 1 for r in self.radii) or self.band_px < 1 or self.eps <= 0:
+        if self.first_radius <= 0 or any(r <= 0 for r in self.radii) or self.band_px < 1 or self.eps <= 0:
             raise StylemixError("boundary radii, band and eps must be positive")
         return self
 
@@ -89,10 +89,11 @@ def refine_boundary(image: np.ndarray, probability: np.ndarray, config: RefineCo
     grey_full = _grey(image)
     size = _working_size((H, W), max(cfg.working_resolution, h, w))
     grey = _resize(grey_full, size, area=True)
-    scale = size[0] / 256
-    first = max(1, round(cfg.first_radius * size[0] / h))  # analysis pixels -> working pixels
-    if cfg.method == "guided":
-        a, b = _coefficients(grey, _resize(prob, size), max(1, round(2 * size[0] / h)), cfg.eps)
+    per_analysis_px = size[0] / h
+    first = max(1, round(cfg.first_radius * per_analysis_px))  # analysis pixels -> working pixels
+    # A probability already at the working size has no coarse boundary to move: one guided pass, as ``guided``.
+    if cfg.method == "guided" or per_analysis_px <= 1:
+        a, b = _coefficients(grey, _resize(prob, size), max(1, round(2 * per_analysis_px)), cfg.eps)
         return _apply(a, b, grey_full)
     p = guided(grey, _resize(prob, size), first, cfg.eps)
     if cfg.method == "matting":
@@ -103,7 +104,7 @@ def refine_boundary(image: np.ndarray, probability: np.ndarray, config: RefineCo
     a, b = _coefficients(grey, p, first, cfg.eps) if not radii else (None, None)
     for i, r in enumerate(radii):
         hard = (p > 0.5).astype(np.float32)
-        a, b = _coefficients(grey, hard, max(1, round(r * scale)), cfg.eps)
+        a, b = _coefficients(grey, hard, max(1, round(r * per_analysis_px)), cfg.eps)
         if i < len(radii) - 1:
             p = a * grey + b
     return _apply(a, b, grey_full)
