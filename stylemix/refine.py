@@ -50,7 +50,7 @@ class RefineConfig:
     working_resolution: int = 256
     first_radius: float = 3.0
     radii: tuple[float, ...] = (1.0, 0.5)
-    band_px: int = 8
+    band_px: int = 16
     matting_resolution: int = 128
     eps: float = 1e-3
 
@@ -133,7 +133,7 @@ def matte_band(image: np.ndarray, soft: np.ndarray, cfg: RefineConfig) -> np.nda
     inside = scipy.ndimage.distance_transform_edt(small)
     outside = scipy.ndimage.distance_transform_edt(~small)
     trimap = np.where(np.where(small, inside, outside) <= band, 0.5, small.astype(np.float64))
-    if not (trimap == 0.5).any() or small.all() or not small.any():
+    if not ((trimap == 0.5).any() and (trimap == 0).any() and (trimap == 1).any()):  # nothing to solve, or no anchor
         return soft
     import cv2
     rgb = cv2.resize(image, size[::-1], interpolation=cv2.INTER_AREA).astype(np.float64) / 255
