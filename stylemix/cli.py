@@ -16,7 +16,7 @@ from stylemix.errors import StylemixError
 
 _SEG_OPTS = ("variants", "clusters", "crossover", "truncation_psi", "truncation_cutoff", "analysis_resolution",
              "normalization", "descriptor", "feature_dim", "foreground_rule", "consensus", "frame_penalty",
-             "min_area", "refine", "batch_size", "exact")
+             "min_area", "refine", "boundary", "batch_size", "exact")
 
 
 class _Group(click.Group):
@@ -45,7 +45,7 @@ def method_options(f: Any) -> Any:
     """The method's knobs (shared by ``segment`` and ``export``); defaults are SegmentConfig's."""
     from stylemix.vectors import NORMALIZATIONS
     from stylemix.foreground import RULES
-    from stylemix.segment import DESCRIPTORS, REFINEMENTS, SegmentConfig
+    from stylemix.config import BOUNDARIES, DESCRIPTORS, REFINEMENTS, SegmentConfig
     d = SegmentConfig()
     options = [
         click.option("--variants", "-n", type=int, default=d.variants, help="Style variants per image (N)."),
@@ -74,6 +74,8 @@ def method_options(f: Any) -> Any:
                      help="Merge components smaller than this fraction of the image."),
         click.option("--refine", type=click.Choice(REFINEMENTS), default=d.refine,
                      help="Upsample labels guided by the image, or nearest."),
+        click.option("--boundary", type=click.Choice(BOUNDARIES), default=d.boundary,
+                     help="Two-way masks: how the boundary snaps to image edges (matting needs pymatting)."),
         click.option("--batch", "batch_size", type=int, default=d.batch_size, help="Variants per synthesis call."),
         click.option("--exact", is_flag=True, help="Reference pipeline: every variant in full at full resolution."),
     ]

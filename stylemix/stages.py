@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from stylemix import mixing
-from stylemix.backend import array_module
+import numpy as np
+
+from stylemix import mixing, refine
+from stylemix.backend import array_module, to_numpy
 from stylemix.cluster import KMeans
 from stylemix.config import SegmentConfig
 from stylemix.foreground import anchor_foreground, cluster_scores, foreground_clusters
@@ -72,7 +74,11 @@ def finish_labels(labels: Any, size: tuple[int, int], n_clusters: int, guide: An
     (a crop passes the count of the whole image, so that ``min_area`` stays a fraction of the image).
     """
     guide = guide if cfg.refine == "guided" else None
-    if n_clusters == 2 and labels.dtype.kind == "f":
+    if n_clusters == 2 and guide is not None and cfg.boundary != "guided":
+        alpha = refine.refine_boundary(to_numpy(guide), to_numpy(labels).astype(np.float32),
+                                       refine.RefineConfig(method=cfg.boundary))
+        full = array_module(labels).asarray(refine.binary(alpha))
+    elif n_clusters == 2 and labels.dtype.kind == "f":
         full = upsample_mask(labels, size, guide)
     else:
         full = upsample_labels(labels, size, n_clusters, guide)
