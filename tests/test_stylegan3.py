@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import stylemix
-from stylemix.errors import GeneratorLoadError
+from stylemix.errors import GeneratorLoadError, StylemixError
 from stylemix.generators.pickles import classify_network, read_pickle as _read_pickle
 from stylemix.generators.stylegan2_formats import load_stylegan2_file
 from stylemix.generators.stylegan3 import (StyleGAN3Generator, input_transform_matrix,
@@ -89,7 +89,7 @@ def test_input_transform_parity(fx: Fixture) -> None:
             assert max_diff(G.synthesis(torch.from_numpy(e["ws"])), e["img_transform"]) <= IMG_ATOL
     finally:
         G.input_transform = stored
-    with pytest.raises(ValueError, match=r"\[3, 3\]"):
+    with pytest.raises(StylemixError, match=r"\[3, 3\]"):
         G.input_transform = np.eye(2)
 
 

@@ -121,6 +121,12 @@ class GeneratorBase(torch.nn.Module):
     source_file: str | None = None
     source_sha256: str | None = None
 
+    def forward(self, z: torch.Tensor, c: torch.Tensor | None = None, truncation_psi: float = 1.0,
+                truncation_cutoff: int | None = None, noise_mode: str = "const") -> torch.Tensor:
+        """``z [B, z_dim]`` -> ``img [B, C, R, R]``: mapping then synthesis (NVlabs' ``G(z, c)``)."""
+        ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
+        return self.synthesis(ws, noise_mode=noise_mode)
+
     def synthesis_prefix(self, ws: torch.Tensor, crossover: int, noise_mode: str = "const") -> Any:
         return FullSynthesisState(crossover=int(crossover))
 

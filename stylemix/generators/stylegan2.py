@@ -610,12 +610,6 @@ class StyleGAN2Generator(GeneratorBase):
                     architecture=self.synthesis.architecture, family=self.family,
                     crossover=self.style_layout.default_crossover)
 
-    def forward(self, z: torch.Tensor, c: torch.Tensor | None = None, truncation_psi: float = 1.0,
-                truncation_cutoff: int | None = None, noise_mode: str = "const") -> torch.Tensor:
-        """``z [B, z_dim]`` -> ``img [B, 3, R, R]``: mapping then synthesis."""
-        ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
-        return self.synthesis(ws, noise_mode=noise_mode)
-
     def synthesis_prefix(self, ws: torch.Tensor, crossover: int, noise_mode: str = "const") -> SynthesisState:
         """Run every layer driven only by slots ``[0, crossover)`` of ``ws [B, num_ws, w_dim]``, once."""
         return self.synthesis.prefix(ws, crossover, noise_mode=noise_mode)

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stylemix.errors import GeneratorLoadError
+from stylemix.errors import GeneratorLoadError, StylemixError
 from stylemix.vectors import project_channels
 from stylemix.generators.base import GeneratorBase, StyleLayout, resize_image
 from stylemix.generators.stylegan2 import DEMOD_EPS, NOISE_MODES, FullyConnected, MappingNetwork, _broadcast
@@ -614,15 +614,9 @@ class StyleGAN3Generator(GeneratorBase):
         m = torch.as_tensor(np.asarray(value.detach().cpu() if isinstance(value, torch.Tensor) else value,
                                        dtype=np.float32))
         if m.shape != (3, 3):
-            raise ValueError(f"input_transform must be [3, 3], got {list(m.shape)}")
+            raise StylemixError(f"input_transform must be [3, 3], got {list(m.shape)}")
         with torch.no_grad():
             self.synthesis.input.transform.copy_(m)
-
-    def forward(self, z: torch.Tensor, c: torch.Tensor | None = None, truncation_psi: float = 1.0,
-                truncation_cutoff: int | None = None, noise_mode: str = "const") -> torch.Tensor:
-        """``z [B, z_dim]`` -> ``img [B, img_channels, R, R]``: mapping then synthesis."""
-        ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
-        return self.synthesis(ws, noise_mode=noise_mode)
 
     def synthesis_prefix(self, ws: torch.Tensor, crossover: int, noise_mode: str = "const") -> AliasFreeState:
         """Run the input and the layers driven only by slots ``[0, crossover)`` of ``ws [B, num_ws, w_dim]``."""
