@@ -128,14 +128,19 @@ def latents_options(f: Any) -> Any:
     return f
 
 
-def _latents(G: Any, ws_file: str | None, ws_are_z: bool, stream_base: int, seeds: str | None) -> Any:
-    """The checked rows of ``--ws`` (or ``None`` for seeds); exactly one of ``--seeds`` and ``--ws``."""
+def _check_subjects(seeds: str | None, ws_file: str | None, ws_are_z: bool) -> None:
+    """Exactly one of ``--seeds`` and ``--ws``; ``--z`` only with ``--ws``."""
     if (ws_file is None) == (seeds is None):
         raise StylemixError("give either --seeds or --ws FILE" if ws_file is None else
                             "give either --seeds or --ws FILE, not both")
+    if ws_are_z and ws_file is None:
+        raise StylemixError("--z applies to --ws FILE only")
+
+
+def _latents(G: Any, ws_file: str | None, ws_are_z: bool, stream_base: int, seeds: str | None) -> Any:
+    """The checked rows of ``--ws`` for ``G`` (or ``None`` for seeds)."""
+    _check_subjects(seeds, ws_file, ws_are_z)
     if ws_file is None:
-        if ws_are_z:
-            raise StylemixError("--z applies to --ws FILE only")
         return None
     from stylemix.latents import load_latents
     return load_latents(ws_file, G, kind="z" if ws_are_z else "w", stream_base=stream_base)
@@ -368,10 +373,7 @@ def export(network: str | None, device: str, seeds: str | None, outdir: str, fmt
         click.echo(f"merged {card['counts']['written']} images ({card['counts']['skipped']} seeds skipped) "
                    f"into {os.path.join(outdir, ex.CARD)}")
         return
-    if (seeds is None) == (ws_file is None):
-        raise StylemixError("give either --seeds or --ws FILE (unless --merge)")
-    if ws_are_z and ws_file is None:
-        raise StylemixError("--z applies to --ws FILE only")
+    _check_subjects(seeds, ws_file, ws_are_z)
     kwargs = method_kwargs(options)
     kwargs.update(detector=options["detector"], classes=options["classes"], conf=options["det_conf"],
                   iou=options["det_iou"])
