@@ -133,7 +133,6 @@ def style_latents(G: Any, seed: int | Subject, cfg: SegmentConfig
     """
     subject = seed if isinstance(seed, Subject) else Subject(int(seed), None, int(seed))
     device = generator_device(G)
-    given_w = subject.kind == "w"
     z_rows = [mixing.variant_latents(subject.key, cfg.variants, G.z_dim)]
     if subject.kind == "seed":
         z_rows.insert(0, mixing.seed_to_z(subject.seed, G.z_dim))
@@ -142,11 +141,10 @@ def style_latents(G: Any, seed: int | Subject, cfg: SegmentConfig
     z = torch.from_numpy(np.concatenate(z_rows)).to(device)
     c = torch.zeros(len(z), G.c_dim, device=device) if G.c_dim else None
     ws = G.mapping(z, c, truncation_psi=cfg.truncation_psi, truncation_cutoff=cfg.truncation_cutoff)
-    if given_w:
+    if subject.kind == "w":
         ws = torch.cat([torch.from_numpy(subject.latent[None]).to(device=device, dtype=ws.dtype), ws])
     crossovers = mixing.variant_crossovers(subject.key, cfg.variants, cfg.crossover, G.num_ws)
     return ws[:1], mixing.mix_styles(ws[:1], ws[1:], crossovers), crossovers
-
 
 
 def render_variants(G: Any, ws_base: torch.Tensor, ws_mix: torch.Tensor, crossovers: np.ndarray,
