@@ -1,10 +1,18 @@
 """Where the arrays live: the one module that decides the device.
 
-Every other module asks :func:`get_backend` (or :func:`array_module` on an array it was given) and writes its body
-once for both array libraries: NumPy + SciPy on CPU, CuPy + cupyx.scipy on GPU. Torch tensors made by the generator
-cross to the array side with DLPack (no copy on either device).
+One mechanism: every module dispatches on the array it was given (:func:`array_module`, :func:`ndimage_module`)
+and writes its body once for both array libraries, NumPy + SciPy on CPU and CuPy + cupyx.scipy on GPU.
+:func:`get_backend` only decides where the generator runs and which array type its output becomes
+(:meth:`Backend.from_torch`, DLPack: no copy on either device).
 
-CuPy imports without a GPU but fails on first use, so availability is probed by running a tiny kernel, once.
+What a CUDA machine can use is probed once per process (:func:`cuda_status`): CuPy imports without a GPU but fails
+on first use, so it is tested by running a tiny kernel. A missing part degrades instead of failing:
+
+* torch on CUDA, CuPy and cuML: everything on the GPU;
+* no cuML: rendering and post-processing on the GPU, k-means on the CPU (scikit-learn, the labels copied back);
+* no CuPy: rendering on the GPU, everything after it on the CPU (the stack copied to the host once per image).
+
+Each fallback says so in one warning per process (:func:`warn_once`).
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ import contextlib
 import dataclasses
 import functools
 import importlib
+import warnings
 from types import ModuleType
 from typing import Any
 
@@ -21,60 +30,64 @@ import torch
 
 from stylemix.errors import StylemixError
 
+OK = "ok"
+
 
 @dataclasses.dataclass(frozen=True)
 class Backend:
-    """An array library and the torch device that feeds it.
+    """Where one run's generator works and which array library its outputs become.
 
     Attributes:
-        name: ``"cpu"`` or ``"cuda"``.
-        xp: ``numpy`` or ``cupy``.
-        ndimage: ``scipy.ndimage`` or ``cupyx.scipy.ndimage``.
-        torch_device: where generators run.
+        torch_device: where the generator runs (``cpu`` or ``cuda:N``, the index always explicit for CUDA).
+        xp: ``numpy`` or ``cupy``, the array type of :meth:`from_torch`; NumPy on a CUDA device without CuPy.
     """
 
-    name: str
-    xp: ModuleType
-    ndimage: ModuleType
     torch_device: torch.device
+    xp: ModuleType
+
+    @property
+    def name(self) -> str:
+        """``"cpu"`` or ``"cuda"``: the generator's device type."""
+        return self.torch_device.type
+
+    @property
+    def on_gpu(self) -> bool:
+        """Whether the arrays (not only the generator) live on the GPU."""
+        return self.xp is not np
 
     def from_torch(self, t: torch.Tensor) -> Any:
-        """A tensor on ``torch_device`` as an ``xp`` array sharing its memory (DLPack)."""
+        """A tensor on ``torch_device`` as an ``xp`` array: CuPy sharing its memory (DLPack), or NumPy (a view on
+        CPU, one device-to-host copy when the generator is on CUDA without CuPy)."""
         t = t.detach()
-        if self.name == "cpu":
+        if not self.on_gpu:
             return t.cpu().numpy()
         return self.xp.from_dlpack(t.contiguous())
 
-    def asarray(self, a: Any) -> Any:
-        return self.xp.asarray(a)
-
     def scope(self) -> Any:
-        """A context in which CuPy works on ``torch_device`` (``with cupy.cuda.Device(n):``), restoring the caller's
-        current device after; nothing to do on CPU. CuPy launches kernels on its current device, which this module
-        never changes for the process."""
-        if self.name == "cpu":
+        """A context in which CuPy allocates and launches on ``torch_device`` (``with cupy.cuda.Device(n):``),
+        restoring the caller's current device on exit; nothing to do for NumPy arrays. CuPy works on its current
+        device, which this module never changes for the whole process."""
+        if not self.on_gpu:
             return contextlib.nullcontext()
-        return self.xp.cuda.Device(self.torch_device.index or 0)
+        return self.xp.cuda.Device(self.torch_device.index)
 
 
 def to_numpy(a: Any) -> np.ndarray:
     """Any NumPy/CuPy array or torch tensor as a host NumPy array (the only host copy point)."""
     if isinstance(a, torch.Tensor):
         return a.detach().cpu().numpy()
-    if isinstance(a, np.ndarray):
-        return a
-    if hasattr(a, "get"):  # cupy.ndarray
+    if _is_cupy(a):
         return a.get()
     return np.asarray(a)
 
 
 def array_module(a: Any) -> ModuleType:
     """``numpy`` or ``cupy``, whichever owns ``a`` (without importing cupy for NumPy input)."""
-    if isinstance(a, np.ndarray) or np.isscalar(a):
-        return np
-    if type(a).__module__.startswith("cupy"):
-        return importlib.import_module("cupy")
-    return np
+    return importlib.import_module("cupy") if _is_cupy(a) else np
+
+
+def _is_cupy(a: Any) -> bool:
+    return type(a).__module__.startswith("cupy")
 
 
 def ndimage_module(a: Any) -> ModuleType:
@@ -86,45 +99,95 @@ def ndimage_module(a: Any) -> ModuleType:
 
 
 @functools.lru_cache(maxsize=None)
-def cuda_status() -> tuple[bool, str]:
-    """Whether the GPU backend can run here, and why not (torch CUDA, CuPy on a device, cuML)."""
+def cuda_status() -> dict[str, str]:
+    """What of the GPU stack can run here: ``{"torch": ..., "cupy": ..., "cuml": ...}``, each ``"ok"`` or why not.
+
+    Probed once per process. CuPy and cuML count only when torch sees a CUDA device.
+    """
     if not torch.cuda.is_available():
-        return False, "torch sees no CUDA device"
+        why = "torch sees no CUDA device"
+        return {"torch": why, "cupy": why, "cuml": why}
+    status = {"torch": OK}
     try:
         cupy = importlib.import_module("cupy")
         cupy.zeros(1).sum().item()  # cupy imports without a GPU; the first kernel is the real test
+        status["cupy"] = OK
     except Exception as exc:  # ImportError or CUDARuntimeError
-        return False, f"CuPy is not usable ({type(exc).__name__}: {exc}); install stylemix[gpu]"
+        status["cupy"] = f"CuPy is not usable ({type(exc).__name__}: {exc}); install stylemix[gpu]"
     try:
         importlib.import_module("cuml")
+        status["cuml"] = OK if status["cupy"] == OK else "cuML needs CuPy"
     except Exception as exc:
-        return False, f"cuML is not usable ({type(exc).__name__}); install stylemix[gpu]"
-    return True, "ok"
+        status["cuml"] = f"cuML is not usable ({type(exc).__name__}); install stylemix[gpu]"
+    return status
+
+
+def gpu_kmeans_available() -> bool:
+    """Whether k-means on CuPy arrays runs on the GPU (cuML); else :class:`stylemix.cluster.KMeans` uses the CPU."""
+    return cuda_status()["cuml"] == OK
 
 
 def available_devices() -> dict[str, str]:
-    """``{"cpu": "ok", "cuda": "ok" | reason}`` for ``stylemix info``."""
-    ok, why = cuda_status()
-    return {"cpu": "ok", "cuda": "ok" if ok else why}
+    """``{"cpu": "ok", "cuda": "ok" | what runs where | why not}`` for ``stylemix info``."""
+    status = cuda_status()
+    if status["torch"] != OK:
+        return {"cpu": OK, "cuda": status["torch"]}
+    fallback = fallback_message(status)
+    return {"cpu": OK, "cuda": OK if fallback is None else f"partial: {fallback}"}
 
 
-def get_backend(device: str | None = "auto") -> Backend:
-    """The backend for ``device``: ``"cpu"``, ``"cuda"`` (or ``"cuda:N"``) or ``"auto"`` (CUDA when usable).
+def fallback_message(status: dict[str, str]) -> str | None:
+    """What runs on the CPU although torch has a CUDA device, in one line; ``None`` when nothing does.
+
+    The same text wherever the fallback is noticed (:func:`get_backend`, a k-means fit), so :func:`warn_once`
+    shows it once."""
+    if status["torch"] != OK:
+        return None
+    if status["cupy"] != OK:
+        return f"{status['cupy']}; rendering on the GPU, clustering and post-processing on the CPU"
+    if status["cuml"] != OK:
+        return f"{status['cuml']}; k-means on the CPU (scikit-learn), rendering and post-processing on the GPU"
+    return None
+
+
+@functools.lru_cache(maxsize=None)
+def warn_once(message: str) -> None:
+    """``warnings.warn(message)`` the first time this process sees ``message``, never again (a fallback is decided
+    for the process, so repeating it for every image or every k-means fit would only bury other warnings)."""
+    warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+
+def host_kmeans_notice() -> None:
+    """Say, once per process, that k-means on CuPy arrays runs on the CPU for want of cuML."""
+    warn_once(fallback_message(cuda_status()) or "cuML is not usable; k-means on CuPy arrays runs on the CPU")
+
+
+def get_backend(device: str | torch.device | None = "auto") -> Backend:
+    """The backend for ``device``: ``"cpu"``, ``"cuda"`` (torch's current CUDA device), ``"cuda:N"`` or
+    ``"auto"`` (CUDA when torch sees a device). Changes no process-wide state (see :meth:`Backend.scope`).
+
+    On CUDA without CuPy or cuML the missing part runs on the CPU, with one warning (module docstring).
 
     Raises:
-        StylemixError: ``cuda`` was asked for but torch/CuPy/cuML cannot use a GPU here.
+        StylemixError: ``cuda`` was asked for but torch sees no CUDA device, or the name is unknown.
     """
-    device = (device or "auto").lower()
+    device = str(device or "auto").lower()
+    status = cuda_status()
     if device == "auto":
-        device = "cuda" if cuda_status()[0] else "cpu"
+        device = "cuda" if status["torch"] == OK else "cpu"
     if device == "cpu":
-        import scipy.ndimage
-        return Backend("cpu", np, scipy.ndimage, torch.device("cpu"))
-    if device.startswith("cuda"):
-        ok, why = cuda_status()
-        if not ok:
-            raise StylemixError(f"--device {device} is not available: {why}")
-        cupy = importlib.import_module("cupy")
-        index = int(device.split(":")[1]) if ":" in device else 0
-        return Backend("cuda", cupy, importlib.import_module("cupyx.scipy.ndimage"), torch.device("cuda", index))
+        return Backend(torch.device("cpu"), np)
+    if device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit()):
+        if status["torch"] != OK:
+            raise StylemixError(f"--device {device} is not available: {status['torch']}")
+        # torch's "cuda" means its current device; pinned here so that CuPy's scope and DLPack agree on it
+        index = int(device[5:]) if ":" in device else torch.cuda.current_device()
+        if index >= torch.cuda.device_count():
+            raise StylemixError(f"--device {device} is not available: torch sees {torch.cuda.device_count()} "
+                                "CUDA device(s)")
+        fallback = fallback_message(status)
+        if fallback is not None:
+            warn_once(fallback)
+        xp = importlib.import_module("cupy") if status["cupy"] == OK else np
+        return Backend(torch.device("cuda", index), xp)
     raise StylemixError(f"unknown device {device!r}: use cpu, cuda, cuda:N or auto")

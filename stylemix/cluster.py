@@ -1,6 +1,8 @@
 """Clustering of per-pixel variant vectors: a k-means estimator with sklearn/cuML names on either backend.
 
 NumPy input is clustered by scikit-learn, CuPy input by cuML; the labels come back in the input's array type.
+Without cuML, CuPy input is clustered by scikit-learn on a host copy (one warning per process,
+:mod:`stylemix.backend`).
 scikit-learn was chosen for the CPU after measuring it against faiss and scipy (``benchmarks/kmeans.py``,
 docs/benchmarks.md): scipy's ``kmeans2`` is 25x slower, faiss is faster only by training on a subsample.
 """
@@ -13,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from stylemix.backend import array_module
+from stylemix.backend import array_module, gpu_kmeans_available, host_kmeans_notice, to_numpy
 from stylemix.errors import StylemixError
 
 
@@ -48,37 +50,41 @@ class KMeans:
         xp = array_module(X)
         if X.shape[0] < self.n_clusters:
             raise StylemixError(f"cannot make {self.n_clusters} clusters from {X.shape[0]} pixels")
-        if xp is np:
-            from sklearn.cluster import KMeans as Impl
-            from sklearn.exceptions import ConvergenceWarning
-            from threadpoolctl import threadpool_limits
-            # Analysis-resolution problems (<= 128 px) take milliseconds: starting OpenMP/BLAS threads next to
-            # torch's spinning pool cost 5x more than the work (0.28 s vs 0.06 s for the default consensus).
-            threads = 1 if X.shape[0] <= SMALL_PROBLEM else None
-            with warnings.catch_warnings(), threadpool_limits(limits=threads):
-                # Flat images have fewer distinct vectors than k; the empty clusters are handled downstream.
-                warnings.simplefilter("ignore", ConvergenceWarning)
-                est = Impl(n_clusters=self.n_clusters, n_init=self.n_init, max_iter=self.max_iter, tol=self.tol,
-                           random_state=self.random_state).fit(X)
-        else:
+        if xp is not np and gpu_kmeans_available():
             Impl = importlib.import_module("cuml.cluster").KMeans
             est = Impl(n_clusters=self.n_clusters, n_init=self.n_init, max_iter=self.max_iter, tol=self.tol,
                        random_state=self.random_state, output_type="cupy").fit(X)
+        else:
+            if xp is not np:  # CuPy without cuML: the GPU renders and post-processes, the CPU clusters
+                host_kmeans_notice()
+            est = self._fit_host(to_numpy(X))
         labels = xp.asarray(est.labels_).astype(xp.int32)
         centres = xp.asarray(est.cluster_centers_, dtype=xp.float32)
         # Canonical order (largest first, ties by lowest centre sum) so ids do not depend on the library's init.
+        # On the input's device: no host round trip of the k sizes per fit.
         sizes = xp.bincount(labels, minlength=self.n_clusters)
-        order = np.lexsort((np.asarray(_host(centres.sum(1))), -np.asarray(_host(sizes))))
-        rank = np.empty_like(order)
-        rank[order] = np.arange(len(order))
-        self.labels_ = xp.asarray(rank.astype(np.int32))[labels]
-        self.cluster_centers_ = centres[xp.asarray(order)]
-        self.inertia_ = float(est.inertia_)
+        order = xp.lexsort(xp.stack([centres.sum(1).astype(xp.float64), -sizes.astype(xp.float64)]))
+        rank = xp.empty_like(order)
+        rank[order] = xp.arange(order.shape[0])
+        self.labels_ = rank.astype(xp.int32)[labels]
+        self.cluster_centers_ = centres[order]
+        self.inertia_ = float(est.inertia_)  # a host float in both libraries already
         return self
+
+    def _fit_host(self, X: np.ndarray) -> Any:
+        """scikit-learn's fit of ``X [n_samples, n_features]``."""
+        from sklearn.cluster import KMeans as Impl
+        from sklearn.exceptions import ConvergenceWarning
+        from threadpoolctl import threadpool_limits
+        # Analysis-resolution problems (<= 128 px) take milliseconds: starting OpenMP/BLAS threads next to
+        # torch's spinning pool cost 5x more than the work (0.28 s vs 0.06 s for the default consensus).
+        threads = 1 if X.shape[0] <= SMALL_PROBLEM else None
+        with warnings.catch_warnings(), threadpool_limits(limits=threads):
+            # Flat images have fewer distinct vectors than k; the empty clusters are handled downstream.
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            return Impl(n_clusters=self.n_clusters, n_init=self.n_init, max_iter=self.max_iter, tol=self.tol,
+                        random_state=self.random_state).fit(X)
 
     def fit_predict(self, X: Any) -> Any:
         return self.fit(X).labels_
 
-
-def _host(a: Any) -> np.ndarray:
-    return a.get() if hasattr(a, "get") else np.asarray(a)

@@ -1,4 +1,5 @@
-"""Shared test fixtures: the ../shared data folder and small generators."""
+"""Shared test fixtures: the ../shared data folder, small generators, and the devices the backend-facing tests run
+on (kornia's way: the device is a test parameter, not a separate code path)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,45 @@ import pytest
 import torch
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+# cpu: NumPy. cupy-emulated: the package's CuPy code path on the host (tests/emulated_cupy.py), always run.
+# cuda: the real GPU stack, skipped with the reason when torch, CuPy or a device is missing (bin/gpu-check and
+# --require-cuda make that a failure).
+DEVICES = ("cpu", "cupy-emulated", "cuda")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--require-cuda", action="store_true",
+                     help="fail, instead of skipping, the cuda cases when no usable GPU is here (bin/gpu-check)")
+
+
+@pytest.fixture(params=DEVICES)
+def device(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch):
+    """A :class:`stylemix.backend.Backend` per device; tests move inputs with ``device.xp.asarray`` and compare
+    outputs through :func:`stylemix.backend.to_numpy`."""
+    from stylemix import backend, cluster
+    if request.param == "cpu":
+        return backend.get_backend("cpu")
+    if request.param == "cupy-emulated":
+        import emulated_cupy
+        xp = emulated_cupy.install(monkeypatch)
+        monkeypatch.setattr(cluster, "host_kmeans_notice", lambda: None)  # no cuML here: the host fallback is meant
+        return backend.Backend(torch.device("cpu"), xp)
+    status = backend.cuda_status()
+    if status["cupy"] != backend.OK:
+        if request.config.getoption("--require-cuda"):
+            pytest.fail(f"CUDA required: {status['cupy']}")
+        pytest.skip(f"no CUDA array backend: {status['cupy']}")
+    return backend.get_backend("cuda")
+
+
+@pytest.fixture
+def no_tf32():
+    """TF32 off for CUDA matmuls and convolutions during one test, the process's settings restored after (parity
+    tests compare against float32 CPU results; TF32 keeps 10 mantissa bits)."""
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
 
 
 @pytest.fixture(scope="session")

@@ -295,11 +295,9 @@ def test_features_suffix_shares_prefixes(G: msg.MobileStyleGANGenerator, renders
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
-def test_cuda_matches_cpu(G: msg.MobileStyleGANGenerator, renders: dict) -> None:
+def test_cuda_matches_cpu(G: msg.MobileStyleGANGenerator, renders: dict, no_tf32: None) -> None:
     ws, img = renders[PARITY_SEEDS[0]]
     G_cuda = load_generator("mobilestylegan-ffhq", device="cuda")
-    torch.backends.cudnn.allow_tf32 = False
-    torch.backends.cuda.matmul.allow_tf32 = False
     with torch.no_grad():
         out = G_cuda.synthesis(ws.cuda()).cpu()
     assert (out - img).abs().max() <= OV_ATOL
