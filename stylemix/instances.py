@@ -434,15 +434,16 @@ class InstanceStep:
     iou: float = 0.7
     config: InstanceConfig = dataclasses.field(default_factory=InstanceConfig)
 
-    def __call__(self, image: np.ndarray, stack: Any, cfg: SegmentConfig, random_state: int
+    def __call__(self, image: np.ndarray, stack: Any, cfg: SegmentConfig, random_state: int, guide: Any = None
                  ) -> tuple[Instances, dict[str, Any]]:
         """The instances of ``image`` (``uint8 [H, W, 3]``, the base image) and their ``meta["instances"]`` record.
 
-        ``stack`` is the ``[N, C, h, w]`` variant stack the whole-image clustering used.
+        ``stack`` is the ``[N, C, h, w]`` variant stack the whole-image clustering used; ``guide`` the same image
+        already in the stack's array type (on a GPU: no host-to-device copy of the image back), else ``image``.
         """
-        found = detect(self.detector, image, self.classes, self.conf)
-        xp = array_module(stack)
-        inst = segment_instances(xp.asarray(image), stack, found, cfg, random_state, self.config)
+        found = detect(self.detector, image, self.classes, self.conf)  # detectors read host images
+        guide = array_module(stack).asarray(image) if guide is None else guide
+        inst = segment_instances(guide, stack, found, cfg, random_state, self.config)
         kept = sum(r.kept for r in inst.records)
         meta = {
             "detector": detector_name(self.detector),

@@ -31,22 +31,48 @@ def _box(a: Any, radius: int) -> Any:
 
 
 def _resize(a: Any, size: tuple[int, int], area: bool = False) -> Any:
-    """``a [..., h, w]`` float32 -> ``[..., H, W]``: bilinear, pixel-centre aligned (``area``: averaging, to shrink)."""
+    """``a [..., h, w]`` float32 -> ``[..., H, W]``: bilinear, pixel-centre aligned with the edge pixels repeated
+    (``area``: the mean over each output pixel's footprint, to shrink). OpenCV's ``INTER_LINEAR`` / ``INTER_AREA``
+    on NumPy; the same weights as two matrix products on CuPy (:func:`resample_matrix`)."""
     H, W = size
     if tuple(a.shape[-2:]) == (H, W):
         return a
-    if array_module(a) is np:  # OpenCV: the same resampling as the zoom below, several times faster
+    xp = array_module(a)
+    if xp is np:  # OpenCV: several times faster than the products below on a CPU
         import cv2
         mode = cv2.INTER_AREA if area else cv2.INTER_LINEAR
         flat = a.reshape(-1, *a.shape[-2:])
         return np.stack([cv2.resize(p, (W, H), interpolation=mode) for p in flat]).reshape(*a.shape[:-2], H, W)
     h, w = a.shape[-2:]
-    nd = ndimage_module(a)
-    factors = (1,) * (a.ndim - 2) + (H / h, W / w)
-    if area and H <= h and h % H == 0 and w % W == 0:  # integer factors: block means, as INTER_AREA does
-        xp = array_module(a)
-        return a.reshape(*a.shape[:-2], H, h // H, W, w // W).mean(axis=(-3, -1)).astype(xp.float32)
-    return nd.zoom(a, factors, order=1, mode="nearest", grid_mode=True)[..., :H, :W]
+    rows = xp.asarray(resample_matrix(h, H, area))
+    cols = xp.asarray(resample_matrix(w, W, area))
+    return xp.matmul(xp.matmul(rows, a.astype(xp.float32)), cols.T)
+
+
+def resample_matrix(n_in: int, n_out: int, area: bool = False) -> np.ndarray:
+    """``float32 [n_out, n_in]``: the weights of one axis of OpenCV's resampling, so ``M @ x`` resizes ``x [n_in]``.
+
+    Bilinear (``INTER_LINEAR``): output pixel ``i`` samples ``(i + 0.5) n_in / n_out - 0.5``, clamped to the edge
+    pixels. ``area`` (``INTER_AREA``, for ``n_out <= n_in``): output pixel ``i`` averages the input over
+    ``[i, i + 1) n_in / n_out``, each input pixel weighted by its overlap (block means for integer factors).
+    """
+    M = np.zeros((n_out, n_in), np.float64)
+    scale = n_in / n_out
+    if area and n_out <= n_in:
+        edges = np.arange(n_out + 1) * scale
+        for i in range(n_out):
+            j0, j1 = int(np.floor(edges[i])), min(int(np.ceil(edges[i + 1])), n_in)
+            for j in range(j0, j1):
+                M[i, j] = min(j + 1, edges[i + 1]) - max(j, edges[i])
+        return (M / M.sum(1, keepdims=True)).astype(np.float32)
+    x = (np.arange(n_out) + 0.5) * scale - 0.5
+    x0 = np.floor(x).astype(int)
+    frac = x - x0
+    frac[x0 < 0], x0[x0 < 0] = 0.0, 0
+    frac[x0 >= n_in - 1], x0[x0 >= n_in - 1] = 0.0, n_in - 1
+    M[np.arange(n_out), x0] += 1 - frac
+    M[np.arange(n_out), np.minimum(x0 + 1, n_in - 1)] += frac
+    return M.astype(np.float32)
 
 
 def guided_filter(guide: Any, src: Any, radius: int, eps: float) -> Any:

@@ -205,7 +205,7 @@ def _segment_on_device(G: Any, subject: Subject, cfg: SegmentConfig, backend: Ba
         meta["parts"] = part_step.describe()
     if instance_step is not None:  # instance mode (stylemix/instances.py): per-box clustering of the same stack
         t4 = time.perf_counter()
-        inst, seg.meta["instances"] = instance_step(seg.image, stack, cfg, random_state)
+        inst, seg.meta["instances"] = instance_step(seg.image, stack, cfg, random_state, guide)
         seg.instances, seg.semantic, seg.instance_records = inst.labels, inst.semantic, inst.records
         seg.meta["timing_s"]["instances"] = time.perf_counter() - t4
     return seg

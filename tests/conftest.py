@@ -41,6 +41,17 @@ def device(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch):
     return backend.get_backend("cuda")
 
 
+def use_backend(monkeypatch: pytest.MonkeyPatch, chosen) -> None:
+    """Make every stylemix module that picks a backend pick ``chosen`` (e.g. the emulated CuPy one for a CPU
+    generator), wherever the pipeline asks :func:`stylemix.backend.get_backend`."""
+    import sys
+    from stylemix import backend
+    original = backend.get_backend
+    for name, module in list(sys.modules.items()):
+        if name.startswith("stylemix") and getattr(module, "get_backend", None) is original:
+            monkeypatch.setattr(module, "get_backend", lambda device="auto": chosen)
+
+
 @pytest.fixture
 def no_tf32():
     """TF32 off for CUDA matmuls and convolutions during one test, the process's settings restored after (parity

@@ -62,7 +62,12 @@ class _Module(types.ModuleType):
         super().__init__(name)
         self._source = source
 
+    def __repr__(self) -> str:
+        return f"<emulated module {self.__name__!r}>"
+
     def __getattr__(self, name: str):
+        if name.startswith("__"):  # module machinery (__spec__, __file__, ...) is not NumPy's
+            raise AttributeError(name)
         value = getattr(self._source, name)
         if isinstance(value, (types.FunctionType, types.BuiltinFunctionType, np.ufunc)) or (
                 callable(value) and not isinstance(value, type) and hasattr(value, "__wrapped__")):

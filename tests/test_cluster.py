@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from stylemix.backend import array_module, to_numpy
 from stylemix.cluster import KMeans
 from stylemix.errors import StylemixError
 
@@ -34,3 +35,11 @@ def test_errors():
         KMeans(1)
     with pytest.raises(StylemixError):
         KMeans(3).fit(np.zeros((2, 4), np.float32))
+
+
+def test_every_device_finds_the_same_clusters(device):
+    X, truth = _blobs(2)
+    km = KMeans(3, random_state=0).fit(device.xp.asarray(X))
+    assert array_module(km.labels_) is device.xp  # the labels stay on the input's device
+    np.testing.assert_array_equal(to_numpy(km.labels_), truth)
+    np.testing.assert_allclose(to_numpy(km.cluster_centers_), [[0, 0], [10, 0], [0, 10]], atol=0.3)

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from stylemix.backend import to_numpy
 from stylemix.errors import StylemixError
 from stylemix.foreground import anchor_foreground, centrality_map, cluster_scores, foreground_clusters, frame_map
 
@@ -93,3 +94,18 @@ def test_frame_leaves_the_bottom_out():
     frame = frame_map((40, 40))
     assert frame[0].all() and frame[:, 0].all() and frame[:, -1].all()
     assert not frame[-1, 2:-2].any() and not frame[10:30, 10:30].any()
+
+
+def test_every_device_scores_and_merges_alike(device):
+    labels = _portrait()
+    vectors = np.random.default_rng(0).normal(size=(labels.size, 5)).astype(np.float32)
+    vectors += np.eye(5, dtype=np.float32)[labels.ravel()] * 4
+    want = cluster_scores(labels, 4, "combined"), anchor_foreground(vectors, labels, 4, frame_penalty=0.5)
+    xp = device.xp
+    got = cluster_scores(xp.asarray(labels), 4, "combined"), anchor_foreground(xp.asarray(vectors),
+                                                                              xp.asarray(labels), 4,
+                                                                              frame_penalty=0.5)
+    np.testing.assert_allclose(to_numpy(got[0]), want[0], atol=1e-6)
+    np.testing.assert_array_equal(to_numpy(got[1]), want[1])
+    fg, margin = foreground_clusters(got[0])
+    assert to_numpy(fg).tolist() == foreground_clusters(want[0])[0].tolist()

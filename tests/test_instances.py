@@ -13,6 +13,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 import stylemix
 from stylemix import io
@@ -164,12 +165,61 @@ def test_instance_files_round_trip(three, tmp_path):
                                             "reason"}
 
 
-def test_segment_many_matches_segment(three):
+def test_segment_many_gives_each_seed_its_own_result(three):
+    """Several seeds in one call, in another order than one by one: each seed's instances are its own (the boxes
+    its image shows, the masks of its objects), whatever came before it in the batch."""
+    truths = {s: three.truth(base_styles(three, s))["instances"][0] for s in (2, 4)}
+    by_image = {}
+
+    def detector(image: np.ndarray) -> Detections:  # the boxes of whichever seed's image this is
+        boxes = by_image[image.tobytes()]
+        return Detections(boxes, np.zeros(len(boxes), int), np.linspace(0.9, 0.5, len(boxes)), NAMES)
+
+    for s, truth in truths.items():
+        by_image[stylemix.segment(three, s, variants=8, analysis_resolution=64).image.tobytes()] = truth_boxes(truth)
+    alone = {s: stylemix.segment(three, s, variants=8, analysis_resolution=64, detector=detector) for s in (2, 4)}
+    batch = list(stylemix.segment_many(three, [4, 2], variants=8, analysis_resolution=64, detector=detector))
+    assert [seg.seed for seg in batch] == [4, 2]
+    for seg in batch:
+        np.testing.assert_array_equal(seg.instances, alone[seg.seed].instances)
+        assert seg.meta["instances"] == alone[seg.seed].meta["instances"]
+        truth = truths[seg.seed]
+        for j in range(1, int(truth.max()) + 1):
+            assert max(iou(seg.instances == i, truth == j) for i in range(1, seg.instances.max() + 1)) > 0.9
+
+
+def test_instance_mode_keeps_the_image_on_the_device(three, monkeypatch):
+    """On a CuPy backend the instance step gets the device copy of the image the whole-image stage used (no
+    host-to-device copy back), and finds the same instances as on the CPU."""
+    import emulated_cupy
+    from stylemix import backend, cluster, instances
+    from conftest import use_backend
     truth = three.truth(base_styles(three, 4))["instances"][0]
     det = fake_detector(truth_boxes(truth))
-    one = stylemix.segment(three, 4, variants=8, analysis_resolution=64, detector=det)
-    (many,) = stylemix.segment_many(three, [4], variants=8, analysis_resolution=64, detector=det)
-    np.testing.assert_array_equal(one.instances, many.instances)
+    want = stylemix.segment(three, 4, variants=8, analysis_resolution=64, detector=det)
+    cp = emulated_cupy.install(monkeypatch)
+    monkeypatch.setattr(cluster, "host_kmeans_notice", lambda: None)
+    use_backend(monkeypatch, backend.Backend(torch.device("cpu"), cp))
+    seen = []
+    real = instances.segment_instances
+
+    def spy(image, stack, *args, **kwargs):
+        seen.append((backend.array_module(image), backend.array_module(stack)))
+        return real(image, stack, *args, **kwargs)
+
+    monkeypatch.setattr(instances, "segment_instances", spy)
+    monkeypatch.setattr(cp, "asarray", _no_host_images(cp.asarray))
+    got = stylemix.segment(three, 4, variants=8, analysis_resolution=64, detector=det)
+    assert seen == [(cp, cp)]
+    assert iou(got.instances > 0, want.instances > 0) > 0.98
+
+
+def _no_host_images(asarray):
+    def checked(a, dtype=None):
+        assert not (isinstance(a, np.ndarray) and a.dtype == np.uint8 and a.ndim == 3
+                    and type(a).__module__ == "numpy"), "a host image was copied to the device"
+        return asarray(a, dtype)
+    return checked
 
 
 def test_class_filter_and_conf(three):

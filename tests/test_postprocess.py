@@ -1,6 +1,8 @@
 import numpy as np
+import pytest
 
-from stylemix.postprocess import clean_labels, guided_filter, upsample_labels
+from stylemix.backend import array_module, to_numpy
+from stylemix.postprocess import clean_labels, guided_filter, resample_matrix, upsample_labels, upsample_mask
 
 
 def test_clean_removes_specks_and_fills_small_holes():
@@ -72,3 +74,39 @@ def test_clean_fills_like_one_distance_transform():
         drop |= small[comp]
     idx = scipy.ndimage.distance_transform_edt(drop, return_distances=False, return_indices=True)
     np.testing.assert_array_equal(clean_labels(labels, 30), labels[idx[0], idx[1]])
+
+
+@pytest.mark.parametrize("size_in, size_out, area", [((16, 16), (64, 64), False), ((100, 37), (256, 130), False),
+                                                     ((7, 13), (13, 7), False), ((1024, 1024), (256, 256), True),
+                                                     ((768, 500), (256, 173), True), ((64, 64), (64, 32), True)])
+def test_resample_matrix_is_opencvs_resampling(size_in, size_out, area):
+    """The CuPy path resizes with these matrices, the NumPy path with OpenCV: the same weights, integer factors or
+    not (a bilinear zoom on one and INTER_AREA on the other would put boundaries elsewhere)."""
+    import cv2
+    a = np.random.default_rng(0).random(size_in).astype(np.float32)
+    want = cv2.resize(a, size_out[::-1], interpolation=cv2.INTER_AREA if area else cv2.INTER_LINEAR)
+    got = resample_matrix(size_in[0], size_out[0], area) @ a @ resample_matrix(size_in[1], size_out[1], area).T
+    np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+def test_every_device_upsamples_and_cleans_alike(device):
+    rng = np.random.default_rng(3)
+    image = np.zeros((96, 96, 3), np.uint8)
+    image[22:70, 30:80] = 220
+    image = np.clip(image + rng.normal(0, 6, image.shape), 0, 255).astype(np.uint8)
+    coarse = np.zeros((24, 24), np.int32)
+    coarse[5:18, 7:20] = 1
+    coarse[2, 2] = 1  # a speck for the cleaning
+    prob = coarse.astype(np.float32) * 0.8 + 0.1
+    xp = device.xp
+    for want, got in [(upsample_labels(coarse, (96, 96), 2, image),
+                       upsample_labels(xp.asarray(coarse), (96, 96), 2, xp.asarray(image))),
+                      (upsample_mask(prob, (96, 96), image, filter_resolution=48),
+                       upsample_mask(xp.asarray(prob), (96, 96), xp.asarray(image), filter_resolution=48)),
+                      (upsample_labels(coarse + 2 * (np.arange(24) >= 12), (96, 96), 4, image),
+                       upsample_labels(xp.asarray(coarse + 2 * (np.arange(24) >= 12)), (96, 96), 4,
+                                       xp.asarray(image)))]:
+        assert array_module(got) is xp and got.dtype == np.int32
+        assert (to_numpy(got) != want).mean() < 0.002  # float rounding may flip a pixel on a 0.5 tie
+    dirty = upsample_labels(coarse, (96, 96), 2)
+    np.testing.assert_array_equal(to_numpy(clean_labels(xp.asarray(dirty), 40)), clean_labels(dirty, 40))

@@ -220,3 +220,21 @@ def test_random_noise_is_drawn_from_the_seed(shapes):
     torch.manual_seed(123)
     assert torch.equal(torch.rand(1), after_a)  # the caller's torch stream is left as it was
     assert not np.array_equal(a.image, stylemix.segment(G, 2, variants=6, **FULL).image)  # noise was drawn
+
+
+@pytest.mark.parametrize("options", [{"analysis_resolution": 16}, {"clusters": 3, **FULL}])
+def test_every_device_segments_like_the_cpu(shapes, device, monkeypatch, options):
+    """The pipeline on each backend (the CuPy path, emulated when no GPU is here): the same truth, the result in
+    NumPy at the API edge, and the same masks as the CPU up to float rounding at a few boundary pixels."""
+    import copy
+    from conftest import use_backend
+    want = stylemix.segment(shapes, 3, variants=8, **options)
+    if device.torch_device.type == "cuda":
+        G = copy.deepcopy(shapes).to(device.torch_device)
+    else:
+        G = shapes
+        use_backend(monkeypatch, device)
+    got = stylemix.segment(G, 3, variants=8, **options)
+    assert type(got.labels) is np.ndarray and type(got.foreground) is np.ndarray and type(got.image) is np.ndarray
+    assert iou(got.foreground, shapes.truth(base_styles(shapes, 3))["foreground"][0]) >= 0.97
+    assert (got.foreground != want.foreground).mean() < 0.005

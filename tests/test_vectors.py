@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from stylemix.backend import array_module, to_numpy
 from stylemix.errors import StylemixError
 from stylemix.vectors import pixel_vectors
 
@@ -29,3 +30,11 @@ def test_bad_input():
         pixel_vectors(np.zeros((2, 3, 4)), "none")
     with pytest.raises(StylemixError):
         pixel_vectors(np.zeros((2, 3, 4, 4)), "whiten")
+
+
+@pytest.mark.parametrize("normalization", ["standardize", "center", "none"])
+def test_every_device_gives_the_same_vectors(device, normalization):
+    stack = np.random.default_rng(1).normal(size=(6, 3, 8, 10)).astype(np.float32)
+    got = pixel_vectors(device.xp.asarray(stack), normalization)
+    assert array_module(got) is device.xp and got.dtype == np.float32
+    np.testing.assert_allclose(to_numpy(got), pixel_vectors(stack, normalization), rtol=1e-5, atol=1e-5)
