@@ -1,0 +1,82 @@
+"""The settings (stylemix.config): generator-dependent defaults filled by ``resolve``, one clear error per bad value,
+the JSON form recorded in meta and dataset cards, the instance mode's settings."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from stylemix.config import InstanceConfig, SegmentConfig, default_crossovers
+from stylemix.errors import StylemixError
+
+
+def test_resolve_fills_generator_defaults(shapes):
+    cfg = SegmentConfig().resolve(shapes)
+    assert cfg.analysis_resolution == min(SegmentConfig.analysis_resolution, shapes.resolution)
+    assert cfg.crossover == default_crossovers(shapes, cfg.analysis_resolution)
+    assert cfg.descriptor == "features"  # auto: shapes exposes feature maps
+    assert SegmentConfig(exact=True).resolve(shapes).descriptor == "rgb"  # exact implies rgb
+    assert SegmentConfig(analysis_resolution=1024).resolve(shapes).analysis_resolution == shapes.resolution
+    assert cfg.resolve(shapes) == cfg  # idempotent: resolving twice changes nothing
+    assert SegmentConfig(consensus=[3, 2]).resolve(shapes).consensus == (3, 2)  # a tuple, in the given order
+
+
+def test_default_crossovers_reach_the_analysis_resolution(shapes):
+    every = default_crossovers(shapes)
+    c = shapes.style_layout.default_crossover
+    assert every == sorted({min(max(x, 1), shapes.num_ws - 1) for x in range(c - 3, c + 1)})
+    low = default_crossovers(shapes, 4)
+    reaching = sum(1 for r in shapes.style_layout.slot_resolutions if r <= 4)
+    assert max(low) <= max(reaching - 1, 1) and len(low) >= 1
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"truncation_psi": float("nan")}, "truncation_psi must be a finite number"),
+    ({"variants": 1}, "variants must be at least 2"),
+    ({"clusters": 1}, "clusters must be at least 2"),
+    ({"consensus": (1, 3)}, "consensus needs cluster counts of at least 2"),
+    ({"consensus": ()}, "consensus needs cluster counts"),
+    ({"analysis_resolution": 24}, "power of two >= 4"),
+    ({"normalization": "whiten"}, "unknown normalization 'whiten'"),
+    ({"descriptor": "pixels"}, "unknown descriptor 'pixels'"),
+    ({"foreground_rule": "middle"}, "unknown foreground rule"),
+    ({"refine": "bicubic"}, "unknown refine 'bicubic'"),
+    ({"boundary": "snake"}, "unknown boundary method"),
+    ({"noise_mode": "loud"}, "unknown noise mode"),
+    ({"min_area": 0.5}, "min_area is a fraction"),
+    ({"frame_penalty": -1}, "frame_penalty must lie in"),
+    ({"batch_size": 0}, "batch size must be at least 1"),
+    ({"feature_dim": 0}, "feature_dim must be at least 1"),
+])
+def test_each_bad_value_is_one_clear_error(shapes, options, message):
+    with pytest.raises(StylemixError, match=message):
+        dataclasses.replace(SegmentConfig(), **options).resolve(shapes)
+
+
+def test_features_need_a_generator_that_has_them():
+    class Plain:  # the protocol without feature maps
+        resolution, num_ws, w_dim, z_dim, c_dim = 16, 4, 8, 8, 0
+        style_layout = type("L", (), {"default_crossover": 2, "slot_resolutions": (4, 8, 16, 16)})()
+    with pytest.raises(StylemixError, match="exposes no feature maps: use descriptor rgb"):
+        SegmentConfig(descriptor="features").resolve(Plain())
+    assert SegmentConfig().resolve(Plain()).descriptor == "rgb"
+
+
+def test_as_dict_is_json_with_ranges_as_text(shapes):
+    d = SegmentConfig(crossover=(2, 5)).resolve(shapes).as_dict()
+    assert d["crossover"] == "2-5" and json.loads(json.dumps(d)) == {**d, "consensus": list(d["consensus"])}
+    assert set(d) == {f.name for f in dataclasses.fields(SegmentConfig)}
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"clusters": 1}, "instance clusters"), ({"crop_margins": ()}, "crop margins"),
+    ({"crop_margins": (5.0,)}, "crop margins"), ({"max_box_fill": 0}, "max box fill"),
+    ({"merge_overlap": 1.5}, "merge overlap"), ({"max_edge_cover": -0.1}, "max edge cover"),
+    ({"min_margin": 1.0}, "min margin"), ({"min_crop": 1}, "min crop"),
+])
+def test_instance_config_checks(options, message):
+    InstanceConfig().check()
+    with pytest.raises(StylemixError, match=message):
+        InstanceConfig(**options).check()

@@ -1,0 +1,57 @@
+"""Quality on real faces, in CI: the default generator's masks of four development seeds against the shared
+person/background pseudo ground truth (../shared/eval/mobilestylegan-ffhq, MediaPipe selfie segmentation at 256 px).
+
+The bars sit a little below today's figures, so float noise between machines passes and a real regression does
+not. Measured on seeds 0-3 (mean over images, 256 px, band 3 px) when the bars were set:
+
+    default settings            mIoU 0.896   trimap IoU 0.560
+    refine="nearest"            mIoU 0.865   trimap IoU 0.403   (no guided upsampling: crosses both bars)
+    consensus=(2,)              mIoU 0.790   trimap IoU 0.522   (the plain two-way split: crosses both)
+    variants=4                  mIoU 0.790   trimap IoU 0.478
+
+benchmarks/quality.py scores seeds 0-99 (docs/benchmarks.md); this is its four-seed tripwire.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import stylemix
+from stylemix import io, metrics
+from stylemix.errors import GeneratorLoadError
+
+SEEDS = [0, 1, 2, 3]
+MIOU_BAR = 0.875
+TRIMAP_BAR = 0.52
+
+
+@pytest.fixture(scope="module")
+def faces(shared):
+    folder = shared / "eval" / "mobilestylegan-ffhq"
+    if not folder.is_dir():
+        pytest.skip(f"no ground truth folder {folder}")
+    try:
+        G = stylemix.load_generator()
+    except GeneratorLoadError as exc:
+        pytest.skip(f"the default generator is not installed: {exc}")
+    return G, {s: io.read_png(folder / f"seed{s:04d}_mask.png") > 127 for s in SEEDS}
+
+
+def to_gt_size(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Area reduction with a > 1/2 vote, as the ground truth's images were reduced (benchmarks/quality.py)."""
+    import cv2
+    return cv2.resize(mask.astype(np.float32), shape[::-1], interpolation=cv2.INTER_AREA) > 0.5
+
+
+def test_default_pipeline_quality_on_real_faces(faces, one_thread):
+    G, gts = faces
+    per = {}
+    for seg in stylemix.segment_many(G, SEEDS):
+        per[seg.seed] = metrics.mask_scores(to_gt_size(seg.foreground, gts[seg.seed].shape), gts[seg.seed])
+    summary = metrics.summarize(per)
+    report = f"mIoU {summary['miou']:.4f}, trimap IoU {summary['trimap_iou']:.4f}, per seed " + \
+        ", ".join(f"{s}: {per[s]['miou']:.3f}" for s in SEEDS)
+    assert summary["miou"] >= MIOU_BAR, report
+    assert summary["trimap_iou"] >= TRIMAP_BAR, report
