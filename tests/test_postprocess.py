@@ -45,11 +45,15 @@ def test_guided_filter_keeps_constant_and_follows_edges():
     assert np.abs(out - guide).max() < 0.05
 
 
+def noisy_box(size: int, rows: slice, cols: slice, value: int, sigma: float, seed: int) -> np.ndarray:
+    """``uint8 [size, size, 3]``: a flat box on black, with Gaussian pixel noise."""
+    image = np.zeros((size, size, 3), np.uint8)
+    image[rows, cols] = value
+    return np.clip(image + np.random.default_rng(seed).normal(0, sigma, image.shape), 0, 255).astype(np.uint8)
+
+
 def test_fast_guided_filter_matches_full_size_filter():
-    rng = np.random.default_rng(0)
-    image = np.zeros((256, 256, 3), np.uint8)
-    image[70:190, 60:200] = 200
-    image = np.clip(image + rng.normal(0, 8, image.shape), 0, 255).astype(np.uint8)
+    image = noisy_box(256, slice(70, 190), slice(60, 200), 200, 8, seed=0)
     coarse = np.zeros((16, 16), np.int32)
     coarse[4:12, 4:13] = 1
     full = upsample_labels(coarse, (256, 256), 2, guide=image, filter_resolution=None)
@@ -90,10 +94,7 @@ def test_resample_matrix_is_opencvs_resampling(size_in, size_out, area):
 
 
 def test_every_device_upsamples_and_cleans_alike(device):
-    rng = np.random.default_rng(3)
-    image = np.zeros((96, 96, 3), np.uint8)
-    image[22:70, 30:80] = 220
-    image = np.clip(image + rng.normal(0, 6, image.shape), 0, 255).astype(np.uint8)
+    image = noisy_box(96, slice(22, 70), slice(30, 80), 220, 6, seed=3)
     coarse = np.zeros((24, 24), np.int32)
     coarse[5:18, 7:20] = 1
     coarse[2, 2] = 1  # a speck for the cleaning
