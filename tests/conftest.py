@@ -3,6 +3,7 @@ on (kornia's way: the device is a test parameter, not a separate code path)."""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -52,14 +53,23 @@ def use_backend(monkeypatch: pytest.MonkeyPatch, chosen) -> None:
             monkeypatch.setattr(module, "get_backend", lambda device="auto": chosen)
 
 
-@pytest.fixture
-def no_tf32():
-    """TF32 off for CUDA matmuls and convolutions during one test, the process's settings restored after (parity
-    tests compare against float32 CPU results; TF32 keeps 10 mantissa bits)."""
+@contextlib.contextmanager
+def tf32_off():
+    """TF32 off for CUDA matmuls and convolutions inside, the process's settings restored after (parity tests compare
+    against float32 CPU results; TF32 keeps 10 mantissa bits)."""
     before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    yield
-    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+
+
+@pytest.fixture
+def no_tf32():
+    """:func:`tf32_off` for one test."""
+    with tf32_off():
+        yield
 
 
 @pytest.fixture(scope="session")

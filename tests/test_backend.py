@@ -188,3 +188,17 @@ def test_import_needs_no_gpu_libraries():
             "bad = [m for m in ('cupy', 'cuml', 'ultralytics', 'openvino', 'ray') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_tf32_switch_restores_the_process_settings():
+    from conftest import tf32_off
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = True
+    try:
+        with pytest.raises(RuntimeError, match="inside"):
+            with tf32_off():
+                assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
+                raise RuntimeError("a failing test inside")
+        assert torch.backends.cudnn.allow_tf32 is True  # restored even when the test fails
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
