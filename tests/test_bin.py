@@ -7,7 +7,6 @@ import importlib.machinery
 import importlib.util
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
