@@ -190,7 +190,7 @@ def segment(network: str | None, device: str, seeds: str | None, outdir: str, ws
     from tqdm import tqdm
 
     import stylemix
-    from stylemix import io, visualize
+    from stylemix import io
 
     seed_list = io.parse_seeds(seeds) if seeds is not None else None
     kwargs = method_kwargs(options)
@@ -199,7 +199,8 @@ def segment(network: str | None, device: str, seeds: str | None, outdir: str, ws
     transform = _set_input_transform(G, rotate, translate)
     from stylemix.segment import SegmentConfig
     SegmentConfig(**kwargs).resolve(G)  # every bad value fails here, before anything is written
-    from stylemix.instances import prepare_instances, write_instances
+    from stylemix.instances import prepare_instances
+    from stylemix.outputs import write_seed
     step = prepare_instances(options["detector"], options["classes"], options["det_conf"], options["det_iou"])
     if step is not None:  # the loaded detector, so that it is loaded once and its errors come first
         kwargs.update(detector=step.detector, classes=step.classes, conf=step.conf, iou=step.iou)
@@ -208,24 +209,12 @@ def segment(network: str | None, device: str, seeds: str | None, outdir: str, ws
         kwargs["parts"] = load_bank(parts, G)  # a bank of another generator is refused before anything is written
     out = io.prepare_outdir(outdir)
     total = len(seed_list) if latents is None else len(latents)
+    extra: dict[str, Any] = {} if transform is None else {"input_transform": transform}
+    if latents is not None:
+        extra["latents_file"] = {"name": latents.source, "sha256": io.file_sha256(ws_file)}
     for seg in tqdm(stylemix.segment_many(G, seed_list, ws=latents, **kwargs), total=total, unit="img",
                     desc="segment", disable=None):
-        stem = out / seg.name
-        k = seg.meta["settings"]["clusters"]
-        mask = (seg.foreground * 255).astype(np.uint8) if k == 2 else seg.labels.astype(np.uint8)
-        io.write_png(f"{stem}.png", seg.image)
-        io.write_png(f"{stem}_mask.png", mask)
-        io.write_png(f"{stem}_overlay.png", visualize.overlay(seg.image, seg.labels, background=k > 2))
-        meta = seg.meta if transform is None else {**seg.meta, "input_transform": transform}
-        if latents is not None:
-            meta = {**meta, "latents_file": {"name": latents.source, "sha256": io.file_sha256(ws_file)}}
-        io.write_json(f"{stem}.json", meta)
-        if seg.instances is not None:
-            write_instances(stem, seg)
-        if seg.parts is not None:
-            io.write_png(f"{stem}_parts.png", seg.parts.astype(np.uint8))
-            io.write_png(f"{stem}_parts_overlay.png",
-                         visualize.parts_overlay(seg.image, seg.parts, kwargs["parts"].class_names))
+        write_seed(seg, out, meta=extra)
 
 
 def _set_input_transform(G: Any, rotate: float | None, translate: str | None) -> dict[str, Any] | None:
@@ -273,7 +262,7 @@ def evaluate(pred: str, gt: str, as_json: bool, band: int) -> None:
     summary = metrics.summarize(per)
     summary["missing_predictions"] = len(set(gts) - set(preds))
     if as_json:
-        click.echo(json.dumps({"summary": summary, "per_image": {f"seed{s:04d}": v for s, v in per.items()}},
+        click.echo(json.dumps({"summary": summary, "per_image": {io.stem(s): v for s, v in per.items()}},
                               indent=1))
         return
     click.echo(f"{'seed':>8} " + " ".join(f"{m:>10}" for m in metrics.METRICS))

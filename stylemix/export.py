@@ -25,19 +25,18 @@ import json
 import os
 import re
 import shutil
-import struct
 import time
-import zlib
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
 from stylemix.errors import StylemixError
-from stylemix.io import file_sha256
+from stylemix.io import file_sha256, stem  # noqa: F401 (stem: export.stem is the documented name)
 
 FORMATS = ("png", "coco", "yolo")
-LAYOUT_VERSION = 1  # bumped whenever the files written for a seed change; part of the digest
+LAYOUT_VERSION = 2  # bumped whenever the files written for a seed change; part of the digest
+# 2: masks encoded by Pillow (same ids, other bytes than version 1's own encoder)
 CARD = "dataset.json"
 MANIFEST = "manifest.jsonl"
 COCO_JSON = "annotations/instances.json"
@@ -176,11 +175,6 @@ class SeedResult:
     record: dict[str, Any]
 
 
-def stem(seed: int, prefix: str = "seed") -> str:
-    """File stem of a seed (``seedSSSS``), or of a latents row with ``prefix="ws"`` (``wsRRRR``)."""
-    return f"{prefix}{seed:04d}"
-
-
 def name_prefix(card: dict[str, Any]) -> str:
     """``ws`` for an export of a latents file (its records' ``seed`` fields are row numbers), else ``seed``."""
     return "ws" if card.get("latents") else "seed"
@@ -190,25 +184,6 @@ def mask_palette() -> np.ndarray:
     """``uint8 [256, 3]``: the overlay colours of :mod:`stylemix.visualize`, so id 0 (background) is black."""
     from stylemix.visualize import palette
     return palette(256)
-
-
-def encode_palette_png(ids: np.ndarray, palette: np.ndarray) -> bytes:
-    """``uint8 [H, W]`` class ids -> an 8-bit palette PNG whose pixel values are the ids (deterministic bytes).
-
-    PIL, torchvision and mmseg read the ids back directly; the palette only makes the mask visible in a viewer.
-    OpenCV has no palette writer, hence these few lines of PNG.
-    """
-    if ids.ndim != 2 or ids.dtype != np.uint8:
-        raise StylemixError(f"expected uint8 [H, W] class ids, got {ids.dtype} {ids.shape}")
-    h, w = ids.shape
-
-    def chunk(tag: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
-
-    rows = np.concatenate([np.zeros((h, 1), np.uint8), ids], axis=1)  # filter type 0 per row
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 3, 0, 0, 0))
-            + chunk(b"PLTE", np.ascontiguousarray(palette, np.uint8).tobytes())
-            + chunk(b"IDAT", zlib.compress(rows.tobytes(), 9)) + chunk(b"IEND", b""))
 
 
 def class_map(seg: Any) -> np.ndarray:
@@ -273,7 +248,7 @@ def render_seed(seg: Any, fmt: str, digest: str, min_margin: float) -> SeedResul
       yolo: ``images/train/seedSSSS.png``, ``labels/train/seedSSSS.txt``: ``class x1 y1 x2 y2 ...`` per polygon.
     A seed whose foreground margin is below ``min_margin`` writes no file; its record says why.
     """
-    from stylemix.io import encode_png
+    from stylemix.io import encode_palette_png, encode_png
     seed, meta = int(seg.seed if seg.row is None else seg.row), seg.meta
     record: dict[str, Any] = {"seed": seed, "digest": digest, "foreground_margin": meta["foreground_margin"],
                               "foreground_fraction": meta["foreground_fraction"], "size": list(seg.image.shape[:2])}

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 from typing import Any, Iterable, NamedTuple
 
 import numpy as np
@@ -474,16 +473,3 @@ def prepare_instances(detector: str | Any | None, classes: str | Iterable[str | 
     if classes is not None and not isinstance(classes, str):
         classes = list(classes)
     return InstanceStep(det, classes, conf, iou, config)
-
-
-def write_instances(stem: str | os.PathLike, seg: Any) -> None:
-    """Write the instance files of ``seg`` (a :class:`~stylemix.segment.Segmentation` with instances) beside
-    ``stem``: ``_instances.png``, ``_semantic.png`` (uint8, uint16 past 255), ``_instances.json``,
-    ``_instances_overlay.png``."""
-    from stylemix import io
-    stem = os.fspath(stem)
-    for suffix, ids in (("_instances", seg.instances), ("_semantic", seg.semantic)):
-        io.write_png(f"{stem}{suffix}.png", ids.astype(np.uint8 if ids.max(initial=0) <= 255 else np.uint16))
-    io.write_json(f"{stem}_instances.json", {"seed": seg.seed, **seg.meta["instances"],
-                                             "instances": [r.as_dict() for r in seg.instance_records]})
-    io.write_png(f"{stem}_instances_overlay.png", overlay_instances(seg.image, seg.instances, seg.instance_records))

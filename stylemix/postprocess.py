@@ -122,8 +122,8 @@ def _upsample_maps(maps: Any, size: tuple[int, int], guide: Any | None, radius: 
     if guide is None:
         return _resize(maps, (H, W))
     g = guide.astype(xp.float32)
-    if g.max() > 1.5:
-        g = g / 255.0
+    if guide.dtype.kind in "ui":  # integer images span their dtype (uint8: 0-255); float ones are in [0, 1]
+        g = g / float(np.iinfo(guide.dtype).max)
     grey = g @ xp.asarray([0.299, 0.587, 0.114], dtype=xp.float32)
     radius = max(1, 2 * H // h) if radius is None else radius
     scale = 1.0 if filter_resolution is None else min(1.0, max(filter_resolution, h, w) / max(H, W))

@@ -61,7 +61,8 @@ class Segmentation:
     @property
     def name(self) -> str:
         """File stem: ``seedSSSS`` for a seed, ``wsRRRR`` for row RRRR of the latents (zero-padded to 4 digits)."""
-        return f"seed{self.seed:04d}" if self.row is None else f"ws{self.row:04d}"
+        from stylemix.io import stem
+        return stem(self.seed) if self.row is None else stem(self.row, "ws")
 
 
 def segment(G: Any, seed: int = 0, *, ws: Any = None, z: Any = None, stream_base: int = 0,

@@ -109,13 +109,14 @@ def test_shard_seeds_partition():
 
 def test_palette_png_round_trip():
     from PIL import Image
+    from stylemix.io import encode_palette_png
     import io as _io
     ids = np.random.default_rng(0).integers(0, 5, (7, 9)).astype(np.uint8)
-    data = ex.encode_palette_png(ids, ex.mask_palette())
+    data = encode_palette_png(ids, ex.mask_palette())
     img = Image.open(_io.BytesIO(data))
     assert img.mode == "P" and img.size == (9, 7)
     np.testing.assert_array_equal(np.array(img), ids)
-    assert ex.encode_palette_png(ids, ex.mask_palette()) == data
+    assert encode_palette_png(ids, ex.mask_palette()) == data
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from stylemix.detect import Detections, class_ids, detect
 from stylemix.errors import GeneratorLoadError, StylemixError
 from stylemix.generators.shapes import ShapesGenerator
 from stylemix.instances import (Claim, InstanceConfig, InstanceRecord, box_prior, crop_window, mask_overlap,
-                                merge_duplicates, resolve_overlaps, segment_instances, write_instances)
+                                merge_duplicates, resolve_overlaps, segment_instances)
 
 from conftest import SHARED, base_styles, iou
 
@@ -153,7 +153,8 @@ def test_box_prior_and_crop_window():
 def test_instance_files_round_trip(three, tmp_path):
     truth = three.truth(base_styles(three, 2))["instances"][0]
     seg = stylemix.segment(three, 2, variants=8, analysis_resolution=64, detector=fake_detector(truth_boxes(truth)))
-    write_instances(tmp_path / "seed0002", seg)
+    from stylemix.outputs import instance_files, write_files
+    write_files(tmp_path, instance_files(seg))
     ids = io.read_png(tmp_path / "seed0002_instances.png")
     assert ids.dtype == np.uint8 and np.array_equal(ids, seg.instances)
     assert np.array_equal(io.read_png(tmp_path / "seed0002_semantic.png"), seg.semantic)
