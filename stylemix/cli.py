@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -13,11 +14,6 @@ import click
 import numpy as np
 
 from stylemix.errors import StylemixError
-
-_SEG_OPTS = ("variants", "clusters", "crossover", "truncation_psi", "truncation_cutoff", "analysis_resolution",
-             "normalization", "descriptor", "feature_dim", "foreground_rule", "consensus", "frame_penalty",
-             "min_area", "refine", "boundary", "batch_size", "exact")
-
 
 class _Group(click.Group):
     """Turns every :class:`StylemixError` into one ``Error: ...`` line and exit status 1."""
@@ -101,8 +97,11 @@ def detector_options(f: Any) -> Any:
 
 def method_kwargs(options: dict[str, Any]) -> dict[str, Any]:
     """CLI option values -> :func:`stylemix.segment` keyword arguments."""
+    import dataclasses
+
+    from stylemix.config import SegmentConfig
     from stylemix.mixing import parse_crossover
-    kwargs = {k: options[k] for k in _SEG_OPTS if k in options}
+    kwargs = {f.name: options[f.name] for f in dataclasses.fields(SegmentConfig) if f.name in options}
     if kwargs.get("crossover") is not None:
         kwargs["crossover"] = parse_crossover(kwargs["crossover"])
     if isinstance(kwargs.get("consensus"), str):
@@ -191,29 +190,24 @@ def segment(network: str | None, device: str, seeds: str | None, outdir: str, ws
 
     import stylemix
     from stylemix import io
+    from stylemix.outputs import write_seed
 
     seed_list = io.parse_seeds(seeds) if seeds is not None else None
     kwargs = method_kwargs(options)
     G = stylemix.load_generator(network, device=_device(device))
     latents = _latents(G, ws_file, ws_are_z, stream_base, seeds)
     transform = _set_input_transform(G, rotate, translate)
-    from stylemix.segment import SegmentConfig
-    SegmentConfig(**kwargs).resolve(G)  # every bad value fails here, before anything is written
-    from stylemix.instances import prepare_instances
-    from stylemix.outputs import write_seed
-    step = prepare_instances(options["detector"], options["classes"], options["det_conf"], options["det_iou"])
-    if step is not None:  # the loaded detector, so that it is loaded once and its errors come first
-        kwargs.update(detector=step.detector, classes=step.classes, conf=step.conf, iou=step.iou)
-    if parts is not None:
-        from stylemix.parts import load_bank
-        kwargs["parts"] = load_bank(parts, G)  # a bank of another generator is refused before anything is written
+    segs = stylemix.segment_many(G, seed_list, ws=latents, detector=options["detector"], classes=options["classes"],
+                                 conf=options["det_conf"], iou=options["det_iou"], parts=parts, **kwargs)
+    # segment_many checks every setting and loads the detector and the part bank once, when its first result is
+    # asked for: take that result before the folder is created, so that bad input writes nothing.
+    first = next(segs)
     out = io.prepare_outdir(outdir)
-    total = len(seed_list) if latents is None else len(latents)
     extra: dict[str, Any] = {} if transform is None else {"input_transform": transform}
     if latents is not None:
         extra["latents_file"] = {"name": latents.source, "sha256": io.file_sha256(ws_file)}
-    for seg in tqdm(stylemix.segment_many(G, seed_list, ws=latents, **kwargs), total=total, unit="img",
-                    desc="segment", disable=None):
+    total = len(seed_list) if latents is None else len(latents)
+    for seg in tqdm(itertools.chain([first], segs), total=total, unit="img", desc="segment", disable=None):
         write_seed(seg, out, meta=extra)
 
 
@@ -358,7 +352,7 @@ def export(network: str | None, device: str, seeds: str | None, outdir: str, fmt
     """
     from stylemix import export as ex
     if merge:
-        card = ex.merge_shards(outdir)
+        card = ex.finalize(outdir)
         click.echo(f"merged {card['counts']['written']} images ({card['counts']['skipped']} seeds skipped) "
                    f"into {os.path.join(outdir, ex.CARD)}")
         return

@@ -131,12 +131,12 @@ def generator_identity(G: Any, source: str | os.PathLike | None) -> dict[str, An
     return ident
 
 
-def instance_identity(step: Any, detector: Any) -> dict[str, Any] | None:
-    """The instance mode's settings for the card (``None`` when off): detector name and weights sha256, class
-    filter, thresholds, per-box settings and the detector's class table.
+def instance_identity(step: Any) -> dict[str, Any] | None:
+    """The instance mode's settings for the card (``None`` when off): detector name and, for a weights file, its
+    sha256, class filter, thresholds, per-box settings and the detector's class table.
 
     Args:
-        step: :func:`stylemix.instances.prepare_instances`'s result; ``detector``: what it was made from.
+        step: :func:`stylemix.instances.prepare_instances`'s result.
     """
     from stylemix.detect import detector_name
     if step is None:
@@ -145,8 +145,9 @@ def instance_identity(step: Any, detector: Any) -> dict[str, Any] | None:
         "detector": detector_name(step.detector), "classes": step.classes, "conf": step.conf, "iou": step.iou,
         "settings": dataclasses.asdict(step.config),
         "names": {str(k): v for k, v in sorted((getattr(step.detector, "names", None) or {}).items())}}
-    if isinstance(detector, (str, os.PathLike)) and os.path.isfile(detector):
-        ident["sha256"] = file_sha256(detector)
+    weights = getattr(step.detector, "weights", None)  # a YoloDetector's file
+    if isinstance(weights, (str, os.PathLike)) and os.path.isfile(weights):
+        ident["sha256"] = file_sha256(weights)
     return ident
 
 
@@ -546,53 +547,208 @@ def clear_export(outdir: Path) -> None:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Segmentation workers: one process, or Ray actors
+# The export's jobs: plan (settings, identity, digest), open (the folder and its card), render, commit, finalize
+
+
+@dataclasses.dataclass
+class ExportPlan:
+    """What an export decides before it renders a seed (:func:`plan_export`); every later job reads it.
+
+    Attributes:
+        G: the generator, loaded once; ``source``: the file or registered name it came from (what Ray actors
+            load), ``None`` for a generator object.
+        config: the resolved :class:`~stylemix.segment.SegmentConfig` (resolved once, here).
+        fmt, min_margin: the format and the margin filter.
+        seeds: every seed of the export (or latents row), in the order given; ``shard``: ``(I, N)`` or ``None``.
+        core: the card's settings, with their ``digest``.
+        latents: the :class:`~stylemix.latents.LatentRows` of a latents export, else ``None``.
+        instances: the instance mode's :class:`~stylemix.instances.InstanceStep` (detector loaded once), or
+            ``None``.
+    """
+
+    G: Any
+    source: str | None
+    config: Any
+    fmt: str
+    min_margin: float
+    seeds: list[int]
+    shard: tuple[int, int] | None
+    core: dict[str, Any]
+    latents: Any = None
+    instances: Any = None
+
+    @property
+    def digest(self) -> str:
+        return self.core["digest"]
+
+    @property
+    def mine(self) -> list[int]:
+        """The seeds this process exports (its shard's)."""
+        return self.seeds if self.shard is None else shard_seeds(self.seeds, *self.shard)
+
+    def segment_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`stylemix.segment.segment_many` for this export's seeds."""
+        return {"config": self.config, "detector": self.instances}
+
+
+def plan_export(generator: Any, seeds: str | Iterable[int] | None, *, ws: Any = None, ws_kind: str = "w",
+                stream_base: int = 0, format: str = "png", min_margin: float = 0.0,
+                shard: str | tuple[int, int] | None = None, device: str = "cpu", config: Any = None,
+                detector: Any = None, classes: Any = None, conf: float = 0.25, iou: float = 0.7,
+                instance_config: Any = None, **options: Any) -> ExportPlan:
+    """Check every setting, load the generator, the latents and the detector once, and compute the card's
+    settings and digest; touches no output file. Arguments as for :func:`export_dataset`."""
+    import stylemix
+    from stylemix.instances import prepare_instances
+    from stylemix.io import parse_seeds
+    from stylemix.segment import SegmentConfig, _known
+
+    if format not in FORMATS:
+        raise StylemixError(f"unknown format {format!r}: use one of {', '.join(FORMATS)}")
+    if (seeds is None) == (ws is None):
+        raise StylemixError("give either seeds or a latents file (--ws), not both" if ws is not None else
+                            "no seeds to export")
+    seed_list: list[int] = []
+    if ws is None:
+        seed_list = parse_seeds(seeds) if isinstance(seeds, str) else list(dict.fromkeys(int(s) for s in seeds))
+        if not seed_list:
+            raise StylemixError("no seeds to export")
+    shard_t = parse_shard(shard)
+    source = os.fspath(generator) if isinstance(generator, (str, os.PathLike)) else None
+    G = stylemix.load_generator(source, device=device) if source is not None else generator
+    latents, latents_identity = None, None
+    if ws is not None:
+        from stylemix.latents import LatentRows, load_latents
+        latents = ws if isinstance(ws, LatentRows) else load_latents(ws, G, kind=ws_kind, stream_base=stream_base)
+        seed_list = [latents.row(i) for i in range(len(latents))]
+        latents_identity = {"file": latents.source, "kind": latents.kind, "stream_base": latents.stream_base,
+                            "rows": len(latents), "sha256": file_sha256(ws) if not isinstance(ws, LatentRows)
+                            else hashlib.sha256(latents.values.tobytes()).hexdigest()}
+    cfg = dataclasses.replace(config or SegmentConfig(), **_known(options)).resolve(G)
+    step = prepare_instances(detector, classes, conf, iou, instance_config)  # checks every setting, loads once
+    core = {"stylemix": stylemix.__version__, "layout": LAYOUT_VERSION, "format": format,
+            "generator": generator_identity(G, source),
+            "settings": {k: v for k, v in cfg.as_dict().items() if k not in _PERFORMANCE_SETTINGS},
+            "instances": instance_identity(step), "min_margin": float(min_margin),
+            "seeds": compact_seeds(seed_list), "shards": "seed s belongs to shard s mod N"}
+    if latents_identity is not None:  # only then: a seed export's card and digest stay what they were
+        core["latents"] = latents_identity
+    core["digest"] = settings_digest(core)
+    return ExportPlan(G, source, cfg, format, float(min_margin), seed_list, shard_t, core, latents, step)
+
+
+def open_export(plan: ExportPlan, outdir: str | os.PathLike, *, resume: bool = False, overwrite: bool = False
+                ) -> tuple[Path, list[int]]:
+    """Make ``outdir`` the plan's dataset: clear it (``overwrite``), refuse another export or an unasked resume,
+    write the card if it has none, create the format's folders. Returns the root and this process's pending seeds
+    (in order)."""
+    from stylemix.io import prepare_outdir, write_json
+    if overwrite and plan.shard is not None:
+        raise StylemixError("--overwrite cannot be combined with --shard: clear the folder once before the shards "
+                            "start (stylemix export --overwrite without --shard, or rm -r)")
+    out = prepare_outdir(outdir)
+    if overwrite:
+        clear_export(out)
+    card, records = read_card(out), read_records(out)
+    _check_existing(out, plan.core, card, records, out / shard_manifest(plan.shard), resume)
+    if card is None:
+        write_json(out / CARD, {**plan.core, "complete": False})
+    for d in _IMAGE_DIRS[plan.fmt]:
+        (out / d).mkdir(parents=True, exist_ok=True)
+    return out, missing_seeds(out, plan.mine, records)
+
+
+def render_results(plan: ExportPlan, seeds: Sequence[int], *, batch_seeds: int = 16, ray: bool = False,
+                   ray_address: str | None = None, workers: int | None = None) -> Iterator[SeedResult]:
+    """The :class:`SeedResult` of each of ``seeds``: in order, segmented in this process while up to
+    :data:`stylemix.outputs.WRITER_THREADS` threads encode the seeds before them; or, with ``ray``, rendered by
+    Ray actors in blocks of ``batch_seeds``, in completion order."""
+    if batch_seeds < 1:
+        raise StylemixError(f"--batch-seeds must be at least 1, got {batch_seeds}")
+    if not seeds:
+        return iter(())
+    if ray:
+        blocks = [list(seeds[i:i + batch_seeds]) for i in range(0, len(seeds), batch_seeds)]
+        return _ray_results(plan, blocks, ray_address, workers)
+    from stylemix.outputs import ordered_map
+    renderer = SeedRenderer(plan.G, plan)
+    return ordered_map(renderer.render, renderer.segmentations(seeds))
+
+
+def commit_results(out: Path, plan: ExportPlan, results: Iterable[SeedResult], *, done: int = 0,
+                   progress: bool | None = None, queue: int = 8) -> int:
+    """Commit ``results`` in order on one writer thread, so that the fsyncs (about 10-20 ms a seed on a plain
+    disk) overlap the next seeds' segmentation instead of adding to it; returns how many were committed. At most
+    ``queue`` seeds wait; an error in a commit stops the export at that seed (earlier ones are committed).
+    ``done``: seeds of this shard committed before (where the progress bar starts)."""
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    from tqdm import tqdm
+    mine = plan.mine
+    desc = f"export {plan.fmt}" + (f" {plan.shard[0]}/{plan.shard[1]}" if plan.shard else "")
+    disable = None if progress is None else not progress  # None: tqdm shows the bar only on a terminal
+    waiting: collections.deque[Future] = collections.deque()
+    committed = 0
+    with ManifestWriter(out / shard_manifest(plan.shard)) as manifest, \
+            ThreadPoolExecutor(1, "stylemix-export-commit") as writer, \
+            tqdm(total=len(mine), initial=done, unit="img", desc=desc, disable=disable, smoothing=0.1) as bar:
+        try:
+            for result in results:
+                waiting.append(writer.submit(commit_seed, out, result, manifest))
+                while waiting and (len(waiting) > queue or waiting[0].done()):
+                    waiting.popleft().result()
+                    committed += 1
+                    bar.update(1)
+            while waiting:
+                waiting.popleft().result()
+                committed += 1
+                bar.update(1)
+        finally:
+            for f in waiting:  # on an error, commits not yet started are dropped (their seeds stay pending)
+                f.cancel()
+    return committed
 
 
 class SeedRenderer:
-    """Segments blocks of seeds and renders them (what a Ray actor holds; also used in-process).
+    """Segments seeds and renders them into :class:`SeedResult` (what a Ray actor holds; also used in-process).
 
     Args:
-        generator: a generator, or a source for :func:`stylemix.load_generator`.
-        config: the resolved :class:`~stylemix.segment.SegmentConfig`.
-        fmt, digest, min_margin: as in :func:`render_seed`.
-        device: where to load a source (a generator object is moved there).
-        instance_options: ``detector``, ``classes``, ``conf``, ``iou``, ``instance_config`` of the instance mode
-            (:func:`stylemix.instances.prepare_instances`); the detector is loaded once, here.
+        generator: a generator, or a source for :func:`stylemix.load_generator` (loaded on ``device``).
+        plan: the export's :class:`ExportPlan` (its ``G`` is not used: a Ray actor gets the plan without it).
+        device: where a source is loaded, or a generator object moved (``None``: left where it is).
     """
 
-    def __init__(self, generator: Any, config: Any, fmt: str, digest: str, min_margin: float,
-                 device: str = "cpu", instance_options: dict[str, Any] | None = None, latents: Any = None) -> None:
+    def __init__(self, generator: Any, plan: ExportPlan, device: str | None = None) -> None:
         import stylemix
-        from stylemix.instances import prepare_instances
-        self.G = (stylemix.load_generator(generator, device=device) if isinstance(generator, (str, os.PathLike))
-                  else generator.to(device))
-        self.config, self.fmt, self.digest, self.min_margin = config, fmt, digest, min_margin
-        self.latents = latents  # a LatentRows: the "seeds" of the blocks are its row numbers
-        opts = dict(instance_options or {})
-        step = prepare_instances(opts.pop("detector", None), opts.get("classes"), opts.get("conf", 0.25),
-                                 opts.get("iou", 0.7), opts.get("instance_config"))
-        self.instance_kwargs = {} if step is None else {
-            "detector": step.detector, "classes": step.classes, "conf": step.conf, "iou": step.iou,
-            "instance_config": step.config}
+        if isinstance(generator, (str, os.PathLike)):
+            generator = stylemix.load_generator(generator, device=device or "cpu")
+        elif device is not None:
+            generator = generator.to(device)
+        self.G, self.plan = generator, plan
 
-    def iter_results(self, seeds: Sequence[int]) -> Iterator[SeedResult]:
+    def segmentations(self, seeds: Sequence[int]) -> Iterator[Any]:
+        """The :class:`~stylemix.segment.Segmentation` of each of ``seeds`` (latents rows for a latents export)."""
         from stylemix.segment import segment_many
-        items = {"seeds": seeds} if self.latents is None else {"ws": self.latents.take(seeds)}
-        for seg in segment_many(self.G, config=self.config, **items, **self.instance_kwargs):
-            yield render_seed(seg, self.fmt, self.digest, self.min_margin)
+        latents = self.plan.latents
+        items = {"seeds": list(seeds)} if latents is None else {"ws": latents.take(seeds)}
+        return segment_many(self.G, **items, **self.plan.segment_kwargs())
+
+    def render(self, seg: Any) -> SeedResult:
+        return render_seed(seg, self.plan.fmt, self.plan.digest, self.plan.min_margin)
 
     def run(self, seeds: Sequence[int]) -> list[SeedResult]:
-        return list(self.iter_results(seeds))
+        return [self.render(seg) for seg in self.segmentations(seeds)]
 
 
-def _ray_results(generator: Any, config: Any, fmt: str, digest: str, min_margin: float, blocks: list[list[int]],
-                 address: str | None, workers: int | None, instance_options: dict[str, Any], latents: Any = None
+def _ray_results(plan: ExportPlan, blocks: list[list[int]], address: str | None, workers: int | None
                  ) -> Iterator[SeedResult]:
     """Results of ``blocks`` rendered by Ray actors, in completion order.
 
     One actor per worker holds the generator; with GPUs in the cluster each actor takes one GPU, else one CPU. The
-    driver keeps every file write (the actors return bytes), so the nodes need no shared file system.
+    driver keeps every file write (the actors return bytes), so the nodes need no shared file system. The actors
+    get the plan as it is (settings resolved and checked, the instance step built once here); a YOLO detector
+    travels as its weights path and thresholds and is opened once per actor, since a model cannot be shared
+    between processes.
     """
     from stylemix.render import generator_device  # lazy like every torch-side import here
     try:
@@ -607,14 +763,13 @@ def _ray_results(generator: Any, config: Any, fmt: str, digest: str, min_margin:
     n = workers or gpus or max(int(resources.get("CPU", 1)), 1)
     remote = ray.remote(num_gpus=1, num_cpus=0) if gpus else ray.remote(num_cpus=1)
     Actor = remote(SeedRenderer)
-    if isinstance(generator, (str, os.PathLike)):
-        source = generator
+    G = plan.G
+    if plan.source is not None:
+        source: Any = plan.source  # a path every node can read (shared storage or the same layout), or a name
     else:  # weights travel on the CPU (a node may have no GPU); a copy, so the caller's generator stays put
-        source = ray.put(generator if generator_device(generator).type == "cpu" else copy.deepcopy(generator).cpu())
-    if isinstance(source, os.PathLike):
-        source = os.fspath(source)  # a path every node can read (shared storage or the same layout)
-    actors = [Actor.remote(source, config, fmt, digest, min_margin, "cuda" if gpus else "cpu", instance_options,
-                           latents) for _ in range(n)]
+        source = ray.put(G if generator_device(G).type == "cpu" else copy.deepcopy(G).cpu())
+    spec = ray.put(dataclasses.replace(plan, G=None))
+    actors = [Actor.remote(source, spec, "cuda" if gpus else "cpu") for _ in range(n)]
     try:
         pool = ActorPool(actors)  # submits a block whenever an actor is free: at most `n` blocks in flight
         for results in pool.map_unordered(lambda a, block: a.run.remote(block), blocks):
@@ -638,6 +793,10 @@ def export_dataset(generator: Any, seeds: str | Iterable[int] | None, outdir: st
                    ) -> dict[str, Any]:
     """Export the segmentations of ``seeds`` as a training dataset in ``outdir``.
 
+    The composition of the export's jobs: :func:`plan_export` (settings, identity, digest), :func:`open_export`
+    (the folder, its card, what is pending), :func:`render_results` (segment and encode), :func:`commit_results`
+    (atomic files, then the manifest line) and, once every seed has a record, :func:`finalize`.
+
     Args:
         generator: a generator, or a source for :func:`stylemix.load_generator` (a file or a registered name).
         seeds: ``"0-99,200"`` or an iterable of ints; ``None`` with ``ws``.
@@ -653,7 +812,7 @@ def export_dataset(generator: Any, seeds: str | Iterable[int] | None, outdir: st
         overwrite: delete an existing export in ``outdir`` first (not with ``shard``: other shards may be writing).
         shard: ``"I/N"`` exports only seeds with ``seed % N == I``, into ``manifest-shardI-of-N.jsonl``;
             ``"auto"`` reads ``RANK``/``WORLD_SIZE``. The shard that completes the set merges everything.
-        batch_seeds: seeds per work unit (one Ray task, one progress update between units).
+        batch_seeds: seeds per Ray task.
         ray, ray_address, workers: render on a Ray cluster (``None``: the running one, or a new local one) with
             ``workers`` actors (default: one per GPU, else one per CPU).
         device: where a generator source is loaded in this process.
@@ -666,82 +825,22 @@ def export_dataset(generator: Any, seeds: str | Iterable[int] | None, outdir: st
         A summary: ``outdir``, ``exported`` (this call), ``done`` (before it), ``pending``, ``complete``,
         ``elapsed_s``, ``images_per_s``, and the ``card`` once complete.
     """
-    import stylemix
-    from stylemix.io import parse_seeds, prepare_outdir, write_json
-    from stylemix.render import generator_device
-    from stylemix.segment import SegmentConfig, _known
-
-    if format not in FORMATS:
-        raise StylemixError(f"unknown format {format!r}: use one of {', '.join(FORMATS)}")
     if batch_seeds < 1:
         raise StylemixError(f"--batch-seeds must be at least 1, got {batch_seeds}")
-    if (seeds is None) == (ws is None):
-        raise StylemixError("give either seeds or a latents file (--ws), not both" if ws is not None else
-                            "no seeds to export")
-    if ws is None:
-        seed_list = parse_seeds(seeds) if isinstance(seeds, str) else list(dict.fromkeys(int(s) for s in seeds))
-        if not seed_list:
-            raise StylemixError("no seeds to export")
-    shard_t = parse_shard(shard)
-    if overwrite and shard_t is not None:
-        raise StylemixError("--overwrite cannot be combined with --shard: clear the folder once before the shards "
-                            "start (stylemix export --overwrite without --shard, or rm -r)")
-    source = generator if isinstance(generator, (str, os.PathLike)) else None
-    G = stylemix.load_generator(source, device=device) if source is not None else generator
-    latents, latents_identity = None, None
-    if ws is not None:
-        from stylemix.latents import LatentRows, load_latents
-        latents = ws if isinstance(ws, LatentRows) else load_latents(ws, G, kind=ws_kind, stream_base=stream_base)
-        seed_list = [latents.row(i) for i in range(len(latents))]
-        latents_identity = {"file": latents.source, "kind": latents.kind, "stream_base": latents.stream_base,
-                            "rows": len(latents), "sha256": file_sha256(ws) if not isinstance(ws, LatentRows)
-                            else hashlib.sha256(latents.values.tobytes()).hexdigest()}
-    cfg = dataclasses.replace(config or SegmentConfig(), **_known(options)).resolve(G)
-    settings = {k: v for k, v in cfg.as_dict().items() if k not in _PERFORMANCE_SETTINGS}
-    from stylemix.instances import prepare_instances
-    step = prepare_instances(detector, classes, conf, iou, instance_config)  # checks every setting, loads once
-    instance_options = {} if step is None else {"detector": step.detector, "classes": step.classes,
-                                                "conf": step.conf, "iou": step.iou, "instance_config": step.config}
-    core = {"stylemix": stylemix.__version__, "layout": LAYOUT_VERSION, "format": format,
-            "generator": generator_identity(G, source), "settings": settings,
-            "instances": instance_identity(step, detector), "min_margin": float(min_margin),
-            "seeds": compact_seeds(seed_list), "shards": "seed s belongs to shard s mod N"}
-    if latents_identity is not None:  # only then: a seed export's card and digest stay what they were
-        core["latents"] = latents_identity
-    core["digest"] = settings_digest(core)
-
-    out = prepare_outdir(outdir)
-    if overwrite:
-        clear_export(out)
-    own_manifest = out / shard_manifest(shard_t)
-    card, records = read_card(out), read_records(out)
-    _check_existing(out, core, card, records, own_manifest, resume)
-    if card is None:
-        write_json(out / CARD, {**core, "complete": False})
-    for d in _IMAGE_DIRS[format]:
-        (out / d).mkdir(parents=True, exist_ok=True)
-
-    mine = seed_list if shard_t is None else shard_seeds(seed_list, *shard_t)
-    pending = missing_seeds(out, mine, records)
-    blocks = [pending[i:i + batch_seeds] for i in range(0, len(pending), batch_seeds)]
+    plan = plan_export(generator, seeds, ws=ws, ws_kind=ws_kind, stream_base=stream_base, format=format,
+                       min_margin=min_margin, shard=shard, device=device, config=config, detector=detector,
+                       classes=classes, conf=conf, iou=iou, instance_config=instance_config, **options)
+    out, pending = open_export(plan, outdir, resume=resume, overwrite=overwrite)
     t0 = time.perf_counter()
-    if ray and pending:
-        results: Iterator[SeedResult] = _ray_results(generator, cfg, format, core["digest"], float(min_margin),
-                                                     blocks, ray_address, workers,
-                                                     {**instance_options, "detector": detector} if step else {},
-                                                     latents)
-    else:
-        renderer = SeedRenderer(G, cfg, format, core["digest"], float(min_margin), device=str(generator_device(G)),
-                                instance_options=instance_options, latents=latents)
-        results = (r for block in blocks for r in renderer.iter_results(block))
-    _commit_all(out, own_manifest, results, total=len(mine), initial=len(mine) - len(pending), progress=progress,
-                desc=f"export {format}" + (f" {shard_t[0]}/{shard_t[1]}" if shard_t else ""))
+    results = render_results(plan, pending, batch_seeds=batch_seeds, ray=ray, ray_address=ray_address,
+                             workers=workers)
+    mine = plan.mine
+    commit_results(out, plan, results, done=len(mine) - len(pending), progress=progress)
     elapsed = time.perf_counter() - t0
-
     summary: dict[str, Any] = {"outdir": os.fspath(out), "exported": len(pending), "done": len(mine) - len(pending),
                                "elapsed_s": round(elapsed, 3),
                                "images_per_s": round(len(pending) / elapsed, 3) if pending and elapsed > 0 else None}
-    remaining = missing_seeds(out, seed_list, read_records(out))
+    remaining = missing_seeds(out, plan.seeds, read_records(out))
     summary["pending"] = len(remaining)
     summary["complete"] = not remaining
     if not remaining:
@@ -763,35 +862,3 @@ def _check_existing(out: Path, core: dict[str, Any], card: dict[str, Any] | None
     if started and not resume:
         raise StylemixError(f"{os.fspath(out)!r} already holds this export; use --resume to continue it or "
                             "--overwrite to start again")
-
-
-def merge_shards(outdir: str | os.PathLike) -> dict[str, Any]:
-    """Merge the shard manifests of a sharded export into one dataset (what the last shard does by itself);
-    returns the card. Raises :class:`StylemixError` while seeds are missing."""
-    return finalize(outdir)
-
-
-def _commit_all(out: Path, manifest_path: Path, results: Iterable[SeedResult], total: int, initial: int,
-                progress: bool | None, desc: str, queue: int = 8) -> None:
-    """Commit ``results`` in order on one writer thread, so that the fsyncs (about 10-20 ms a seed on a plain
-    disk) overlap the next seeds' segmentation instead of adding to it. At most ``queue`` seeds wait; an error in
-    a commit stops the export at that seed."""
-    from concurrent.futures import Future, ThreadPoolExecutor
-
-    from tqdm import tqdm
-    disable = None if progress is None else not progress  # None: tqdm shows the bar only on a terminal
-    waiting: collections.deque[Future] = collections.deque()
-    with ManifestWriter(manifest_path) as manifest, ThreadPoolExecutor(1, "stylemix-export-writer") as writer, \
-            tqdm(total=total, initial=initial, unit="img", desc=desc, disable=disable, smoothing=0.1) as bar:
-        try:
-            for result in results:
-                waiting.append(writer.submit(commit_seed, out, result, manifest))
-                while waiting and (len(waiting) > queue or waiting[0].done()):
-                    waiting.popleft().result()
-                    bar.update(1)
-            while waiting:
-                waiting.popleft().result()
-                bar.update(1)
-        finally:
-            for f in waiting:  # on an error, commits not yet started are dropped (their seeds stay pending)
-                f.cancel()

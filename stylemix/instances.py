@@ -178,6 +178,12 @@ def segment_instances(image: Any, stack: Any, detections: Detections, cfg: Segme
     """
     config = config or InstanceConfig()
     config.check()
+    return _segment_instances(image, stack, detections, cfg, random_state, config)
+
+
+def _segment_instances(image: Any, stack: Any, detections: Detections, cfg: SegmentConfig, random_state: int,
+                       config: InstanceConfig) -> Instances:
+    """:func:`segment_instances` with ``config`` already checked (:class:`InstanceStep` checks it once)."""
     detections = detections.select(np.argsort(-detections.scores, kind="stable"))  # ids follow the score
     guide = array_module(stack).asarray(image)
     H, W = int(image.shape[0]), int(image.shape[1])
@@ -441,7 +447,7 @@ class InstanceStep:
         """
         found = detect(self.detector, image, self.classes, self.conf)
         xp = array_module(stack)
-        inst = segment_instances(xp.asarray(image), stack, found, cfg, random_state, self.config)
+        inst = _segment_instances(xp.asarray(image), stack, found, cfg, random_state, self.config)
         kept = sum(r.kept for r in inst.records)
         meta = {
             "detector": detector_name(self.detector),
@@ -460,10 +466,14 @@ def prepare_instances(detector: str | Any | None, classes: str | Iterable[str | 
                       ) -> InstanceStep | None:
     """Load ``detector`` (a weights path or a callable) once and check the settings; ``None`` when no detector.
 
-    A class name unknown to a detector with a ``names`` attribute fails here, before any image is made.
+    A class name unknown to a detector with a ``names`` attribute fails here, before any image is made. An
+    :class:`InstanceStep` (this function's result) is returned as it is: the export prepares it once and hands it
+    to :func:`~stylemix.segment.segment_many`.
     """
     if detector is None:
         return None
+    if isinstance(detector, InstanceStep):
+        return detector
     config = config or InstanceConfig()
     config.check()
     check_thresholds(conf, iou)

@@ -386,7 +386,7 @@ def test_shards_merge_to_the_single_run(tmp_path, reference):
     assert not first["complete"] and first["exported"] == 2 and first["pending"] == 4
     assert (tmp_path / "manifest-shard1-of-3.jsonl").exists()
     with pytest.raises(StylemixError, match="not exported yet"):
-        ex.merge_shards(tmp_path)
+        ex.finalize(tmp_path)
     ex.export_dataset("shapes", "0-5", tmp_path, format="coco", shard="0/3", **OPTS)
     os.environ.pop("WORLD_SIZE", None)
     last = ex.export_dataset("shapes", "0-5", tmp_path, format="coco", shard=(2, 3), **OPTS)
