@@ -112,6 +112,12 @@ def method_kwargs(options: dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
+def alpha_option(f: Any) -> Any:
+    return click.option("--alpha", is_flag=True,
+                        help="Also write seedSSSS_alpha.png: the 8-bit soft matte of the boundary stage "
+                             "(>= 128 is the mask). Two-way masks (-k 2) only.")(f)
+
+
 def latents_options(f: Any) -> Any:
     """Images given by latents instead of seeds (stylemix/latents.py)."""
     options = [
@@ -160,8 +166,9 @@ def _latents(G: Any, ws_file: str | None, ws_are_z: bool, stream_base: int, seed
 @click.option("--parts", "parts", metavar="FILE|default", default=None,
               help="A part bank (stylemix discover; 'default': the one shipped for the default generator): "
                    "writes seedSSSS_parts.png and its overlay, and the mask from the bank's foreground classes.")
+@alpha_option
 def segment(network: str | None, device: str, seeds: str | None, outdir: str, ws_file: str | None, ws_are_z: bool,
-            stream_base: int, rotate: float | None, translate: str | None, parts: str | None,
+            stream_base: int, rotate: float | None, translate: str | None, parts: str | None, alpha: bool,
             **options: Any) -> None:
     """Segment the images of SEEDS and write image, mask and overlay per seed.
 
@@ -171,6 +178,7 @@ def segment(network: str | None, device: str, seeds: str | None, outdir: str, ws
       seedSSSS_mask.png     uint8; k=2: 255 foreground, 0 background; k>2: cluster ids
       seedSSSS_overlay.png  the mask drawn over the image
       seedSSSS.json         settings, per-variant crossovers, foreground margin
+      seedSSSS_alpha.png    with --alpha: the 8-bit matte (>= 128: the mask)
     and with --detector (instance mode, docs/instances.md):
       seedSSSS_instances.png          instance ids, 0 = background (uint8, uint16 past 255)
       seedSSSS_semantic.png           class id + 1 per pixel, 0 = background
@@ -190,10 +198,11 @@ def segment(network: str | None, device: str, seeds: str | None, outdir: str, ws
 
     import stylemix
     from stylemix import io
-    from stylemix.outputs import write_seed
+    from stylemix.outputs import check_alpha, write_seed
 
     seed_list = io.parse_seeds(seeds) if seeds is not None else None
     kwargs = method_kwargs(options)
+    check_alpha(alpha, kwargs["clusters"])
     G = stylemix.load_generator(network, device=_device(device))
     latents = _latents(G, ws_file, ws_are_z, stream_base, seeds)
     transform = _set_input_transform(G, rotate, translate)
@@ -208,7 +217,7 @@ def segment(network: str | None, device: str, seeds: str | None, outdir: str, ws
         extra["latents_file"] = {"name": latents.source, "sha256": io.file_sha256(ws_file)}
     total = len(seed_list) if latents is None else len(latents)
     for seg in tqdm(itertools.chain([first], segs), total=total, unit="img", desc="segment", disable=None):
-        write_seed(seg, out, meta=extra)
+        write_seed(seg, out, alpha=alpha, meta=extra)
 
 
 def _set_input_transform(G: Any, rotate: float | None, translate: str | None) -> dict[str, Any] | None:
@@ -321,6 +330,7 @@ def _masks_by_seed(folder: str) -> dict[int, Path]:
 @latents_options
 @method_options
 @detector_options
+@alpha_option
 @click.option("--min-margin", type=float, default=0.0,
               help="Skip seeds whose foreground margin is below this (recorded in the manifest).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted export of the same settings and seeds.")
@@ -333,7 +343,7 @@ def _masks_by_seed(folder: str) -> dict[int, Path]:
 @click.option("--ray-address", default=None, metavar="ADDR", help="Ray cluster to join. Default: a local one.")
 @click.option("--workers", type=int, default=None, help="Ray actors. Default: one per GPU, else one per CPU.")
 def export(network: str | None, device: str, seeds: str | None, outdir: str, fmt: str, ws_file: str | None,
-           ws_are_z: bool, stream_base: int, min_margin: float,
+           ws_are_z: bool, stream_base: int, alpha: bool, min_margin: float,
            resume: bool, overwrite: bool, shard: str | None, batch_seeds: int, merge: bool, use_ray: bool,
            ray_address: str | None, workers: int | None, **options: Any) -> None:
     """Export the segmentations of SEEDS as a dataset a trainer reads as it is (docs/export.md).
@@ -366,7 +376,7 @@ def export(network: str | None, device: str, seeds: str | None, outdir: str, fmt
                                 min_margin=min_margin,
                                 resume=resume, overwrite=overwrite, shard=shard, batch_seeds=batch_seeds,
                                 ray=use_ray, ray_address=ray_address, workers=workers, device=_device(device),
-                                **kwargs)
+                                alpha=alpha, **kwargs)
     rate = f", {summary['images_per_s']} img/s" if summary["images_per_s"] else ""
     click.echo(f"exported {summary['exported']} seeds in {summary['elapsed_s']} s{rate} "
                f"({summary['done']} were already done)")

@@ -43,7 +43,8 @@ COCO_JSON = "annotations/instances.json"
 YOLO_YAML = "data.yaml"
 _LOCK = ".export.lock"
 _IMAGE_DIRS = {"png": ("images", "masks"), "coco": ("images",), "yolo": ("images/train", "labels/train")}
-_OWNED = (CARD, YOLO_YAML, _LOCK, "images", "masks", "labels", "annotations")  # what overwrite may delete
+ALPHA_DIR = "alpha"  # seedSSSS_alpha.png of every format, apart from the folders a trainer globs
+_OWNED = (CARD, YOLO_YAML, _LOCK, "images", "masks", "labels", "annotations", ALPHA_DIR)  # what overwrite may delete
 # Not part of the digest or the card: the segment docstring guarantees results do not depend on it.
 _PERFORMANCE_SETTINGS = ("batch_size",)
 
@@ -240,13 +241,20 @@ def coco_rle(mask: np.ndarray) -> dict[str, Any]:
     return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
 
 
-def render_seed(seg: Any, fmt: str, digest: str, min_margin: float) -> SeedResult:
+def seed_dirs(fmt: str, alpha: bool = False) -> tuple[str, ...]:
+    """The folders that hold per-seed files in an export of ``fmt`` (with ``alpha``: the mattes' too)."""
+    return _IMAGE_DIRS[fmt] + ((ALPHA_DIR,) if alpha else ())
+
+
+def render_seed(seg: Any, fmt: str, digest: str, min_margin: float, alpha: bool = False) -> SeedResult:
     """Turn a :class:`~stylemix.segment.Segmentation` into the files and the manifest record of ``fmt``.
 
     Files per format (SSSS = seed, at least 4 digits):
       png:  ``images/seedSSSS.png`` RGB, ``masks/seedSSSS.png`` palette PNG of :func:`class_map` ids.
       coco: ``images/seedSSSS.png``; the annotations (RLE, bbox, area) go in the record, for :func:`finalize`.
       yolo: ``images/train/seedSSSS.png``, ``labels/train/seedSSSS.txt``: ``class x1 y1 x2 y2 ...`` per polygon.
+    With ``alpha``, every format adds ``alpha/seedSSSS_alpha.png``, the 8-bit matte
+    (:func:`stylemix.outputs.alpha_image`; ``>= 128`` is the foreground).
     A seed whose foreground margin is below ``min_margin`` writes no file; its record says why.
     """
     from stylemix.io import encode_palette_png, encode_png
@@ -283,6 +291,9 @@ def render_seed(seg: Any, fmt: str, digest: str, min_margin: float) -> SeedResul
         record["classes"], record["polygons"] = names, len(lines)
     else:
         raise StylemixError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
+    if alpha:
+        from stylemix.outputs import alpha_image
+        files[f"{ALPHA_DIR}/{name}_alpha.png"] = encode_png(alpha_image(seg))
     record["files"] = {path: hashlib.sha256(data).hexdigest() for path, data in sorted(files.items())}
     return SeedResult(seed, files, record)
 
@@ -445,7 +456,8 @@ def finalize(outdir: str | os.PathLike) -> dict[str, Any]:
             write_json(out / COCO_JSON, coco_document(written, classes, card))
         elif card["format"] == "yolo":
             atomic_write_bytes(out / YOLO_YAML, yolo_yaml(classes).encode())
-        _remove_strays(out, card["format"], {p for r in written for p in r["files"]})
+        _remove_strays(out, seed_dirs(card["format"], bool(card.get("alpha"))),
+                       {p for r in written for p in r["files"]})
         counts = {"requested": len(wanted), "written": len(written), "skipped": len(wanted) - len(written),
                   "mean_foreground_fraction": round(float(np.mean([r["foreground_fraction"] for r in written]))
                                                     if written else 0.0, 6)}
@@ -508,16 +520,16 @@ def yolo_yaml(classes: dict[str, str]) -> str:
             f"train: images/train\nval: images/train\nnames:\n{names}")
 
 
-def _remove_strays(out: Path, fmt: str, keep: set[str]) -> None:
+def _remove_strays(out: Path, dirs: Sequence[str], keep: set[str]) -> None:
     """Delete temp files of killed writes and seed files no record names, in the export's own folders only."""
-    for d in _IMAGE_DIRS[fmt]:
+    for d in dirs:
         folder = out / d
         if not folder.is_dir():
             continue
         for p in folder.iterdir():
             rel = f"{d}/{p.name}"
             stray_tmp = p.name.startswith(".") and p.name.endswith(".tmp")
-            if p.is_file() and (stray_tmp or (re.fullmatch(r"(seed|ws)\d+\.(png|txt)", p.name) and rel not in keep)):
+            if p.is_file() and (stray_tmp or (re.fullmatch(r"(seed|ws)\d+(_alpha)?\.(png|txt)", p.name) and rel not in keep)):
                 p.unlink()
     for p in out.glob(".*.tmp"):
         p.unlink()
@@ -564,6 +576,7 @@ class ExportPlan:
         latents: the :class:`~stylemix.latents.LatentRows` of a latents export, else ``None``.
         instances: the instance mode's :class:`~stylemix.instances.InstanceStep` (detector loaded once), or
             ``None``.
+        alpha: every seed also writes its matte (``alpha/seedSSSS_alpha.png``).
     """
 
     G: Any
@@ -576,6 +589,7 @@ class ExportPlan:
     core: dict[str, Any]
     latents: Any = None
     instances: Any = None
+    alpha: bool = False
 
     @property
     def digest(self) -> str:
@@ -595,12 +609,13 @@ def plan_export(generator: Any, seeds: str | Iterable[int] | None, *, ws: Any = 
                 stream_base: int = 0, format: str = "png", min_margin: float = 0.0,
                 shard: str | tuple[int, int] | None = None, device: str = "cpu", config: Any = None,
                 detector: Any = None, classes: Any = None, conf: float = 0.25, iou: float = 0.7,
-                instance_config: Any = None, **options: Any) -> ExportPlan:
+                instance_config: Any = None, alpha: bool = False, **options: Any) -> ExportPlan:
     """Check every setting, load the generator, the latents and the detector once, and compute the card's
     settings and digest; touches no output file. Arguments as for :func:`export_dataset`."""
     import stylemix
     from stylemix.instances import prepare_instances
     from stylemix.io import parse_seeds
+    from stylemix.outputs import check_alpha
     from stylemix.segment import SegmentConfig, _known
 
     if format not in FORMATS:
@@ -625,6 +640,7 @@ def plan_export(generator: Any, seeds: str | Iterable[int] | None, *, ws: Any = 
                             "rows": len(latents), "sha256": file_sha256(ws) if not isinstance(ws, LatentRows)
                             else hashlib.sha256(latents.values.tobytes()).hexdigest()}
     cfg = dataclasses.replace(config or SegmentConfig(), **_known(options)).resolve(G)
+    check_alpha(alpha, cfg.clusters)
     step = prepare_instances(detector, classes, conf, iou, instance_config)  # checks every setting, loads once
     core = {"stylemix": stylemix.__version__, "layout": LAYOUT_VERSION, "format": format,
             "generator": generator_identity(G, source),
@@ -633,8 +649,10 @@ def plan_export(generator: Any, seeds: str | Iterable[int] | None, *, ws: Any = 
             "seeds": compact_seeds(seed_list), "shards": "seed s belongs to shard s mod N"}
     if latents_identity is not None:  # only then: a seed export's card and digest stay what they were
         core["latents"] = latents_identity
+    if alpha:  # likewise
+        core["alpha"] = True
     core["digest"] = settings_digest(core)
-    return ExportPlan(G, source, cfg, format, float(min_margin), seed_list, shard_t, core, latents, step)
+    return ExportPlan(G, source, cfg, format, float(min_margin), seed_list, shard_t, core, latents, step, alpha)
 
 
 def open_export(plan: ExportPlan, outdir: str | os.PathLike, *, resume: bool = False, overwrite: bool = False
@@ -653,7 +671,7 @@ def open_export(plan: ExportPlan, outdir: str | os.PathLike, *, resume: bool = F
     _check_existing(out, plan.core, card, records, out / shard_manifest(plan.shard), resume)
     if card is None:
         write_json(out / CARD, {**plan.core, "complete": False})
-    for d in _IMAGE_DIRS[plan.fmt]:
+    for d in seed_dirs(plan.fmt, plan.alpha):
         (out / d).mkdir(parents=True, exist_ok=True)
     return out, missing_seeds(out, plan.mine, records)
 
@@ -734,7 +752,7 @@ class SeedRenderer:
         return segment_many(self.G, **items, **self.plan.segment_kwargs())
 
     def render(self, seg: Any) -> SeedResult:
-        return render_seed(seg, self.plan.fmt, self.plan.digest, self.plan.min_margin)
+        return render_seed(seg, self.plan.fmt, self.plan.digest, self.plan.min_margin, self.plan.alpha)
 
     def run(self, seeds: Sequence[int]) -> list[SeedResult]:
         return [self.render(seg) for seg in self.segmentations(seeds)]
@@ -789,8 +807,8 @@ def export_dataset(generator: Any, seeds: str | Iterable[int] | None, outdir: st
                    shard: str | tuple[int, int] | None = None, batch_seeds: int = 16, ray: bool = False,
                    ray_address: str | None = None, workers: int | None = None, device: str = "cpu",
                    progress: bool | None = None, config: Any = None, detector: Any = None, classes: Any = None,
-                   conf: float = 0.25, iou: float = 0.7, instance_config: Any = None, **options: Any
-                   ) -> dict[str, Any]:
+                   conf: float = 0.25, iou: float = 0.7, instance_config: Any = None, alpha: bool = False,
+                   **options: Any) -> dict[str, Any]:
     """Export the segmentations of ``seeds`` as a training dataset in ``outdir``.
 
     The composition of the export's jobs: :func:`plan_export` (settings, identity, digest), :func:`open_export`
@@ -820,6 +838,8 @@ def export_dataset(generator: Any, seeds: str | Iterable[int] | None, outdir: st
         config, options: method settings, as for :func:`stylemix.segment`.
         detector, classes, conf, iou, instance_config: instance mode, as for :func:`stylemix.segment`: the coco
             and yolo formats then hold the detector's instances and classes, the png masks its semantic map.
+        alpha: also write each seed's 8-bit matte, ``alpha/seedSSSS_alpha.png`` (k = 2 only); recorded in the
+            card and the digest like every other file.
 
     Returns:
         A summary: ``outdir``, ``exported`` (this call), ``done`` (before it), ``pending``, ``complete``,
@@ -829,7 +849,8 @@ def export_dataset(generator: Any, seeds: str | Iterable[int] | None, outdir: st
         raise StylemixError(f"--batch-seeds must be at least 1, got {batch_seeds}")
     plan = plan_export(generator, seeds, ws=ws, ws_kind=ws_kind, stream_base=stream_base, format=format,
                        min_margin=min_margin, shard=shard, device=device, config=config, detector=detector,
-                       classes=classes, conf=conf, iou=iou, instance_config=instance_config, **options)
+                       classes=classes, conf=conf, iou=iou, instance_config=instance_config, alpha=alpha,
+                       **options)
     out, pending = open_export(plan, outdir, resume=resume, overwrite=overwrite)
     t0 = time.perf_counter()
     results = render_results(plan, pending, batch_seeds=batch_seeds, ray=ray, ray_address=ray_address,

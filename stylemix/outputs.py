@@ -52,7 +52,8 @@ def mask_image(seg: Any) -> np.ndarray:
 
 
 def alpha_image(seg: Any) -> np.ndarray:
-    """``uint8 [H, W]`` of ``seedSSSS_alpha.png``: the matte ``seg.alpha float32 [H, W]`` as ``round(255 a)``.
+    """``uint8 [H, W]`` of ``seedSSSS_alpha.png``: the matte ``seg.alpha float32 [H, W]`` as ``round(255 a)``,
+    kept on the mask's side of the threshold, so that ``alpha >= 128`` is exactly ``seg.foreground``.
 
     Raises:
         StylemixError: ``seg`` has no matte (k > 2: the clusters are not a two-way decision).
@@ -60,7 +61,16 @@ def alpha_image(seg: Any) -> np.ndarray:
     from stylemix.refine import alpha_uint8
     if getattr(seg, "alpha", None) is None:
         raise StylemixError(f"{seg.name}: no alpha matte (the matte exists for two-way masks, k = 2)")
-    return alpha_uint8(seg.alpha)
+    a = alpha_uint8(seg.alpha)
+    # round(255 * 0.5) = 128 while 0.5 itself is background: ties go to the mask's side
+    return np.where(seg.foreground, np.maximum(a, 128), np.minimum(a, 127)).astype(np.uint8)
+
+
+def check_alpha(alpha: bool, clusters: int) -> None:
+    """Refuse ``--alpha`` where there is no matte (one line, before anything is written)."""
+    if alpha and int(clusters) != 2:
+        raise StylemixError(f"--alpha needs two-way masks (-k 2, the default), got -k {clusters}: clusters of "
+                            "parts have no matte")
 
 
 def seed_files(seg: Any, *, alpha: bool = False, meta: dict[str, Any] | None = None) -> dict[str, bytes]:

@@ -109,8 +109,15 @@ def upsample_mask(prob: Any, size: tuple[int, int], guide: Any | None = None, ra
     soft maps sum to 1 and every step is linear in them, so the argmax is "foreground map > 1/2"), then > 1/2.
     """
     xp = array_module(prob)
-    soft = _upsample_maps(prob[None].astype(xp.float32), size, guide, radius, eps, filter_resolution)
-    return (soft[0] > 0.5).astype(xp.int32)
+    return (upsample_probability(prob, size, guide, radius, eps, filter_resolution) > 0.5).astype(xp.int32)
+
+
+def upsample_probability(prob: Any, size: tuple[int, int], guide: Any | None = None, radius: int | None = None,
+                         eps: float = 1e-3, filter_resolution: int | None = 256) -> Any:
+    """The soft map :func:`upsample_mask` thresholds: ``float32 [H, W]``, bilinear then guided (the guided filter
+    may overshoot [0, 1] slightly near strong edges; clip it to use it as a matte)."""
+    xp = array_module(prob)
+    return _upsample_maps(prob[None].astype(xp.float32), size, guide, radius, eps, filter_resolution)[0]
 
 
 def _upsample_maps(maps: Any, size: tuple[int, int], guide: Any | None, radius: int | None, eps: float,

@@ -304,8 +304,8 @@ def test_cli_error_is_one_line(tmp_path):
 # crash safety
 
 
-def run_killed_at(n: int, outdir: Path, fmt: str, seeds: str = "0-5") -> int:
-    args = [*CLI_OPTS, "--seeds", seeds, "--outdir", str(outdir), "--format", fmt, "--resume"]
+def run_killed_at(n: int, outdir: Path, fmt: str, seeds: str = "0-5", extra: tuple[str, ...] = ()) -> int:
+    args = [*CLI_OPTS, "--seeds", seeds, "--outdir", str(outdir), "--format", fmt, "--resume", *extra]
     proc = subprocess.run([sys.executable, "-c", KILL_AT_EVENT, str(n), "export", *args], env=env(),
                           capture_output=True, cwd=REPO, timeout=300)
     assert proc.returncode in (0, -signal.SIGKILL), proc.stderr.decode()[-2000:]
@@ -359,6 +359,31 @@ def test_torn_manifest_line_and_lost_file_are_redone(tmp_path, reference):
     assert (tmp_path / "masks" / "seed0002.png").exists()
     ex.export_dataset("shapes", "0-5", tmp_path, format="png", shard="1/2", **OPTS)
     assert tree(tmp_path) == tree(reference["png"])
+
+
+def test_alpha_export_is_recorded_and_resumes_byte_identical(tmp_path):
+    from PIL import Image
+    ref = tmp_path / "ref"
+    ex.export_dataset("shapes", "0-3", ref, format="yolo", alpha=True, **OPTS)
+    card = json.loads((ref / "dataset.json").read_text())
+    assert card["alpha"] is True and card["complete"]
+    records = ex.read_manifest(ref / "manifest.jsonl")
+    assert all(f"alpha/seed{r['seed']:04d}_alpha.png" in r["files"] for r in records)
+    seg = stylemix.segment(stylemix.load_generator("shapes"), 2, **OPTS)
+    matte = np.array(Image.open(ref / "alpha" / "seed0002_alpha.png"))
+    assert matte.dtype == np.uint8 and np.array_equal(matte >= 128, seg.foreground)
+    assert 0 < ((matte > 0) & (matte < 255)).sum()  # soft at the boundary, not a copy of the mask
+    # killed at points inside the alpha files' writes (3 files a seed: 10 events), then resumed
+    out = tmp_path / "killed"
+    codes = [run_killed_at(n, out, "yolo", "0-3", ("--alpha",)) for n in (2, 7, 5, 13)]
+    assert codes == [-signal.SIGKILL] * 4
+    ex.export_dataset("shapes", "0-3", out, format="yolo", alpha=True, resume=True, **OPTS)
+    assert tree(out) == tree(ref)
+    with pytest.raises(StylemixError, match="other settings"):  # the matte is part of the digest
+        ex.export_dataset("shapes", "0-3", out, format="yolo", resume=True, **OPTS)
+    with pytest.raises(StylemixError, match="--alpha needs two-way masks"):
+        ex.export_dataset("shapes", "0-3", tmp_path / "k3", format="png", alpha=True, clusters=3, **OPTS)
+    assert not (tmp_path / "k3").exists()
 
 
 @pytest.mark.slow
