@@ -198,7 +198,7 @@ def segment(network: str | None, device: str, seeds: str | None, outdir: str, ws
 
     import stylemix
     from stylemix import io
-    from stylemix.outputs import check_alpha, write_seed
+    from stylemix.outputs import check_alpha, ordered_map, write_seed
 
     seed_list = io.parse_seeds(seeds) if seeds is not None else None
     kwargs = method_kwargs(options)
@@ -216,8 +216,11 @@ def segment(network: str | None, device: str, seeds: str | None, outdir: str, ws
     if latents is not None:
         extra["latents_file"] = {"name": latents.source, "sha256": io.file_sha256(ws_file)}
     total = len(seed_list) if latents is None else len(latents)
-    for seg in tqdm(itertools.chain([first], segs), total=total, unit="img", desc="segment", disable=None):
-        write_seed(seg, out, alpha=alpha, meta=extra)
+    # Encoding and writing run on writer threads while the next seed is segmented (stylemix.outputs.ordered_map);
+    # an error in either stops the command after the seeds before it are written.
+    written = ordered_map(lambda seg: write_seed(seg, out, alpha=alpha, meta=extra), itertools.chain([first], segs))
+    for _ in tqdm(written, total=total, unit="img", desc="segment", disable=None):
+        pass
 
 
 def _set_input_transform(G: Any, rotate: float | None, translate: str | None) -> dict[str, Any] | None:
@@ -331,6 +334,9 @@ def _masks_by_seed(folder: str) -> dict[int, Path]:
 @method_options
 @detector_options
 @alpha_option
+@click.option("--parts", "parts", metavar="FILE|default|K", default=None,
+              help="A parts dataset: masks, COCO categories and YOLO classes are the classes of a part bank (a file "
+                   "of stylemix discover, or 'default'), or of one fitted with K classes on the first 100 seeds.")
 @click.option("--min-margin", type=float, default=0.0,
               help="Skip seeds whose foreground margin is below this (recorded in the manifest).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted export of the same settings and seeds.")
@@ -343,7 +349,7 @@ def _masks_by_seed(folder: str) -> dict[int, Path]:
 @click.option("--ray-address", default=None, metavar="ADDR", help="Ray cluster to join. Default: a local one.")
 @click.option("--workers", type=int, default=None, help="Ray actors. Default: one per GPU, else one per CPU.")
 def export(network: str | None, device: str, seeds: str | None, outdir: str, fmt: str, ws_file: str | None,
-           ws_are_z: bool, stream_base: int, alpha: bool, min_margin: float,
+           ws_are_z: bool, stream_base: int, alpha: bool, parts: str | None, min_margin: float,
            resume: bool, overwrite: bool, shard: str | None, batch_seeds: int, merge: bool, use_ray: bool,
            ray_address: str | None, workers: int | None, **options: Any) -> None:
     """Export the segmentations of SEEDS as a dataset a trainer reads as it is (docs/export.md).
@@ -359,6 +365,7 @@ def export(network: str | None, device: str, seeds: str | None, outdir: str, fmt
       yolo segment train data=DS/data.yaml epochs=1 imgsz=64 model=yolov8n-seg.yaml
       stylemix export --seeds 0-99999 --format coco --outdir DS --shard 3/8      # one of 8 machines
       stylemix export --seeds 0-99999 --format png -k 4 --outdir DS --ray --ray-address auto
+      stylemix export --seeds 0-9999 --format coco --parts default --outdir PARTS  # consistent part classes
     """
     from stylemix import export as ex
     if merge:
@@ -376,7 +383,7 @@ def export(network: str | None, device: str, seeds: str | None, outdir: str, fmt
                                 min_margin=min_margin,
                                 resume=resume, overwrite=overwrite, shard=shard, batch_seeds=batch_seeds,
                                 ray=use_ray, ray_address=ray_address, workers=workers, device=_device(device),
-                                alpha=alpha, **kwargs)
+                                alpha=alpha, parts=parts, **kwargs)
     rate = f", {summary['images_per_s']} img/s" if summary["images_per_s"] else ""
     click.echo(f"exported {summary['exported']} seeds in {summary['elapsed_s']} s{rate} "
                f"({summary['done']} were already done)")

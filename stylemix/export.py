@@ -44,7 +44,11 @@ YOLO_YAML = "data.yaml"
 _LOCK = ".export.lock"
 _IMAGE_DIRS = {"png": ("images", "masks"), "coco": ("images",), "yolo": ("images/train", "labels/train")}
 ALPHA_DIR = "alpha"  # seedSSSS_alpha.png of every format, apart from the folders a trainer globs
-_OWNED = (CARD, YOLO_YAML, _LOCK, "images", "masks", "labels", "annotations", ALPHA_DIR)  # what overwrite may delete
+BANK = "parts.parts"  # the part bank of a parts export, beside the card (with parts.classes.csv, parts.classNN.png)
+# How many of the first seeds of a run `--parts K` fits its bank on (all of them when there are fewer).
+DISCOVER_SEEDS = 100
+_OWNED = (CARD, YOLO_YAML, _LOCK, "images", "masks", "labels", "annotations", ALPHA_DIR, BANK,
+          "parts.classes.csv")  # what overwrite may delete (and parts.classNN.png)
 # Not part of the digest or the card: the segment docstring guarantees results do not depend on it.
 _PERFORMANCE_SETTINGS = ("batch_size",)
 
@@ -156,6 +160,8 @@ def settings_digest(core: dict[str, Any]) -> str:
     """sha256 of what decides every byte a seed writes (the card ``core`` minus names that do not)."""
     keyed = {k: v for k, v in core.items() if k not in ("seeds", "digest")}
     keyed["generator"] = {k: v for k, v in core["generator"].items() if k != "source"}  # a renamed file is the same
+    if "parts" in core:
+        keyed["parts"] = {k: v for k, v in core["parts"].items() if k != "source"}
     return hashlib.sha256(_canonical(keyed).encode()).hexdigest()
 
 
@@ -193,8 +199,11 @@ def class_map(seg: Any) -> np.ndarray:
 
     k = 2: 0 background, 1 foreground. k > 2: clusters renumbered by rank of their foreground score (0 = the most
     background-like), because raw k-means ids are arbitrary per image while ranks mean the same in every image.
-    Instance mode (a detector ran): the semantic map, 0 background, detector class id + 1.
+    Instance mode (a detector ran): the semantic map, 0 background, detector class id + 1. A part bank: its class
+    ids (the same id the same part in every image).
     """
+    if getattr(seg, "parts", None) is not None:
+        return seg.parts.astype(np.uint8)
     if getattr(seg, "semantic", None) is not None:
         if seg.semantic.max(initial=0) > 255:
             raise StylemixError("the png format holds at most 255 detector classes")
@@ -212,9 +221,13 @@ def instances(seg: Any) -> list[tuple[np.ndarray, int, str]]:
     """Instance masks of a segmentation: ``[(mask bool [H, W], class_id, class_name), ...]``.
 
     Instance mode (``seg.instances`` int [H, W], 0 = none, with ``seg.instance_records``): one instance per kept
-    record, in the detector's classes. Otherwise each 8-connected component of the foreground is an instance of
-    class 0 ``foreground`` (the same regions the YOLO polygons outline).
+    record, in the detector's classes. A part bank (``seg.parts``): one per class present, named by the bank.
+    Otherwise each 8-connected component of the foreground is an instance of class 0 ``foreground`` (the same
+    regions the YOLO polygons outline).
     """
+    if getattr(seg, "parts", None) is not None:
+        names = seg.meta["parts"]["classes"]
+        return [(seg.parts == c, int(c), str(names[c])) for c in np.unique(seg.parts)]
     if getattr(seg, "instances", None) is not None:
         return [(seg.instances == r.id, int(r.class_id), str(r.class_name))
                 for r in seg.instance_records if r.kept and r.id]
@@ -473,6 +486,8 @@ def finalize(outdir: str | os.PathLike) -> dict[str, Any]:
 
 def _classes(card: dict[str, Any], written: list[dict[str, Any]]) -> dict[str, str]:
     """Class id (as a string, JSON keys) -> name for the whole dataset, in id order."""
+    if card.get("parts"):  # every format: the bank's classes, ids as they are
+        return {str(row["id"]): row["name"] for row in card["parts"]["classes"]}
     detector_names = (card.get("instances") or {}).get("names")
     if card["format"] == "png" and card.get("instances"):
         found = {int(a): n for a, n in (detector_names or {}).items()}
@@ -509,7 +524,8 @@ def coco_document(written: list[dict[str, Any]], classes: dict[str, str], card: 
     return {"info": {"description": "stylemix pseudo-labels", "version": card["stylemix"],
                      "digest": card["digest"]},
             "licenses": [], "images": images, "annotations": annotations,
-            "categories": [{"id": int(i) + 1, "name": n, "supercategory": "object"} for i, n in classes.items()]}
+            "categories": [{"id": int(i) + 1, "name": n, "supercategory": "part" if card.get("parts") else "object"}
+                           for i, n in classes.items()]}
 
 
 def yolo_yaml(classes: dict[str, str]) -> str:
@@ -554,7 +570,7 @@ def clear_export(outdir: Path) -> None:
             shutil.rmtree(p)
         elif p.exists():
             p.unlink()
-    for p in manifest_paths(outdir):
+    for p in [*manifest_paths(outdir), *outdir.glob("parts.class[0-9][0-9].png")]:
         p.unlink()
 
 
@@ -577,6 +593,8 @@ class ExportPlan:
         instances: the instance mode's :class:`~stylemix.instances.InstanceStep` (detector loaded once), or
             ``None``.
         alpha: every seed also writes its matte (``alpha/seedSSSS_alpha.png``).
+        bank: the :class:`~stylemix.parts.PartBank` of a parts export, else ``None``; ``bank_files``: its files as
+            the export stores them (``parts.parts``, ``parts.classes.csv``, contact sheets), by name.
     """
 
     G: Any
@@ -590,6 +608,8 @@ class ExportPlan:
     latents: Any = None
     instances: Any = None
     alpha: bool = False
+    bank: Any = None
+    bank_files: dict[str, bytes] = dataclasses.field(default_factory=dict)
 
     @property
     def digest(self) -> str:
@@ -602,16 +622,19 @@ class ExportPlan:
 
     def segment_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of :func:`stylemix.segment.segment_many` for this export's seeds."""
-        return {"config": self.config, "detector": self.instances}
+        return {"config": self.config, "detector": self.instances, "parts": self.bank}
 
 
 def plan_export(generator: Any, seeds: str | Iterable[int] | None, *, ws: Any = None, ws_kind: str = "w",
                 stream_base: int = 0, format: str = "png", min_margin: float = 0.0,
                 shard: str | tuple[int, int] | None = None, device: str = "cpu", config: Any = None,
                 detector: Any = None, classes: Any = None, conf: float = 0.25, iou: float = 0.7,
-                instance_config: Any = None, alpha: bool = False, **options: Any) -> ExportPlan:
-    """Check every setting, load the generator, the latents and the detector once, and compute the card's
-    settings and digest; touches no output file. Arguments as for :func:`export_dataset`."""
+                instance_config: Any = None, alpha: bool = False, parts: Any = None,
+                reuse_bank: str | os.PathLike | None = None, **options: Any) -> ExportPlan:
+    """Check every setting, load the generator, the latents, the detector and the part bank once (or fit the
+    bank), and compute the card's settings and digest; writes nothing. Arguments as for :func:`export_dataset`;
+    ``reuse_bank``: a bank file an earlier run of this export stored, loaded instead of fitting ``parts=K`` again
+    when it was fitted with the same settings on the same seeds."""
     import stylemix
     from stylemix.instances import prepare_instances
     from stylemix.io import parse_seeds
@@ -651,8 +674,58 @@ def plan_export(generator: Any, seeds: str | Iterable[int] | None, *, ws: Any = 
         core["latents"] = latents_identity
     if alpha:  # likewise
         core["alpha"] = True
+    bank, files = None, {}
+    if parts is not None:
+        if step is not None:
+            raise StylemixError("--parts and --detector cannot be combined in an export: export the parts and the "
+                                "instances as two datasets")
+        bank, label = export_bank(parts, G, seed_list, cfg, latents is not None, reuse_bank)
+        files = bank_files(bank)
+        core["parts"] = {"source": label, "file": BANK, "sha256": hashlib.sha256(files[BANK]).hexdigest(),
+                         "fit_seeds": bank.fit_seeds, "classes": bank.table()}
     core["digest"] = settings_digest(core)
-    return ExportPlan(G, source, cfg, format, float(min_margin), seed_list, shard_t, core, latents, step, alpha)
+    return ExportPlan(G, source, cfg, format, float(min_margin), seed_list, shard_t, core, latents, step, alpha,
+                      bank, files)
+
+
+def export_bank(parts: Any, G: Any, seeds: Sequence[int], cfg: Any, rows: bool = False,
+                reuse: str | os.PathLike | None = None) -> tuple[Any, str]:
+    """The part bank of ``export --parts`` and what the card calls its source.
+
+    Args:
+        parts: a bank (:class:`~stylemix.parts.PartBank`, a file, ``"default"``), or what to fit: K (an int, or
+            its string) or a :class:`~stylemix.parts.PartSettings`, fitted on the first :data:`DISCOVER_SEEDS` of
+            ``seeds`` with the export's settings ``cfg`` (deterministic: every shard and every resume gets the
+            same bank).
+        rows: the export is of latents rows (fitting needs seeds).
+        reuse: a bank stored by an earlier run, used when it was fitted with the same settings on the same seeds.
+    """
+    from stylemix.parts import PartBank, PartSettings, discover, load_bank
+    if isinstance(parts, str) and parts.isdigit():
+        parts = int(parts)
+    if isinstance(parts, bool) or not isinstance(parts, (int, PartSettings)):
+        bank = load_bank(parts, G)
+        label = "bank object" if isinstance(parts, PartBank) else "default" if str(parts) == "default" \
+            else Path(parts).name
+        return bank, label
+    settings = parts if isinstance(parts, PartSettings) else PartSettings(n_parts=parts)
+    if rows:
+        raise StylemixError("--parts K fits a bank on seeds: with --ws give a bank file (stylemix discover)")
+    fit_seeds = list(seeds[:DISCOVER_SEEDS])
+    if reuse is not None and Path(reuse).is_file():
+        stored = PartBank.load(reuse, G)
+        if stored.settings == settings and stored.fit_seeds == compact_seeds(fit_seeds):
+            return stored, f"discovered, K = {settings.n_parts}"
+    return (discover(G, fit_seeds, settings.n_parts, settings=settings, config=cfg),
+            f"discovered, K = {settings.n_parts}")
+
+
+def bank_files(bank: Any) -> dict[str, bytes]:
+    """``bank`` as an export stores it: ``parts.parts`` (the bank file; its sha256 is in the digest),
+    ``parts.classes.csv`` (the class table) and, right after fitting, ``parts.classNN.png`` (contact sheets)."""
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        return {p.name: p.read_bytes() for p in bank.save(Path(tmp) / BANK)}
 
 
 def open_export(plan: ExportPlan, outdir: str | os.PathLike, *, resume: bool = False, overwrite: bool = False
@@ -660,7 +733,7 @@ def open_export(plan: ExportPlan, outdir: str | os.PathLike, *, resume: bool = F
     """Make ``outdir`` the plan's dataset: clear it (``overwrite``), refuse another export or an unasked resume,
     write the card if it has none, create the format's folders. Returns the root and this process's pending seeds
     (in order)."""
-    from stylemix.io import prepare_outdir, write_json
+    from stylemix.io import atomic_write_bytes, prepare_outdir, write_json
     if overwrite and plan.shard is not None:
         raise StylemixError("--overwrite cannot be combined with --shard: clear the folder once before the shards "
                             "start (stylemix export --overwrite without --shard, or rm -r)")
@@ -669,6 +742,11 @@ def open_export(plan: ExportPlan, outdir: str | os.PathLike, *, resume: bool = F
         clear_export(out)
     card, records = read_card(out), read_records(out)
     _check_existing(out, plan.core, card, records, out / shard_manifest(plan.shard), resume)
+    # The bank's files before the card that vouches for them, the bank itself last: a later run that finds it
+    # reuses it instead of fitting again, so the table and the contact sheets must already be there.
+    for name in sorted(plan.bank_files, key=lambda n: n == BANK):
+        if not (out / name).is_file():
+            atomic_write_bytes(out / name, plan.bank_files[name])
     if card is None:
         write_json(out / CARD, {**plan.core, "complete": False})
     for d in seed_dirs(plan.fmt, plan.alpha):
@@ -677,10 +755,11 @@ def open_export(plan: ExportPlan, outdir: str | os.PathLike, *, resume: bool = F
 
 
 def render_results(plan: ExportPlan, seeds: Sequence[int], *, batch_seeds: int = 16, ray: bool = False,
-                   ray_address: str | None = None, workers: int | None = None) -> Iterator[SeedResult]:
-    """The :class:`SeedResult` of each of ``seeds``: in order, segmented in this process while up to
-    :data:`stylemix.outputs.WRITER_THREADS` threads encode the seeds before them; or, with ``ray``, rendered by
-    Ray actors in blocks of ``batch_seeds``, in completion order."""
+                   ray_address: str | None = None, workers: int | None = None, writer_threads: int | None = None
+                   ) -> Iterator[SeedResult]:
+    """The :class:`SeedResult` of each of ``seeds``: in order, segmented in this process while ``writer_threads``
+    threads (``None``: :data:`stylemix.outputs.WRITER_THREADS`; 0: inline) encode the seeds before them, the same
+    bytes either way; or, with ``ray``, rendered by Ray actors in blocks of ``batch_seeds``, in completion order."""
     if batch_seeds < 1:
         raise StylemixError(f"--batch-seeds must be at least 1, got {batch_seeds}")
     if not seeds:
@@ -688,9 +767,10 @@ def render_results(plan: ExportPlan, seeds: Sequence[int], *, batch_seeds: int =
     if ray:
         blocks = [list(seeds[i:i + batch_seeds]) for i in range(0, len(seeds), batch_seeds)]
         return _ray_results(plan, blocks, ray_address, workers)
-    from stylemix.outputs import ordered_map
+    from stylemix.outputs import WRITER_THREADS, ordered_map
     renderer = SeedRenderer(plan.G, plan)
-    return ordered_map(renderer.render, renderer.segmentations(seeds))
+    threads = WRITER_THREADS if writer_threads is None else writer_threads
+    return ordered_map(renderer.render, renderer.segmentations(seeds), threads=threads)
 
 
 def commit_results(out: Path, plan: ExportPlan, results: Iterable[SeedResult], *, done: int = 0,
@@ -808,7 +888,7 @@ def export_dataset(generator: Any, seeds: str | Iterable[int] | None, outdir: st
                    ray_address: str | None = None, workers: int | None = None, device: str = "cpu",
                    progress: bool | None = None, config: Any = None, detector: Any = None, classes: Any = None,
                    conf: float = 0.25, iou: float = 0.7, instance_config: Any = None, alpha: bool = False,
-                   **options: Any) -> dict[str, Any]:
+                   parts: Any = None, writer_threads: int | None = None, **options: Any) -> dict[str, Any]:
     """Export the segmentations of ``seeds`` as a training dataset in ``outdir``.
 
     The composition of the export's jobs: :func:`plan_export` (settings, identity, digest), :func:`open_export`
@@ -831,6 +911,8 @@ def export_dataset(generator: Any, seeds: str | Iterable[int] | None, outdir: st
         shard: ``"I/N"`` exports only seeds with ``seed % N == I``, into ``manifest-shardI-of-N.jsonl``;
             ``"auto"`` reads ``RANK``/``WORLD_SIZE``. The shard that completes the set merges everything.
         batch_seeds: seeds per Ray task.
+        writer_threads: threads that encode seeds while the next ones are segmented (``None``: the default of
+            :mod:`stylemix.outputs`; 0: inline). Like ``batch_size``, it changes no byte and is not in the digest.
         ray, ray_address, workers: render on a Ray cluster (``None``: the running one, or a new local one) with
             ``workers`` actors (default: one per GPU, else one per CPU).
         device: where a generator source is loaded in this process.
@@ -840,6 +922,10 @@ def export_dataset(generator: Any, seeds: str | Iterable[int] | None, outdir: st
             and yolo formats then hold the detector's instances and classes, the png masks its semantic map.
         alpha: also write each seed's 8-bit matte, ``alpha/seedSSSS_alpha.png`` (k = 2 only); recorded in the
             card and the digest like every other file.
+        parts: a parts dataset: a :class:`~stylemix.parts.PartBank`, a bank file or ``"default"``; or K (or a
+            :class:`~stylemix.parts.PartSettings`) to fit one on the first :data:`DISCOVER_SEEDS` seeds. Masks,
+            COCO categories and YOLO classes are then the bank's class ids and names; the bank is stored in
+            ``outdir`` (``parts.parts``) and its sha256 is part of the digest.
 
     Returns:
         A summary: ``outdir``, ``exported`` (this call), ``done`` (before it), ``pending``, ``complete``,
@@ -850,11 +936,11 @@ def export_dataset(generator: Any, seeds: str | Iterable[int] | None, outdir: st
     plan = plan_export(generator, seeds, ws=ws, ws_kind=ws_kind, stream_base=stream_base, format=format,
                        min_margin=min_margin, shard=shard, device=device, config=config, detector=detector,
                        classes=classes, conf=conf, iou=iou, instance_config=instance_config, alpha=alpha,
-                       **options)
+                       parts=parts, reuse_bank=None if overwrite else Path(outdir) / BANK, **options)
     out, pending = open_export(plan, outdir, resume=resume, overwrite=overwrite)
     t0 = time.perf_counter()
     results = render_results(plan, pending, batch_seeds=batch_seeds, ray=ray, ray_address=ray_address,
-                             workers=workers)
+                             workers=workers, writer_threads=writer_threads)
     mine = plan.mine
     commit_results(out, plan, results, done=len(mine) - len(pending), progress=progress)
     elapsed = time.perf_counter() - t0
@@ -875,6 +961,12 @@ def _check_existing(out: Path, core: dict[str, Any], card: dict[str, Any] | None
 
     A card without records of this run is fine: another shard of the same export wrote it.
     """
+    theirs, ours = (card or {}).get("parts") or {}, core.get("parts") or {}
+    if card is not None and theirs.get("sha256") != ours.get("sha256"):
+        raise StylemixError(f"{os.fspath(out)!r} was exported with " + (
+            f"another part bank (sha256 {str(theirs.get('sha256'))[:12]}), not this one "
+            f"({str(ours.get('sha256'))[:12]})" if theirs and ours else
+            "a part bank" if theirs else "no part bank") + "; use --overwrite or another folder")
     _check_digests(out, core["digest"], [card, *records.values()] if card else records.values())
     if card is not None and card.get("seeds") != core["seeds"]:
         raise StylemixError(f"{os.fspath(out)!r} was exported for seeds {card.get('seeds')}, not {core['seeds']}; "

@@ -238,6 +238,90 @@ def test_detector_instances_set_classes(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# parts datasets (a part bank's classes)
+
+BANK_SETTINGS = dict(n_parts=3, prototypes=8, signature_variants=8)
+
+
+@pytest.fixture(scope="module")
+def parts_G():
+    from stylemix.generators.shapes import ShapesGenerator
+    return ShapesGenerator(parts=True, coupling=0.3).eval()
+
+
+@pytest.fixture(scope="module")
+def parts_bank(parts_G):
+    from stylemix.parts import discover
+    return discover(parts_G, range(100, 108), variants=8, **BANK_SETTINGS)
+
+
+def test_parts_export_holds_the_bank_classes_in_every_format(tmp_path, parts_G, parts_bank):
+    from PIL import Image
+    for fmt in ex.FORMATS:
+        ex.export_dataset(parts_G, "0-2", tmp_path / fmt, format=fmt, parts=parts_bank, **OPTS)
+    names = parts_bank.class_names
+    png = tmp_path / "png"
+    for s in (0, 2):
+        seg = stylemix.segment(parts_G, s, parts=parts_bank, **OPTS)
+        np.testing.assert_array_equal(np.array(Image.open(png / "masks" / f"seed{s:04d}.png")), seg.parts)
+    for fmt in ex.FORMATS:
+        card = json.loads((tmp_path / fmt / "dataset.json").read_text())
+        assert card["classes"] == {str(i): n for i, n in enumerate(names)}
+        assert card["parts"]["sha256"] == ex.file_sha256(tmp_path / fmt / "parts.parts")
+        assert [r["name"] for r in card["parts"]["classes"]] == names
+        assert (tmp_path / fmt / "parts.classes.csv").is_file()
+    doc = json.loads((tmp_path / "coco" / "annotations" / "instances.json").read_text())
+    assert [c["name"] for c in doc["categories"]] == names
+    assert {a["category_id"] for a in doc["annotations"]} <= {1, 2, 3} and doc["annotations"]
+    yaml = (tmp_path / "yolo" / "data.yaml").read_text()
+    assert all(f'{i}: "{n}"' in yaml for i, n in enumerate(names))
+    labels = (tmp_path / "yolo" / "labels" / "train" / "seed0001.txt").read_text().splitlines()
+    assert labels and {int(line.split()[0]) for line in labels} <= {0, 1, 2}
+
+
+def test_parts_k_fits_on_the_first_seeds_resumes_and_refuses_another_bank(tmp_path, parts_G, parts_bank):
+    from stylemix.parts import PartBank, PartSettings
+    settings = PartSettings(**BANK_SETTINGS)
+    ref = tmp_path / "ref"
+    ex.export_dataset(parts_G, "0-5", ref, format="png", parts=settings, **OPTS)
+    stored = PartBank.load(ref / "parts.parts", parts_G)
+    assert stored.fit_seeds == "0-5" and stored.n_parts == 3  # fewer seeds than DISCOVER_SEEDS: all of them
+    assert (ref / "parts.class00.png").is_file()  # contact sheets to name the classes by
+    # shards (each fits the same bank on the same first seeds) merge to the single run, byte for byte
+    out = tmp_path / "sharded"
+    ex.export_dataset(parts_G, "0-5", out, format="png", parts=settings, shard="0/2", **OPTS)
+    (out / "masks" / "seed0002.png").unlink()  # a lost file is redone on resume
+    ex.export_dataset(parts_G, "0-5", out, format="png", parts=settings, shard="0/2", resume=True, **OPTS)
+    ex.export_dataset(parts_G, "0-5", out, format="png", parts=settings, shard="1/2", **OPTS)
+    assert tree(out) == tree(ref)
+    with pytest.raises(StylemixError, match="another part bank") as e:
+        ex.export_dataset(parts_G, "0-5", out, format="png", parts=parts_bank, resume=True, **OPTS)
+    assert "\n" not in str(e.value)
+    ex.export_dataset(parts_G, "0-1", tmp_path / "plain", format="png", **OPTS)
+    with pytest.raises(StylemixError, match="was exported with no part bank"):
+        ex.export_dataset(parts_G, "0-1", tmp_path / "plain", format="png", parts=parts_bank, resume=True, **OPTS)
+    with pytest.raises(StylemixError, match="cannot be combined"):
+        ex.export_dataset(parts_G, "0-1", tmp_path / "both", parts=parts_bank, detector=lambda im: None, **OPTS)
+    assert not (tmp_path / "both").exists()
+
+
+def test_parts_k_on_the_command_line_survives_kills(tmp_path):
+    # K = 2 parts on the plain shapes generator; kills land in the bank's files (8 events), the card, a seed
+    from click.testing import CliRunner
+    from stylemix.cli import main
+    extra = ("--parts", "2")
+    ref = tmp_path / "ref"
+    r = CliRunner().invoke(main, ["export", *CLI_OPTS, "--seeds", "0-3", "--outdir", str(ref), *extra])
+    assert r.exit_code == 0, r.output
+    out = tmp_path / "killed"
+    codes = [run_killed_at(n, out, "png", "0-3", extra) for n in (3, 9, 12)]
+    assert codes == [-signal.SIGKILL] * 3
+    r = CliRunner().invoke(main, ["export", *CLI_OPTS, "--seeds", "0-3", "--outdir", str(out), "--resume", *extra])
+    assert r.exit_code == 0, r.output
+    assert tree(out) == tree(ref)
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # the quality filter, refusals
 
 
