@@ -777,8 +777,9 @@ def commit_results(out: Path, plan: ExportPlan, results: Iterable[SeedResult], *
                    progress: bool | None = None, queue: int = 8) -> int:
     """Commit ``results`` in order on one writer thread, so that the fsyncs (about 10-20 ms a seed on a plain
     disk) overlap the next seeds' segmentation instead of adding to it; returns how many were committed. At most
-    ``queue`` seeds wait; an error in a commit stops the export at that seed (earlier ones are committed).
-    ``done``: seeds of this shard committed before (where the progress bar starts)."""
+    ``queue`` seeds wait. An error in a commit stops the export at that seed; an error in ``results`` (a seed
+    that failed to segment or encode) is raised once the seeds before it are committed. ``done``: seeds of this
+    shard committed before (where the progress bar starts)."""
     from concurrent.futures import Future, ThreadPoolExecutor
 
     from tqdm import tqdm
@@ -790,19 +791,33 @@ def commit_results(out: Path, plan: ExportPlan, results: Iterable[SeedResult], *
     with ManifestWriter(out / shard_manifest(plan.shard)) as manifest, \
             ThreadPoolExecutor(1, "stylemix-export-commit") as writer, \
             tqdm(total=len(mine), initial=done, unit="img", desc=desc, disable=disable, smoothing=0.1) as bar:
-        try:
-            for result in results:
-                waiting.append(writer.submit(commit_seed, out, result, manifest))
-                while waiting and (len(waiting) > queue or waiting[0].done()):
+
+        failed_commit = False
+
+        def finish(block: bool) -> None:
+            """Wait for the oldest commits: all of them (``block``), or those done and any beyond ``queue``."""
+            nonlocal committed, failed_commit
+            while waiting and (block or len(waiting) > queue or waiting[0].done()):
+                try:
                     waiting.popleft().result()
-                    committed += 1
-                    bar.update(1)
-            while waiting:
-                waiting.popleft().result()
+                except BaseException:
+                    failed_commit = True
+                    raise
                 committed += 1
                 bar.update(1)
+
+        try:
+            try:
+                for result in results:
+                    waiting.append(writer.submit(commit_seed, out, result, manifest))
+                    finish(block=False)
+                finish(block=True)
+            except Exception:
+                if not failed_commit:  # a seed failed before its commit: the ones queued before it still commit
+                    finish(block=True)
+                raise
         finally:
-            for f in waiting:  # on an error, commits not yet started are dropped (their seeds stay pending)
+            for f in waiting:  # after a failed commit, the commits not yet started are dropped (seeds stay pending)
                 f.cancel()
     return committed
 

@@ -305,6 +305,20 @@ def test_parts_k_fits_on_the_first_seeds_resumes_and_refuses_another_bank(tmp_pa
     assert not (tmp_path / "both").exists()
 
 
+@pytest.mark.parametrize("args,message", [
+    (["--parts", "missing.parts"], "no part bank at"),
+    (["--parts", "1"], "at least 2 parts"),
+    (["-k", "3", "--alpha"], "--alpha needs two-way masks"),
+])
+def test_cli_bad_parts_or_alpha_is_one_line_and_writes_nothing(tmp_path, args, message):
+    out = tmp_path / "never"
+    p = subprocess.run([sys.executable, "-m", "stylemix.cli", "export", *CLI_OPTS, "--seeds", "0-1", "--outdir",
+                        str(out), *args], capture_output=True, text=True, env=env(), cwd=REPO)
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == 1 and len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], p.stderr
+    assert not out.exists()
+
+
 def test_parts_k_on_the_command_line_survives_kills(tmp_path):
     # K = 2 parts on the plain shapes generator; kills land in the bank's files (8 events), the card, a seed
     from click.testing import CliRunner
@@ -484,6 +498,25 @@ def test_sigkill_at_every_event(tmp_path, reference, fmt):
         assert tree(out) == tree(reference[fmt]), f"killed at event {n}"
         n += 1
     assert n > 20
+
+
+def test_writer_threads_change_no_byte_and_errors_arrive_in_order(tmp_path, reference, monkeypatch):
+    ex.export_dataset("shapes", "0-5", tmp_path / "inline", format="png", writer_threads=0, **OPTS)
+    assert tree(tmp_path / "inline") == tree(reference["png"])  # the reference encoded on writer threads
+    real = ex.render_seed
+
+    def failing(seg, *args, **kwargs):
+        if seg.seed == 3:
+            raise StylemixError("could not encode seed 3")
+        return real(seg, *args, **kwargs)
+    monkeypatch.setattr(ex, "render_seed", failing)
+    out = tmp_path / "failed"
+    with pytest.raises(StylemixError, match="seed 3"):
+        ex.export_dataset("shapes", "0-5", out, format="png", **OPTS)
+    assert [r["seed"] for r in ex.read_manifest(out / "manifest.jsonl")] == [0, 1, 2]  # those before it, committed
+    monkeypatch.setattr(ex, "render_seed", real)
+    ex.export_dataset("shapes", "0-5", out, format="png", resume=True, **OPTS)
+    assert tree(out) == tree(reference["png"])
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -80,3 +80,12 @@ def test_ordered_map_errors_arrive_in_order():
         for v in ordered_map(lambda x: x, produce(), threads=2):
             got.append(v)
     assert got == [0, 1, 2, 3]  # what was produced before the failure is still handed back
+
+
+def test_threaded_writes_are_the_inline_bytes(tmp_path, G):
+    segs = list(stylemix.segment_many(G, [0, 1, 2], variants=4))
+    for threads, out in ((0, tmp_path / "inline"), (2, tmp_path / "threads")):
+        out.mkdir()
+        list(ordered_map(lambda seg: write_seed(seg, out, alpha=True), segs, threads=threads))
+    inline = {p.name: p.read_bytes() for p in (tmp_path / "inline").iterdir()}
+    assert len(inline) == 15 and inline == {p.name: p.read_bytes() for p in (tmp_path / "threads").iterdir()}
