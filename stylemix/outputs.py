@@ -8,19 +8,15 @@ inline. The export (:mod:`stylemix.export`) has its own dataset layout but encod
 
 Files per image (``SSSS`` = the seed, at least four digits, :func:`stylemix.io.stem`; ``wsRRRR`` for a latents row):
 
-==============================  ===============================================================================
-``seedSSSS.png``                the image, RGB
-``seedSSSS_mask.png``           uint8; k = 2: 255 foreground, 0 background; k > 2: cluster ids
-``seedSSSS_overlay.png``        the mask drawn over the image
-``seedSSSS.json``               settings, crossovers, scores, foreground margin (and what the caller adds)
-``seedSSSS_alpha.png``          with ``alpha``: the 8-bit matte, ``round(255 * alpha)``; ``> 127`` is the mask
-``seedSSSS_instances.png``      instance mode: instance ids, 0 = background (uint8, uint16 past 255)
-``seedSSSS_semantic.png``       instance mode: detector class id + 1, 0 = background
-``seedSSSS_instances.json``     instance mode: one record per detection
-``seedSSSS_instances_overlay``  instance mode: instances and boxes over the image (``.png``)
-``seedSSSS_parts.png``          part bank: uint8 class ids of the bank
-``seedSSSS_parts_overlay.png``  part bank: the classes in fixed colours, with a legend
-==============================  ===============================================================================
+* ``seedSSSS.png``: the image, RGB; ``seedSSSS_mask.png``: uint8, k = 2: 255 foreground, 0 background, k > 2:
+  cluster ids; ``seedSSSS_overlay.png``: the mask over the image; ``seedSSSS.json``: settings, crossovers, scores,
+  foreground margin (and what the caller adds);
+* with ``alpha``: ``seedSSSS_alpha.png``, the 8-bit matte (``>= 128`` is exactly the mask);
+* instance mode: ``seedSSSS_instances.png`` (instance ids, 0 = background; uint8, uint16 past 255),
+  ``seedSSSS_semantic.png`` (detector class id + 1), ``seedSSSS_instances.json`` (one record per detection),
+  ``seedSSSS_instances_overlay.png``;
+* a part bank: ``seedSSSS_parts.png`` (uint8 class ids of the bank), ``seedSSSS_parts_overlay.png`` (fixed colours
+  per class, with a legend).
 """
 
 from __future__ import annotations
