@@ -716,8 +716,11 @@ def export_bank(parts: Any, G: Any, seeds: Sequence[int], cfg: Any, rows: bool =
         stored = PartBank.load(reuse, G)
         if stored.settings == settings and stored.fit_seeds == compact_seeds(fit_seeds):
             return stored, f"discovered, K = {settings.n_parts}"
-    return (discover(G, fit_seeds, settings.n_parts, settings=settings, config=cfg),
-            f"discovered, K = {settings.n_parts}")
+    from tqdm import tqdm
+    with tqdm(total=len(fit_seeds), unit="img", desc=f"fit part bank K={settings.n_parts}", disable=None) as bar:
+        bank = discover(G, fit_seeds, settings.n_parts, settings=settings, config=cfg,
+                        progress=lambda done, total: bar.update(1))
+    return bank, f"discovered, K = {settings.n_parts}"
 
 
 def bank_files(bank: Any) -> dict[str, bytes]:
