@@ -2,9 +2,11 @@
 
     python benchmarks/export_throughput.py --seeds 0-47 --format png [--ray-workers 2]
 
-Prints images/s for: ``segment_many`` with no files (the floor), ``export_dataset`` in one process (adds PNG
-encoding, atomic writes, three fsyncs a seed and the final merge), and ``export_dataset(ray=True)`` on a local Ray
-cluster with the given number of CPU workers. Each is run ``--repeat`` times; the median is reported.
+Prints images/s for: ``segment_many`` with no files (the floor); ``segment_many`` + ``stylemix.outputs.write_seed``
+(what ``stylemix segment`` does) with the encoding inline and on writer threads; ``export_dataset`` in one process
+(adds PNG encoding, atomic writes, three fsyncs a seed and the final merge) with the encoding inline
+(``writer_threads=0``) and on writer threads (the default); and ``export_dataset(ray=True)`` on a local Ray cluster
+with the given number of CPU workers. The one-process rows run interleaved, ``--repeat`` rounds; medians.
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any, Callable
 
 import stylemix
 from stylemix.export import export_dataset
 from stylemix.io import parse_seeds
+from stylemix.outputs import WRITER_THREADS, ordered_map, write_seed
 
 
 def main() -> None:
@@ -34,21 +38,42 @@ def main() -> None:
     seeds = parse_seeds(args.seeds)
     list(stylemix.segment_many(G, seeds[:2], variants=args.variants))  # warm-up
 
+    def write_all(out: Path, threads: int) -> None:  # what `stylemix segment` does per seed
+        out.mkdir(parents=True)
+        segs = stylemix.segment_many(G, seeds, variants=args.variants)
+        for _ in ordered_map(lambda seg: write_seed(seg, out), segs, threads=threads):
+            pass
+
+    runs: dict[str, Callable[[Path], Any]] = {
+        "segment_many (no files)": lambda _: list(stylemix.segment_many(G, seeds, variants=args.variants)),
+        "segment + write_seed, inline": lambda out: write_all(out, 0),
+        f"segment + write_seed, {WRITER_THREADS} writer threads": lambda out: write_all(out, WRITER_THREADS),
+        "export, 1 process, inline encoding": lambda out: export_dataset(
+            G, seeds, out, format=args.format, variants=args.variants, progress=False, writer_threads=0),
+        f"export, 1 process, {WRITER_THREADS} writer threads": lambda out: export_dataset(
+            G, seeds, out, format=args.format, variants=args.variants, progress=False),
+    }
+    # Interleaved (every row once per round), so that a change in the machine's load hits every row alike.
+    rates: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(args.repeat):
+        for name, fn in runs.items():
+            tmp = Path(tempfile.mkdtemp())
+            t0 = time.perf_counter()
+            fn(tmp / "DS")
+            rates[name].append(len(seeds) / (time.perf_counter() - t0))
+            shutil.rmtree(tmp)
+    rows = {name: statistics.median(r) for name, r in rates.items()}
+
     def timed(fn) -> float:
-        runs = []
+        measured = []
         for _ in range(args.repeat):
             tmp = Path(tempfile.mkdtemp())
             t0 = time.perf_counter()
             fn(tmp / "DS")
-            runs.append(len(seeds) / (time.perf_counter() - t0))
+            measured.append(len(seeds) / (time.perf_counter() - t0))
             shutil.rmtree(tmp)
-        return statistics.median(runs)
+        return statistics.median(measured)
 
-    rows = {
-        "segment_many (no files)": timed(lambda _: list(stylemix.segment_many(G, seeds, variants=args.variants))),
-        "export, 1 process": timed(lambda out: export_dataset(G, seeds, out, format=args.format,
-                                                              variants=args.variants, progress=False)),
-    }
     if args.ray_workers:
         import ray
         ray.init(num_cpus=args.ray_workers, include_dashboard=False, log_to_driver=False,
@@ -58,7 +83,7 @@ def main() -> None:
                                        ray=True, workers=args.ray_workers, batch_seeds=4, progress=False))
         ray.shutdown()
     for name, rate in rows.items():
-        print(f"{name:28s} {rate:7.2f} img/s")
+        print(f"{name:44s} {rate:7.2f} img/s")
 
 
 if __name__ == "__main__":

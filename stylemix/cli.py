@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -13,11 +14,6 @@ import click
 import numpy as np
 
 from stylemix.errors import StylemixError
-
-_SEG_OPTS = ("variants", "clusters", "crossover", "truncation_psi", "truncation_cutoff", "analysis_resolution",
-             "normalization", "descriptor", "feature_dim", "foreground_rule", "consensus", "frame_penalty",
-             "min_area", "refine", "boundary", "batch_size", "exact")
-
 
 class _Group(click.Group):
     """Turns every :class:`StylemixError` into one ``Error: ...`` line and exit status 1."""
@@ -101,8 +97,11 @@ def detector_options(f: Any) -> Any:
 
 def method_kwargs(options: dict[str, Any]) -> dict[str, Any]:
     """CLI option values -> :func:`stylemix.segment` keyword arguments."""
+    import dataclasses
+
+    from stylemix.config import SegmentConfig
     from stylemix.mixing import parse_crossover
-    kwargs = {k: options[k] for k in _SEG_OPTS if k in options}
+    kwargs = {f.name: options[f.name] for f in dataclasses.fields(SegmentConfig) if f.name in options}
     if kwargs.get("crossover") is not None:
         kwargs["crossover"] = parse_crossover(kwargs["crossover"])
     if isinstance(kwargs.get("consensus"), str):
@@ -111,6 +110,12 @@ def method_kwargs(options: dict[str, Any]) -> dict[str, Any]:
         except ValueError:
             raise StylemixError(f"bad --consensus {kwargs['consensus']!r}: give cluster counts like 2,3,4,5") from None
     return kwargs
+
+
+def alpha_option(f: Any) -> Any:
+    return click.option("--alpha", is_flag=True,
+                        help="Also write seedSSSS_alpha.png: the 8-bit soft matte of the boundary stage "
+                             "(>= 128 is the mask). Two-way masks (-k 2) only.")(f)
 
 
 def latents_options(f: Any) -> Any:
@@ -161,8 +166,9 @@ def _latents(G: Any, ws_file: str | None, ws_are_z: bool, stream_base: int, seed
 @click.option("--parts", "parts", metavar="FILE|default", default=None,
               help="A part bank (stylemix discover; 'default': the one shipped for the default generator): "
                    "writes seedSSSS_parts.png and its overlay, and the mask from the bank's foreground classes.")
+@alpha_option
 def segment(network: str | None, device: str, seeds: str | None, outdir: str, ws_file: str | None, ws_are_z: bool,
-            stream_base: int, rotate: float | None, translate: str | None, parts: str | None,
+            stream_base: int, rotate: float | None, translate: str | None, parts: str | None, alpha: bool,
             **options: Any) -> None:
     """Segment the images of SEEDS and write image, mask and overlay per seed.
 
@@ -172,6 +178,7 @@ def segment(network: str | None, device: str, seeds: str | None, outdir: str, ws
       seedSSSS_mask.png     uint8; k=2: 255 foreground, 0 background; k>2: cluster ids
       seedSSSS_overlay.png  the mask drawn over the image
       seedSSSS.json         settings, per-variant crossovers, foreground margin
+      seedSSSS_alpha.png    with --alpha: the 8-bit matte (>= 128: the mask)
     and with --detector (instance mode, docs/instances.md):
       seedSSSS_instances.png          instance ids, 0 = background (uint8, uint16 past 255)
       seedSSSS_semantic.png           class id + 1 per pixel, 0 = background
@@ -190,42 +197,30 @@ def segment(network: str | None, device: str, seeds: str | None, outdir: str, ws
     from tqdm import tqdm
 
     import stylemix
-    from stylemix import io, visualize
+    from stylemix import io
+    from stylemix.outputs import check_alpha, ordered_map, write_seed
 
     seed_list = io.parse_seeds(seeds) if seeds is not None else None
     kwargs = method_kwargs(options)
+    check_alpha(alpha, kwargs["clusters"])
     G = stylemix.load_generator(network, device=_device(device))
     latents = _latents(G, ws_file, ws_are_z, stream_base, seeds)
     transform = _set_input_transform(G, rotate, translate)
-    from stylemix.segment import SegmentConfig
-    SegmentConfig(**kwargs).resolve(G)  # every bad value fails here, before anything is written
-    from stylemix.instances import prepare_instances, write_instances
-    step = prepare_instances(options["detector"], options["classes"], options["det_conf"], options["det_iou"])
-    if step is not None:  # the loaded detector, so that it is loaded once and its errors come first
-        kwargs.update(detector=step.detector, classes=step.classes, conf=step.conf, iou=step.iou)
-    if parts is not None:
-        from stylemix.parts import load_bank
-        kwargs["parts"] = load_bank(parts, G)  # a bank of another generator is refused before anything is written
+    segs = stylemix.segment_many(G, seed_list, ws=latents, detector=options["detector"], classes=options["classes"],
+                                 conf=options["det_conf"], iou=options["det_iou"], parts=parts, **kwargs)
+    # segment_many checks every setting and loads the detector and the part bank once, when its first result is
+    # asked for: take that result before the folder is created, so that bad input writes nothing.
+    first = next(segs)
     out = io.prepare_outdir(outdir)
+    extra: dict[str, Any] = {} if transform is None else {"input_transform": transform}
+    if latents is not None:
+        extra["latents_file"] = {"name": latents.source, "sha256": io.file_sha256(ws_file)}
     total = len(seed_list) if latents is None else len(latents)
-    for seg in tqdm(stylemix.segment_many(G, seed_list, ws=latents, **kwargs), total=total, unit="img",
-                    desc="segment", disable=None):
-        stem = out / seg.name
-        k = seg.meta["settings"]["clusters"]
-        mask = (seg.foreground * 255).astype(np.uint8) if k == 2 else seg.labels.astype(np.uint8)
-        io.write_png(f"{stem}.png", seg.image)
-        io.write_png(f"{stem}_mask.png", mask)
-        io.write_png(f"{stem}_overlay.png", visualize.overlay(seg.image, seg.labels, background=k > 2))
-        meta = seg.meta if transform is None else {**seg.meta, "input_transform": transform}
-        if latents is not None:
-            meta = {**meta, "latents_file": {"name": latents.source, "sha256": io.file_sha256(ws_file)}}
-        io.write_json(f"{stem}.json", meta)
-        if seg.instances is not None:
-            write_instances(stem, seg)
-        if seg.parts is not None:
-            io.write_png(f"{stem}_parts.png", seg.parts.astype(np.uint8))
-            io.write_png(f"{stem}_parts_overlay.png",
-                         visualize.parts_overlay(seg.image, seg.parts, kwargs["parts"].class_names))
+    # Encoding and writing run on writer threads while the next seed is segmented (stylemix.outputs.ordered_map);
+    # an error in either stops the command after the seeds before it are written.
+    written = ordered_map(lambda seg: write_seed(seg, out, alpha=alpha, meta=extra), itertools.chain([first], segs))
+    for _ in tqdm(written, total=total, unit="img", desc="segment", disable=None):
+        pass
 
 
 def _set_input_transform(G: Any, rotate: float | None, translate: str | None) -> dict[str, Any] | None:
@@ -273,7 +268,7 @@ def evaluate(pred: str, gt: str, as_json: bool, band: int) -> None:
     summary = metrics.summarize(per)
     summary["missing_predictions"] = len(set(gts) - set(preds))
     if as_json:
-        click.echo(json.dumps({"summary": summary, "per_image": {f"seed{s:04d}": v for s, v in per.items()}},
+        click.echo(json.dumps({"summary": summary, "per_image": {io.stem(s): v for s, v in per.items()}},
                               indent=1))
         return
     click.echo(f"{'seed':>8} " + " ".join(f"{m:>10}" for m in metrics.METRICS))
@@ -338,6 +333,10 @@ def _masks_by_seed(folder: str) -> dict[int, Path]:
 @latents_options
 @method_options
 @detector_options
+@alpha_option
+@click.option("--parts", "parts", metavar="FILE|default|K", default=None,
+              help="A parts dataset: masks, COCO categories and YOLO classes are the classes of a part bank (a file "
+                   "of stylemix discover, or 'default'), or of one fitted with K classes on the first 100 seeds.")
 @click.option("--min-margin", type=float, default=0.0,
               help="Skip seeds whose foreground margin is below this (recorded in the manifest).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted export of the same settings and seeds.")
@@ -350,7 +349,7 @@ def _masks_by_seed(folder: str) -> dict[int, Path]:
 @click.option("--ray-address", default=None, metavar="ADDR", help="Ray cluster to join. Default: a local one.")
 @click.option("--workers", type=int, default=None, help="Ray actors. Default: one per GPU, else one per CPU.")
 def export(network: str | None, device: str, seeds: str | None, outdir: str, fmt: str, ws_file: str | None,
-           ws_are_z: bool, stream_base: int, min_margin: float,
+           ws_are_z: bool, stream_base: int, alpha: bool, parts: str | None, min_margin: float,
            resume: bool, overwrite: bool, shard: str | None, batch_seeds: int, merge: bool, use_ray: bool,
            ray_address: str | None, workers: int | None, **options: Any) -> None:
     """Export the segmentations of SEEDS as a dataset a trainer reads as it is (docs/export.md).
@@ -366,10 +365,11 @@ def export(network: str | None, device: str, seeds: str | None, outdir: str, fmt
       yolo segment train data=DS/data.yaml epochs=1 imgsz=64 model=yolov8n-seg.yaml
       stylemix export --seeds 0-99999 --format coco --outdir DS --shard 3/8      # one of 8 machines
       stylemix export --seeds 0-99999 --format png -k 4 --outdir DS --ray --ray-address auto
+      stylemix export --seeds 0-9999 --format coco --parts default --outdir PARTS  # consistent part classes
     """
     from stylemix import export as ex
     if merge:
-        card = ex.merge_shards(outdir)
+        card = ex.finalize(outdir)
         click.echo(f"merged {card['counts']['written']} images ({card['counts']['skipped']} seeds skipped) "
                    f"into {os.path.join(outdir, ex.CARD)}")
         return
@@ -383,7 +383,7 @@ def export(network: str | None, device: str, seeds: str | None, outdir: str, fmt
                                 min_margin=min_margin,
                                 resume=resume, overwrite=overwrite, shard=shard, batch_seeds=batch_seeds,
                                 ray=use_ray, ray_address=ray_address, workers=workers, device=_device(device),
-                                **kwargs)
+                                alpha=alpha, parts=parts, **kwargs)
     rate = f", {summary['images_per_s']} img/s" if summary["images_per_s"] else ""
     click.echo(f"exported {summary['exported']} seeds in {summary['elapsed_s']} s{rate} "
                f"({summary['done']} were already done)")

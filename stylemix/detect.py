@@ -118,6 +118,11 @@ class YoloDetector:
         boxes = self._predict(image).boxes
         return Detections(boxes.xyxy.cpu().numpy(), boxes.cls.cpu().numpy(), boxes.conf.cpu().numpy(), self.names)
 
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        # A model cannot be shared between processes (a TFLite interpreter does not pickle at all): a detector
+        # sent to a Ray actor travels as its weights and thresholds and is opened there.
+        return YoloDetector, (self.weights, self.conf, self.iou, self.imgsz)
+
     def __repr__(self) -> str:
         return f"YoloDetector({os.fspath(self.weights)!r}, conf={self.conf}, iou={self.iou})"
 

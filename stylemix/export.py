@@ -25,26 +25,30 @@ import json
 import os
 import re
 import shutil
-import struct
 import time
-import zlib
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
 from stylemix.errors import StylemixError
-from stylemix.io import file_sha256
+from stylemix.io import file_sha256, stem  # noqa: F401 (stem: export.stem is the documented name)
 
 FORMATS = ("png", "coco", "yolo")
-LAYOUT_VERSION = 1  # bumped whenever the files written for a seed change; part of the digest
+LAYOUT_VERSION = 2  # bumped whenever the files written for a seed change; part of the digest
+# 2: masks encoded by Pillow (same ids, other bytes than version 1's own encoder)
 CARD = "dataset.json"
 MANIFEST = "manifest.jsonl"
 COCO_JSON = "annotations/instances.json"
 YOLO_YAML = "data.yaml"
 _LOCK = ".export.lock"
 _IMAGE_DIRS = {"png": ("images", "masks"), "coco": ("images",), "yolo": ("images/train", "labels/train")}
-_OWNED = (CARD, YOLO_YAML, _LOCK, "images", "masks", "labels", "annotations")  # what overwrite may delete
+ALPHA_DIR = "alpha"  # seedSSSS_alpha.png of every format, apart from the folders a trainer globs
+BANK = "parts.parts"  # the part bank of a parts export, beside the card (with parts.classes.csv, parts.classNN.png)
+# How many of the first seeds of a run `--parts K` fits its bank on (all of them when there are fewer).
+DISCOVER_SEEDS = 100
+_OWNED = (CARD, YOLO_YAML, _LOCK, "images", "masks", "labels", "annotations", ALPHA_DIR, BANK,
+          "parts.classes.csv")  # what overwrite may delete (and parts.classNN.png)
 # Not part of the digest or the card: the segment docstring guarantees results do not depend on it.
 _PERFORMANCE_SETTINGS = ("batch_size",)
 
@@ -132,12 +136,12 @@ def generator_identity(G: Any, source: str | os.PathLike | None) -> dict[str, An
     return ident
 
 
-def instance_identity(step: Any, detector: Any) -> dict[str, Any] | None:
-    """The instance mode's settings for the card (``None`` when off): detector name and weights sha256, class
-    filter, thresholds, per-box settings and the detector's class table.
+def instance_identity(step: Any) -> dict[str, Any] | None:
+    """The instance mode's settings for the card (``None`` when off): detector name and, for a weights file, its
+    sha256, class filter, thresholds, per-box settings and the detector's class table.
 
     Args:
-        step: :func:`stylemix.instances.prepare_instances`'s result; ``detector``: what it was made from.
+        step: :func:`stylemix.instances.prepare_instances`'s result.
     """
     from stylemix.detect import detector_name
     if step is None:
@@ -146,8 +150,9 @@ def instance_identity(step: Any, detector: Any) -> dict[str, Any] | None:
         "detector": detector_name(step.detector), "classes": step.classes, "conf": step.conf, "iou": step.iou,
         "settings": dataclasses.asdict(step.config),
         "names": {str(k): v for k, v in sorted((getattr(step.detector, "names", None) or {}).items())}}
-    if isinstance(detector, (str, os.PathLike)) and os.path.isfile(detector):
-        ident["sha256"] = file_sha256(detector)
+    weights = getattr(step.detector, "weights", None)  # a YoloDetector's file
+    if isinstance(weights, (str, os.PathLike)) and os.path.isfile(weights):
+        ident["sha256"] = file_sha256(weights)
     return ident
 
 
@@ -155,6 +160,8 @@ def settings_digest(core: dict[str, Any]) -> str:
     """sha256 of what decides every byte a seed writes (the card ``core`` minus names that do not)."""
     keyed = {k: v for k, v in core.items() if k not in ("seeds", "digest")}
     keyed["generator"] = {k: v for k, v in core["generator"].items() if k != "source"}  # a renamed file is the same
+    if "parts" in core:
+        keyed["parts"] = {k: v for k, v in core["parts"].items() if k != "source"}
     return hashlib.sha256(_canonical(keyed).encode()).hexdigest()
 
 
@@ -176,11 +183,6 @@ class SeedResult:
     record: dict[str, Any]
 
 
-def stem(seed: int, prefix: str = "seed") -> str:
-    """File stem of a seed (``seedSSSS``), or of a latents row with ``prefix="ws"`` (``wsRRRR``)."""
-    return f"{prefix}{seed:04d}"
-
-
 def name_prefix(card: dict[str, Any]) -> str:
     """``ws`` for an export of a latents file (its records' ``seed`` fields are row numbers), else ``seed``."""
     return "ws" if card.get("latents") else "seed"
@@ -192,32 +194,16 @@ def mask_palette() -> np.ndarray:
     return palette(256)
 
 
-def encode_palette_png(ids: np.ndarray, palette: np.ndarray) -> bytes:
-    """``uint8 [H, W]`` class ids -> an 8-bit palette PNG whose pixel values are the ids (deterministic bytes).
-
-    PIL, torchvision and mmseg read the ids back directly; the palette only makes the mask visible in a viewer.
-    OpenCV has no palette writer, hence these few lines of PNG.
-    """
-    if ids.ndim != 2 or ids.dtype != np.uint8:
-        raise StylemixError(f"expected uint8 [H, W] class ids, got {ids.dtype} {ids.shape}")
-    h, w = ids.shape
-
-    def chunk(tag: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
-
-    rows = np.concatenate([np.zeros((h, 1), np.uint8), ids], axis=1)  # filter type 0 per row
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 3, 0, 0, 0))
-            + chunk(b"PLTE", np.ascontiguousarray(palette, np.uint8).tobytes())
-            + chunk(b"IDAT", zlib.compress(rows.tobytes(), 9)) + chunk(b"IEND", b""))
-
-
 def class_map(seg: Any) -> np.ndarray:
     """``uint8 [H, W]`` class ids of the png format.
 
     k = 2: 0 background, 1 foreground. k > 2: clusters renumbered by rank of their foreground score (0 = the most
     background-like), because raw k-means ids are arbitrary per image while ranks mean the same in every image.
-    Instance mode (a detector ran): the semantic map, 0 background, detector class id + 1.
+    Instance mode (a detector ran): the semantic map, 0 background, detector class id + 1. A part bank: its class
+    ids (the same id the same part in every image).
     """
+    if getattr(seg, "parts", None) is not None:
+        return seg.parts.astype(np.uint8)
     if getattr(seg, "semantic", None) is not None:
         if seg.semantic.max(initial=0) > 255:
             raise StylemixError("the png format holds at most 255 detector classes")
@@ -235,9 +221,13 @@ def instances(seg: Any) -> list[tuple[np.ndarray, int, str]]:
     """Instance masks of a segmentation: ``[(mask bool [H, W], class_id, class_name), ...]``.
 
     Instance mode (``seg.instances`` int [H, W], 0 = none, with ``seg.instance_records``): one instance per kept
-    record, in the detector's classes. Otherwise each 8-connected component of the foreground is an instance of
-    class 0 ``foreground`` (the same regions the YOLO polygons outline).
+    record, in the detector's classes. A part bank (``seg.parts``): one per class present, named by the bank.
+    Otherwise each 8-connected component of the foreground is an instance of class 0 ``foreground`` (the same
+    regions the YOLO polygons outline).
     """
+    if getattr(seg, "parts", None) is not None:
+        names = seg.meta["parts"]["classes"]
+        return [(seg.parts == c, int(c), str(names[c])) for c in np.unique(seg.parts)]
     if getattr(seg, "instances", None) is not None:
         return [(seg.instances == r.id, int(r.class_id), str(r.class_name))
                 for r in seg.instance_records if r.kept and r.id]
@@ -264,16 +254,23 @@ def coco_rle(mask: np.ndarray) -> dict[str, Any]:
     return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
 
 
-def render_seed(seg: Any, fmt: str, digest: str, min_margin: float) -> SeedResult:
+def seed_dirs(fmt: str, alpha: bool = False) -> tuple[str, ...]:
+    """The folders that hold per-seed files in an export of ``fmt`` (with ``alpha``: the mattes' too)."""
+    return _IMAGE_DIRS[fmt] + ((ALPHA_DIR,) if alpha else ())
+
+
+def render_seed(seg: Any, fmt: str, digest: str, min_margin: float, alpha: bool = False) -> SeedResult:
     """Turn a :class:`~stylemix.segment.Segmentation` into the files and the manifest record of ``fmt``.
 
     Files per format (SSSS = seed, at least 4 digits):
       png:  ``images/seedSSSS.png`` RGB, ``masks/seedSSSS.png`` palette PNG of :func:`class_map` ids.
       coco: ``images/seedSSSS.png``; the annotations (RLE, bbox, area) go in the record, for :func:`finalize`.
       yolo: ``images/train/seedSSSS.png``, ``labels/train/seedSSSS.txt``: ``class x1 y1 x2 y2 ...`` per polygon.
+    With ``alpha``, every format adds ``alpha/seedSSSS_alpha.png``, the 8-bit matte
+    (:func:`stylemix.outputs.alpha_image`; ``>= 128`` is the foreground).
     A seed whose foreground margin is below ``min_margin`` writes no file; its record says why.
     """
-    from stylemix.io import encode_png
+    from stylemix.io import encode_palette_png, encode_png
     seed, meta = int(seg.seed if seg.row is None else seg.row), seg.meta
     record: dict[str, Any] = {"seed": seed, "digest": digest, "foreground_margin": meta["foreground_margin"],
                               "foreground_fraction": meta["foreground_fraction"], "size": list(seg.image.shape[:2])}
@@ -307,6 +304,9 @@ def render_seed(seg: Any, fmt: str, digest: str, min_margin: float) -> SeedResul
         record["classes"], record["polygons"] = names, len(lines)
     else:
         raise StylemixError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
+    if alpha:
+        from stylemix.outputs import alpha_image
+        files[f"{ALPHA_DIR}/{name}_alpha.png"] = encode_png(alpha_image(seg))
     record["files"] = {path: hashlib.sha256(data).hexdigest() for path, data in sorted(files.items())}
     return SeedResult(seed, files, record)
 
@@ -469,7 +469,8 @@ def finalize(outdir: str | os.PathLike) -> dict[str, Any]:
             write_json(out / COCO_JSON, coco_document(written, classes, card))
         elif card["format"] == "yolo":
             atomic_write_bytes(out / YOLO_YAML, yolo_yaml(classes).encode())
-        _remove_strays(out, card["format"], {p for r in written for p in r["files"]})
+        _remove_strays(out, seed_dirs(card["format"], bool(card.get("alpha"))),
+                       {p for r in written for p in r["files"]})
         counts = {"requested": len(wanted), "written": len(written), "skipped": len(wanted) - len(written),
                   "mean_foreground_fraction": round(float(np.mean([r["foreground_fraction"] for r in written]))
                                                     if written else 0.0, 6)}
@@ -485,6 +486,8 @@ def finalize(outdir: str | os.PathLike) -> dict[str, Any]:
 
 def _classes(card: dict[str, Any], written: list[dict[str, Any]]) -> dict[str, str]:
     """Class id (as a string, JSON keys) -> name for the whole dataset, in id order."""
+    if card.get("parts"):  # every format: the bank's classes, ids as they are
+        return {str(row["id"]): row["name"] for row in card["parts"]["classes"]}
     detector_names = (card.get("instances") or {}).get("names")
     if card["format"] == "png" and card.get("instances"):
         found = {int(a): n for a, n in (detector_names or {}).items()}
@@ -521,7 +524,8 @@ def coco_document(written: list[dict[str, Any]], classes: dict[str, str], card: 
     return {"info": {"description": "stylemix pseudo-labels", "version": card["stylemix"],
                      "digest": card["digest"]},
             "licenses": [], "images": images, "annotations": annotations,
-            "categories": [{"id": int(i) + 1, "name": n, "supercategory": "object"} for i, n in classes.items()]}
+            "categories": [{"id": int(i) + 1, "name": n, "supercategory": "part" if card.get("parts") else "object"}
+                           for i, n in classes.items()]}
 
 
 def yolo_yaml(classes: dict[str, str]) -> str:
@@ -532,16 +536,16 @@ def yolo_yaml(classes: dict[str, str]) -> str:
             f"train: images/train\nval: images/train\nnames:\n{names}")
 
 
-def _remove_strays(out: Path, fmt: str, keep: set[str]) -> None:
+def _remove_strays(out: Path, dirs: Sequence[str], keep: set[str]) -> None:
     """Delete temp files of killed writes and seed files no record names, in the export's own folders only."""
-    for d in _IMAGE_DIRS[fmt]:
+    for d in dirs:
         folder = out / d
         if not folder.is_dir():
             continue
         for p in folder.iterdir():
             rel = f"{d}/{p.name}"
             stray_tmp = p.name.startswith(".") and p.name.endswith(".tmp")
-            if p.is_file() and (stray_tmp or (re.fullmatch(r"(seed|ws)\d+\.(png|txt)", p.name) and rel not in keep)):
+            if p.is_file() and (stray_tmp or (re.fullmatch(r"(seed|ws)\d+(_alpha)?\.(png|txt)", p.name) and rel not in keep)):
                 p.unlink()
     for p in out.glob(".*.tmp"):
         p.unlink()
@@ -566,58 +570,301 @@ def clear_export(outdir: Path) -> None:
             shutil.rmtree(p)
         elif p.exists():
             p.unlink()
-    for p in manifest_paths(outdir):
+    for p in [*manifest_paths(outdir), *outdir.glob("parts.class[0-9][0-9].png")]:
         p.unlink()
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Segmentation workers: one process, or Ray actors
+# The export's jobs: plan (settings, identity, digest), open (the folder and its card), render, commit, finalize
+
+
+@dataclasses.dataclass
+class ExportPlan:
+    """What an export decides before it renders a seed (:func:`plan_export`); every later job reads it.
+
+    Attributes:
+        G: the generator, loaded once; ``source``: the file or registered name it came from (what Ray actors
+            load), ``None`` for a generator object.
+        config: the resolved :class:`~stylemix.segment.SegmentConfig` (resolved once, here).
+        fmt, min_margin: the format and the margin filter.
+        seeds: every seed of the export (or latents row), in the order given; ``shard``: ``(I, N)`` or ``None``.
+        core: the card's settings, with their ``digest``.
+        latents: the :class:`~stylemix.latents.LatentRows` of a latents export, else ``None``.
+        instances: the instance mode's :class:`~stylemix.instances.InstanceStep` (detector loaded once), or
+            ``None``.
+        alpha: every seed also writes its matte (``alpha/seedSSSS_alpha.png``).
+        bank: the :class:`~stylemix.parts.PartBank` of a parts export, else ``None``; ``bank_files``: its files as
+            the export stores them (``parts.parts``, ``parts.classes.csv``, contact sheets), by name.
+    """
+
+    G: Any
+    source: str | None
+    config: Any
+    fmt: str
+    min_margin: float
+    seeds: list[int]
+    shard: tuple[int, int] | None
+    core: dict[str, Any]
+    latents: Any = None
+    instances: Any = None
+    alpha: bool = False
+    bank: Any = None
+    bank_files: dict[str, bytes] = dataclasses.field(default_factory=dict)
+
+    @property
+    def digest(self) -> str:
+        return self.core["digest"]
+
+    @property
+    def mine(self) -> list[int]:
+        """The seeds this process exports (its shard's)."""
+        return self.seeds if self.shard is None else shard_seeds(self.seeds, *self.shard)
+
+    def segment_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`stylemix.segment.segment_many` for this export's seeds."""
+        return {"config": self.config, "detector": self.instances, "parts": self.bank}
+
+
+def plan_export(generator: Any, seeds: str | Iterable[int] | None, *, ws: Any = None, ws_kind: str = "w",
+                stream_base: int = 0, format: str = "png", min_margin: float = 0.0,
+                shard: str | tuple[int, int] | None = None, device: str = "cpu", config: Any = None,
+                detector: Any = None, classes: Any = None, conf: float = 0.25, iou: float = 0.7,
+                instance_config: Any = None, alpha: bool = False, parts: Any = None,
+                reuse_bank: str | os.PathLike | None = None, **options: Any) -> ExportPlan:
+    """Check every setting, load the generator, the latents, the detector and the part bank once (or fit the
+    bank), and compute the card's settings and digest; writes nothing. Arguments as for :func:`export_dataset`;
+    ``reuse_bank``: a bank file an earlier run of this export stored, loaded instead of fitting ``parts=K`` again
+    when it was fitted with the same settings on the same seeds."""
+    import stylemix
+    from stylemix.instances import prepare_instances
+    from stylemix.io import parse_seeds
+    from stylemix.outputs import check_alpha
+    from stylemix.segment import SegmentConfig, _known
+
+    if format not in FORMATS:
+        raise StylemixError(f"unknown format {format!r}: use one of {', '.join(FORMATS)}")
+    if (seeds is None) == (ws is None):
+        raise StylemixError("give either seeds or a latents file (--ws), not both" if ws is not None else
+                            "no seeds to export")
+    seed_list: list[int] = []
+    if ws is None:
+        seed_list = parse_seeds(seeds) if isinstance(seeds, str) else list(dict.fromkeys(int(s) for s in seeds))
+        if not seed_list:
+            raise StylemixError("no seeds to export")
+    shard_t = parse_shard(shard)
+    source = os.fspath(generator) if isinstance(generator, (str, os.PathLike)) else None
+    G = stylemix.load_generator(source, device=device) if source is not None else generator
+    latents, latents_identity = None, None
+    if ws is not None:
+        from stylemix.latents import LatentRows, load_latents
+        latents = ws if isinstance(ws, LatentRows) else load_latents(ws, G, kind=ws_kind, stream_base=stream_base)
+        seed_list = [latents.row(i) for i in range(len(latents))]
+        latents_identity = {"file": latents.source, "kind": latents.kind, "stream_base": latents.stream_base,
+                            "rows": len(latents), "sha256": file_sha256(ws) if not isinstance(ws, LatentRows)
+                            else hashlib.sha256(latents.values.tobytes()).hexdigest()}
+    cfg = dataclasses.replace(config or SegmentConfig(), **_known(options)).resolve(G)
+    check_alpha(alpha, cfg.clusters)
+    step = prepare_instances(detector, classes, conf, iou, instance_config)  # checks every setting, loads once
+    core = {"stylemix": stylemix.__version__, "layout": LAYOUT_VERSION, "format": format,
+            "generator": generator_identity(G, source),
+            "settings": {k: v for k, v in cfg.as_dict().items() if k not in _PERFORMANCE_SETTINGS},
+            "instances": instance_identity(step), "min_margin": float(min_margin),
+            "seeds": compact_seeds(seed_list), "shards": "seed s belongs to shard s mod N"}
+    if latents_identity is not None:  # only then: a seed export's card and digest stay what they were
+        core["latents"] = latents_identity
+    if alpha:  # likewise
+        core["alpha"] = True
+    bank, files = None, {}
+    if parts is not None:
+        if step is not None:
+            raise StylemixError("--parts and --detector cannot be combined in an export: export the parts and the "
+                                "instances as two datasets")
+        bank, label = export_bank(parts, G, seed_list, cfg, latents is not None, reuse_bank)
+        files = bank_files(bank)
+        core["parts"] = {"source": label, "file": BANK, "sha256": hashlib.sha256(files[BANK]).hexdigest(),
+                         "fit_seeds": bank.fit_seeds, "classes": bank.table()}
+    core["digest"] = settings_digest(core)
+    return ExportPlan(G, source, cfg, format, float(min_margin), seed_list, shard_t, core, latents, step, alpha,
+                      bank, files)
+
+
+def export_bank(parts: Any, G: Any, seeds: Sequence[int], cfg: Any, rows: bool = False,
+                reuse: str | os.PathLike | None = None) -> tuple[Any, str]:
+    """The part bank of ``export --parts`` and what the card calls its source.
+
+    Args:
+        parts: a bank (:class:`~stylemix.parts.PartBank`, a file, ``"default"``), or what to fit: K (an int, or
+            its string) or a :class:`~stylemix.parts.PartSettings`, fitted on the first :data:`DISCOVER_SEEDS` of
+            ``seeds`` with the export's settings ``cfg`` (deterministic: every shard and every resume gets the
+            same bank).
+        rows: the export is of latents rows (fitting needs seeds).
+        reuse: a bank stored by an earlier run, used when it was fitted with the same settings on the same seeds.
+    """
+    from stylemix.parts import PartBank, PartSettings, discover, load_bank
+    if isinstance(parts, str) and parts.isdigit():
+        parts = int(parts)
+    if isinstance(parts, bool) or not isinstance(parts, (int, PartSettings)):
+        bank = load_bank(parts, G)
+        label = "bank object" if isinstance(parts, PartBank) else "default" if str(parts) == "default" \
+            else Path(parts).name
+        return bank, label
+    settings = parts if isinstance(parts, PartSettings) else PartSettings(n_parts=parts)
+    if rows:
+        raise StylemixError("--parts K fits a bank on seeds: with --ws give a bank file (stylemix discover)")
+    fit_seeds = list(seeds[:DISCOVER_SEEDS])
+    if reuse is not None and Path(reuse).is_file():
+        stored = PartBank.load(reuse, G)
+        if stored.settings == settings and stored.fit_seeds == compact_seeds(fit_seeds):
+            return stored, f"discovered, K = {settings.n_parts}"
+    from tqdm import tqdm
+    with tqdm(total=len(fit_seeds), unit="img", desc=f"fit part bank K={settings.n_parts}", disable=None) as bar:
+        bank = discover(G, fit_seeds, settings.n_parts, settings=settings, config=cfg,
+                        progress=lambda done, total: bar.update(1))
+    return bank, f"discovered, K = {settings.n_parts}"
+
+
+def bank_files(bank: Any) -> dict[str, bytes]:
+    """``bank`` as an export stores it: ``parts.parts`` (the bank file; its sha256 is in the digest),
+    ``parts.classes.csv`` (the class table) and, right after fitting, ``parts.classNN.png`` (contact sheets)."""
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        return {p.name: p.read_bytes() for p in bank.save(Path(tmp) / BANK)}
+
+
+def open_export(plan: ExportPlan, outdir: str | os.PathLike, *, resume: bool = False, overwrite: bool = False
+                ) -> tuple[Path, list[int]]:
+    """Make ``outdir`` the plan's dataset: clear it (``overwrite``), refuse another export or an unasked resume,
+    write the card if it has none, create the format's folders. Returns the root and this process's pending seeds
+    (in order)."""
+    from stylemix.io import atomic_write_bytes, prepare_outdir, write_json
+    if overwrite and plan.shard is not None:
+        raise StylemixError("--overwrite cannot be combined with --shard: clear the folder once before the shards "
+                            "start (stylemix export --overwrite without --shard, or rm -r)")
+    out = prepare_outdir(outdir)
+    if overwrite:
+        clear_export(out)
+    card, records = read_card(out), read_records(out)
+    _check_existing(out, plan.core, card, records, out / shard_manifest(plan.shard), resume)
+    # The bank's files before the card that vouches for them, the bank itself last: a later run that finds it
+    # reuses it instead of fitting again, so the table and the contact sheets must already be there.
+    for name in sorted(plan.bank_files, key=lambda n: n == BANK):
+        if not (out / name).is_file():
+            atomic_write_bytes(out / name, plan.bank_files[name])
+    if card is None:
+        write_json(out / CARD, {**plan.core, "complete": False})
+    for d in seed_dirs(plan.fmt, plan.alpha):
+        (out / d).mkdir(parents=True, exist_ok=True)
+    return out, missing_seeds(out, plan.mine, records)
+
+
+def render_results(plan: ExportPlan, seeds: Sequence[int], *, batch_seeds: int = 16, ray: bool = False,
+                   ray_address: str | None = None, workers: int | None = None, writer_threads: int | None = None
+                   ) -> Iterator[SeedResult]:
+    """The :class:`SeedResult` of each of ``seeds``: in order, segmented in this process while ``writer_threads``
+    threads (``None``: :data:`stylemix.outputs.WRITER_THREADS`; 0: inline) encode the seeds before them, the same
+    bytes either way; or, with ``ray``, rendered by Ray actors in blocks of ``batch_seeds``, in completion order."""
+    if batch_seeds < 1:
+        raise StylemixError(f"--batch-seeds must be at least 1, got {batch_seeds}")
+    if not seeds:
+        return iter(())
+    if ray:
+        blocks = [list(seeds[i:i + batch_seeds]) for i in range(0, len(seeds), batch_seeds)]
+        return _ray_results(plan, blocks, ray_address, workers)
+    from stylemix.outputs import WRITER_THREADS, ordered_map
+    renderer = SeedRenderer(plan.G, plan)
+    threads = WRITER_THREADS if writer_threads is None else writer_threads
+    return ordered_map(renderer.render, renderer.segmentations(seeds), threads=threads)
+
+
+def commit_results(out: Path, plan: ExportPlan, results: Iterable[SeedResult], *, done: int = 0,
+                   progress: bool | None = None, queue: int = 8) -> int:
+    """Commit ``results`` in order on one writer thread, so that the fsyncs (about 10-20 ms a seed on a plain
+    disk) overlap the next seeds' segmentation instead of adding to it; returns how many were committed. At most
+    ``queue`` seeds wait. An error in a commit stops the export at that seed; an error in ``results`` (a seed
+    that failed to segment or encode) is raised once the seeds before it are committed. ``done``: seeds of this
+    shard committed before (where the progress bar starts)."""
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    from tqdm import tqdm
+    mine = plan.mine
+    desc = f"export {plan.fmt}" + (f" {plan.shard[0]}/{plan.shard[1]}" if plan.shard else "")
+    disable = None if progress is None else not progress  # None: tqdm shows the bar only on a terminal
+    waiting: collections.deque[Future] = collections.deque()
+    committed = 0
+    with ManifestWriter(out / shard_manifest(plan.shard)) as manifest, \
+            ThreadPoolExecutor(1, "stylemix-export-commit") as writer, \
+            tqdm(total=len(mine), initial=done, unit="img", desc=desc, disable=disable, smoothing=0.1) as bar:
+
+        failed_commit = False
+
+        def finish(block: bool) -> None:
+            """Wait for the oldest commits: all of them (``block``), or those done and any beyond ``queue``."""
+            nonlocal committed, failed_commit
+            while waiting and (block or len(waiting) > queue or waiting[0].done()):
+                try:
+                    waiting.popleft().result()
+                except BaseException:
+                    failed_commit = True
+                    raise
+                committed += 1
+                bar.update(1)
+
+        try:
+            try:
+                for result in results:
+                    waiting.append(writer.submit(commit_seed, out, result, manifest))
+                    finish(block=False)
+                finish(block=True)
+            except Exception:
+                if not failed_commit:  # a seed failed before its commit: the ones queued before it still commit
+                    finish(block=True)
+                raise
+        finally:
+            for f in waiting:  # after a failed commit, the commits not yet started are dropped (seeds stay pending)
+                f.cancel()
+    return committed
 
 
 class SeedRenderer:
-    """Segments blocks of seeds and renders them (what a Ray actor holds; also used in-process).
+    """Segments seeds and renders them into :class:`SeedResult` (what a Ray actor holds; also used in-process).
 
     Args:
-        generator: a generator, or a source for :func:`stylemix.load_generator`.
-        config: the resolved :class:`~stylemix.segment.SegmentConfig`.
-        fmt, digest, min_margin: as in :func:`render_seed`.
-        device: where to load a source (a generator object is moved there).
-        instance_options: ``detector``, ``classes``, ``conf``, ``iou``, ``instance_config`` of the instance mode
-            (:func:`stylemix.instances.prepare_instances`); the detector is loaded once, here.
+        generator: a generator, or a source for :func:`stylemix.load_generator` (loaded on ``device``).
+        plan: the export's :class:`ExportPlan` (its ``G`` is not used: a Ray actor gets the plan without it).
+        device: where a source is loaded, or a generator object moved (``None``: left where it is).
     """
 
-    def __init__(self, generator: Any, config: Any, fmt: str, digest: str, min_margin: float,
-                 device: str = "cpu", instance_options: dict[str, Any] | None = None, latents: Any = None) -> None:
+    def __init__(self, generator: Any, plan: ExportPlan, device: str | None = None) -> None:
         import stylemix
-        from stylemix.instances import prepare_instances
-        self.G = (stylemix.load_generator(generator, device=device) if isinstance(generator, (str, os.PathLike))
-                  else generator.to(device))
-        self.config, self.fmt, self.digest, self.min_margin = config, fmt, digest, min_margin
-        self.latents = latents  # a LatentRows: the "seeds" of the blocks are its row numbers
-        opts = dict(instance_options or {})
-        step = prepare_instances(opts.pop("detector", None), opts.get("classes"), opts.get("conf", 0.25),
-                                 opts.get("iou", 0.7), opts.get("instance_config"))
-        self.instance_kwargs = {} if step is None else {
-            "detector": step.detector, "classes": step.classes, "conf": step.conf, "iou": step.iou,
-            "instance_config": step.config}
+        if isinstance(generator, (str, os.PathLike)):
+            generator = stylemix.load_generator(generator, device=device or "cpu")
+        elif device is not None:
+            generator = generator.to(device)
+        self.G, self.plan = generator, plan
 
-    def iter_results(self, seeds: Sequence[int]) -> Iterator[SeedResult]:
+    def segmentations(self, seeds: Sequence[int]) -> Iterator[Any]:
+        """The :class:`~stylemix.segment.Segmentation` of each of ``seeds`` (latents rows for a latents export)."""
         from stylemix.segment import segment_many
-        items = {"seeds": seeds} if self.latents is None else {"ws": self.latents.take(seeds)}
-        for seg in segment_many(self.G, config=self.config, **items, **self.instance_kwargs):
-            yield render_seed(seg, self.fmt, self.digest, self.min_margin)
+        latents = self.plan.latents
+        items = {"seeds": list(seeds)} if latents is None else {"ws": latents.take(seeds)}
+        return segment_many(self.G, **items, **self.plan.segment_kwargs())
+
+    def render(self, seg: Any) -> SeedResult:
+        return render_seed(seg, self.plan.fmt, self.plan.digest, self.plan.min_margin, self.plan.alpha)
 
     def run(self, seeds: Sequence[int]) -> list[SeedResult]:
-        return list(self.iter_results(seeds))
+        return [self.render(seg) for seg in self.segmentations(seeds)]
 
 
-def _ray_results(generator: Any, config: Any, fmt: str, digest: str, min_margin: float, blocks: list[list[int]],
-                 address: str | None, workers: int | None, instance_options: dict[str, Any], latents: Any = None
+def _ray_results(plan: ExportPlan, blocks: list[list[int]], address: str | None, workers: int | None
                  ) -> Iterator[SeedResult]:
     """Results of ``blocks`` rendered by Ray actors, in completion order.
 
     One actor per worker holds the generator; with GPUs in the cluster each actor takes one GPU, else one CPU. The
-    driver keeps every file write (the actors return bytes), so the nodes need no shared file system.
+    driver keeps every file write (the actors return bytes), so the nodes need no shared file system. The actors
+    get the plan as it is (settings resolved and checked, the instance step built once here); a YOLO detector
+    travels as its weights path and thresholds and is opened once per actor, since a model cannot be shared
+    between processes.
     """
     from stylemix.render import generator_device  # lazy like every torch-side import here
     try:
@@ -632,14 +879,13 @@ def _ray_results(generator: Any, config: Any, fmt: str, digest: str, min_margin:
     n = workers or gpus or max(int(resources.get("CPU", 1)), 1)
     remote = ray.remote(num_gpus=1, num_cpus=0) if gpus else ray.remote(num_cpus=1)
     Actor = remote(SeedRenderer)
-    if isinstance(generator, (str, os.PathLike)):
-        source = generator
+    G = plan.G
+    if plan.source is not None:
+        source: Any = plan.source  # a path every node can read (shared storage or the same layout), or a name
     else:  # weights travel on the CPU (a node may have no GPU); a copy, so the caller's generator stays put
-        source = ray.put(generator if generator_device(generator).type == "cpu" else copy.deepcopy(generator).cpu())
-    if isinstance(source, os.PathLike):
-        source = os.fspath(source)  # a path every node can read (shared storage or the same layout)
-    actors = [Actor.remote(source, config, fmt, digest, min_margin, "cuda" if gpus else "cpu", instance_options,
-                           latents) for _ in range(n)]
+        source = ray.put(G if generator_device(G).type == "cpu" else copy.deepcopy(G).cpu())
+    spec = ray.put(dataclasses.replace(plan, G=None))
+    actors = [Actor.remote(source, spec, "cuda" if gpus else "cpu") for _ in range(n)]
     try:
         pool = ActorPool(actors)  # submits a block whenever an actor is free: at most `n` blocks in flight
         for results in pool.map_unordered(lambda a, block: a.run.remote(block), blocks):
@@ -659,9 +905,13 @@ def export_dataset(generator: Any, seeds: str | Iterable[int] | None, outdir: st
                    shard: str | tuple[int, int] | None = None, batch_seeds: int = 16, ray: bool = False,
                    ray_address: str | None = None, workers: int | None = None, device: str = "cpu",
                    progress: bool | None = None, config: Any = None, detector: Any = None, classes: Any = None,
-                   conf: float = 0.25, iou: float = 0.7, instance_config: Any = None, **options: Any
-                   ) -> dict[str, Any]:
+                   conf: float = 0.25, iou: float = 0.7, instance_config: Any = None, alpha: bool = False,
+                   parts: Any = None, writer_threads: int | None = None, **options: Any) -> dict[str, Any]:
     """Export the segmentations of ``seeds`` as a training dataset in ``outdir``.
+
+    The composition of the export's jobs: :func:`plan_export` (settings, identity, digest), :func:`open_export`
+    (the folder, its card, what is pending), :func:`render_results` (segment and encode), :func:`commit_results`
+    (atomic files, then the manifest line) and, once every seed has a record, :func:`finalize`.
 
     Args:
         generator: a generator, or a source for :func:`stylemix.load_generator` (a file or a registered name).
@@ -678,7 +928,9 @@ def export_dataset(generator: Any, seeds: str | Iterable[int] | None, outdir: st
         overwrite: delete an existing export in ``outdir`` first (not with ``shard``: other shards may be writing).
         shard: ``"I/N"`` exports only seeds with ``seed % N == I``, into ``manifest-shardI-of-N.jsonl``;
             ``"auto"`` reads ``RANK``/``WORLD_SIZE``. The shard that completes the set merges everything.
-        batch_seeds: seeds per work unit (one Ray task, one progress update between units).
+        batch_seeds: seeds per Ray task.
+        writer_threads: threads that encode seeds while the next ones are segmented (``None``: the default of
+            :mod:`stylemix.outputs`; 0: inline). Like ``batch_size``, it changes no byte and is not in the digest.
         ray, ray_address, workers: render on a Ray cluster (``None``: the running one, or a new local one) with
             ``workers`` actors (default: one per GPU, else one per CPU).
         device: where a generator source is loaded in this process.
@@ -686,87 +938,34 @@ def export_dataset(generator: Any, seeds: str | Iterable[int] | None, outdir: st
         config, options: method settings, as for :func:`stylemix.segment`.
         detector, classes, conf, iou, instance_config: instance mode, as for :func:`stylemix.segment`: the coco
             and yolo formats then hold the detector's instances and classes, the png masks its semantic map.
+        alpha: also write each seed's 8-bit matte, ``alpha/seedSSSS_alpha.png`` (k = 2 only); recorded in the
+            card and the digest like every other file.
+        parts: a parts dataset: a :class:`~stylemix.parts.PartBank`, a bank file or ``"default"``; or K (or a
+            :class:`~stylemix.parts.PartSettings`) to fit one on the first :data:`DISCOVER_SEEDS` seeds. Masks,
+            COCO categories and YOLO classes are then the bank's class ids and names; the bank is stored in
+            ``outdir`` (``parts.parts``) and its sha256 is part of the digest.
 
     Returns:
         A summary: ``outdir``, ``exported`` (this call), ``done`` (before it), ``pending``, ``complete``,
         ``elapsed_s``, ``images_per_s``, and the ``card`` once complete.
     """
-    import stylemix
-    from stylemix.io import parse_seeds, prepare_outdir, write_json
-    from stylemix.render import generator_device
-    from stylemix.segment import SegmentConfig, _known
-
-    if format not in FORMATS:
-        raise StylemixError(f"unknown format {format!r}: use one of {', '.join(FORMATS)}")
     if batch_seeds < 1:
         raise StylemixError(f"--batch-seeds must be at least 1, got {batch_seeds}")
-    if (seeds is None) == (ws is None):
-        raise StylemixError("give either seeds or a latents file (--ws), not both" if ws is not None else
-                            "no seeds to export")
-    if ws is None:
-        seed_list = parse_seeds(seeds) if isinstance(seeds, str) else list(dict.fromkeys(int(s) for s in seeds))
-        if not seed_list:
-            raise StylemixError("no seeds to export")
-    shard_t = parse_shard(shard)
-    if overwrite and shard_t is not None:
-        raise StylemixError("--overwrite cannot be combined with --shard: clear the folder once before the shards "
-                            "start (stylemix export --overwrite without --shard, or rm -r)")
-    source = generator if isinstance(generator, (str, os.PathLike)) else None
-    G = stylemix.load_generator(source, device=device) if source is not None else generator
-    latents, latents_identity = None, None
-    if ws is not None:
-        from stylemix.latents import LatentRows, load_latents
-        latents = ws if isinstance(ws, LatentRows) else load_latents(ws, G, kind=ws_kind, stream_base=stream_base)
-        seed_list = [latents.row(i) for i in range(len(latents))]
-        latents_identity = {"file": latents.source, "kind": latents.kind, "stream_base": latents.stream_base,
-                            "rows": len(latents), "sha256": file_sha256(ws) if not isinstance(ws, LatentRows)
-                            else hashlib.sha256(latents.values.tobytes()).hexdigest()}
-    cfg = dataclasses.replace(config or SegmentConfig(), **_known(options)).resolve(G)
-    settings = {k: v for k, v in cfg.as_dict().items() if k not in _PERFORMANCE_SETTINGS}
-    from stylemix.instances import prepare_instances
-    step = prepare_instances(detector, classes, conf, iou, instance_config)  # checks every setting, loads once
-    instance_options = {} if step is None else {"detector": step.detector, "classes": step.classes,
-                                                "conf": step.conf, "iou": step.iou, "instance_config": step.config}
-    core = {"stylemix": stylemix.__version__, "layout": LAYOUT_VERSION, "format": format,
-            "generator": generator_identity(G, source), "settings": settings,
-            "instances": instance_identity(step, detector), "min_margin": float(min_margin),
-            "seeds": compact_seeds(seed_list), "shards": "seed s belongs to shard s mod N"}
-    if latents_identity is not None:  # only then: a seed export's card and digest stay what they were
-        core["latents"] = latents_identity
-    core["digest"] = settings_digest(core)
-
-    out = prepare_outdir(outdir)
-    if overwrite:
-        clear_export(out)
-    own_manifest = out / shard_manifest(shard_t)
-    card, records = read_card(out), read_records(out)
-    _check_existing(out, core, card, records, own_manifest, resume)
-    if card is None:
-        write_json(out / CARD, {**core, "complete": False})
-    for d in _IMAGE_DIRS[format]:
-        (out / d).mkdir(parents=True, exist_ok=True)
-
-    mine = seed_list if shard_t is None else shard_seeds(seed_list, *shard_t)
-    pending = missing_seeds(out, mine, records)
-    blocks = [pending[i:i + batch_seeds] for i in range(0, len(pending), batch_seeds)]
+    plan = plan_export(generator, seeds, ws=ws, ws_kind=ws_kind, stream_base=stream_base, format=format,
+                       min_margin=min_margin, shard=shard, device=device, config=config, detector=detector,
+                       classes=classes, conf=conf, iou=iou, instance_config=instance_config, alpha=alpha,
+                       parts=parts, reuse_bank=None if overwrite else Path(outdir) / BANK, **options)
+    out, pending = open_export(plan, outdir, resume=resume, overwrite=overwrite)
     t0 = time.perf_counter()
-    if ray and pending:
-        results: Iterator[SeedResult] = _ray_results(generator, cfg, format, core["digest"], float(min_margin),
-                                                     blocks, ray_address, workers,
-                                                     {**instance_options, "detector": detector} if step else {},
-                                                     latents)
-    else:
-        renderer = SeedRenderer(G, cfg, format, core["digest"], float(min_margin), device=str(generator_device(G)),
-                                instance_options=instance_options, latents=latents)
-        results = (r for block in blocks for r in renderer.iter_results(block))
-    _commit_all(out, own_manifest, results, total=len(mine), initial=len(mine) - len(pending), progress=progress,
-                desc=f"export {format}" + (f" {shard_t[0]}/{shard_t[1]}" if shard_t else ""))
+    results = render_results(plan, pending, batch_seeds=batch_seeds, ray=ray, ray_address=ray_address,
+                             workers=workers, writer_threads=writer_threads)
+    mine = plan.mine
+    commit_results(out, plan, results, done=len(mine) - len(pending), progress=progress)
     elapsed = time.perf_counter() - t0
-
     summary: dict[str, Any] = {"outdir": os.fspath(out), "exported": len(pending), "done": len(mine) - len(pending),
                                "elapsed_s": round(elapsed, 3),
                                "images_per_s": round(len(pending) / elapsed, 3) if pending and elapsed > 0 else None}
-    remaining = missing_seeds(out, seed_list, read_records(out))
+    remaining = missing_seeds(out, plan.seeds, read_records(out))
     summary["pending"] = len(remaining)
     summary["complete"] = not remaining
     if not remaining:
@@ -780,6 +979,12 @@ def _check_existing(out: Path, core: dict[str, Any], card: dict[str, Any] | None
 
     A card without records of this run is fine: another shard of the same export wrote it.
     """
+    theirs, ours = (card or {}).get("parts") or {}, core.get("parts") or {}
+    if card is not None and theirs.get("sha256") != ours.get("sha256"):
+        raise StylemixError(f"{os.fspath(out)!r} was exported with " + (
+            f"another part bank (sha256 {str(theirs.get('sha256'))[:12]}), not this one "
+            f"({str(ours.get('sha256'))[:12]})" if theirs and ours else
+            "a part bank" if theirs else "no part bank") + "; use --overwrite or another folder")
     _check_digests(out, core["digest"], [card, *records.values()] if card else records.values())
     if card is not None and card.get("seeds") != core["seeds"]:
         raise StylemixError(f"{os.fspath(out)!r} was exported for seeds {card.get('seeds')}, not {core['seeds']}; "
@@ -788,35 +993,3 @@ def _check_existing(out: Path, core: dict[str, Any], card: dict[str, Any] | None
     if started and not resume:
         raise StylemixError(f"{os.fspath(out)!r} already holds this export; use --resume to continue it or "
                             "--overwrite to start again")
-
-
-def merge_shards(outdir: str | os.PathLike) -> dict[str, Any]:
-    """Merge the shard manifests of a sharded export into one dataset (what the last shard does by itself);
-    returns the card. Raises :class:`StylemixError` while seeds are missing."""
-    return finalize(outdir)
-
-
-def _commit_all(out: Path, manifest_path: Path, results: Iterable[SeedResult], total: int, initial: int,
-                progress: bool | None, desc: str, queue: int = 8) -> None:
-    """Commit ``results`` in order on one writer thread, so that the fsyncs (about 10-20 ms a seed on a plain
-    disk) overlap the next seeds' segmentation instead of adding to it. At most ``queue`` seeds wait; an error in
-    a commit stops the export at that seed."""
-    from concurrent.futures import Future, ThreadPoolExecutor
-
-    from tqdm import tqdm
-    disable = None if progress is None else not progress  # None: tqdm shows the bar only on a terminal
-    waiting: collections.deque[Future] = collections.deque()
-    with ManifestWriter(manifest_path) as manifest, ThreadPoolExecutor(1, "stylemix-export-writer") as writer, \
-            tqdm(total=total, initial=initial, unit="img", desc=desc, disable=disable, smoothing=0.1) as bar:
-        try:
-            for result in results:
-                waiting.append(writer.submit(commit_seed, out, result, manifest))
-                while waiting and (len(waiting) > queue or waiting[0].done()):
-                    waiting.popleft().result()
-                    bar.update(1)
-            while waiting:
-                waiting.popleft().result()
-                bar.update(1)
-        finally:
-            for f in waiting:  # on an error, commits not yet started are dropped (their seeds stay pending)
-                f.cancel()

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 from typing import Any, Iterable, NamedTuple
 
 import numpy as np
@@ -179,6 +178,12 @@ def segment_instances(image: Any, stack: Any, detections: Detections, cfg: Segme
     """
     config = config or InstanceConfig()
     config.check()
+    return _segment_instances(image, stack, detections, cfg, random_state, config)
+
+
+def _segment_instances(image: Any, stack: Any, detections: Detections, cfg: SegmentConfig, random_state: int,
+                       config: InstanceConfig) -> Instances:
+    """:func:`segment_instances` with ``config`` already checked (:class:`InstanceStep` checks it once)."""
     detections = detections.select(np.argsort(-detections.scores, kind="stable"))  # ids follow the score
     guide = array_module(stack).asarray(image)
     H, W = int(image.shape[0]), int(image.shape[1])
@@ -443,7 +448,7 @@ class InstanceStep:
         """
         found = detect(self.detector, image, self.classes, self.conf)  # detectors read host images
         guide = array_module(stack).asarray(image) if guide is None else guide
-        inst = segment_instances(guide, stack, found, cfg, random_state, self.config)
+        inst = _segment_instances(guide, stack, found, cfg, random_state, self.config)
         kept = sum(r.kept for r in inst.records)
         meta = {
             "detector": detector_name(self.detector),
@@ -462,10 +467,14 @@ def prepare_instances(detector: str | Any | None, classes: str | Iterable[str | 
                       ) -> InstanceStep | None:
     """Load ``detector`` (a weights path or a callable) once and check the settings; ``None`` when no detector.
 
-    A class name unknown to a detector with a ``names`` attribute fails here, before any image is made.
+    A class name unknown to a detector with a ``names`` attribute fails here, before any image is made. An
+    :class:`InstanceStep` (this function's result) is returned as it is: the export prepares it once and hands it
+    to :func:`~stylemix.segment.segment_many`.
     """
     if detector is None:
         return None
+    if isinstance(detector, InstanceStep):
+        return detector
     config = config or InstanceConfig()
     config.check()
     check_thresholds(conf, iou)
@@ -475,16 +484,3 @@ def prepare_instances(detector: str | Any | None, classes: str | Iterable[str | 
     if classes is not None and not isinstance(classes, str):
         classes = list(classes)
     return InstanceStep(det, classes, conf, iou, config)
-
-
-def write_instances(stem: str | os.PathLike, seg: Any) -> None:
-    """Write the instance files of ``seg`` (a :class:`~stylemix.segment.Segmentation` with instances) beside
-    ``stem``: ``_instances.png``, ``_semantic.png`` (uint8, uint16 past 255), ``_instances.json``,
-    ``_instances_overlay.png``."""
-    from stylemix import io
-    stem = os.fspath(stem)
-    for suffix, ids in (("_instances", seg.instances), ("_semantic", seg.semantic)):
-        io.write_png(f"{stem}{suffix}.png", ids.astype(np.uint8 if ids.max(initial=0) <= 255 else np.uint16))
-    io.write_json(f"{stem}_instances.json", {"seed": seg.seed, **seg.meta["instances"],
-                                             "instances": [r.as_dict() for r in seg.instance_records]})
-    io.write_png(f"{stem}_instances_overlay.png", overlay_instances(seg.image, seg.instances, seg.instance_records))

@@ -24,6 +24,12 @@ def file_sha256(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def stem(seed: int, prefix: str = "seed") -> str:
+    """File stem of a seed (``seedSSSS``), or of a latents row with ``prefix="ws"`` (``wsRRRR``): at least four
+    digits. The one place that spells it; everything that names per-seed files calls this."""
+    return f"{prefix}{seed:04d}"
+
+
 def parse_seeds(spec: str) -> list[int]:
     """``"0-7,12"`` -> ``[0, 1, ..., 7, 12]`` (NVlabs' syntax; order kept, duplicates dropped)."""
     seeds: list[int] = []
@@ -67,6 +73,33 @@ def encode_png(array: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
+def encode_palette_png(ids: np.ndarray, palette: np.ndarray) -> bytes:
+    """``uint8 [H, W]`` class ids -> an 8-bit palette PNG whose pixel values are the ids (Pillow's encoder).
+
+    PIL, torchvision and mmseg read the ids back directly; ``palette uint8 [256, 3]`` only makes the mask visible
+    in a viewer (OpenCV has no palette writer). The bytes depend only on the ids, the palette and the Pillow/zlib
+    build: no timestamp or text chunk is written, the compression level is fixed.
+    """
+    import io as _io
+
+    from PIL import Image
+    if ids.ndim != 2 or ids.dtype != np.uint8:
+        raise StylemixError(f"expected uint8 [H, W] class ids, got {ids.dtype} {ids.shape}")
+    palette = np.ascontiguousarray(palette, np.uint8)
+    if palette.shape != (256, 3):
+        raise StylemixError(f"expected a uint8 [256, 3] palette, got {palette.shape}")
+    img = Image.fromarray(np.ascontiguousarray(ids))  # mode L; putpalette makes it P with the same values
+    img.putpalette(palette.tobytes())
+    buf = _io.BytesIO()
+    img.save(buf, format="PNG", compress_level=9)
+    return buf.getvalue()
+
+
+def encode_json(obj: Any) -> bytes:
+    """The bytes of every JSON file stylemix writes: sorted keys, one-space indent, a final newline."""
+    return (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode()
+
+
 def write_png(path: str | os.PathLike, array: np.ndarray) -> None:
     atomic_write_bytes(path, encode_png(array))
 
@@ -83,7 +116,7 @@ def read_png(path: str | os.PathLike) -> np.ndarray:
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode())
+    atomic_write_bytes(path, encode_json(obj))
 
 
 def prepare_outdir(outdir: str | os.PathLike) -> Path:

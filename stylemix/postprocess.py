@@ -135,8 +135,15 @@ def upsample_mask(prob: Any, size: tuple[int, int], guide: Any | None = None, ra
     soft maps sum to 1 and every step is linear in them, so the argmax is "foreground map > 1/2"), then > 1/2.
     """
     xp = array_module(prob)
-    soft = _upsample_maps(prob[None].astype(xp.float32), size, guide, radius, eps, filter_resolution)
-    return (soft[0] > 0.5).astype(xp.int32)
+    return (upsample_probability(prob, size, guide, radius, eps, filter_resolution) > 0.5).astype(xp.int32)
+
+
+def upsample_probability(prob: Any, size: tuple[int, int], guide: Any | None = None, radius: int | None = None,
+                         eps: float = 1e-3, filter_resolution: int | None = 256) -> Any:
+    """The soft map :func:`upsample_mask` thresholds: ``float32 [H, W]``, bilinear then guided (the guided filter
+    may overshoot [0, 1] slightly near strong edges; clip it to use it as a matte)."""
+    xp = array_module(prob)
+    return _upsample_maps(prob[None].astype(xp.float32), size, guide, radius, eps, filter_resolution)[0]
 
 
 def _upsample_maps(maps: Any, size: tuple[int, int], guide: Any | None, radius: int | None, eps: float,
@@ -148,8 +155,8 @@ def _upsample_maps(maps: Any, size: tuple[int, int], guide: Any | None, radius: 
     if guide is None:
         return _resize(maps, (H, W))
     g = guide.astype(xp.float32)
-    if g.max() > 1.5:
-        g = g / 255.0
+    if guide.dtype.kind in "ui":  # integer images span their dtype (uint8: 0-255); float ones are in [0, 1]
+        g = g / float(np.iinfo(guide.dtype).max)
     grey = g @ xp.asarray([0.299, 0.587, 0.114], dtype=xp.float32)
     radius = max(1, 2 * H // h) if radius is None else radius
     scale = 1.0 if filter_resolution is None else min(1.0, max(filter_resolution, h, w) / max(H, W))

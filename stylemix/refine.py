@@ -160,8 +160,8 @@ def _apply(a: np.ndarray, b: np.ndarray, grey_full: np.ndarray) -> np.ndarray:
 
 def _grey(image: np.ndarray) -> np.ndarray:
     g = image.astype(np.float32)
-    if g.max() > 1.5:
-        g = g / 255.0
+    if image.dtype.kind in "ui":  # integer images span their dtype (uint8: 0-255); float ones are in [0, 1]
+        g = g / float(np.iinfo(image.dtype).max)
     return g @ np.asarray([0.299, 0.587, 0.114], dtype=np.float32)
 
 

@@ -23,8 +23,8 @@ from stylemix.foreground import cluster_scores
 from stylemix.instances import InstanceStep, prepare_instances
 from stylemix.render import (Subject, generator_device, has_features, noise_stream, render_variants,  # noqa: F401
                              style_latents, subjects, to_uint8)
-from stylemix.stages import (cluster_stack, consensus_foreground, decide_foreground, finish_labels,  # noqa: F401
-                             foreground_probability, kmeans_seed, order_binary, part_labels)
+from stylemix.stages import (cluster_stack, consensus_foreground, decide_foreground, finish_foreground,  # noqa: F401
+                             finish_labels, foreground_probability, kmeans_seed, order_binary, part_labels)
 
 
 @dataclasses.dataclass
@@ -43,6 +43,8 @@ class Segmentation:
         instances, instance_records, semantic: the instance mode's results (``segment(..., detector=...)``,
             see :mod:`stylemix.instances`), else ``None``: ``int32 [H, W]`` instance ids (0 = background),
             one :class:`~stylemix.instances.InstanceRecord` per detection, ``int32 [H, W]`` class id + 1.
+        alpha: k = 2: ``float32 [H, W]`` in [0, 1], the soft matte of the boundary stage
+            (:func:`stylemix.stages.finish_foreground`), ``alpha > 0.5`` exactly where ``foreground``; else ``None``.
     """
 
     seed: int | None
@@ -57,11 +59,14 @@ class Segmentation:
     # Part bank mode (issue #14): int32 [H, W] class ids of the bank, the same id the same part in every image.
     parts: np.ndarray | None = None
     row: int | None = None  # the latents row (segment(..., ws=...)), when the image is not given by a seed
+    # Two-way masks (k = 2): float32 [H, W] in [0, 1], the boundary stage's matte; alpha > 0.5 is the foreground.
+    alpha: np.ndarray | None = None
 
     @property
     def name(self) -> str:
         """File stem: ``seedSSSS`` for a seed, ``wsRRRR`` for row RRRR of the latents (zero-padded to 4 digits)."""
-        return f"seed{self.seed:04d}" if self.row is None else f"ws{self.row:04d}"
+        from stylemix.io import stem
+        return stem(self.seed) if self.row is None else stem(self.row, "ws")
 
 
 def segment(G: Any, seed: int = 0, *, ws: Any = None, z: Any = None, stream_base: int = 0,
@@ -177,8 +182,9 @@ def _segment_on_device(G: Any, subject: Subject, cfg: SegmentConfig, backend: Ba
             prob = xp.asarray(bank_prob)
     t2 = time.perf_counter()
     size = tuple(image_u8.shape[:2])
+    alpha = None
     if cfg.clusters == 2:
-        full = finish_labels(prob, size, 2, guide, cfg)  # 1 = foreground
+        full, alpha = finish_foreground(prob, size, guide, cfg)  # 1 = foreground
         foreground, is_fg = full == 1, xp.asarray([False, True])
     else:
         full = finish_labels(labels, size, cfg.clusters, guide, cfg)
@@ -200,7 +206,7 @@ def _segment_on_device(G: Any, subject: Subject, cfg: SegmentConfig, backend: Ba
         "timing_s": {"render": t1 - t0, "cluster": t2 - t1, "postprocess": t3 - t2},
     }
     seg = Segmentation(subject.seed, to_numpy(image_u8), to_numpy(full).astype(np.int32),
-                       to_numpy(foreground).astype(bool), meta, row=subject.row, parts=bank_parts)
+                       to_numpy(foreground).astype(bool), meta, row=subject.row, parts=bank_parts, alpha=alpha)
     if part_step is not None:
         meta["parts"] = part_step.describe()
     if instance_step is not None:  # instance mode (stylemix/instances.py): per-box clustering of the same stack

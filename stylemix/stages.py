@@ -12,7 +12,7 @@ from stylemix.backend import array_module, to_numpy
 from stylemix.cluster import KMeans
 from stylemix.config import SegmentConfig
 from stylemix.foreground import anchor_foreground, cluster_scores, foreground_clusters
-from stylemix.postprocess import clean_labels, upsample_labels, upsample_mask
+from stylemix.postprocess import clean_labels, upsample_labels, upsample_probability
 from stylemix.vectors import pixel_vectors
 
 
@@ -73,18 +73,40 @@ def finish_labels(labels: Any, size: tuple[int, int], n_clusters: int, guide: An
     Components under ``min_pixels`` are merged into their surroundings; ``None``: ``cfg.min_area`` of ``size``
     (a crop passes the count of the whole image, so that ``min_area`` stays a fraction of the image).
     """
-    guide = guide if cfg.refine == "guided" else None
-    if n_clusters == 2 and guide is not None and cfg.boundary != "guided":
-        alpha = refine.refine_boundary(to_numpy(guide), to_numpy(labels).astype(np.float32),
-                                       refine.RefineConfig(method=cfg.boundary))
-        full = array_module(labels).asarray(refine.binary(alpha))
-    elif n_clusters == 2 and labels.dtype.kind == "f":
-        full = upsample_mask(labels, size, guide)
-    else:
-        full = upsample_labels(labels, size, n_clusters, guide)
+    refined = cfg.refine == "guided" and guide is not None and cfg.boundary != "guided"
+    if n_clusters == 2 and (labels.dtype.kind == "f" or refined):
+        return finish_foreground(labels, size, guide, cfg, min_pixels)[0]
+    full = upsample_labels(labels, size, n_clusters, guide if cfg.refine == "guided" else None)
     if min_pixels is None:
         min_pixels = int(round(cfg.min_area * size[0] * size[1]))
     return clean_labels(full, min_pixels)
+
+
+def finish_foreground(prob: Any, size: tuple[int, int], guide: Any | None, cfg: SegmentConfig,
+                      min_pixels: int | None = None) -> tuple[Any, np.ndarray]:
+    """The k = 2 case of :func:`finish_labels`, keeping the soft map: foreground probability ``float [h, w]`` ->
+    ``(labels int32 [H, W] in {0, 1}, alpha float32 [H, W] in [0, 1])``.
+
+    ``alpha`` is the boundary stage's matte (:func:`stylemix.refine.refine_boundary`, or the guided upsampling's
+    soft map), made to agree with the labels: ``alpha > 1/2`` exactly where ``labels == 1`` (a pixel the cleaning
+    flipped takes its label's value, 0 or 1).
+    """
+    guide = guide if cfg.refine == "guided" else None
+    if guide is not None and cfg.boundary != "guided":
+        alpha = refine.refine_boundary(to_numpy(guide), to_numpy(prob).astype(np.float32),
+                                       refine.RefineConfig(method=cfg.boundary))
+        full = array_module(prob).asarray(refine.binary(alpha))
+    else:
+        alpha = upsample_probability(prob, size, guide)
+        full = (alpha > 0.5).astype(array_module(alpha).int32)
+    if min_pixels is None:
+        min_pixels = int(round(cfg.min_area * size[0] * size[1]))
+    full = clean_labels(full, min_pixels)
+    alpha = np.clip(to_numpy(alpha), 0, 1).astype(np.float32, copy=False)
+    labels = to_numpy(full)
+    flipped = labels != (alpha > 0.5)
+    alpha[flipped] = labels[flipped]
+    return full, alpha
 
 
 def kmeans_seed(seed: mixing.StreamKey) -> int:

@@ -31,6 +31,13 @@ def test_segment_writes_documented_layout(tmp_path):
     assert meta["seed"] == 5 and meta["settings"]["variants"] == 8
 
 
+def test_segment_alpha_writes_the_matte_beside_the_mask(tmp_path):
+    r = run("segment", "--network", "shapes", "--seeds", "4", "--outdir", str(tmp_path), "-n", "4", "--alpha")
+    assert r.exit_code == 0, r.output
+    matte, mask = io.read_png(tmp_path / "seed0004_alpha.png"), io.read_png(tmp_path / "seed0004_mask.png")
+    assert matte.dtype == np.uint8 and np.array_equal(matte >= 128, mask == 255)
+
+
 def test_segment_parts_mask_holds_label_ids(tmp_path):
     r = run("segment", "--network", "shapes", "--seeds", "2", "--outdir", str(tmp_path), "-k", "3")
     assert r.exit_code == 0, r.output
@@ -64,6 +71,8 @@ def test_eval_scores_known_masks(tmp_path):
     (["--seeds", "1", "--network", "no-such-net"], "unknown network"),
     (["--seeds", "1", "--consensus", "2,x"], "bad --consensus"),
     (["--seeds", "1", "--consensus", "2,1"], "consensus needs cluster counts of at least 2"),
+    (["--seeds", "1", "-k", "3", "--alpha"], "--alpha needs two-way masks"),
+    (["--seeds", "1", "--parts", "no-such.parts"], "no part bank at"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, args, message):
     out = tmp_path / "never"

@@ -109,13 +109,14 @@ def test_shard_seeds_partition():
 
 def test_palette_png_round_trip():
     from PIL import Image
+    from stylemix.io import encode_palette_png
     import io as _io
     ids = np.random.default_rng(0).integers(0, 5, (7, 9)).astype(np.uint8)
-    data = ex.encode_palette_png(ids, ex.mask_palette())
+    data = encode_palette_png(ids, ex.mask_palette())
     img = Image.open(_io.BytesIO(data))
     assert img.mode == "P" and img.size == (9, 7)
     np.testing.assert_array_equal(np.array(img), ids)
-    assert ex.encode_palette_png(ids, ex.mask_palette()) == data
+    assert encode_palette_png(ids, ex.mask_palette()) == data
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -237,6 +238,104 @@ def test_detector_instances_set_classes(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# parts datasets (a part bank's classes)
+
+BANK_SETTINGS = dict(n_parts=3, prototypes=8, signature_variants=8)
+
+
+@pytest.fixture(scope="module")
+def parts_G():
+    from stylemix.generators.shapes import ShapesGenerator
+    return ShapesGenerator(parts=True, coupling=0.3).eval()
+
+
+@pytest.fixture(scope="module")
+def parts_bank(parts_G):
+    from stylemix.parts import discover
+    return discover(parts_G, range(100, 108), variants=8, **BANK_SETTINGS)
+
+
+def test_parts_export_holds_the_bank_classes_in_every_format(tmp_path, parts_G, parts_bank):
+    from PIL import Image
+    for fmt in ex.FORMATS:
+        ex.export_dataset(parts_G, "0-2", tmp_path / fmt, format=fmt, parts=parts_bank, **OPTS)
+    names = parts_bank.class_names
+    png = tmp_path / "png"
+    for s in (0, 2):
+        seg = stylemix.segment(parts_G, s, parts=parts_bank, **OPTS)
+        np.testing.assert_array_equal(np.array(Image.open(png / "masks" / f"seed{s:04d}.png")), seg.parts)
+    for fmt in ex.FORMATS:
+        card = json.loads((tmp_path / fmt / "dataset.json").read_text())
+        assert card["classes"] == {str(i): n for i, n in enumerate(names)}
+        assert card["parts"]["sha256"] == ex.file_sha256(tmp_path / fmt / "parts.parts")
+        assert [r["name"] for r in card["parts"]["classes"]] == names
+        assert (tmp_path / fmt / "parts.classes.csv").is_file()
+    doc = json.loads((tmp_path / "coco" / "annotations" / "instances.json").read_text())
+    assert [c["name"] for c in doc["categories"]] == names
+    assert {a["category_id"] for a in doc["annotations"]} <= {1, 2, 3} and doc["annotations"]
+    yaml = (tmp_path / "yolo" / "data.yaml").read_text()
+    assert all(f'{i}: "{n}"' in yaml for i, n in enumerate(names))
+    labels = (tmp_path / "yolo" / "labels" / "train" / "seed0001.txt").read_text().splitlines()
+    assert labels and {int(line.split()[0]) for line in labels} <= {0, 1, 2}
+
+
+def test_parts_k_fits_on_the_first_seeds_resumes_and_refuses_another_bank(tmp_path, parts_G, parts_bank):
+    from stylemix.parts import PartBank, PartSettings
+    settings = PartSettings(**BANK_SETTINGS)
+    ref = tmp_path / "ref"
+    ex.export_dataset(parts_G, "0-5", ref, format="png", parts=settings, **OPTS)
+    stored = PartBank.load(ref / "parts.parts", parts_G)
+    assert stored.fit_seeds == "0-5" and stored.n_parts == 3  # fewer seeds than DISCOVER_SEEDS: all of them
+    assert (ref / "parts.class00.png").is_file()  # contact sheets to name the classes by
+    # shards (each fits the same bank on the same first seeds) merge to the single run, byte for byte
+    out = tmp_path / "sharded"
+    ex.export_dataset(parts_G, "0-5", out, format="png", parts=settings, shard="0/2", **OPTS)
+    (out / "masks" / "seed0002.png").unlink()  # a lost file is redone on resume
+    ex.export_dataset(parts_G, "0-5", out, format="png", parts=settings, shard="0/2", resume=True, **OPTS)
+    ex.export_dataset(parts_G, "0-5", out, format="png", parts=settings, shard="1/2", **OPTS)
+    assert tree(out) == tree(ref)
+    with pytest.raises(StylemixError, match="another part bank") as e:
+        ex.export_dataset(parts_G, "0-5", out, format="png", parts=parts_bank, resume=True, **OPTS)
+    assert "\n" not in str(e.value)
+    ex.export_dataset(parts_G, "0-1", tmp_path / "plain", format="png", **OPTS)
+    with pytest.raises(StylemixError, match="was exported with no part bank"):
+        ex.export_dataset(parts_G, "0-1", tmp_path / "plain", format="png", parts=parts_bank, resume=True, **OPTS)
+    with pytest.raises(StylemixError, match="cannot be combined"):
+        ex.export_dataset(parts_G, "0-1", tmp_path / "both", parts=parts_bank, detector=lambda im: None, **OPTS)
+    assert not (tmp_path / "both").exists()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--parts", "missing.parts"], "no part bank at"),
+    (["--parts", "1"], "at least 2 parts"),
+    (["-k", "3", "--alpha"], "--alpha needs two-way masks"),
+])
+def test_cli_bad_parts_or_alpha_is_one_line_and_writes_nothing(tmp_path, args, message):
+    out = tmp_path / "never"
+    p = subprocess.run([sys.executable, "-m", "stylemix.cli", "export", *CLI_OPTS, "--seeds", "0-1", "--outdir",
+                        str(out), *args], capture_output=True, text=True, env=env(), cwd=REPO)
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == 1 and len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], p.stderr
+    assert not out.exists()
+
+
+def test_parts_k_on_the_command_line_survives_kills(tmp_path):
+    # K = 2 parts on the plain shapes generator; kills land in the bank's files (8 events), the card, a seed
+    from click.testing import CliRunner
+    from stylemix.cli import main
+    extra = ("--parts", "2")
+    ref = tmp_path / "ref"
+    r = CliRunner().invoke(main, ["export", *CLI_OPTS, "--seeds", "0-3", "--outdir", str(ref), *extra])
+    assert r.exit_code == 0, r.output
+    out = tmp_path / "killed"
+    codes = [run_killed_at(n, out, "png", "0-3", extra) for n in (3, 9, 12)]
+    assert codes == [-signal.SIGKILL] * 3
+    r = CliRunner().invoke(main, ["export", *CLI_OPTS, "--seeds", "0-3", "--outdir", str(out), "--resume", *extra])
+    assert r.exit_code == 0, r.output
+    assert tree(out) == tree(ref)
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # the quality filter, refusals
 
 
@@ -303,8 +402,8 @@ def test_cli_error_is_one_line(tmp_path):
 # crash safety
 
 
-def run_killed_at(n: int, outdir: Path, fmt: str, seeds: str = "0-5") -> int:
-    args = [*CLI_OPTS, "--seeds", seeds, "--outdir", str(outdir), "--format", fmt, "--resume"]
+def run_killed_at(n: int, outdir: Path, fmt: str, seeds: str = "0-5", extra: tuple[str, ...] = ()) -> int:
+    args = [*CLI_OPTS, "--seeds", seeds, "--outdir", str(outdir), "--format", fmt, "--resume", *extra]
     proc = subprocess.run([sys.executable, "-c", KILL_AT_EVENT, str(n), "export", *args], env=env(),
                           capture_output=True, cwd=REPO, timeout=300)
     assert proc.returncode in (0, -signal.SIGKILL), proc.stderr.decode()[-2000:]
@@ -360,6 +459,31 @@ def test_torn_manifest_line_and_lost_file_are_redone(tmp_path, reference):
     assert tree(tmp_path) == tree(reference["png"])
 
 
+def test_alpha_export_is_recorded_and_resumes_byte_identical(tmp_path):
+    from PIL import Image
+    ref = tmp_path / "ref"
+    ex.export_dataset("shapes", "0-3", ref, format="yolo", alpha=True, **OPTS)
+    card = json.loads((ref / "dataset.json").read_text())
+    assert card["alpha"] is True and card["complete"]
+    records = ex.read_manifest(ref / "manifest.jsonl")
+    assert all(f"alpha/seed{r['seed']:04d}_alpha.png" in r["files"] for r in records)
+    seg = stylemix.segment(stylemix.load_generator("shapes"), 2, **OPTS)
+    matte = np.array(Image.open(ref / "alpha" / "seed0002_alpha.png"))
+    assert matte.dtype == np.uint8 and np.array_equal(matte >= 128, seg.foreground)
+    assert 0 < ((matte > 0) & (matte < 255)).sum()  # soft at the boundary, not a copy of the mask
+    # killed at points inside the alpha files' writes (3 files a seed: 10 events), then resumed
+    out = tmp_path / "killed"
+    codes = [run_killed_at(n, out, "yolo", "0-3", ("--alpha",)) for n in (2, 7, 5, 13)]
+    assert codes == [-signal.SIGKILL] * 4
+    ex.export_dataset("shapes", "0-3", out, format="yolo", alpha=True, resume=True, **OPTS)
+    assert tree(out) == tree(ref)
+    with pytest.raises(StylemixError, match="other settings"):  # the matte is part of the digest
+        ex.export_dataset("shapes", "0-3", out, format="yolo", resume=True, **OPTS)
+    with pytest.raises(StylemixError, match="--alpha needs two-way masks"):
+        ex.export_dataset("shapes", "0-3", tmp_path / "k3", format="png", alpha=True, clusters=3, **OPTS)
+    assert not (tmp_path / "k3").exists()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("fmt", ex.FORMATS)
 def test_sigkill_at_every_event(tmp_path, reference, fmt):
@@ -376,6 +500,25 @@ def test_sigkill_at_every_event(tmp_path, reference, fmt):
     assert n > 20
 
 
+def test_writer_threads_change_no_byte_and_errors_arrive_in_order(tmp_path, reference, monkeypatch):
+    ex.export_dataset("shapes", "0-5", tmp_path / "inline", format="png", writer_threads=0, **OPTS)
+    assert tree(tmp_path / "inline") == tree(reference["png"])  # the reference encoded on writer threads
+    real = ex.render_seed
+
+    def failing(seg, *args, **kwargs):
+        if seg.seed == 3:
+            raise StylemixError("could not encode seed 3")
+        return real(seg, *args, **kwargs)
+    monkeypatch.setattr(ex, "render_seed", failing)
+    out = tmp_path / "failed"
+    with pytest.raises(StylemixError, match="seed 3"):
+        ex.export_dataset("shapes", "0-5", out, format="png", **OPTS)
+    assert [r["seed"] for r in ex.read_manifest(out / "manifest.jsonl")] == [0, 1, 2]  # those before it, committed
+    monkeypatch.setattr(ex, "render_seed", real)
+    ex.export_dataset("shapes", "0-5", out, format="png", resume=True, **OPTS)
+    assert tree(out) == tree(reference["png"])
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # scale: shards and Ray
 
@@ -385,7 +528,7 @@ def test_shards_merge_to_the_single_run(tmp_path, reference):
     assert not first["complete"] and first["exported"] == 2 and first["pending"] == 4
     assert (tmp_path / "manifest-shard1-of-3.jsonl").exists()
     with pytest.raises(StylemixError, match="not exported yet"):
-        ex.merge_shards(tmp_path)
+        ex.finalize(tmp_path)
     ex.export_dataset("shapes", "0-5", tmp_path, format="coco", shard="0/3", **OPTS)
     os.environ.pop("WORLD_SIZE", None)
     last = ex.export_dataset("shapes", "0-5", tmp_path, format="coco", shard=(2, 3), **OPTS)

@@ -21,7 +21,7 @@ from stylemix.detect import Detections, class_ids, detect
 from stylemix.errors import GeneratorLoadError, StylemixError
 from stylemix.generators.shapes import ShapesGenerator
 from stylemix.instances import (Claim, InstanceConfig, InstanceRecord, box_prior, crop_window, mask_overlap,
-                                merge_duplicates, resolve_overlaps, segment_instances, write_instances)
+                                merge_duplicates, resolve_overlaps, segment_instances)
 
 from conftest import SHARED, base_styles, iou
 
@@ -154,7 +154,8 @@ def test_box_prior_and_crop_window():
 def test_instance_files_round_trip(three, tmp_path):
     truth = three.truth(base_styles(three, 2))["instances"][0]
     seg = stylemix.segment(three, 2, variants=8, analysis_resolution=64, detector=fake_detector(truth_boxes(truth)))
-    write_instances(tmp_path / "seed0002", seg)
+    from stylemix.outputs import instance_files, write_files
+    write_files(tmp_path, instance_files(seg))
     ids = io.read_png(tmp_path / "seed0002_instances.png")
     assert ids.dtype == np.uint8 and np.array_equal(ids, seg.instances)
     assert np.array_equal(io.read_png(tmp_path / "seed0002_semantic.png"), seg.semantic)
@@ -201,13 +202,13 @@ def test_instance_mode_keeps_the_image_on_the_device(three, monkeypatch):
     monkeypatch.setattr(cluster, "host_kmeans_notice", lambda: None)
     use_backend(monkeypatch, backend.Backend(torch.device("cpu"), cp))
     seen = []
-    real = instances.segment_instances
+    real = instances._segment_instances
 
     def spy(image, stack, *args, **kwargs):
         seen.append((backend.array_module(image), backend.array_module(stack)))
         return real(image, stack, *args, **kwargs)
 
-    monkeypatch.setattr(instances, "segment_instances", spy)
+    monkeypatch.setattr(instances, "_segment_instances", spy)
     monkeypatch.setattr(cp, "asarray", _no_host_images(cp.asarray))
     got = stylemix.segment(three, 4, variants=8, analysis_resolution=64, detector=det)
     assert seen == [(cp, cp)]

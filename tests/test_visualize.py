@@ -46,3 +46,13 @@ def test_parts_overlay_colours_each_class(names):
     parts = np.repeat(np.arange(64) * len(names) // 64, 64).reshape(64, 64).astype(np.int32)
     out = visualize.parts_overlay(image, parts, names)
     assert out.shape == image.shape and (out[-1, 32] != image[-1, 32]).any()
+
+
+def test_parts_overlay_colours_a_class_the_same_in_every_image():
+    image = np.zeros((64, 64, 3), np.uint8)
+    a = np.zeros((64, 64), np.int32)
+    a[40:, 40:] = 2
+    b = np.full((64, 64), 2, np.int32)
+    oa = visualize.parts_overlay(image, a, ["bg", "x", "y"])
+    ob = visualize.parts_overlay(image, b, ["bg", "x", "y"])
+    assert np.array_equal(oa[60, 60], ob[60, 60])  # class 2 away from the legend and the contours
