@@ -5,12 +5,15 @@
     python benchmarks/boundary.py --isnet /tmp/isnet/package/dist   # + the ISNet row (npm @imgly/background-removal-data)
 
 Per seed the method's stages run once (:func:`stylemix.segment.style_latents`, ``render_variants``,
-``consensus_foreground``); every :data:`stylemix.refine.METHODS` entry then turns the same foreground probability
-into a mask (:func:`stylemix.refine.refine_boundary`, then the pipeline's small-component cleaning), so rows differ
-only in the boundary stage. Scoring follows benchmarks/quality.py (area reduction to the ground truth's 256 px,
+``consensus_foreground``, and :func:`stylemix.segment.boundary_features` for the methods that read the generator's
+features); every :data:`stylemix.refine.METHODS` entry then turns the same foreground probability into a mask
+(:func:`stylemix.refine.refine_boundary`, then the pipeline's small-component cleaning), so rows differ only in
+the boundary stage. Scoring follows benchmarks/quality.py (area reduction to the ground truth's 256 px,
 ``> 0.5``): mIoU, trimap IoU at bands 1, 3 and 5 px, boundary F-score at 2 px (``stylemix.metrics``). The tuning
 seeds were 0-49, so the table shows seeds 0-49, 50-99 and all side by side. Each row's ``ms`` is its own cost per
-image (refinement + cleaning, one process, median over seeds).
+image (refinement + cleaning, plus rendering the feature maps for the methods that read them; one process,
+median over seeds), beside ``generate_ms``, the median time of one plain generation (mapping + synthesis) in the
+same run, so that the stage's cost can be read against the throughput goal (segment <= 1.25x one generation).
 
 The ISNet row (benchmark only, never a dependency: the model is MIT, the npm package AGPL) runs the ``medium``
 model of ``@imgly/background-removal-data`` (its ``dist/`` chunks joined as ``dist/resources.json`` lists them)
@@ -21,6 +24,7 @@ library does (``(x - 128) / 256``), output ``> 0.5``. Its probabilities are cach
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -93,7 +97,7 @@ def main() -> None:
     ap.add_argument("--seeds", default="0-99")
     ap.add_argument("--gt", default=str(DEFAULT_GT))
     ap.add_argument("--out", default=str(DEFAULT_OUT))
-    ap.add_argument("--methods", default=",".join(("guided", "cascade", "matting")))
+    ap.add_argument("--methods", default="guided,cascade,matting,grabcut,features,features-matting")
     ap.add_argument("--isnet", default=None, help="dist/ folder of @imgly/background-removal-data")
     ap.add_argument("--isnet-cache", default="/tmp/stylemix_isnet")
     ap.add_argument("--threads", type=int, default=1)
@@ -103,7 +107,8 @@ def main() -> None:
     import stylemix
     from stylemix import io, mixing, refine
     from stylemix.postprocess import clean_labels
-    from stylemix.segment import SegmentConfig, consensus_foreground, render_variants, style_latents, to_uint8
+    from stylemix.segment import (SegmentConfig, boundary_features, consensus_foreground, render_variants,
+                                  style_latents, to_uint8)
 
     seeds = io.parse_seeds(args.seeds)
     gts = load_gt(args.gt, seeds)
@@ -112,19 +117,27 @@ def main() -> None:
     methods = [m for m in args.methods.split(",") if m]
     per_seed: dict[str, dict[int, dict[str, float]]] = {m: {} for m in methods}
     cost: dict[str, list[float]] = {m: [] for m in methods}
+    generate: list[float] = []
     t_start = time.perf_counter()
+    feature_cfg = dataclasses.replace(cfg, boundary=refine.FEATURE_METHODS[0])
     for s in seeds:
         with torch.inference_mode():
+            t0 = time.perf_counter()
+            G.synthesis(G.mapping(torch.from_numpy(mixing.seed_to_z(s, G.z_dim)), None), noise_mode=cfg.noise_mode)
+            generate.append(time.perf_counter() - t0)
             ws_base, ws_mix, crossovers = style_latents(G, s, cfg)
             image, stack = render_variants(G, ws_base, ws_mix, crossovers, cfg)
             image = to_uint8(image)[0].numpy()
+            t0 = time.perf_counter()
+            features = boundary_features(G, ws_base, feature_cfg)
+            feature_s = time.perf_counter() - t0
         random_state = int(mixing.stream(s, mixing.STREAM_KMEANS).integers(2 ** 31))
         prob, _ = consensus_foreground(stack.float().numpy(), cfg, random_state)
         for m in methods:
             t0 = time.perf_counter()
-            alpha = refine.refine_boundary(image, prob, refine.RefineConfig(method=m))
+            alpha = refine.refine_boundary(image, prob, refine.RefineConfig(method=m), features)
             mask = clean_labels(refine.binary(alpha), int(round(cfg.min_area * alpha.size))) == 1
-            cost[m].append(time.perf_counter() - t0)
+            cost[m].append(time.perf_counter() - t0 + (feature_s if m in refine.FEATURE_METHODS else 0.0))
             per_seed[m][s] = scores(to_gt_size(mask, gts[s].shape), gts[s])
         print(s, {m: round(per_seed[m][s]["trimap_iou_3"], 3) for m in methods}, flush=True)
     rows = {f"stylemix boundary={m}": {"summary": summary(per_seed[m]), "ms_per_image": 1000 * float(np.median(cost[m])),
@@ -134,7 +147,7 @@ def main() -> None:
         isnet = {s: scores(probs[s] > 0.5, gts[s]) for s in seeds}
         rows["ISNet (imgly medium, supervised)"] = {"summary": summary(isnet), "per_seed": isnet}
     report = {"command": " ".join(["python", *sys.argv]), "seeds": args.seeds, "version": stylemix.__version__,
-              "elapsed_s": time.perf_counter() - t_start, "bands": BANDS, "tolerance_px": TOLERANCE, "rows": rows}
+              "elapsed_s": time.perf_counter() - t_start, "generate_ms": 1000 * float(np.median(generate)), "bands": BANDS, "tolerance_px": TOLERANCE, "rows": rows}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=1))
     keys = ("miou", *(f"trimap_iou_{b}" for b in BANDS), "boundary_f")
@@ -143,6 +156,7 @@ def main() -> None:
         cells = [" / ".join(f"{row['summary'][sp][k]:.3f}" for sp in ("0-49", "50-99", "all") if sp in row["summary"])
                  for k in keys]
         print(f"| {name} | " + " | ".join(cells) + f" | {row.get('ms_per_image', float('nan')):.0f} |")
+    print(f"one generation: {report['generate_ms']:.0f} ms (median)")
 
 
 if __name__ == "__main__":

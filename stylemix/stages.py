@@ -66,17 +66,20 @@ def order_binary(labels: Any, is_fg: Any) -> Any:
 
 
 def finish_labels(labels: Any, size: tuple[int, int], n_clusters: int, guide: Any | None, cfg: SegmentConfig,
-                  min_pixels: int | None = None) -> Any:
+                  min_pixels: int | None = None, features: Any | None = None) -> Any:
     """Analysis-resolution labels (or, for k = 2, a foreground probability ``float [h, w]``) -> cleaned
     ``int32 [H, W]`` labels at ``size``.
 
     Components under ``min_pixels`` are merged into their surroundings; ``None``: ``cfg.min_area`` of ``size``
     (a crop passes the count of the whole image, so that ``min_area`` stays a fraction of the image).
+    ``features``: the generator's feature maps ``[C, hf, wf]`` of the image, for the boundary methods that read
+    them (:data:`stylemix.refine.FEATURE_METHODS`; without them those fall back to their image-only method).
     """
     guide = guide if cfg.refine == "guided" else None
     if n_clusters == 2 and guide is not None and cfg.boundary != "guided":
         alpha = refine.refine_boundary(to_numpy(guide), to_numpy(labels).astype(np.float32),
-                                       refine.RefineConfig(method=cfg.boundary))
+                                       refine.RefineConfig(method=cfg.boundary),
+                                       None if features is None else to_numpy(features))
         full = array_module(labels).asarray(refine.binary(alpha))
     elif n_clusters == 2 and labels.dtype.kind == "f":
         full = upsample_mask(labels, size, guide)
