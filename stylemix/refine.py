@@ -20,12 +20,15 @@ and the soft map (no training, no rule about what the object is):
 * ``features``: the cascade's boundary, then each pixel of a band of ``feature_band_px`` pixels either side of it
   relabelled by the generator's own feature maps of the image (at twice the analysis resolution): one Gaussian per
   side (quadratic discriminant) fitted to the confident pixels outside the band, in the features' leading
-  principal components. The region decision's error near the boundary (hair or a shoulder that varies like the
-  background under style mixing) is a question of *what* a pixel is, which the features answer at a finer scale
-  than the 32 px vectors; then the cascade's narrowing passes. Without features (a generator that exposes none, an
+  principal components, and the image's colours. The region decision's error near the boundary (hair or a
+  shoulder that varies like the background under style mixing) is a question of *what* a pixel is, which the
+  features answer pixel by pixel, not cluster by cluster; then the cascade's narrowing passes. The features are
+  the base image's at the analysis resolution (``feature_scale`` 1: the generator's cheapest layers, rendered
+  once more for one image). Without features (a generator that exposes none, an
   instance crop) it is ``cascade``;
-* ``features-matting``: ``features``, then closed-form matting in a band (``band_px``, default 12 working
-  pixels) for the last pixels, then one narrow guided pass (needs pymatting; without features it is ``matting``).
+* ``features-matting``: ``features`` with feature maps at twice the analysis resolution (``feature_scale`` 2),
+  then closed-form matting in a band (``band_px``, default 12 working pixels) for the last pixels, then one
+  narrow guided pass (needs pymatting; without features it is ``matting``).
 
 Every pass runs at the working resolution (``working_resolution``, longer side); the last one's affine
 coefficients are upsampled and applied to the full-resolution grey image (the fast guided filter, He & Sun, 2015),
@@ -43,7 +46,6 @@ from stylemix.errors import StylemixError
 
 METHODS = ("guided", "cascade", "matting", "grabcut", "features", "features-matting")
 FEATURE_METHODS = ("features", "features-matting")  # the methods that use the generator's feature maps
-FEATURE_SCALE = 2  # their feature maps' resolution, in multiples of the analysis resolution
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,6 +68,8 @@ class RefineConfig:
         feature_band_px: ``features``: half-width of the band the features may relabel, in working pixels.
         feature_components: ``features``: principal components of the feature maps the two Gaussians are fitted
             in (fewer when the maps have fewer channels).
+        feature_scale: ``features``: resolution of the feature maps the pipeline renders for the stage, in
+            multiples of the analysis resolution (``None``: 1, and 2 for ``features-matting``).
         eps: guided-filter regularisation (how strong an edge must be to be kept), grey levels in [0, 1] squared.
     """
 
@@ -80,6 +84,7 @@ class RefineConfig:
     grabcut_iterations: int = 3
     feature_band_px: int = 16
     feature_components: int = 16
+    feature_scale: int | None = None
     eps: float = 1e-3
 
     def check(self) -> "RefineConfig":
@@ -92,6 +97,8 @@ class RefineConfig:
                  self.feature_components)
         if self.first_radius <= 0 or any(r <= 0 for r in self.radii) or min(bands) < 1 or self.eps <= 0:
             raise StylemixError("boundary radii, bands and eps must be positive")
+        if self.feature_scale is not None and self.feature_scale < 1:
+            raise StylemixError(f"feature scale must be at least 1, got {self.feature_scale}")
         if self.grabcut_iterations < 1:
             raise StylemixError(f"grabcut iterations must be at least 1, got {self.grabcut_iterations}")
         return self
@@ -101,6 +108,12 @@ class RefineConfig:
         if self.band_px is not None:
             return self.band_px
         return 12 if self.method == "features-matting" else 16
+
+    def feature_resolution(self, analysis_resolution: int) -> int:
+        """Side of the feature maps the ``features`` methods read: ``feature_scale`` (or the method's default)
+        times ``analysis_resolution``."""
+        scale = self.feature_scale if self.feature_scale is not None else (2 if self.method == "features-matting" else 1)
+        return scale * analysis_resolution
 
 
 def refine_boundary(image: np.ndarray, probability: np.ndarray, config: RefineConfig | None = None,
@@ -113,7 +126,7 @@ def refine_boundary(image: np.ndarray, probability: np.ndarray, config: RefineCo
             mask), ``h <= H``.
         config: a :class:`RefineConfig` (default settings when ``None``).
         features: ``float [C, hf, wf]`` the generator's feature maps of the image (any ``C``, ``hf`` between ``h``
-            and the working size; :data:`FEATURE_SCALE` times ``h`` is what was measured), used by
+            and the working size; :meth:`RefineConfig.feature_resolution` is what was measured), used by
             :data:`FEATURE_METHODS`; ``None``: those methods fall back to ``cascade`` / ``matting``.
 
     Returns:
