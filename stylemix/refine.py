@@ -12,12 +12,12 @@ and the soft map (no training, no rule about what the object is):
 * ``matting``: closed-form matting (Levin et al., 2008, pymatting's ``estimate_alpha_cf``) at a reduced working
   size, the trimap's unknown region being a band of ``band_px`` pixels either side of the first pass's boundary,
   then one narrow guided pass at the working resolution;
-* ``grabcut``: the cascade's boundary, then a graph cut in a band of ``grabcut_band_px`` pixels either side of it
+* ``grabcut``: the cascade's boundary, then a graph cut in a band of ``grabcut_band`` analysis pixels either side of it
   (GrabCut, Rother et al., 2004, OpenCV's ``cv2.grabCut``) at ``grabcut_resolution``: colour models of the
   confident foreground and background (Gaussian mixtures) decide the band's pixels, with a contrast-sensitive
   smoothness term, so a boundary placed several pixels off (the 32 px decision's error) moves to the colour
   change that separates the two sides; then one narrow guided pass;
-* ``features``: the cascade's boundary, then each pixel of a band of ``feature_band_px`` pixels either side of it
+* ``features``: the cascade's boundary, then each pixel of a band of ``feature_band`` analysis pixels either side of it
   relabelled by the generator's own feature maps of the image (at twice the analysis resolution): one Gaussian per
   side (quadratic discriminant) fitted to the confident pixels outside the band, in the features' leading
   principal components, and the image's colours. The region decision's error near the boundary (hair or a
@@ -62,10 +62,10 @@ class RefineConfig:
             the feature step of ``features-matting``).
         matting_resolution: ``matting``: longer side at which the matte is solved (its cost grows with the band's
             pixel count).
-        grabcut_band_px: ``grabcut``: half-width of the band the graph cut may relabel, in working pixels.
+        grabcut_band: ``grabcut``: half-width of the band the graph cut may relabel, in analysis pixels.
         grabcut_resolution: ``grabcut``: longer side at which the graph cut runs.
         grabcut_iterations: ``grabcut``: rounds of colour-model fitting and cutting.
-        feature_band_px: ``features``: half-width of the band the features may relabel, in working pixels.
+        feature_band: ``features``: half-width of the band the features may relabel, in analysis pixels.
         feature_components: ``features``: principal components of the feature maps the two Gaussians are fitted
             in (fewer when the maps have fewer channels).
         feature_scale: ``features``: resolution of the feature maps the pipeline renders for the stage, in
@@ -79,10 +79,10 @@ class RefineConfig:
     radii: tuple[float, ...] = (1.0, 0.5)
     band_px: int | None = None
     matting_resolution: int = 128
-    grabcut_band_px: int = 16
+    grabcut_band: float = 2.0
     grabcut_resolution: int = 128
     grabcut_iterations: int = 3
-    feature_band_px: int = 16
+    feature_band: float = 2.0
     feature_components: int = 16
     feature_scale: int | None = None
     eps: float = 1e-3
@@ -93,7 +93,7 @@ class RefineConfig:
             raise StylemixError(f"unknown boundary method {self.method!r}: use one of {', '.join(METHODS)}")
         if min(self.working_resolution, self.matting_resolution, self.grabcut_resolution) < 8:
             raise StylemixError("boundary working resolutions must be at least 8 px")
-        bands = (16 if self.band_px is None else self.band_px, self.grabcut_band_px, self.feature_band_px,
+        bands = (16 if self.band_px is None else self.band_px, self.grabcut_band, self.feature_band,
                  self.feature_components)
         if self.first_radius <= 0 or any(r <= 0 for r in self.radii) or min(bands) < 1 or self.eps <= 0:
             raise StylemixError("boundary radii, bands and eps must be positive")
@@ -159,12 +159,12 @@ def refine_boundary(image: np.ndarray, probability: np.ndarray, config: RefineCo
     elif cfg.method == "grabcut":
         for r in cfg.radii:  # the cascade's boundary, the graph cut's starting point
             p = guided(grey, (p > 0.5).astype(np.float32), max(1, round(r * per_analysis_px)), cfg.eps)
-        p = cut_band(image, p, cfg)
+        p = cut_band(image, p, cfg.grabcut_band * per_analysis_px, cfg)
         radii = cfg.radii[-1:]
     elif cfg.method in FEATURE_METHODS:
         for r in cfg.radii:  # the cascade's boundary, the band's centre line
             p = guided(grey, (p > 0.5).astype(np.float32), max(1, round(r * per_analysis_px)), cfg.eps)
-        p = classify_band(features, p, cfg, image)
+        p = classify_band(features, p, cfg.feature_band * per_analysis_px, cfg.feature_components, image)
         if cfg.method == "features-matting":
             p = matte_band(image, p, cfg)
             radii = cfg.radii[-1:]
@@ -212,16 +212,17 @@ def matte_band(image: np.ndarray, soft: np.ndarray, cfg: RefineConfig) -> np.nda
     return np.clip(_resize(alpha.astype(np.float32), (h, w)), 0, 1)
 
 
-def cut_band(image: np.ndarray, soft: np.ndarray, cfg: RefineConfig) -> np.ndarray:
+def cut_band(image: np.ndarray, soft: np.ndarray, band_px: float, cfg: RefineConfig) -> np.ndarray:
     """GrabCut of the band around ``soft``'s 1/2 level: the band's pixels relabelled by colour and contrast.
 
-    Pixels farther than ``cfg.grabcut_band_px`` (working pixels) from the boundary are fixed to their side and
+    Pixels farther than ``band_px`` (pixels of ``soft``) from the boundary are fixed to their side and
     train the two colour models; those inside start on their side as "probably" and may move.
 
     Args:
         image: ``uint8 [H, W, 3]``.
         soft: ``float32 [h, w]`` a foreground estimate at the working size.
-        cfg: its ``grabcut_band_px``, ``grabcut_resolution`` and ``grabcut_iterations``.
+        band_px: the band's half-width in pixels of ``soft``.
+        cfg: its ``grabcut_resolution`` and ``grabcut_iterations``.
 
     Returns:
         ``float32 [h, w]``: the cut's foreground (0 / 1 at ``grabcut_resolution``) upsampled bilinearly to
@@ -232,7 +233,7 @@ def cut_band(image: np.ndarray, soft: np.ndarray, cfg: RefineConfig) -> np.ndarr
     h, w = soft.shape
     size = _working_size((h, w), min(cfg.grabcut_resolution, max(h, w)))
     small = _resize(soft, size) > 0.5
-    band = max(1, round(cfg.grabcut_band_px * size[0] / h))
+    band = max(1, round(band_px * size[0] / h))
     dist = np.where(small, scipy.ndimage.distance_transform_edt(small), scipy.ndimage.distance_transform_edt(~small))
     near = dist <= band
     # Each side needs pixels for its 5-component mixture (OpenCV fails on fewer): else nothing to cut.
@@ -249,20 +250,21 @@ def cut_band(image: np.ndarray, soft: np.ndarray, cfg: RefineConfig) -> np.ndarr
     return _resize(cut, (h, w))
 
 
-def classify_band(features: np.ndarray, soft: np.ndarray, cfg: RefineConfig, image: np.ndarray | None = None
-                  ) -> np.ndarray:
+def classify_band(features: np.ndarray, soft: np.ndarray, band_px: float, components: int = 16,
+                  image: np.ndarray | None = None) -> np.ndarray:
     """Relabel the band around ``soft``'s 1/2 level by the generator's feature maps (and the image's colours).
 
-    At the features' resolution, pixels within ``cfg.feature_band_px`` (working pixels) of the boundary are
+    At the features' resolution, pixels within ``band_px`` (pixels of ``soft``) of the boundary are
     assigned to the side whose Gaussian (mean and covariance of the side's pixels outside the band, in the
-    features' leading ``cfg.feature_components`` principal components, standardised, beside the image's three
+    features' leading ``components`` principal components, standardised, beside the image's three
     colour channels standardised when ``image`` is given) gives them the higher likelihood; pixels outside the
     band keep their side.
 
     Args:
         features: ``float [C, hf, wf]``.
         soft: ``float32 [h, w]`` a foreground estimate at the working size (``hf <= h``).
-        cfg: its ``feature_band_px`` and ``feature_components``.
+        band_px: the band's half-width in pixels of ``soft``.
+        components: principal components kept (fewer when the features have fewer channels).
         image: ``uint8 [H, W, 3]`` or ``None``.
 
     Returns:
@@ -276,12 +278,12 @@ def classify_band(features: np.ndarray, soft: np.ndarray, cfg: RefineConfig, ima
     c, hf, wf = feats.shape
     h, w = soft.shape
     small = _resize(soft, (hf, wf), area=hf < h) > 0.5
-    band_px = cfg.feature_band_px * hf / h
+    band_px = band_px * hf / h
     dist = np.where(small, scipy.ndimage.distance_transform_edt(small), scipy.ndimage.distance_transform_edt(~small))
     near = dist <= band_px
     X = feats.reshape(c, -1).T
     X = X - X.mean(axis=0)
-    d = min(cfg.feature_components, c)
+    d = min(components, c)
     # Principal axes from every 7th pixel: the same axes to a few percent, at a seventh of the cost.
     _, _, vt = np.linalg.svd(X[::7], full_matrices=False)
     Z = X @ vt[:d].T

@@ -90,10 +90,10 @@ def test_features_fix_a_boundary_the_colours_do_not_show():
 def test_band_classification_keeps_a_side_too_small_to_model():
     soft = np.zeros((64, 64), np.float32)
     soft[30:33, 30:33] = 1  # nine foreground pixels, all in the band: no Gaussian to fit
-    out = classify_band(np.random.default_rng(0).normal(size=(4, 32, 32)), soft, RefineConfig(method="features"))
+    out = classify_band(np.random.default_rng(0).normal(size=(4, 32, 32)), soft, 16.0)
     np.testing.assert_array_equal(out, soft)
     with pytest.raises(StylemixError, match=r"\[C, h, w\]"):
-        classify_band(np.zeros((32, 32)), soft, RefineConfig(method="features"))
+        classify_band(np.zeros((32, 32)), soft, 16.0)
 
 
 def test_bad_settings_are_one_clear_error():
