@@ -112,7 +112,9 @@ class RefineConfig:
     def feature_resolution(self, analysis_resolution: int) -> int:
         """Side of the feature maps the ``features`` methods read: ``feature_scale`` (or the method's default)
         times ``analysis_resolution``."""
-        scale = self.feature_scale if self.feature_scale is not None else (2 if self.method == "features-matting" else 1)
+        scale = self.feature_scale
+        if scale is None:
+            scale = 2 if self.method == "features-matting" else 1
         return scale * analysis_resolution
 
 
