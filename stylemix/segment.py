@@ -145,7 +145,8 @@ def _known(options: dict[str, Any]) -> dict[str, Any]:
 def boundary_features(G: Any, ws_base: Any, cfg: SegmentConfig) -> np.ndarray | None:
     """The base image's feature maps ``float32 [C, r, r]`` for a boundary method that reads them
     (:data:`stylemix.refine.FEATURE_METHODS`, r from :meth:`~stylemix.refine.RefineConfig.feature_resolution`, at
-    most the image's), else ``None`` (another method, k > 2, or a generator without features)."""
+    most the image's), else ``None`` (another method, k > 2, or a generator without features). Under
+    ``noise_mode="random"`` they draw their own noise from the seed's stream (the same on every run)."""
     if cfg.clusters != 2 or cfg.refine != "guided" or cfg.boundary not in refine.FEATURE_METHODS or not has_features(G):
         return None
     r = min(refine.RefineConfig(method=cfg.boundary).feature_resolution(cfg.analysis_resolution), int(G.resolution))
