@@ -89,7 +89,7 @@ def isnet_probabilities(dist: Path, gt_dir: Path, seeds: list[int], cache: Path,
     return out
 
 
-def closeup_tile(image: np.ndarray, gt: np.ndarray, mask: np.ndarray, box: tuple[int, int, int], zoom: int = 3,
+def closeup_tile(image: np.ndarray, gt: np.ndarray, mask: np.ndarray, box: tuple[int, int, int], zoom: int = 2,
                  caption: str = "") -> np.ndarray:
     """``uint8 [side*zoom, side*zoom, 3]``: the crop ``box = (top, left, side)`` of ``image`` (ground-truth size),
     enlarged, the ground truth's boundary in green and ``mask``'s in red (both ``bool``, ground-truth size)."""
@@ -103,7 +103,7 @@ def closeup_tile(image: np.ndarray, gt: np.ndarray, mask: np.ndarray, box: tuple
                           interpolation=cv2.INTER_NEAREST).astype(bool)
         big[edge] = colour
     if caption:
-        cv2.putText(big, caption, (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 255), 2, cv2.LINE_AA)
+        cv2.putText(big, caption, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
     return big
 
 
