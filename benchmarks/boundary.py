@@ -3,14 +3,18 @@
     python benchmarks/boundary.py                                   # seeds 0-99 -> benchmarks/results/boundary.json
     python benchmarks/boundary.py --seeds 0-3 --out /tmp/b.json     # smoke check
     python benchmarks/boundary.py --isnet /tmp/isnet/package/dist   # + the ISNet row (npm @imgly/background-removal-data)
+    python benchmarks/boundary.py --figures docs/images             # only the close-ups of docs/benchmarks.md
 
 Per seed the method's stages run once (:func:`stylemix.segment.style_latents`, ``render_variants``,
-``consensus_foreground``); every :data:`stylemix.refine.METHODS` entry then turns the same foreground probability
-into a mask (:func:`stylemix.refine.refine_boundary`, then the pipeline's small-component cleaning), so rows differ
-only in the boundary stage. Scoring follows benchmarks/quality.py (area reduction to the ground truth's 256 px,
+``consensus_foreground``, and :func:`stylemix.segment.boundary_features` for the methods that read the generator's
+features); every :data:`stylemix.refine.METHODS` entry then turns the same foreground probability into a mask
+(:func:`stylemix.refine.refine_boundary`, then the pipeline's small-component cleaning), so rows differ only in
+the boundary stage. Scoring follows benchmarks/quality.py (area reduction to the ground truth's 256 px,
 ``> 0.5``): mIoU, trimap IoU at bands 1, 3 and 5 px, boundary F-score at 2 px (``stylemix.metrics``). The tuning
 seeds were 0-49, so the table shows seeds 0-49, 50-99 and all side by side. Each row's ``ms`` is its own cost per
-image (refinement + cleaning, one process, median over seeds).
+image (refinement + cleaning, plus rendering the feature maps for the methods that read them; one process,
+median over seeds), beside ``generate_ms``, the median time of one plain generation (mapping + synthesis) in the
+same run, so that the stage's cost can be read against the throughput goal (segment <= 1.25x one generation).
 
 The ISNet row (benchmark only, never a dependency: the model is MIT, the npm package AGPL) runs the ``medium``
 model of ``@imgly/background-removal-data`` (its ``dist/`` chunks joined as ``dist/resources.json`` lists them)
@@ -21,6 +25,7 @@ library does (``(x - 128) / 256``), output ``> 0.5``. Its probabilities are cach
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -38,6 +43,12 @@ DEFAULT_OUT = REPO / "benchmarks" / "results" / "boundary.json"
 BANDS = (1, 3, 5)
 TOLERANCE = 2.0
 SPLITS = {"0-49": range(0, 50), "50-99": range(50, 100)}
+# Close-ups for docs/benchmarks.md: per part, the range of a 96 px window's top and left corners (ground-truth
+# pixels); the window shown is the one, over FIGURE_SEEDS, where the first and last figure methods disagree most.
+CLOSEUPS = {"hair": ((0, 40), (0, 160)), "ears": ((70, 130), (0, 160)), "shoulders": ((150, 160), (0, 160))}
+CLOSEUP_SIDE = 96
+FIGURE_SEEDS = range(24)
+FIGURE_METHODS = ("cascade", "features", "features-matting")
 
 
 def scores(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
@@ -78,6 +89,48 @@ def isnet_probabilities(dist: Path, gt_dir: Path, seeds: list[int], cache: Path,
     return out
 
 
+def closeup_tile(image: np.ndarray, gt: np.ndarray, mask: np.ndarray, box: tuple[int, int, int], zoom: int = 2,
+                 caption: str = "") -> np.ndarray:
+    """``uint8 [side*zoom, side*zoom, 3]``: the crop ``box = (top, left, side)`` of ``image`` (ground-truth size),
+    enlarged, the ground truth's boundary in green and ``mask``'s in red (both ``bool``, ground-truth size)."""
+    import cv2
+    from stylemix.metrics import boundary_pixels
+    top, left, side = box
+    sl = (slice(top, top + side), slice(left, left + side))
+    big = cv2.resize(image[sl], None, fx=zoom, fy=zoom, interpolation=cv2.INTER_CUBIC)
+    for m, colour in ((gt, (0, 255, 0)), (mask, (255, 40, 40))):
+        edge = cv2.resize(boundary_pixels(m[sl]).astype(np.uint8), None, fx=zoom, fy=zoom,
+                          interpolation=cv2.INTER_NEAREST).astype(bool)
+        big[edge] = colour
+    if caption:
+        cv2.putText(big, caption, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
+    return big
+
+
+def pick_closeups(masks: dict[tuple[int, str], np.ndarray], seeds: list[int], methods: list[str], per_part: int = 2
+                  ) -> list[tuple[str, int, tuple[int, int, int]]]:
+    """``(part, seed, (top, left, side))`` for each part of :data:`CLOSEUPS`: the windows where ``methods[0]``'s and
+    ``methods[-1]``'s masks differ in most pixels, one per seed, ``per_part`` seeds per part (ears: only windows
+    touching the left or right third, where ears are)."""
+    side, out = CLOSEUP_SIDE, []
+    for part, ((t0, t1), (l0, l1)) in CLOSEUPS.items():
+        best = []
+        for s in seeds:
+            diff = (masks[s, methods[0]] != masks[s, methods[-1]]).astype(np.float64)
+            ii = np.pad(diff, ((1, 0), (1, 0))).cumsum(0).cumsum(1)
+            win = ii[side:, side:] - ii[:-side, side:] - ii[side:, :-side] + ii[:-side, :-side]  # [top, left]
+            allowed = np.zeros_like(win, dtype=bool)
+            allowed[t0:t1 + 1, l0:l1 + 1] = True
+            if part == "ears":
+                allowed[:, 30:130] = False
+            top, left = np.unravel_index(np.where(allowed, win, -1).argmax(), win.shape)
+            best.append((win[top, left], s, (int(top), int(left), side)))
+        used = {seed for _, seed, _ in out}
+        picks = [b for b in sorted(best, reverse=True) if b[1] not in used][:per_part]
+        out += [(part, s, box) for _, s, box in picks]
+    return out
+
+
 def summary(per_seed: dict[int, dict[str, float]]) -> dict[str, dict[str, float]]:
     keys = next(iter(per_seed.values())).keys()
     out = {}
@@ -93,40 +146,66 @@ def main() -> None:
     ap.add_argument("--seeds", default="0-99")
     ap.add_argument("--gt", default=str(DEFAULT_GT))
     ap.add_argument("--out", default=str(DEFAULT_OUT))
-    ap.add_argument("--methods", default=",".join(("guided", "cascade", "matting")))
+    ap.add_argument("--methods", default="guided,cascade,matting,grabcut,features,features-matting")
     ap.add_argument("--isnet", default=None, help="dist/ folder of @imgly/background-removal-data")
     ap.add_argument("--isnet-cache", default="/tmp/stylemix_isnet")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--figures", default=None, help="write only the close-ups boundary_<part>.png to this folder")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
+    import cv2
     import stylemix
     from stylemix import io, mixing, refine
     from stylemix.postprocess import clean_labels
-    from stylemix.segment import SegmentConfig, consensus_foreground, render_variants, style_latents, to_uint8
+    from stylemix.segment import (SegmentConfig, boundary_features, consensus_foreground, render_variants,
+                                  style_latents, to_uint8)
 
-    seeds = io.parse_seeds(args.seeds)
+    seeds = list(FIGURE_SEEDS) if args.figures else io.parse_seeds(args.seeds)
     gts = load_gt(args.gt, seeds)
     G = stylemix.load_generator()
     cfg = SegmentConfig().resolve(G)
-    methods = [m for m in args.methods.split(",") if m]
+    methods = list(FIGURE_METHODS) if args.figures else [m for m in args.methods.split(",") if m]
+    masks: dict[tuple[int, str], np.ndarray] = {}
+    thumbs: dict[int, np.ndarray] = {}
     per_seed: dict[str, dict[int, dict[str, float]]] = {m: {} for m in methods}
     cost: dict[str, list[float]] = {m: [] for m in methods}
+    generate: list[float] = []
     t_start = time.perf_counter()
     for s in seeds:
         with torch.inference_mode():
+            t0 = time.perf_counter()
+            G.synthesis(G.mapping(torch.from_numpy(mixing.seed_to_z(s, G.z_dim)), None), noise_mode=cfg.noise_mode)
+            generate.append(time.perf_counter() - t0)
             ws_base, ws_mix, crossovers = style_latents(G, s, cfg)
             image, stack = render_variants(G, ws_base, ws_mix, crossovers, cfg)
             image = to_uint8(image)[0].numpy()
+            features, feature_s = {}, {}
+            for m in refine.FEATURE_METHODS:  # each method's own feature maps, and what they cost
+                t0 = time.perf_counter()
+                features[m] = boundary_features(G, ws_base, dataclasses.replace(cfg, boundary=m))
+                feature_s[m] = time.perf_counter() - t0
         random_state = int(mixing.stream(s, mixing.STREAM_KMEANS).integers(2 ** 31))
         prob, _ = consensus_foreground(stack.float().numpy(), cfg, random_state)
         for m in methods:
             t0 = time.perf_counter()
-            alpha = refine.refine_boundary(image, prob, refine.RefineConfig(method=m))
+            alpha = refine.refine_boundary(image, prob, refine.RefineConfig(method=m), features.get(m))
             mask = clean_labels(refine.binary(alpha), int(round(cfg.min_area * alpha.size))) == 1
-            cost[m].append(time.perf_counter() - t0)
+            cost[m].append(time.perf_counter() - t0 + feature_s.get(m, 0.0))
             per_seed[m][s] = scores(to_gt_size(mask, gts[s].shape), gts[s])
+            masks[s, m] = to_gt_size(mask, gts[s].shape)
+        thumbs[s] = cv2.resize(image, gts[s].shape[::-1], interpolation=cv2.INTER_AREA)
         print(s, {m: round(per_seed[m][s]["trimap_iou_3"], 3) for m in methods}, flush=True)
+    if args.figures:
+        picks = pick_closeups(masks, seeds, methods)
+        for part in CLOSEUPS:
+            grid = [np.concatenate([closeup_tile(thumbs[s], gts[s], masks[s, m], box,
+                                                 caption=f"seed {s} {m}" + (" (before)" if m == "cascade" else ""))
+                                    for m in methods], axis=1)
+                    for name, s, box in picks if name == part]
+            io.write_png(Path(args.figures) / f"boundary_{part}.png", np.concatenate(grid, axis=0))
+            print("wrote", Path(args.figures) / f"boundary_{part}.png")
+        return
     rows = {f"stylemix boundary={m}": {"summary": summary(per_seed[m]), "ms_per_image": 1000 * float(np.median(cost[m])),
                                        "per_seed": per_seed[m]} for m in methods}
     if args.isnet:
@@ -134,7 +213,7 @@ def main() -> None:
         isnet = {s: scores(probs[s] > 0.5, gts[s]) for s in seeds}
         rows["ISNet (imgly medium, supervised)"] = {"summary": summary(isnet), "per_seed": isnet}
     report = {"command": " ".join(["python", *sys.argv]), "seeds": args.seeds, "version": stylemix.__version__,
-              "elapsed_s": time.perf_counter() - t_start, "bands": BANDS, "tolerance_px": TOLERANCE, "rows": rows}
+              "elapsed_s": time.perf_counter() - t_start, "generate_ms": 1000 * float(np.median(generate)), "bands": BANDS, "tolerance_px": TOLERANCE, "rows": rows}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=1))
     keys = ("miou", *(f"trimap_iou_{b}" for b in BANDS), "boundary_f")
@@ -143,6 +222,7 @@ def main() -> None:
         cells = [" / ".join(f"{row['summary'][sp][k]:.3f}" for sp in ("0-49", "50-99", "all") if sp in row["summary"])
                  for k in keys]
         print(f"| {name} | " + " | ".join(cells) + f" | {row.get('ms_per_image', float('nan')):.0f} |")
+    print(f"one generation: {report['generate_ms']:.0f} ms (median)")
 
 
 if __name__ == "__main__":

@@ -45,10 +45,13 @@ class SegmentConfig:
             joining the foreground (``alpha`` of :func:`~stylemix.foreground.anchor_foreground`; 0: nearer anchor).
         min_area: components smaller than this fraction of the image are merged into their surroundings.
         refine: ``guided`` (edges follow the full-resolution image) or ``nearest`` upsampling of the labels.
-        boundary: for two-way masks under ``refine="guided"``, how the boundary is placed on the image's edges
-            (:mod:`stylemix.refine`): ``cascade`` (narrowing guided passes, the default: a few milliseconds),
-            ``matting`` (closed-form matting in a band, needs pymatting: better boundaries, ~0.1 s per image on a
-            CPU core) or ``guided`` (one guided pass, the method before the refinement stage).
+        boundary: for two-way masks under ``refine="guided"``, how the boundary is placed (:mod:`stylemix.refine`):
+            ``features`` (the default: the band around the region decision's boundary relabelled by the base
+            image's generator features and colours, then narrowing guided passes; ``cascade`` for a generator
+            without features), ``features-matting`` (the same at twice the resolution, then closed-form matting,
+            needs pymatting: the best boundaries, ~0.1 s more per image on a CPU core), ``cascade`` (the guided
+            passes alone), ``grabcut`` (a colour graph cut in the band), ``matting`` (closed-form matting of the
+            cascade's band) or ``guided`` (one guided pass, the method before the refinement stage).
         noise_mode: generator noise, ``const`` so that variants differ only by their styles; ``random`` draws it
             from torch's generator seeded by the seed's noise stream (same inputs, same masks).
         batch_size: variants rendered per synthesis call (results do not depend on it).
@@ -71,7 +74,7 @@ class SegmentConfig:
     frame_penalty: float = 0.75
     min_area: float = 0.002
     refine: str = "guided"
-    boundary: str = "cascade"
+    boundary: str = "features"
     noise_mode: str = "const"
     batch_size: int = 8
     exact: bool = False

@@ -79,6 +79,12 @@ def features_suffix(G: Any, state: Any, ws: torch.Tensor, resolution: int, featu
     return feats if feature_dim is None else project_channels(feats, feature_dim)
 
 
+def image_features(G: Any, ws: torch.Tensor, resolution: int, noise_mode: str = "const") -> torch.Tensor:
+    """Feature maps ``[1, C, r, r]`` of one image's styles ``ws [1, num_ws, w_dim]`` at ``resolution``, every channel
+    (what the boundary stage's ``features`` methods read, :mod:`stylemix.refine`)."""
+    return features_suffix(G, synthesis_prefix(G, ws, 0, noise_mode), ws, resolution, None, noise_mode)
+
+
 @contextlib.contextmanager
 def noise_stream(seed: mixing.StreamKey, noise_mode: str, device: torch.device) -> Iterator[None]:
     """For ``noise_mode="random"``: torch's generator seeded from ``seed``'s noise stream inside, restored after,

@@ -15,14 +15,14 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 import torch
 
-from stylemix import mixing
+from stylemix import mixing, refine
 from stylemix.backend import Backend, get_backend, to_numpy
 from stylemix.config import DESCRIPTORS, REFINEMENTS, SegmentConfig, default_crossovers  # noqa: F401 (re-exported)
 from stylemix.errors import StylemixError
 from stylemix.foreground import cluster_scores
 from stylemix.instances import InstanceStep, prepare_instances
-from stylemix.render import (Subject, generator_device, has_features, noise_stream, render_variants,  # noqa: F401
-                             style_latents, subjects, to_uint8)
+from stylemix.render import (Subject, generator_device, has_features, image_features, noise_stream,  # noqa: F401
+                             render_variants, style_latents, subjects, to_uint8)
 from stylemix.stages import (cluster_stack, consensus_foreground, decide_foreground, finish_foreground,  # noqa: F401
                              finish_labels, foreground_probability, kmeans_seed, order_binary, part_labels)
 
@@ -147,6 +147,17 @@ def _known(options: dict[str, Any]) -> dict[str, Any]:
     return options
 
 
+def boundary_features(G: Any, ws_base: Any, cfg: SegmentConfig) -> np.ndarray | None:
+    """The base image's feature maps ``float32 [C, r, r]`` for a boundary method that reads them
+    (:data:`stylemix.refine.FEATURE_METHODS`, r from :meth:`~stylemix.refine.RefineConfig.feature_resolution`, at
+    most the image's), else ``None`` (another method, k > 2, or a generator without features). Under
+    ``noise_mode="random"`` they draw their own noise from the seed's stream (the same on every run)."""
+    if cfg.clusters != 2 or cfg.refine != "guided" or cfg.boundary not in refine.FEATURE_METHODS or not has_features(G):
+        return None
+    r = min(refine.RefineConfig(method=cfg.boundary).feature_resolution(cfg.analysis_resolution), int(G.resolution))
+    return image_features(G, ws_base, r, cfg.noise_mode)[0].float().cpu().numpy()
+
+
 def _segment(G: Any, subject: Subject, cfg: SegmentConfig, backend: Backend,
              instance_step: InstanceStep | None = None, part_step: Any = None) -> Segmentation:
     with backend.scope():  # CuPy on the generator's cuda:N for this image only
@@ -165,6 +176,7 @@ def _segment_on_device(G: Any, subject: Subject, cfg: SegmentConfig, backend: Ba
             raise StylemixError(f"{name}: the generator's output is not finite (NaN or inf); "
                                 "nothing was written for it")
         image_u8 = to_uint8(image)[0]
+        features = boundary_features(G, ws_base, cfg)
     t1 = time.perf_counter()
     xp = backend.xp
     random_state = kmeans_seed(subject.key)
@@ -184,7 +196,7 @@ def _segment_on_device(G: Any, subject: Subject, cfg: SegmentConfig, backend: Ba
     size = tuple(image_u8.shape[:2])
     alpha = None
     if cfg.clusters == 2:
-        full, alpha = finish_foreground(prob, size, guide, cfg)  # 1 = foreground
+        full, alpha = finish_foreground(prob, size, guide, cfg, features=features)  # 1 = foreground
         foreground, is_fg = full == 1, xp.asarray([False, True])
     else:
         full = finish_labels(labels, size, cfg.clusters, guide, cfg)

@@ -66,16 +66,18 @@ def order_binary(labels: Any, is_fg: Any) -> Any:
 
 
 def finish_labels(labels: Any, size: tuple[int, int], n_clusters: int, guide: Any | None, cfg: SegmentConfig,
-                  min_pixels: int | None = None) -> Any:
+                  min_pixels: int | None = None, features: Any | None = None) -> Any:
     """Analysis-resolution labels (or, for k = 2, a foreground probability ``float [h, w]``) -> cleaned
     ``int32 [H, W]`` labels at ``size``.
 
     Components under ``min_pixels`` are merged into their surroundings; ``None``: ``cfg.min_area`` of ``size``
     (a crop passes the count of the whole image, so that ``min_area`` stays a fraction of the image).
+    ``features``: the generator's feature maps ``[C, hf, wf]`` of the image, for the boundary methods that read
+    them (:data:`stylemix.refine.FEATURE_METHODS`; without them those fall back to their image-only method).
     """
     refined = cfg.refine == "guided" and guide is not None and cfg.boundary != "guided"
     if n_clusters == 2 and (labels.dtype.kind == "f" or refined):
-        return finish_foreground(labels, size, guide, cfg, min_pixels)[0]
+        return finish_foreground(labels, size, guide, cfg, min_pixels, features)[0]
     full = upsample_labels(labels, size, n_clusters, guide if cfg.refine == "guided" else None)
     if min_pixels is None:
         min_pixels = int(round(cfg.min_area * size[0] * size[1]))
@@ -83,18 +85,19 @@ def finish_labels(labels: Any, size: tuple[int, int], n_clusters: int, guide: An
 
 
 def finish_foreground(prob: Any, size: tuple[int, int], guide: Any | None, cfg: SegmentConfig,
-                      min_pixels: int | None = None) -> tuple[Any, np.ndarray]:
+                      min_pixels: int | None = None, features: Any | None = None) -> tuple[Any, np.ndarray]:
     """The k = 2 case of :func:`finish_labels`, keeping the soft map: foreground probability ``float [h, w]`` ->
     ``(labels int32 [H, W] in {0, 1}, alpha float32 [H, W] in [0, 1])``.
 
     ``alpha`` is the boundary stage's matte (:func:`stylemix.refine.refine_boundary`, or the guided upsampling's
     soft map), made to agree with the labels: ``alpha > 1/2`` exactly where ``labels == 1`` (a pixel the cleaning
-    flipped takes its label's value, 0 or 1).
+    flipped takes its label's value, 0 or 1). ``features``: as in :func:`finish_labels`.
     """
     guide = guide if cfg.refine == "guided" else None
     if guide is not None and cfg.boundary != "guided":
         alpha = refine.refine_boundary(to_numpy(guide), to_numpy(prob).astype(np.float32),
-                                       refine.RefineConfig(method=cfg.boundary))
+                                       refine.RefineConfig(method=cfg.boundary),
+                                       None if features is None else to_numpy(features))
         full = array_module(prob).asarray(refine.binary(alpha))
     else:
         alpha = upsample_probability(prob, size, guide)

@@ -5,7 +5,7 @@ import pytest
 
 from stylemix.errors import StylemixError
 from stylemix.metrics import boundary_fscore, mask_scores
-from stylemix.refine import RefineConfig, alpha_uint8, binary, refine_boundary
+from stylemix.refine import RefineConfig, alpha_uint8, binary, classify_band, foreground_matte, refine_boundary
 
 
 def disc_case(size=256, r=32, radius=0.31, noise=0.04, seed=0):
@@ -30,27 +30,42 @@ def plain_upsampling(prob, size):
     return cv2.resize(prob, (size, size), interpolation=cv2.INTER_LINEAR) > 0.5
 
 
-@pytest.mark.parametrize("method", ["cascade", "matting"])
+def disc_features(truth, size=64, channels=6, seed=1):
+    """Feature maps ``[C, size, size]`` that tell the disc from the rest (one channel, plus noise channels), as a
+    generator's features tell regions apart whatever their colour."""
+    import cv2
+    rng = np.random.default_rng(seed)
+    inside = cv2.resize(truth.astype(np.float32), (size, size), interpolation=cv2.INTER_AREA)
+    feats = rng.normal(0, 0.3, (channels, size, size)).astype(np.float32)
+    feats[0] += 2 * inside
+    return feats
+
+
+@pytest.mark.parametrize("method", ["cascade", "matting", "grabcut", "features", "features-matting"])
 def test_refined_beats_plain_upsampling_at_the_boundary(method):
-    if method == "matting":
+    if "matting" in method:
         pytest.importorskip("pymatting")
     image, prob, truth = disc_case()
     plain = plain_upsampling(prob, 256)
-    alpha = refine_boundary(image, prob, RefineConfig(method=method))
+    alpha = refine_boundary(image, prob, RefineConfig(method=method), disc_features(truth))
     refined = binary(alpha).astype(bool)
     assert mask_scores(refined, truth, band=1)["trimap_iou"] > mask_scores(plain, truth, band=1)["trimap_iou"] + 0.05
     assert boundary_fscore(refined, truth, tolerance=1) > boundary_fscore(plain, truth, tolerance=1)
     assert mask_scores(refined, truth)["miou"] > 0.97
 
 
-@pytest.mark.parametrize("method", ["guided", "cascade"])
+@pytest.mark.parametrize("method", ["guided", "cascade", "grabcut", "features"])
 def test_alpha_range_shape_and_determinism(method):
-    image, prob, _ = disc_case(size=128, r=16, noise=0.2, seed=3)
-    a = refine_boundary(image, prob, RefineConfig(method=method))
+    image, prob, truth = disc_case(size=128, r=16, noise=0.2, seed=3)
+    feats = disc_features(truth, size=32)
+    a = refine_boundary(image, prob, RefineConfig(method=method), feats)
     assert a.shape == (128, 128) and a.dtype == np.float32
     assert a.min() >= 0 and a.max() <= 1
     assert 0 < (a > 0.5).mean() < 1
-    np.testing.assert_array_equal(a, refine_boundary(image, prob, RefineConfig(method=method)))
+    np.testing.assert_array_equal(a, refine_boundary(image, prob, RefineConfig(method=method), feats))
+    alpha, mask = foreground_matte(image, prob, RefineConfig(method=method), feats)
+    np.testing.assert_array_equal(alpha, a)
+    assert mask.dtype == np.int32 and np.array_equal(mask, a > 0.5)
     u8 = alpha_uint8(a)
     assert u8.dtype == np.uint8 and u8.max() <= 255
 
@@ -59,6 +74,27 @@ def test_probability_at_full_size_is_left_to_one_pass():
     image, prob, truth = disc_case(size=64, r=64, noise=0.0)
     a = refine_boundary(image, truth.astype(np.float32), RefineConfig(method="cascade"))
     np.testing.assert_array_equal(a, refine_boundary(image, truth.astype(np.float32), RefineConfig(method="guided")))
+
+
+def test_features_fix_a_boundary_the_colours_do_not_show():
+    """Same colour on both sides: only the features know where the disc ends, and the band is relabelled by them;
+    without features the method is the cascade's."""
+    image, prob, truth = disc_case(noise=0.0)
+    image[:] = 120
+    cascade = refine_boundary(image, prob, RefineConfig(method="cascade"))
+    np.testing.assert_array_equal(refine_boundary(image, prob, RefineConfig(method="features")), cascade)
+    featured = binary(refine_boundary(image, prob, RefineConfig(method="features"), disc_features(truth))).astype(bool)
+    before = mask_scores(cascade > 0.5, truth, band=3)["trimap_iou"]
+    assert mask_scores(featured, truth, band=3)["trimap_iou"] > before + 0.05
+
+
+def test_band_classification_keeps_a_side_too_small_to_model():
+    soft = np.zeros((64, 64), np.float32)
+    soft[30:33, 30:33] = 1  # nine foreground pixels, all in the band: no Gaussian to fit
+    out = classify_band(np.random.default_rng(0).normal(size=(4, 32, 32)), soft, 16.0)
+    np.testing.assert_array_equal(out, soft)
+    with pytest.raises(StylemixError, match=r"\[C, h, w\]"):
+        classify_band(np.zeros((32, 32)), soft, 16.0)
 
 
 def test_bad_settings_are_one_clear_error():
