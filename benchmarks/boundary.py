@@ -104,6 +104,7 @@ def main() -> None:
     from stylemix import io, mixing, refine
     from stylemix.postprocess import clean_labels
     from stylemix.segment import SegmentConfig, consensus_foreground, render_variants, style_latents, to_uint8
+    from stylemix.stages import anchor_vote
 
     seeds = io.parse_seeds(args.seeds)
     gts = load_gt(args.gt, seeds)
@@ -119,7 +120,8 @@ def main() -> None:
             image, stack = render_variants(G, ws_base, ws_mix, crossovers, cfg)
             image = to_uint8(image)[0].numpy()
         random_state = int(mixing.stream(s, mixing.STREAM_KMEANS).integers(2 ** 31))
-        prob, _ = consensus_foreground(stack.float().numpy(), cfg, random_state)
+        prob, _ = consensus_foreground(stack.float().numpy(), cfg.consensus, random_state,
+                                       anchor_vote(cfg.foreground_rule, cfg.frame_penalty), **cfg.kmeans_options())
         for m in methods:
             t0 = time.perf_counter()
             alpha = refine.refine_boundary(image, prob, refine.RefineConfig(method=m))

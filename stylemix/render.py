@@ -149,13 +149,13 @@ def style_latents(G: Any, seed: int | Subject, cfg: SegmentConfig
 
 def render_variants(G: Any, ws_base: torch.Tensor, ws_mix: torch.Tensor, crossovers: np.ndarray,
                     cfg: "SegmentConfig") -> tuple[torch.Tensor, torch.Tensor]:
-    """The base image at full resolution and the variant stack at the analysis resolution.
+    """The base image at full resolution and the variant stack at the analysis resolution, for one image.
 
     The fast path runs the base's layers below each crossover once (:func:`synthesis_prefixes`), finishes each group
     of variants sharing a crossover from its state, and stops them at the analysis resolution, taking their feature
     maps (projected to ``feature_dim`` channels, :func:`features_suffix`) or their partial RGB image; ``cfg.exact``
-    renders everything in full and area-resizes the RGB. Uses ``cfg.analysis_resolution``, ``noise_mode``,
-    ``exact``, ``descriptor``, ``feature_dim`` and ``batch_size``.
+    renders everything in full, ``batch_size`` variants per call, and area-resizes the RGB. Uses
+    ``cfg.analysis_resolution``, ``noise_mode``, ``exact``, ``descriptor``, ``feature_dim`` and ``batch_size``.
 
     Returns:
         ``(image [1, 3, H, W], stack [N, C, r, r])``, variants in their original order.
@@ -170,12 +170,93 @@ def render_variants(G: Any, ws_base: torch.Tensor, ws_mix: torch.Tensor, crossov
     return image, variant_stack(G, states, ws_mix, crossovers, cfg)
 
 
+@dataclasses.dataclass
+class Rendered:
+    """One image's renders (torch, on the generator's device).
+
+    Attributes:
+        ws_base: ``[1, num_ws, w_dim]`` its styles.
+        crossovers: ``int64 [N]`` each variant's crossover.
+        image: ``[1, 3, H, W]`` the base image, raw float.
+        stack: ``[N, C, r, r]`` the variants at the analysis resolution, in their original order.
+    """
+
+    ws_base: torch.Tensor
+    crossovers: np.ndarray
+    image: torch.Tensor
+    stack: torch.Tensor
+
+
+def render_batch(G: Any, batch: list[Subject], cfg: "SegmentConfig") -> list[Rendered]:
+    """:func:`style_latents` and :func:`render_variants` of every image of ``batch``, rendered together.
+
+    The base images of the batch are one synthesis call (their prefixes too), and each crossover group's variants,
+    over all images of the batch, one more (:func:`variant_stack`); the latents, crossovers and noise of every image
+    are drawn from its own streams, exactly as alone. Floats may differ from an image rendered alone by the
+    rounding of batched kernels (CPU convolutions: ~1e-5); the masks did not (docs/benchmarks.md, Throughput).
+    One image at a time instead (what a batch of one gives): ``noise_mode="random"`` (torch's generator is seeded
+    per image), ``exact``, and generators whose prefix states are not dataclasses / dicts of batched tensors.
+    """
+    def alone(subject: Subject) -> Rendered:
+        with noise_stream(subject.key, cfg.noise_mode, generator_device(G)):
+            ws_base, ws_mix, crossovers = style_latents(G, subject, cfg)
+            image, stack = render_variants(G, ws_base, ws_mix, crossovers, cfg)
+        return Rendered(ws_base, crossovers, image, stack)
+
+    if len(batch) == 1 or cfg.exact or cfg.noise_mode == "random":
+        return [alone(subject) for subject in batch]
+    latents = [style_latents(G, subject, cfg) for subject in batch]
+    ws_base = torch.cat([ws for ws, _, _ in latents])  # [B, num_ws, w_dim]
+    crossovers = np.concatenate([c for _, _, c in latents])
+    states = synthesis_prefixes(G, ws_base, sorted({int(c) for c in crossovers}), noise_mode=cfg.noise_mode)
+    if not all(_batched_state(state, len(batch)) for state in states.values()):
+        return [alone(subject) for subject in batch]
+    images = synthesis_suffix(G, states[max(states)], ws_base, None, noise_mode=cfg.noise_mode)
+    owner = np.repeat(np.arange(len(batch)), cfg.variants)  # the image of each variant row
+    stack = variant_stack(G, states, torch.cat([ws for _, ws, _ in latents]), crossovers, cfg, owner=owner)
+    n = cfg.variants
+    return [Rendered(ws_base[b:b + 1], latents[b][2], images[b:b + 1], stack[b * n:(b + 1) * n])
+            for b in range(len(batch))]
+
+
+def _batched_state(state: Any, batch: int) -> bool:
+    """Whether :func:`take_rows` can select images from ``state``: a dataclass, dict, list or tuple (nested) whose
+    tensors all carry the batch on their first axis (or a tensor-free one, such as the fallback's)."""
+    if isinstance(state, torch.Tensor):
+        return state.ndim > 0 and state.shape[0] == batch
+    if dataclasses.is_dataclass(state):
+        return all(_batched_state(getattr(state, f.name), batch) for f in dataclasses.fields(state))
+    if isinstance(state, dict):
+        return all(_batched_state(v, batch) for v in state.values())
+    if isinstance(state, (list, tuple)):
+        return all(_batched_state(v, batch) for v in state)
+    return True  # ints, None, ...: shared by every image
+
+
+def take_rows(state: Any, index: torch.Tensor) -> Any:
+    """A prefix state of a batch of images with its tensors' rows ``index`` (an image index per variant), so that
+    the suffix finishes each variant from its own image's state: ``[B, ...] -> [len(index), ...]``."""
+    if isinstance(state, torch.Tensor):
+        return state[index.to(state.device)]
+    if dataclasses.is_dataclass(state):
+        return dataclasses.replace(state, **{f.name: take_rows(getattr(state, f.name), index)
+                                             for f in dataclasses.fields(state) if f.init})
+    if isinstance(state, dict):
+        return {k: take_rows(v, index) for k, v in state.items()}
+    if isinstance(state, (list, tuple)):
+        return type(state)(take_rows(v, index) for v in state)
+    return state
+
+
 def variant_stack(G: Any, states: dict[int, Any], ws_mix: torch.Tensor, crossovers: np.ndarray,
-                  cfg: "SegmentConfig", descriptor: str | None = None) -> torch.Tensor:
-    """The variants ``ws_mix [N, num_ws, w_dim]`` finished from the prefix ``states`` of their crossovers
-    (``crossovers [N]``) at the analysis resolution: ``[N, C, r, r]``, in their original order.
+                  cfg: "SegmentConfig", descriptor: str | None = None, owner: np.ndarray | None = None
+                  ) -> torch.Tensor:
+    """The variants ``ws_mix [M, num_ws, w_dim]`` finished from the prefix ``states`` of their crossovers
+    (``crossovers [M]``) at the analysis resolution: ``[M, C, r, r]``, in their original order.
 
     ``descriptor`` (default ``cfg.descriptor``): ``features`` (projected to ``cfg.feature_dim``) or ``rgb``.
+    ``owner``: for states of a batch of images (:func:`render_batch`), ``int [M]`` the image of each variant
+    (``None``: states of one image, batch 1, broadcast). Each crossover group is one call.
     """
     r, nm = cfg.analysis_resolution, cfg.noise_mode
     if (descriptor or cfg.descriptor) == "features":
@@ -185,7 +266,9 @@ def variant_stack(G: Any, states: dict[int, Any], ws_mix: torch.Tensor, crossove
     order, parts = [], []
     for c, state in states.items():
         rows = np.flatnonzero(crossovers == c)
-        for i in range(0, len(rows), cfg.batch_size):
-            order.extend(rows[i:i + cfg.batch_size])
-            parts.append(render(state, ws_mix[rows[i:i + cfg.batch_size]]))
+        if not len(rows):
+            continue
+        order.extend(rows)
+        parts.append(render(state if owner is None else take_rows(state, torch.from_numpy(owner[rows])),
+                            ws_mix[rows]))
     return torch.cat(parts)[torch.from_numpy(np.argsort(order))]
