@@ -188,14 +188,16 @@ class Rendered:
 
 
 def render_batch(G: Any, batch: list[Subject], cfg: "SegmentConfig") -> list[Rendered]:
-    """:func:`style_latents` and :func:`render_variants` of every image of ``batch``, rendered together.
+    """:func:`style_latents` and :func:`render_variants` of every image of ``batch``, the variants rendered together.
 
-    The base images of the batch are one synthesis call (their prefixes too), and each crossover group's variants,
-    over all images of the batch, one more (:func:`variant_stack`); the latents, crossovers and noise of every image
-    are drawn from its own streams, exactly as alone. Floats may differ from an image rendered alone by the
-    rounding of batched kernels (CPU convolutions: ~1e-5); the masks did not (docs/benchmarks.md, Throughput).
-    One image at a time instead (what a batch of one gives): ``noise_mode="random"`` (torch's generator is seeded
-    per image), ``exact``, and generators whose prefix states are not dataclasses / dicts of batched tensors.
+    Each crossover group's variants, over all images of the batch, are one call (:func:`variant_stack` with the
+    images' prefix states gathered per variant, :func:`gather_states`). The base images and their prefixes stay one
+    call per image: batched kernels round differently (CPU convolutions ~1e-5, one grey level on 100-260 of the
+    million pixels of a MobileStyleGAN image), and the image must be the generator's own batch-1 image, the same in
+    any batch (what NVlabs' tools give for the seed, what a resumed export renders again). The latents, crossovers
+    and noise of every image are drawn from its own streams, exactly as alone. One image at a time instead (what a
+    batch of one gives): ``noise_mode="random"`` (torch's generator is seeded per image), ``exact``, and generators
+    whose prefix states are not dataclasses / dicts of tensors with the batch on the first axis.
     """
     def alone(subject: Subject) -> Rendered:
         with noise_stream(subject.key, cfg.noise_mode, generator_device(G)):
@@ -206,22 +208,25 @@ def render_batch(G: Any, batch: list[Subject], cfg: "SegmentConfig") -> list[Ren
     if len(batch) == 1 or cfg.exact or cfg.noise_mode == "random":
         return [alone(subject) for subject in batch]
     latents = [style_latents(G, subject, cfg) for subject in batch]
-    ws_base = torch.cat([ws for ws, _, _ in latents])  # [B, num_ws, w_dim]
+    states, images = [], []
+    for ws_base, _, crossovers in latents:
+        st = synthesis_prefixes(G, ws_base, sorted({int(c) for c in crossovers}), noise_mode=cfg.noise_mode)
+        images.append(synthesis_suffix(G, st[max(st)], ws_base, None, noise_mode=cfg.noise_mode))
+        states.append(st)
+    if not all(_batched_state(state, 1) for st in states for state in st.values()):
+        return [Rendered(ws, c, image, variant_stack(G, st, ws_mix, c, cfg))
+                for (ws, ws_mix, c), st, image in zip(latents, states, images)]
     crossovers = np.concatenate([c for _, _, c in latents])
-    states = synthesis_prefixes(G, ws_base, sorted({int(c) for c in crossovers}), noise_mode=cfg.noise_mode)
-    if not all(_batched_state(state, len(batch)) for state in states.values()):
-        return [alone(subject) for subject in batch]
-    images = synthesis_suffix(G, states[max(states)], ws_base, None, noise_mode=cfg.noise_mode)
     owner = np.repeat(np.arange(len(batch)), cfg.variants)  # the image of each variant row
     stack = variant_stack(G, states, torch.cat([ws for _, ws, _ in latents]), crossovers, cfg, owner=owner)
     n = cfg.variants
-    return [Rendered(ws_base[b:b + 1], latents[b][2], images[b:b + 1], stack[b * n:(b + 1) * n])
-            for b in range(len(batch))]
+    return [Rendered(ws, c, image, stack[b * n:(b + 1) * n])
+            for b, ((ws, _, c), image) in enumerate(zip(latents, images))]
 
 
 def _batched_state(state: Any, batch: int) -> bool:
-    """Whether :func:`take_rows` can select images from ``state``: a dataclass, dict, list or tuple (nested) whose
-    tensors all carry the batch on their first axis (or a tensor-free one, such as the fallback's)."""
+    """Whether :func:`gather_states` can stack ``state``: a dataclass, dict, list or tuple (nested) whose tensors
+    all carry the batch on their first axis (or a tensor-free one, such as the fallback's)."""
     if isinstance(state, torch.Tensor):
         return state.ndim > 0 and state.shape[0] == batch
     if dataclasses.is_dataclass(state):
@@ -230,33 +235,36 @@ def _batched_state(state: Any, batch: int) -> bool:
         return all(_batched_state(v, batch) for v in state.values())
     if isinstance(state, (list, tuple)):
         return all(_batched_state(v, batch) for v in state)
-    return True  # ints, None, ...: shared by every image
+    return True  # ints, None, ...: the same in every image's state
 
 
-def take_rows(state: Any, index: torch.Tensor) -> Any:
-    """A prefix state of a batch of images with its tensors' rows ``index`` (an image index per variant), so that
-    the suffix finishes each variant from its own image's state: ``[B, ...] -> [len(index), ...]``."""
-    if isinstance(state, torch.Tensor):
-        return state[index.to(state.device)]
-    if dataclasses.is_dataclass(state):
-        return dataclasses.replace(state, **{f.name: take_rows(getattr(state, f.name), index)
-                                             for f in dataclasses.fields(state) if f.init})
-    if isinstance(state, dict):
-        return {k: take_rows(v, index) for k, v in state.items()}
-    if isinstance(state, (list, tuple)):
-        return type(state)(take_rows(v, index) for v in state)
-    return state
+def gather_states(states: list[Any]) -> Any:
+    """One prefix state from the batch-1 states of several images (one per variant), their tensors concatenated
+    on the first axis, so that the suffix finishes each variant from its own image's state: ``M x [1, ...] ->
+    [M, ...]``. Everything that is not a tensor is taken from the first state (the same crossover in all)."""
+    first = states[0]
+    if isinstance(first, torch.Tensor):
+        return torch.cat(states)
+    if dataclasses.is_dataclass(first):
+        return dataclasses.replace(first, **{f.name: gather_states([getattr(s, f.name) for s in states])
+                                             for f in dataclasses.fields(first) if f.init})
+    if isinstance(first, dict):
+        return {k: gather_states([s[k] for s in states]) for k in first}
+    if isinstance(first, (list, tuple)):
+        return type(first)(gather_states(list(parts)) for parts in zip(*states))
+    return first
 
 
-def variant_stack(G: Any, states: dict[int, Any], ws_mix: torch.Tensor, crossovers: np.ndarray,
-                  cfg: "SegmentConfig", descriptor: str | None = None, owner: np.ndarray | None = None
-                  ) -> torch.Tensor:
+def variant_stack(G: Any, states: dict[int, Any] | list[dict[int, Any]], ws_mix: torch.Tensor,
+                  crossovers: np.ndarray, cfg: "SegmentConfig", descriptor: str | None = None,
+                  owner: np.ndarray | None = None) -> torch.Tensor:
     """The variants ``ws_mix [M, num_ws, w_dim]`` finished from the prefix ``states`` of their crossovers
     (``crossovers [M]``) at the analysis resolution: ``[M, C, r, r]``, in their original order.
 
+    ``states``: ``{crossover: state}`` of one image (batch 1, broadcast to its variants), or with ``owner``
+    (``int [M]``, the image of each variant, :func:`render_batch`) a list of them, one per image of a batch.
     ``descriptor`` (default ``cfg.descriptor``): ``features`` (projected to ``cfg.feature_dim``) or ``rgb``.
-    ``owner``: for states of a batch of images (:func:`render_batch`), ``int [M]`` the image of each variant
-    (``None``: states of one image, batch 1, broadcast). Each crossover group is one call.
+    Each crossover group is one call.
     """
     r, nm = cfg.analysis_resolution, cfg.noise_mode
     if (descriptor or cfg.descriptor) == "features":
@@ -264,11 +272,11 @@ def variant_stack(G: Any, states: dict[int, Any], ws_mix: torch.Tensor, crossove
     else:
         render = (lambda state, w: synthesis_suffix(G, state, w, r, noise_mode=nm))
     order, parts = [], []
-    for c, state in states.items():
+    for c in sorted({int(c) for c in crossovers}) if owner is not None else states:
         rows = np.flatnonzero(crossovers == c)
         if not len(rows):
             continue
         order.extend(rows)
-        parts.append(render(state if owner is None else take_rows(state, torch.from_numpy(owner[rows])),
-                            ws_mix[rows]))
+        state = states[c] if owner is None else gather_states([states[i][c] for i in owner[rows]])
+        parts.append(render(state, ws_mix[rows]))
     return torch.cat(parts)[torch.from_numpy(np.argsort(order))]

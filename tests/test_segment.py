@@ -62,15 +62,17 @@ def test_batches_give_the_results_of_one_image_at_a_time(shapes, monkeypatch, op
     if options.get("clusters", 2) > 2:
         shapes = ShapesGenerator(parts=True).eval()  # three real regions: a stable three-way split
     calls = []
-    suffix = render.synthesis_suffix
 
-    def counting(G, state, ws, *args, **kwargs):
-        calls.append(len(ws))
-        return suffix(G, state, ws, *args, **kwargs)
+    def counting(suffix):
+        def wrapped(G, state, ws, *args, **kwargs):
+            calls.append(len(ws))
+            return suffix(G, state, ws, *args, **kwargs)
+        return wrapped
 
     seeds = [0, 3, 7, 11, 12]
     alone = [stylemix.segment(shapes, s, variants=8, **options) for s in seeds]
-    monkeypatch.setattr(render, "synthesis_suffix", counting)
+    monkeypatch.setattr(render, "synthesis_suffix", counting(render.synthesis_suffix))
+    monkeypatch.setattr(render, "features_suffix", counting(render.features_suffix))
     for batch_size in (2, 5):
         calls.clear()
         many = list(stylemix.segment_many(shapes, seeds, variants=8, batch_size=batch_size, **options))
@@ -81,18 +83,19 @@ def test_batches_give_the_results_of_one_image_at_a_time(shapes, monkeypatch, op
             np.testing.assert_array_equal(a.image, m.image)
             np.testing.assert_allclose(a.meta["cluster_scores"], m.meta["cluster_scores"], atol=1e-4)
             assert a.meta["crossovers"] == m.meta["crossovers"]
-        if not options.get("exact") and options.get("noise_mode") != "random":  # batched: the base images together
-            assert len(ws_rows := [n for n in calls if n > 1]) and max(ws_rows) >= batch_size
+        if not options.get("exact") and options.get("noise_mode") != "random":  # batched: a group over the batch
+            assert max(calls) >= 2 * batch_size
 
 
-def test_take_rows_selects_images_of_a_batched_state():
+def test_gather_states_stacks_the_images_states_per_variant():
     from stylemix.generators.mobilestylegan import MobileStyleGANState
-    from stylemix.render import take_rows
-    state = MobileStyleGANState(4, torch.arange(3.0)[:, None])
-    taken = take_rows(state, torch.tensor([0, 0, 2]))
-    assert taken.crossover == 4 and taken.hidden[:, 0].tolist() == [0.0, 0.0, 2.0]
-    nested = take_rows({"w0": torch.arange(3), "crossover": 2, "images": {8: torch.arange(3) * 2}}, torch.tensor([1]))
-    assert nested["w0"].tolist() == [1] and nested["crossover"] == 2 and nested["images"][8].tolist() == [2]
+    from stylemix.render import gather_states
+    states = [MobileStyleGANState(4, torch.full((1, 2), float(i))) for i in range(3)]
+    gathered = gather_states([states[i] for i in (0, 0, 2)])
+    assert gathered.crossover == 4 and gathered.hidden[:, 0].tolist() == [0.0, 0.0, 2.0]
+    nested = gather_states([{"w0": torch.full((1,), i), "crossover": 2, "images": {8: torch.full((1,), 2 * i)}}
+                            for i in (1, 3)])
+    assert nested["w0"].tolist() == [1, 3] and nested["crossover"] == 2 and nested["images"][8].tolist() == [2, 6]
 
 
 def test_fast_and_exact_agree(shapes):
