@@ -160,10 +160,8 @@ def _segment_batch(G: Any, batch: list[Subject], cfg: SegmentConfig, backend: Ba
             _check_finite(batch, rendered)
             images = to_uint8(torch.cat([r.image for r in rendered]))  # uint8 [B, H, W, 3]
         render_s = (time.perf_counter() - t0) / len(batch)  # the batch's render, shared equally
-        # Analysis-resolution arrays are small: BLAS / OpenMP threads cost more than they save (cluster.thread_limit)
-        with thread_limit(1 if cfg.analysis_resolution ** 2 <= SMALL_PROBLEM else None):
-            return [_finish_image(G, subject, r, images[i], cfg, backend, instance_step, part_step, render_s)
-                    for i, (subject, r) in enumerate(zip(batch, rendered))]
+        return [_finish_image(G, subject, r, images[i], cfg, backend, instance_step, part_step, render_s)
+                for i, (subject, r) in enumerate(zip(batch, rendered))]
 
 
 def _check_finite(batch: list[Subject], rendered: list[Rendered]) -> None:
@@ -187,14 +185,18 @@ def _finish_image(G: Any, subject: Subject, rendered: Rendered, image_u8: torch.
     xp = backend.xp
     random_state = kmeans_seed(subject.key)
     stack = backend.from_torch(rendered.stack.float())
+    # Analysis-resolution arrays are small: BLAS / OpenMP threads cost more than they save (cluster.thread_limit).
+    # Not around the part bank's step: it renders, and torch's OpenMP pool is one of those threadpoolctl limits.
+    threads = 1 if cfg.analysis_resolution ** 2 <= SMALL_PROBLEM else None
     extra = {}
-    if cfg.clusters == 2:
-        prob, scores, margin, extra["consensus_agreement"] = foreground_probability(
-            stack, random_state, consensus=cfg.consensus, foreground_rule=cfg.foreground_rule,
-            frame_penalty=cfg.frame_penalty, **cfg.kmeans_options())
-    else:
-        labels, scores, is_fg, margin = part_labels(stack, cfg.clusters, random_state,
-                                                    foreground_rule=cfg.foreground_rule, **cfg.kmeans_options())
+    with thread_limit(threads):
+        if cfg.clusters == 2:
+            prob, scores, margin, extra["consensus_agreement"] = foreground_probability(
+                stack, random_state, consensus=cfg.consensus, foreground_rule=cfg.foreground_rule,
+                frame_penalty=cfg.frame_penalty, **cfg.kmeans_options())
+        else:
+            labels, scores, is_fg, margin = part_labels(stack, cfg.clusters, random_state,
+                                                        foreground_rule=cfg.foreground_rule, **cfg.kmeans_options())
     guide = backend.from_torch(image_u8)
     bank_parts = None
     if part_step is not None:  # a part bank: its classes, and its foreground where k = 2
@@ -204,12 +206,13 @@ def _finish_image(G: Any, subject: Subject, rendered: Rendered, image_u8: torch.
     t2 = time.perf_counter()
     size = tuple(image_u8.shape[:2])
     area = min_pixels(cfg.min_area, size)
-    if cfg.clusters == 2:
-        full = finish_probability(prob, size, guide, min_pixels=area, refine=cfg.refine, boundary=cfg.boundary)
-        foreground, is_fg = full == 1, xp.asarray([False, True])  # 1 = foreground
-    else:
-        full = finish_labels(labels, size, cfg.clusters, guide, min_pixels=area, refine=cfg.refine)
-        foreground = is_fg[full]
+    with thread_limit(threads):
+        if cfg.clusters == 2:
+            full = finish_probability(prob, size, guide, min_pixels=area, refine=cfg.refine, boundary=cfg.boundary)
+            foreground, is_fg = full == 1, xp.asarray([False, True])  # 1 = foreground
+        else:
+            full = finish_labels(labels, size, cfg.clusters, guide, min_pixels=area, refine=cfg.refine)
+            foreground = is_fg[full]
     t3 = time.perf_counter()
     meta = {
         "seed": subject.seed,
