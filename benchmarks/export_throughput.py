@@ -12,7 +12,8 @@ alike), and the median is reported as images/s and as a ratio to the reference:
 * ``generate one image``: one seed per call (the reference of ``segment one image``);
 * ``export, batch B``: ``export_dataset(format=png)`` of the same seeds with ``batch_size=B`` (images, masks,
   manifest, card); ``segment_many, batch B``: the same without files; ``... N = 16`` with 16 variants;
-* ``segment one image``: ``stylemix.segment(G, seed)`` per seed, at the defaults (a batch of one).
+* ``segment one image``: ``stylemix.segment(G, seed)`` per seed, at the defaults (a batch of one), and with
+  ``variants=16``.
 
 Peak memory is the process's resident high-water mark (``ru_maxrss``) after each row's first run, the rows run in
 order of growing batch, so each value bounds that row. The load average is recorded before and after.
@@ -66,6 +67,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--busy", type=int, default=0, help="competing processes spinning meanwhile")
     ap.add_argument("--no-n16", action="store_true", help="skip the N = 16 rows")
+    ap.add_argument("--no-segment-many", action="store_true", help="skip the segment_many rows (no files)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     G = stylemix.load_generator(args.network)
@@ -89,14 +91,19 @@ def main() -> None:
         "generate one image": ("", in_tmp(lambda out: generate_and_save(G, seeds, out, 1))),
         "segment one image": ("generate one image", lambda: [stylemix.segment(G, s) for s in seeds]),
     }
+    if not args.no_n16:
+        rows["segment one image, N = 16"] = ("generate one image", lambda: [stylemix.segment(G, s, variants=16)
+                                                                            for s in seeds])
     for b in sorted(sizes):
-        rows[f"segment_many, batch {b}"] = ("generate + save", lambda b=b: list(
-            stylemix.segment_many(G, seeds, batch_size=b)))
+        if not args.no_segment_many:
+            rows[f"segment_many, batch {b}"] = ("generate + save", lambda b=b: list(
+                stylemix.segment_many(G, seeds, batch_size=b)))
         rows[f"export, batch {b}"] = ("generate + save", in_tmp(lambda out, b=b: export_dataset(
             G, seeds, out, format="png", progress=False, batch_size=b)))
     if not args.no_n16:
-        rows[f"segment_many, batch {best}, N = 16"] = ("generate + save", lambda: list(
-            stylemix.segment_many(G, seeds, batch_size=best, variants=16)))
+        if not args.no_segment_many:
+            rows[f"segment_many, batch {best}, N = 16"] = ("generate + save", lambda: list(
+                stylemix.segment_many(G, seeds, batch_size=best, variants=16)))
         rows[f"export, batch {best}, N = 16"] = ("generate + save", in_tmp(lambda out: export_dataset(
             G, seeds, out, format="png", progress=False, batch_size=best, variants=16)))
 

@@ -238,20 +238,20 @@ def _batched_state(state: Any, batch: int) -> bool:
     return True  # ints, None, ...: the same in every image's state
 
 
-def gather_states(states: list[Any]) -> Any:
-    """One prefix state from the batch-1 states of several images (one per variant), their tensors concatenated
-    on the first axis, so that the suffix finishes each variant from its own image's state: ``M x [1, ...] ->
-    [M, ...]``. Everything that is not a tensor is taken from the first state (the same crossover in all)."""
+def gather_states(states: list[Any], index: np.ndarray) -> Any:
+    """One prefix state from the batch-1 states of the images of a batch, row ``j`` that of image ``index[j]``, so
+    that the suffix finishes each variant from its own image's state: ``B x [1, ...] -> [len(index), ...]``.
+    Everything that is not a tensor is taken from the first state (the same crossover in all)."""
     first = states[0]
-    if isinstance(first, torch.Tensor):
-        return torch.cat(states)
+    if isinstance(first, torch.Tensor):  # one concatenation of the B images, then the rows (half the copies)
+        return torch.cat(states)[torch.as_tensor(index, device=first.device)]
     if dataclasses.is_dataclass(first):
-        return dataclasses.replace(first, **{f.name: gather_states([getattr(s, f.name) for s in states])
+        return dataclasses.replace(first, **{f.name: gather_states([getattr(s, f.name) for s in states], index)
                                              for f in dataclasses.fields(first) if f.init})
     if isinstance(first, dict):
-        return {k: gather_states([s[k] for s in states]) for k in first}
+        return {k: gather_states([s[k] for s in states], index) for k in first}
     if isinstance(first, (list, tuple)):
-        return type(first)(gather_states(list(parts)) for parts in zip(*states))
+        return type(first)(gather_states(list(parts), index) for parts in zip(*states))
     return first
 
 
@@ -277,6 +277,10 @@ def variant_stack(G: Any, states: dict[int, Any] | list[dict[int, Any]], ws_mix:
         if not len(rows):
             continue
         order.extend(rows)
-        state = states[c] if owner is None else gather_states([states[i][c] for i in owner[rows]])
+        if owner is None:
+            state = states[c]
+        else:  # the images owning this group's rows, and each row's position among them
+            images, where = np.unique(owner[rows], return_inverse=True)
+            state = gather_states([states[i][c] for i in images], where)
         parts.append(render(state, ws_mix[rows]))
     return torch.cat(parts)[torch.from_numpy(np.argsort(order))]

@@ -91,10 +91,10 @@ def test_gather_states_stacks_the_images_states_per_variant():
     from stylemix.generators.mobilestylegan import MobileStyleGANState
     from stylemix.render import gather_states
     states = [MobileStyleGANState(4, torch.full((1, 2), float(i))) for i in range(3)]
-    gathered = gather_states([states[i] for i in (0, 0, 2)])
+    gathered = gather_states(states, np.array([0, 0, 2]))
     assert gathered.crossover == 4 and gathered.hidden[:, 0].tolist() == [0.0, 0.0, 2.0]
     nested = gather_states([{"w0": torch.full((1,), i), "crossover": 2, "images": {8: torch.full((1,), 2 * i)}}
-                            for i in (1, 3)])
+                            for i in (1, 3)], np.array([0, 1]))
     assert nested["w0"].tolist() == [1, 3] and nested["crossover"] == 2 and nested["images"][8].tolist() == [2, 6]
 
 
