@@ -67,6 +67,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--busy", type=int, default=0, help="competing processes spinning meanwhile")
     ap.add_argument("--no-n16", action="store_true", help="skip the N = 16 rows")
+    ap.add_argument("--no-single", action="store_true", help="skip the one-image rows (segment vs generate)")
     ap.add_argument("--no-segment-many", action="store_true", help="skip the segment_many rows (no files)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
@@ -88,10 +89,11 @@ def main() -> None:
 
     rows: dict[str, tuple[str, object]] = {  # name -> (reference row, callable)
         "generate + save": ("", in_tmp(lambda out: generate_and_save(G, seeds, out, args.gen_batch))),
-        "generate one image": ("", in_tmp(lambda out: generate_and_save(G, seeds, out, 1))),
-        "segment one image": ("generate one image", lambda: [stylemix.segment(G, s) for s in seeds]),
     }
-    if not args.no_n16:
+    if not args.no_single:
+        rows["generate one image"] = ("", in_tmp(lambda out: generate_and_save(G, seeds, out, 1)))
+        rows["segment one image"] = ("generate one image", lambda: [stylemix.segment(G, s) for s in seeds])
+    if not args.no_n16 and not args.no_single:
         rows["segment one image, N = 16"] = ("generate one image", lambda: [stylemix.segment(G, s, variants=16)
                                                                             for s in seeds])
     for b in sorted(sizes):

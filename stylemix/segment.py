@@ -151,8 +151,9 @@ def _known(options: dict[str, Any]) -> dict[str, Any]:
 
 def _segment_batch(G: Any, batch: list[Subject], cfg: SegmentConfig, backend: Backend,
                    instance_step: InstanceStep | None = None, part_step: Any = None) -> list[Segmentation]:
-    """Segment the images of ``batch`` (one :func:`~stylemix.render.render_batch`, then each image's clustering
-    and post-processing under one thread limit); the same results as one image at a time."""
+    """Segment the images of ``batch``: one :func:`~stylemix.render.render_batch`, one finite check and uint8
+    conversion of the batch, then each image's clustering and post-processing (under one thread limit each); the
+    same masks as one image at a time."""
     with backend.scope():  # CuPy on the generator's cuda:N for this batch only
         t0 = time.perf_counter()
         with torch.inference_mode():
