@@ -160,6 +160,7 @@ def main() -> None:
     from stylemix.postprocess import clean_labels
     from stylemix.segment import (SegmentConfig, boundary_features, consensus_foreground, render_variants,
                                   style_latents, to_uint8)
+    from stylemix.stages import anchor_vote
 
     seeds = list(FIGURE_SEEDS) if args.figures else io.parse_seeds(args.seeds)
     gts = load_gt(args.gt, seeds)
@@ -183,10 +184,11 @@ def main() -> None:
             features, feature_s = {}, {}
             for m in refine.FEATURE_METHODS:  # each method's own feature maps, and what they cost
                 t0 = time.perf_counter()
-                features[m] = boundary_features(G, ws_base, dataclasses.replace(cfg, boundary=m))
+                features[m] = boundary_features(G, ws_base, dataclasses.replace(cfg, boundary=m), s)
                 feature_s[m] = time.perf_counter() - t0
         random_state = int(mixing.stream(s, mixing.STREAM_KMEANS).integers(2 ** 31))
-        prob, _ = consensus_foreground(stack.float().numpy(), cfg, random_state)
+        prob, _ = consensus_foreground(stack.float().numpy(), cfg.consensus, random_state,
+                                       anchor_vote(cfg.foreground_rule, cfg.frame_penalty), **cfg.kmeans_options())
         for m in methods:
             t0 = time.perf_counter()
             alpha = refine.refine_boundary(image, prob, refine.RefineConfig(method=m), features.get(m))

@@ -49,7 +49,7 @@ def main() -> None:
             votes.append((k, labels, fg))
             return fg
 
-        prob = consensus_foreground(stack, cfg, rs, vote)[0]
+        prob = consensus_foreground(stack, cfg.consensus, rs, vote, **cfg.kmeans_options())[0]
         for k, labels, fg in votes:
             col = cv2.resize(visualize.colorize(labels + 1), (256, 256), interpolation=cv2.INTER_NEAREST)
             keep = cv2.resize(fg.astype(np.uint8), (256, 256), interpolation=cv2.INTER_NEAREST) > 0

@@ -1,89 +1,146 @@
-"""Throughput of ``stylemix export`` against segmentation alone, and with Ray workers.
+"""What an export costs against generating and saving the same images, side by side in one process.
 
-    python benchmarks/export_throughput.py --seeds 0-47 --format png [--ray-workers 2]
+    python benchmarks/export_throughput.py --seeds 200-207 --batch-sizes 1,8 --repeat 2 \\
+        --out benchmarks/results/export_throughput.json
+    python benchmarks/export_throughput.py ... --busy 1        # with a competing process ('while True: pass')
 
-Prints images/s for: ``segment_many`` with no files (the floor); ``segment_many`` + ``stylemix.outputs.write_seed``
-(what ``stylemix segment`` does) with the encoding inline and on writer threads; ``export_dataset`` in one process
-(adds PNG encoding, atomic writes, three fsyncs a seed and the final merge) with the encoding inline
-(``writer_threads=0``) and on writer threads (the default); and ``export_dataset(ray=True)`` on a local Ray cluster
-with the given number of CPU workers. The one-process rows run interleaved, ``--repeat`` rounds; medians.
+Each row is timed ``--repeat`` times, the rows interleaved within a repeat (a shared machine's load hits them
+alike), and the median is reported as images/s and as a ratio to the reference:
+
+* ``generate + save``: mapping and 1024 px synthesis of the seeds, ``--gen-batch`` per call, the NVIDIA uint8
+  conversion, PNG-encoded and written (what a user pays for the images alone; the reference of the export rows);
+* ``generate one image``: one seed per call (the reference of ``segment one image``);
+* ``export, batch B``: ``export_dataset(format=png)`` of the same seeds with ``batch_size=B`` (images, masks,
+  manifest, card); ``segment_many, batch B``: the same without files; ``... N = 16`` with 16 variants;
+* ``segment one image``: ``stylemix.segment(G, seed)`` per seed, at the defaults (a batch of one), and with
+  ``variants=16``.
+
+Peak memory is the process's resident high-water mark (``ru_maxrss``) after each row's first run, the rows run in
+order of growing batch, so each value bounds that row. The load average is recorded before and after.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import resource
 import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable
+
+import cv2
+import numpy as np
+import torch
 
 import stylemix
 from stylemix.export import export_dataset
 from stylemix.io import parse_seeds
-from stylemix.outputs import WRITER_THREADS, ordered_map, write_seed
+from stylemix.mixing import seed_to_z
+from stylemix.render import to_uint8
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def generate_and_save(G, seeds: list[int], outdir: Path, batch: int) -> None:
+    outdir.mkdir(parents=True, exist_ok=True)
+    with torch.inference_mode():
+        for i in range(0, len(seeds), batch):
+            chunk = seeds[i:i + batch]
+            z = torch.from_numpy(np.concatenate([seed_to_z(s, G.z_dim) for s in chunk]))
+            images = to_uint8(G.synthesis(G.mapping(z))).numpy()
+            for s, img in zip(chunk, images):
+                ok, png = cv2.imencode(".png", img[:, :, ::-1])
+                (outdir / f"seed{s:04d}.png").write_bytes(png.tobytes())
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--network", default="shapes")
-    ap.add_argument("--seeds", default="0-47")
-    ap.add_argument("--format", default="png")
-    ap.add_argument("--variants", type=int, default=16)
-    ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--ray-workers", type=int, default=0, help="0: skip the Ray measurement")
+    ap.add_argument("--network", default=None, help="generator (default: the embedded default)")
+    ap.add_argument("--seeds", default="200-207")
+    ap.add_argument("--batch-sizes", default="1,8", help="SegmentConfig.batch_size values of the export rows")
+    ap.add_argument("--gen-batch", type=int, default=8, help="images per synthesis call of the reference")
+    ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--busy", type=int, default=0, help="competing processes spinning meanwhile")
+    ap.add_argument("--no-n16", action="store_true", help="skip the N = 16 rows")
+    ap.add_argument("--no-single", action="store_true", help="skip the one-image rows (segment vs generate)")
+    ap.add_argument("--no-segment-many", action="store_true", help="skip the segment_many rows (no files)")
+    ap.add_argument("--out", default=None)
     args = ap.parse_args()
     G = stylemix.load_generator(args.network)
     seeds = parse_seeds(args.seeds)
-    list(stylemix.segment_many(G, seeds[:2], variants=args.variants))  # warm-up
+    sizes = [int(b) for b in args.batch_sizes.split(",")]
+    best = max(sizes)
+    list(stylemix.segment_many(G, seeds[:2], batch_size=2))  # warm-up: imports, thread pools, allocator
+    generate_and_save(G, seeds[:1], Path(tempfile.mkdtemp()), 1)
 
-    def write_all(out: Path, threads: int) -> None:  # what `stylemix segment` does per seed
-        out.mkdir(parents=True)
-        segs = stylemix.segment_many(G, seeds, variants=args.variants)
-        for _ in ordered_map(lambda seg: write_seed(seg, out), segs, threads=threads):
-            pass
+    def in_tmp(fn):
+        def run():
+            tmp = Path(tempfile.mkdtemp())
+            try:
+                fn(tmp / "out")
+            finally:
+                shutil.rmtree(tmp)
+        return run
 
-    runs: dict[str, Callable[[Path], Any]] = {
-        "segment_many (no files)": lambda _: list(stylemix.segment_many(G, seeds, variants=args.variants)),
-        "segment + write_seed, inline": lambda out: write_all(out, 0),
-        f"segment + write_seed, {WRITER_THREADS} writer threads": lambda out: write_all(out, WRITER_THREADS),
-        "export, 1 process, inline encoding": lambda out: export_dataset(
-            G, seeds, out, format=args.format, variants=args.variants, progress=False, writer_threads=0),
-        f"export, 1 process, {WRITER_THREADS} writer threads": lambda out: export_dataset(
-            G, seeds, out, format=args.format, variants=args.variants, progress=False),
+    rows: dict[str, tuple[str, object]] = {  # name -> (reference row, callable)
+        "generate + save": ("", in_tmp(lambda out: generate_and_save(G, seeds, out, args.gen_batch))),
     }
-    # Interleaved (every row once per round), so that a change in the machine's load hits every row alike.
-    rates: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(args.repeat):
-        for name, fn in runs.items():
-            tmp = Path(tempfile.mkdtemp())
-            t0 = time.perf_counter()
-            fn(tmp / "DS")
-            rates[name].append(len(seeds) / (time.perf_counter() - t0))
-            shutil.rmtree(tmp)
-    rows = {name: statistics.median(r) for name, r in rates.items()}
+    if not args.no_single:
+        rows["generate one image"] = ("", in_tmp(lambda out: generate_and_save(G, seeds, out, 1)))
+        rows["segment one image"] = ("generate one image", lambda: [stylemix.segment(G, s) for s in seeds])
+    if not args.no_n16 and not args.no_single:
+        rows["segment one image, N = 16"] = ("generate one image", lambda: [stylemix.segment(G, s, variants=16)
+                                                                            for s in seeds])
+    for b in sorted(sizes):
+        if not args.no_segment_many:
+            rows[f"segment_many, batch {b}"] = ("generate + save", lambda b=b: list(
+                stylemix.segment_many(G, seeds, batch_size=b)))
+        rows[f"export, batch {b}"] = ("generate + save", in_tmp(lambda out, b=b: export_dataset(
+            G, seeds, out, format="png", progress=False, batch_size=b)))
+    if not args.no_n16:
+        if not args.no_segment_many:
+            rows[f"segment_many, batch {best}, N = 16"] = ("generate + save", lambda: list(
+                stylemix.segment_many(G, seeds, batch_size=best, variants=16)))
+        rows[f"export, batch {best}, N = 16"] = ("generate + save", in_tmp(lambda out: export_dataset(
+            G, seeds, out, format="png", progress=False, batch_size=best, variants=16)))
 
-    def timed(fn) -> float:
-        measured = []
-        for _ in range(args.repeat):
-            tmp = Path(tempfile.mkdtemp())
-            t0 = time.perf_counter()
-            fn(tmp / "DS")
-            measured.append(len(seeds) / (time.perf_counter() - t0))
-            shutil.rmtree(tmp)
-        return statistics.median(measured)
-
-    if args.ray_workers:
-        import ray
-        ray.init(num_cpus=args.ray_workers, include_dashboard=False, log_to_driver=False,
-                 runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})
-        rows[f"export, Ray {args.ray_workers} workers"] = timed(
-            lambda out: export_dataset(args.network, seeds, out, format=args.format, variants=args.variants,
-                                       ray=True, workers=args.ray_workers, batch_seeds=4, progress=False))
-        ray.shutdown()
-    for name, rate in rows.items():
-        print(f"{name:44s} {rate:7.2f} img/s")
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.busy)]
+    load_before = os.getloadavg()
+    times: dict[str, list[float]] = {name: [] for name in rows}
+    peak: dict[str, float] = {}
+    try:
+        for r in range(args.repeat):
+            for name, (_, fn) in rows.items():
+                t0 = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - t0)
+                if r == 0:
+                    peak[name] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # MiB (Linux: KiB)
+                print(f"repeat {r}: {name:34s} {len(seeds) / times[name][-1]:6.3f} img/s", flush=True)
+    finally:
+        for p in spinners:
+            p.kill()
+            p.wait()
+    load_after = os.getloadavg()
+    med = {name: statistics.median(v) for name, v in times.items()}
+    table = {}
+    for name, (ref, _) in rows.items():
+        table[name] = {"images_per_s": len(seeds) / med[name], "median_s": med[name],
+                       "ratio_to_" + (ref or "itself"): med[name] / med[ref] if ref else 1.0,
+                       "peak_rss_mib_after_first_run": peak[name]}
+    result = {"command": " ".join(["python", "benchmarks/export_throughput.py"] + sys.argv[1:]),
+              "generator": getattr(G, "family", type(G).__name__), "seeds": args.seeds, "repeat": args.repeat,
+              "busy_processes": args.busy, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+              "load_average_before": load_before, "load_average_after": load_after, "rows": table}
+    print(json.dumps(result, indent=1))
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
 
 
 if __name__ == "__main__":

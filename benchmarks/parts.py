@@ -32,7 +32,8 @@ import stylemix  # noqa: E402
 from stylemix import parts as P  # noqa: E402
 from stylemix.io import parse_seeds  # noqa: E402
 from stylemix.metrics import mask_scores  # noqa: E402
-from stylemix.segment import SegmentConfig, finish_labels  # noqa: E402
+from stylemix.segment import SegmentConfig  # noqa: E402
+from stylemix.stages import finish_labels, finish_probability, min_pixels  # noqa: E402
 
 PARTS_GT = ROOT.parent / "shared" / "eval" / "mobilestylegan-ffhq-parts"
 PERSON_GT = ROOT.parent / "shared" / "eval" / "mobilestylegan-ffhq"
@@ -122,7 +123,8 @@ def main() -> None:
         r = cfg.analysis_resolution
 
         def finish(lab: np.ndarray, k: int) -> np.ndarray:
-            return block_mode(finish_labels(lab, image.shape[:2], k, image, cfg), 256, k)
+            return block_mode(finish_labels(lab, image.shape[:2], k, image, refine=cfg.refine,
+                                            min_pixels=min_pixels(cfg.min_area, image.shape[:2])), 256, k)
 
         for key, b in banks.items():
             cls = b.prototype_class[P.nearest(P.descriptors(F, S, pos, b), b.prototypes)].reshape(r, r)
@@ -133,7 +135,8 @@ def main() -> None:
         cls = b.prototype_class[P.nearest(P.descriptors(F, S, pos, b), b.prototypes)].reshape(r, r)
         bank_fg = np.asarray(b.class_foreground, np.float32)[cls]
         for name, p in zip(fg, (prob, bank_fg, 0.5 * (bank_fg + prob))):
-            full = finish_labels(np.asarray(p, np.float32), image.shape[:2], 2, image, cfg)
+            full = finish_probability(np.asarray(p, np.float32), image.shape[:2], image, refine=cfg.refine,
+                                      boundary=cfg.boundary, min_pixels=min_pixels(cfg.min_area, image.shape[:2]))
             small = cv2.resize(full.astype(np.float32), (256, 256), interpolation=cv2.INTER_AREA) > 0.5
             fg[name].append(mask_scores(small, person))
     manifest = json.loads((PARTS_GT / "manifest.json").read_text())

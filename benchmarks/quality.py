@@ -11,7 +11,7 @@ Protocol (docs/benchmarks.md, "Quality"):
   were made: ``cv2.INTER_AREA`` reduction of the full-resolution mask, foreground where the area fraction is
   ``> 0.5`` (smaller masks are upsampled by nearest neighbour); then :func:`stylemix.metrics.mask_scores`;
 * baselines, every one with the method's foreground rule and the method's post-processing (guided upsampling and
-  small-component cleaning, :func:`stylemix.segment.finish_labels`), so that only the pixel descriptor differs:
+  small-component cleaning, :func:`stylemix.stages.finish_probability`), so that only the pixel descriptor differs:
 
   - ``rgb_kmeans``: k-means (k = 2) on the plain RGB of the single base image at the analysis resolution,
     standardised per channel over the image;
@@ -52,7 +52,8 @@ from stylemix.cli import method_kwargs, method_options, network_option
 from stylemix.cluster import KMeans
 from stylemix.errors import StylemixError
 from stylemix.segment import SegmentConfig, render_variants, style_latents
-from stylemix.stages import cluster_stack, decide_foreground, finish_labels, kmeans_seed, order_binary
+from stylemix.stages import (cluster_stack, decide_foreground, finish_labels, finish_probability, kmeans_seed,
+                             min_pixels, order_binary)
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_GT = REPO.parent / "shared" / "eval" / "mobilestylegan-ffhq"
@@ -125,7 +126,9 @@ def binary_foreground(labels: np.ndarray, image: np.ndarray, cfg: SegmentConfig)
     labels = np.asarray(labels).astype(np.int32)
     _, is_fg, _ = decide_foreground(labels, 2, cfg.foreground_rule)
     binary = order_binary(labels, is_fg)  # 1 = foreground, as the method orders it before upsampling
-    return finish_labels(binary, image.shape[:2], 2, image, cfg) == 1
+    size = image.shape[:2]
+    return finish_probability(binary, size, image, min_pixels=min_pixels(cfg.min_area, size), refine=cfg.refine,
+                              boundary=cfg.boundary) == 1
 
 
 def rgb_kmeans_mask(image: np.ndarray, cfg: SegmentConfig, random_state: int) -> np.ndarray:
@@ -230,8 +233,12 @@ def oracle_masks(G: Any, seed: int, image: np.ndarray, gt: np.ndarray, cfg: Segm
     gt_full = cv2.resize(gt.astype(np.uint8), (W, H), interpolation=cv2.INTER_NEAREST).astype(bool)
     out = {}
     for k in sorted({2, cfg.clusters}):
-        kcfg = dataclasses.replace(cfg, clusters=k)
-        labels = finish_labels(cluster_stack(stack, kcfg, kmeans_random_state(seed)), (H, W), k, image, kcfg)
+        labels = cluster_stack(stack, k, kmeans_random_state(seed), **cfg.kmeans_options())
+        area = min_pixels(cfg.min_area, (H, W))
+        if k == 2:  # cluster 1 as the probability: the k = 2 finish, boundary stage included
+            labels = finish_probability(labels, (H, W), image, min_pixels=area, refine=cfg.refine, boundary=cfg.boundary)
+        else:
+            labels = finish_labels(labels, (H, W), k, image, min_pixels=area, refine=cfg.refine)
         fg_count = np.bincount(labels.ravel(), weights=gt_full.ravel(), minlength=k)
         count = np.bincount(labels.ravel(), minlength=k)
         out[f"oracle_k{k}"] = (fg_count > count / 2)[labels]

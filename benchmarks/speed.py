@@ -86,10 +86,11 @@ def _random_stylegan3(spec: str):
               help="Seeds for the export throughput ('none' to skip).")
 @click.option("--gt", type=click.Path(file_okay=False), default=str(REPO.parent / "shared" / "eval" /
                                                                     "mobilestylegan-ffhq"), show_default=True)
+@click.option("--no-exact", is_flag=True, help="Skip the exact pipeline (its timing and quality).")
 @click.option("--out", type=click.Path(dir_okay=False), default=str(REPO / "benchmarks" / "results" / "speed.json"),
               show_default=True)
 def main(network, random_sg3, variants, analysis_resolution, timing_seeds, repeats, quality_seeds, export_seeds, gt,
-         out) -> None:
+         no_exact, out) -> None:
     G = _random_stylegan3(random_sg3) if random_sg3 else stylemix.load_generator(network)
     if random_sg3:
         quality_seeds = "none"  # random weights have no ground truth
@@ -107,22 +108,24 @@ def main(network, random_sg3, variants, analysis_resolution, timing_seeds, repea
             t0 = time.perf_counter()
             stages.append(stylemix.segment(G, seed, **fast).meta["timing_s"])
             times["fast"].append(time.perf_counter() - t0)
-            times["exact"].append(_timed(stylemix.segment, G, seed, variants=variants, exact=True))
-    med = {k: statistics.median(v) for k, v in times.items()}
+            if not no_exact:
+                times["exact"].append(_timed(stylemix.segment, G, seed, variants=variants, exact=True))
+    med = {k: statistics.median(v) for k, v in times.items() if v}
     result = {
         "command": " ".join(["python", "benchmarks/speed.py"] + sys.argv[1:]),
         "generator": getattr(G, "family", type(G).__name__), "resolution": G.resolution,
         "stylemix": stylemix.__version__, "torch_threads": torch.get_num_threads(), "fast_options": fast,
         "median_s": med,
         "fast_stages_median_s": {k: statistics.median(st[k] for st in stages) for k in stages[0]},
-        "R_fast": med["fast"] / med["generate"], "R_exact": med["exact"] / med["generate"],
+        "R_fast": med["fast"] / med["generate"], "R_exact": med["exact"] / med["generate"] if "exact" in med else None,
     }
     gt_dir = Path(gt)
     if gt_dir.is_dir() and quality_seeds != "none":
         q = io.parse_seeds(quality_seeds)
         result["quality_seeds"] = quality_seeds
         result["quality_fast"] = _quality(G, q, gt_dir, **fast)
-        result["quality_exact"] = _quality(G, q, gt_dir, variants=variants, exact=True)
+        if not no_exact:
+            result["quality_exact"] = _quality(G, q, gt_dir, variants=variants, exact=True)
     if export_seeds != "none":
         ex = io.parse_seeds(export_seeds)
         with tempfile.TemporaryDirectory() as tmp:

@@ -72,7 +72,8 @@ def method_options(f: Any) -> Any:
                      help="Upsample labels guided by the image, or nearest."),
         click.option("--boundary", type=click.Choice(BOUNDARIES), default=d.boundary,
                      help="Two-way masks: how the boundary is placed (the *matting ones need pymatting)."),
-        click.option("--batch", "batch_size", type=int, default=d.batch_size, help="Variants per synthesis call."),
+        click.option("--batch", "batch_size", type=int, default=d.batch_size,
+                     help="Images segmented together (their variants one call per crossover group)."),
         click.option("--exact", is_flag=True, help="Reference pipeline: every variant in full at full resolution."),
     ]
     for opt in reversed(options):

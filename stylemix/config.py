@@ -54,7 +54,10 @@ class SegmentConfig:
             cascade's band) or ``guided`` (one guided pass, the method before the refinement stage).
         noise_mode: generator noise, ``const`` so that variants differ only by their styles; ``random`` draws it
             from torch's generator seeded by the seed's noise stream (same inputs, same masks).
-        batch_size: variants rendered per synthesis call (results do not depend on it).
+        batch_size: images segmented together: the base images of this many seeds in one synthesis call, their
+            variants in one call per crossover group, their clustering and post-processing in one pass without
+            per-image setup (``exact``: full-resolution variants rendered this many per call). A performance knob:
+            the masks do not depend on it (floats differ by the rounding of batched kernels, docs/benchmarks.md).
         exact: the reference pipeline with no shortcut: every variant synthesised in full at full resolution and
             clustered on its RGB, area-downsampled to the analysis resolution (implies ``descriptor="rgb"``).
         n_init, max_iter: k-means restarts and iterations.
@@ -124,6 +127,11 @@ class SegmentConfig:
             raise StylemixError(f"{getattr(G, 'family', type(G).__name__)} exposes no feature maps: use descriptor rgb")
         mixing.check_crossover(crossover, G.num_ws)
         return cfg
+
+    def kmeans_options(self) -> dict[str, Any]:
+        """The settings of every stage that runs k-means (:mod:`stylemix.stages`): ``normalization``, ``n_init``,
+        ``max_iter``, as keyword arguments."""
+        return {"normalization": self.normalization, "n_init": self.n_init, "max_iter": self.max_iter}
 
     def as_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

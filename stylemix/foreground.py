@@ -62,7 +62,7 @@ def cluster_scores(labels: Any, n_clusters: int, rule: str | Any = "centre") -> 
     flat = labels.ravel()
     count = xp.bincount(flat, minlength=n_clusters).astype(xp.float64)
     mass = xp.bincount(flat, weights=m, minlength=n_clusters)
-    total_count, total_mass = float(flat.size), float(m.sum())
+    total_count, total_mass = float(flat.size), m.sum()  # a device scalar on CuPy: no host sync
     inside = mass / xp.maximum(count, 1)
     outside = (total_mass - mass) / xp.maximum(total_count - count, 1)
     # An empty cluster (or one covering everything) carries no evidence.
@@ -127,13 +127,14 @@ def anchor_foreground(vectors: Any, labels: Any, n_clusters: int, rule: str | An
     xp = array_module(labels)
     flat = labels.ravel()
     count = xp.bincount(flat, minlength=n_clusters).astype(xp.float32)
-    fg_anchor = int(xp.argmax(cluster_scores(labels, n_clusters, rule)))
+    # Anchors stay device scalars (0-d arrays index like ints): no host sync per clustering on CuPy.
+    fg_anchor = xp.argmax(cluster_scores(labels, n_clusters, rule))
     frame = frame_map(labels.shape, xp) if frame is None or not bool(frame.any()) else frame
     in_frame = xp.bincount(flat, weights=frame.ravel().astype(xp.float32),
                            minlength=n_clusters) / xp.maximum(count, 1)
     share = in_frame.copy()
     in_frame[fg_anchor] = -1.0
-    bg_anchor = int(xp.argmax(in_frame))
+    bg_anchor = xp.argmax(in_frame)
     # Cluster means as one matrix product (same code on NumPy and CuPy).
     onehot = (flat[:, None] == xp.arange(n_clusters, dtype=flat.dtype)[None, :]).astype(xp.float32)
     means = (onehot.T @ vectors.astype(xp.float32)) / xp.maximum(count, 1)[:, None]

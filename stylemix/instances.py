@@ -17,7 +17,7 @@ boxes hold for every variant. For each box:
    and higher the more central it is; the score of the chosen cluster(s) is the instance's foreground margin.
    Pieces of a cluster lying wholly outside the box are set apart first (:func:`detach_outside`);
 4. **paste back** at full resolution: the crop's binary labels are upsampled and cleaned by
-   :func:`~stylemix.segment.finish_labels`, guided by the image crop.
+   :func:`~stylemix.stages.finish_probability`, guided by the image crop.
 
 Implausible instances are dropped, with the reason recorded: a box under ``min_crop`` analysis pixels, weak
 foreground evidence (margin under ``min_margin``), an empty mask, or a mask filling more than ``max_box_fill`` of
@@ -48,7 +48,7 @@ from stylemix.config import InstanceConfig, SegmentConfig  # noqa: F401 (Instanc
 from stylemix.detect import (Detections, Detector, check_thresholds, class_ids, detect, detector_name,
                              load_detector)
 from stylemix.foreground import anchor_foreground, centrality_map, cluster_scores, foreground_clusters
-from stylemix.stages import cluster_stack, consensus_foreground, finish_labels, order_binary
+from stylemix.stages import cluster_stack, consensus_foreground, finish_probability, order_binary
 
 
 @dataclasses.dataclass
@@ -349,7 +349,7 @@ def crop_consensus(crop: Any, prior: Any, cfg: SegmentConfig, random_state: int)
         is_fg[k] = False
         return is_fg[labels]
 
-    return consensus_foreground(crop, cfg, random_state, vote)[0]
+    return consensus_foreground(crop, cfg.consensus, random_state, vote, **cfg.kmeans_options())[0]
 
 
 def _segment_box(stack: Any, guide: Any, box: np.ndarray, crop_margin: float, crop_cfg: Any,
@@ -368,7 +368,8 @@ def _segment_box(stack: Any, guide: Any, box: np.ndarray, crop_margin: float, cr
         binary = crop_consensus(crop, prior, crop_cfg, random_state)  # object probability
         margin = max(float(cluster_scores((binary > 0.5).astype(xp.int32), 2, prior)[1]), 0.0)
     else:
-        labels = detach_outside(cluster_stack(crop, crop_cfg, random_state), prior > 0, config.clusters)
+        labels = detach_outside(cluster_stack(crop, config.clusters, random_state, **crop_cfg.kmeans_options()),
+                                prior > 0, config.clusters)
         is_fg, margin = foreground_clusters(cluster_scores(labels, config.clusters + 1, prior)[:config.clusters])
         binary = order_binary(labels, xp.concatenate([is_fg, xp.zeros(1, bool)]))
     bx0, by0, bx1, by1 = (int(round(v)) for v in rel)
@@ -378,7 +379,8 @@ def _segment_box(stack: Any, guide: Any, box: np.ndarray, crop_margin: float, cr
         return empty, margin, 0.0, f"weak foreground evidence (margin {margin:.3f} < {config.min_margin})"
     # min_area is a fraction of the image, not of the crop: the crop's small components are judged at image scale
     min_pixels = int(round(crop_cfg.min_area * H * W))
-    mask = to_numpy(finish_labels(binary, (Y1 - Y0, X1 - X0), 2, guide[Y0:Y1, X0:X1], crop_cfg, min_pixels)
+    mask = to_numpy(finish_probability(binary, (Y1 - Y0, X1 - X0), guide[Y0:Y1, X0:X1], min_pixels=min_pixels,
+                                       refine=crop_cfg.refine, boundary=crop_cfg.boundary)
                     ).astype(bool)
     fill = float(mask[by0:by1, bx0:bx1].sum()) / max(1, (bx1 - bx0) * (by1 - by0))
     reason = ""

@@ -538,13 +538,14 @@ def bank_image(G: Any, seed: int, cfg: Any, latents: np.ndarray, crossovers: Seq
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """One bank image: its cues, its consensus foreground probability ``[r, r]``, its image and positions."""
     from stylemix.render import render_variants, style_latents, to_uint8
-    from stylemix.stages import consensus_foreground
+    from stylemix.stages import anchor_vote, consensus_foreground
     with torch.inference_mode():
         ws_base, ws_mix, cx = style_latents(G, seed, cfg)
         image, stack = render_variants(G, ws_base, ws_mix, cx, cfg)
         image_u8 = to_uint8(image)[0].cpu().numpy()
     random_state = int(mixing.stream(seed, mixing.STREAM_KMEANS).integers(2 ** 31))
-    prob, _ = consensus_foreground(stack.float().cpu().numpy(), cfg, random_state)
+    prob, _ = consensus_foreground(stack.float().cpu().numpy(), cfg.consensus, random_state,
+                                   anchor_vote(cfg.foreground_rule, cfg.frame_penalty), **cfg.kmeans_options())
     base, sig = image_cues(G, ws_base, latents, crossovers, cfg)
     F, S = raw_cues(base, sig)
     r = cfg.analysis_resolution
@@ -609,11 +610,13 @@ class PartStep:
         is its per-image foreground probability at the analysis resolution (``None`` when k > 2)."""
         import cv2
         from stylemix.backend import array_module, to_numpy
-        from stylemix.stages import finish_labels
+        from stylemix.stages import finish_labels, min_pixels
         base, sig = image_cues(self.G, ws_base, self.latents, self.bank.crossovers, self.cfg)
         classes = predict_classes(base, sig, self.bank)
         xp = array_module(guide)
-        full = finish_labels(xp.asarray(classes), tuple(guide.shape[:2]), self.bank.n_parts, guide, self.cfg)
+        size = tuple(guide.shape[:2])
+        full = finish_labels(xp.asarray(classes), size, self.bank.n_parts, guide,
+                             min_pixels=min_pixels(self.cfg.min_area, size), refine=self.cfg.refine)
         prob = None
         if consensus is not None:
             if classes.shape != consensus.shape:

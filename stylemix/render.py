@@ -155,13 +155,13 @@ def style_latents(G: Any, seed: int | Subject, cfg: SegmentConfig
 
 def render_variants(G: Any, ws_base: torch.Tensor, ws_mix: torch.Tensor, crossovers: np.ndarray,
                     cfg: "SegmentConfig") -> tuple[torch.Tensor, torch.Tensor]:
-    """The base image at full resolution and the variant stack at the analysis resolution.
+    """The base image at full resolution and the variant stack at the analysis resolution, for one image.
 
     The fast path runs the base's layers below each crossover once (:func:`synthesis_prefixes`), finishes each group
     of variants sharing a crossover from its state, and stops them at the analysis resolution, taking their feature
     maps (projected to ``feature_dim`` channels, :func:`features_suffix`) or their partial RGB image; ``cfg.exact``
-    renders everything in full and area-resizes the RGB. Uses ``cfg.analysis_resolution``, ``noise_mode``,
-    ``exact``, ``descriptor``, ``feature_dim`` and ``batch_size``.
+    renders everything in full, ``batch_size`` variants per call, and area-resizes the RGB. Uses
+    ``cfg.analysis_resolution``, ``noise_mode``, ``exact``, ``descriptor``, ``feature_dim`` and ``batch_size``.
 
     Returns:
         ``(image [1, 3, H, W], stack [N, C, r, r])``, variants in their original order.
@@ -176,12 +176,101 @@ def render_variants(G: Any, ws_base: torch.Tensor, ws_mix: torch.Tensor, crossov
     return image, variant_stack(G, states, ws_mix, crossovers, cfg)
 
 
-def variant_stack(G: Any, states: dict[int, Any], ws_mix: torch.Tensor, crossovers: np.ndarray,
-                  cfg: "SegmentConfig", descriptor: str | None = None) -> torch.Tensor:
-    """The variants ``ws_mix [N, num_ws, w_dim]`` finished from the prefix ``states`` of their crossovers
-    (``crossovers [N]``) at the analysis resolution: ``[N, C, r, r]``, in their original order.
+@dataclasses.dataclass
+class Rendered:
+    """One image's renders (torch, on the generator's device).
 
+    Attributes:
+        ws_base: ``[1, num_ws, w_dim]`` its styles.
+        crossovers: ``int64 [N]`` each variant's crossover.
+        image: ``[1, 3, H, W]`` the base image, raw float.
+        stack: ``[N, C, r, r]`` the variants at the analysis resolution, in their original order.
+    """
+
+    ws_base: torch.Tensor
+    crossovers: np.ndarray
+    image: torch.Tensor
+    stack: torch.Tensor
+
+
+def render_batch(G: Any, batch: list[Subject], cfg: "SegmentConfig") -> list[Rendered]:
+    """:func:`style_latents` and :func:`render_variants` of every image of ``batch``, the variants rendered together.
+
+    Each crossover group's variants, over all images of the batch, are one call (:func:`variant_stack` with the
+    images' prefix states gathered per variant, :func:`gather_states`). The base images and their prefixes stay one
+    call per image: batched kernels round differently (CPU convolutions ~1e-5, one grey level on 100-260 of the
+    million pixels of a MobileStyleGAN image), and the image must be the generator's own batch-1 image, the same in
+    any batch (what NVlabs' tools give for the seed, what a resumed export renders again). The latents, crossovers
+    and noise of every image are drawn from its own streams, exactly as alone. One image at a time instead (what a
+    batch of one gives): ``noise_mode="random"`` (torch's generator is seeded per image), ``exact``, and generators
+    whose prefix states are not dataclasses / dicts of tensors with the batch on the first axis.
+    """
+    def alone(subject: Subject) -> Rendered:
+        with noise_stream(subject.key, cfg.noise_mode, generator_device(G)):
+            ws_base, ws_mix, crossovers = style_latents(G, subject, cfg)
+            image, stack = render_variants(G, ws_base, ws_mix, crossovers, cfg)
+        return Rendered(ws_base, crossovers, image, stack)
+
+    if len(batch) == 1 or cfg.exact or cfg.noise_mode == "random":
+        return [alone(subject) for subject in batch]
+    latents = [style_latents(G, subject, cfg) for subject in batch]
+    states, images = [], []
+    for ws_base, _, crossovers in latents:
+        st = synthesis_prefixes(G, ws_base, sorted({int(c) for c in crossovers}), noise_mode=cfg.noise_mode)
+        images.append(synthesis_suffix(G, st[max(st)], ws_base, None, noise_mode=cfg.noise_mode))
+        states.append(st)
+    if not all(_batched_state(state, 1) for st in states for state in st.values()):
+        return [Rendered(ws, c, image, variant_stack(G, st, ws_mix, c, cfg))
+                for (ws, ws_mix, c), st, image in zip(latents, states, images)]
+    crossovers = np.concatenate([c for _, _, c in latents])
+    owner = np.repeat(np.arange(len(batch)), cfg.variants)  # the image of each variant row
+    stack = variant_stack(G, states, torch.cat([ws for _, ws, _ in latents]), crossovers, cfg, owner=owner)
+    n = cfg.variants
+    return [Rendered(ws, c, image, stack[b * n:(b + 1) * n])
+            for b, ((ws, _, c), image) in enumerate(zip(latents, images))]
+
+
+def _batched_state(state: Any, batch: int) -> bool:
+    """Whether :func:`gather_states` can stack ``state``: a dataclass, dict, list or tuple (nested) whose tensors
+    all carry the batch on their first axis (or a tensor-free one, such as the fallback's)."""
+    if isinstance(state, torch.Tensor):
+        return state.ndim > 0 and state.shape[0] == batch
+    if dataclasses.is_dataclass(state):
+        return all(_batched_state(getattr(state, f.name), batch) for f in dataclasses.fields(state))
+    if isinstance(state, dict):
+        return all(_batched_state(v, batch) for v in state.values())
+    if isinstance(state, (list, tuple)):
+        return all(_batched_state(v, batch) for v in state)
+    return True  # ints, None, ...: the same in every image's state
+
+
+def gather_states(states: list[Any], index: np.ndarray) -> Any:
+    """One prefix state from the batch-1 states of the images of a batch, row ``j`` that of image ``index[j]``, so
+    that the suffix finishes each variant from its own image's state: ``B x [1, ...] -> [len(index), ...]``.
+    Everything that is not a tensor is taken from the first state (the same crossover in all)."""
+    first = states[0]
+    if isinstance(first, torch.Tensor):  # one concatenation of the B images, then the rows (half the copies)
+        return torch.cat(states)[torch.as_tensor(index, device=first.device)]
+    if dataclasses.is_dataclass(first):
+        return dataclasses.replace(first, **{f.name: gather_states([getattr(s, f.name) for s in states], index)
+                                             for f in dataclasses.fields(first) if f.init})
+    if isinstance(first, dict):
+        return {k: gather_states([s[k] for s in states], index) for k in first}
+    if isinstance(first, (list, tuple)):
+        return type(first)(gather_states(list(parts), index) for parts in zip(*states))
+    return first
+
+
+def variant_stack(G: Any, states: dict[int, Any] | list[dict[int, Any]], ws_mix: torch.Tensor,
+                  crossovers: np.ndarray, cfg: "SegmentConfig", descriptor: str | None = None,
+                  owner: np.ndarray | None = None) -> torch.Tensor:
+    """The variants ``ws_mix [M, num_ws, w_dim]`` finished from the prefix ``states`` of their crossovers
+    (``crossovers [M]``) at the analysis resolution: ``[M, C, r, r]``, in their original order.
+
+    ``states``: ``{crossover: state}`` of one image (batch 1, broadcast to its variants), or with ``owner``
+    (``int [M]``, the image of each variant, :func:`render_batch`) a list of them, one per image of a batch.
     ``descriptor`` (default ``cfg.descriptor``): ``features`` (projected to ``cfg.feature_dim``) or ``rgb``.
+    Each crossover group is one call.
     """
     r, nm = cfg.analysis_resolution, cfg.noise_mode
     if (descriptor or cfg.descriptor) == "features":
@@ -189,9 +278,15 @@ def variant_stack(G: Any, states: dict[int, Any], ws_mix: torch.Tensor, crossove
     else:
         render = (lambda state, w: synthesis_suffix(G, state, w, r, noise_mode=nm))
     order, parts = [], []
-    for c, state in states.items():
+    for c in sorted({int(c) for c in crossovers}) if owner is not None else states:
         rows = np.flatnonzero(crossovers == c)
-        for i in range(0, len(rows), cfg.batch_size):
-            order.extend(rows[i:i + cfg.batch_size])
-            parts.append(render(state, ws_mix[rows[i:i + cfg.batch_size]]))
+        if not len(rows):
+            continue
+        order.extend(rows)
+        if owner is None:
+            state = states[c]
+        else:  # the images owning this group's rows, and each row's position among them
+            images, where = np.unique(owner[rows], return_inverse=True)
+            state = gather_states([states[i][c] for i in images], where)
+        parts.append(render(state, ws_mix[rows]))
     return torch.cat(parts)[torch.from_numpy(np.argsort(order))]

@@ -1,9 +1,10 @@
 """The pipeline: seed -> base image + N style variants -> per-pixel vectors -> k-means -> foreground -> masks.
 
 :func:`segment` is the library entry point; :class:`SegmentConfig` holds every knob with its default (docs/method.md
-explains each). The stages are separate functions so that the instance mode and the benchmarks reuse them:
-:func:`render_variants`, :func:`cluster_stack` / :func:`consensus_foreground`, :func:`decide_foreground`,
-:func:`finish_labels`.
+explains each). :func:`segment_many` works in batches of ``batch_size`` images: one
+:func:`~stylemix.render.render_batch`, then per image the stages of :mod:`stylemix.stages` (the k = 2 pipeline
+:func:`foreground_probability` -> :func:`finish_probability`, the k > 2 one :func:`part_labels` ->
+:func:`finish_labels`), which the instance mode and the benchmarks reuse.
 """
 
 from __future__ import annotations
@@ -17,14 +18,15 @@ import torch
 
 from stylemix import mixing, refine
 from stylemix.backend import Backend, get_backend, to_numpy
+from stylemix.cluster import SMALL_PROBLEM, thread_limit
 from stylemix.config import DESCRIPTORS, REFINEMENTS, SegmentConfig, default_crossovers  # noqa: F401 (re-exported)
 from stylemix.errors import StylemixError
-from stylemix.foreground import cluster_scores
 from stylemix.instances import InstanceStep, prepare_instances
-from stylemix.render import (Subject, generator_device, has_features, image_features, noise_stream,  # noqa: F401
-                             render_variants, style_latents, subjects, to_uint8)
+from stylemix.render import (Rendered, Subject, generator_device, has_features, image_features,  # noqa: F401
+                             noise_stream, render_batch, render_variants, style_latents, subjects, to_uint8)
 from stylemix.stages import (cluster_stack, consensus_foreground, decide_foreground, finish_foreground,  # noqa: F401
-                             finish_labels, foreground_probability, kmeans_seed, order_binary, part_labels)
+                             finish_labels, finish_probability, foreground_probability, kmeans_seed, min_pixels, order_binary,
+                             part_labels)
 
 
 @dataclasses.dataclass
@@ -135,8 +137,14 @@ def segment_many(G: Any, seeds: Iterable[int] | None = None, *, ws: Any = None, 
     if parts is not None:
         from stylemix.parts import PartStep  # lazy: stylemix.parts builds on this module
         bank_step = PartStep(G, parts, cfg)
+    batch: list[Subject] = []
     for subject in subjects(seeds, latents):
-        yield _segment(G, subject, cfg, backend, step, bank_step)
+        batch.append(subject)
+        if len(batch) == cfg.batch_size:
+            yield from _segment_batch(G, batch, cfg, backend, step, bank_step)
+            batch = []
+    if batch:
+        yield from _segment_batch(G, batch, cfg, backend, step, bank_step)
 
 
 def _known(options: dict[str, Any]) -> dict[str, Any]:
@@ -147,60 +155,87 @@ def _known(options: dict[str, Any]) -> dict[str, Any]:
     return options
 
 
-def boundary_features(G: Any, ws_base: Any, cfg: SegmentConfig) -> np.ndarray | None:
+def boundary_features(G: Any, ws_base: Any, cfg: SegmentConfig, key: mixing.StreamKey = 0) -> np.ndarray | None:
     """The base image's feature maps ``float32 [C, r, r]`` for a boundary method that reads them
     (:data:`stylemix.refine.FEATURE_METHODS`, r from :meth:`~stylemix.refine.RefineConfig.feature_resolution`, at
     most the image's), else ``None`` (another method, k > 2, or a generator without features). Under
-    ``noise_mode="random"`` they draw their own noise from the seed's stream (the same on every run)."""
+    ``noise_mode="random"`` they draw their own noise from the stream of ``key`` (the image's: the same on every
+    run)."""
     if cfg.clusters != 2 or cfg.refine != "guided" or cfg.boundary not in refine.FEATURE_METHODS or not has_features(G):
         return None
     r = min(refine.RefineConfig(method=cfg.boundary).feature_resolution(cfg.analysis_resolution), int(G.resolution))
-    return image_features(G, ws_base, r, cfg.noise_mode)[0].float().cpu().numpy()
+    with torch.inference_mode(), noise_stream(key, cfg.noise_mode, generator_device(G)):
+        return image_features(G, ws_base, r, cfg.noise_mode)[0].float().cpu().numpy()
 
 
-def _segment(G: Any, subject: Subject, cfg: SegmentConfig, backend: Backend,
-             instance_step: InstanceStep | None = None, part_step: Any = None) -> Segmentation:
-    with backend.scope():  # CuPy on the generator's cuda:N for this image only
-        return _segment_on_device(G, subject, cfg, backend, instance_step, part_step)
+def _segment_batch(G: Any, batch: list[Subject], cfg: SegmentConfig, backend: Backend,
+                   instance_step: InstanceStep | None = None, part_step: Any = None) -> list[Segmentation]:
+    """Segment the images of ``batch``: one :func:`~stylemix.render.render_batch`, one finite check and uint8
+    conversion of the batch, then each image's clustering and post-processing (under one thread limit each); the
+    same masks as one image at a time."""
+    with backend.scope():  # CuPy on the generator's cuda:N for this batch only
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            rendered = render_batch(G, batch, cfg)
+            _check_finite(batch, rendered)
+            images = to_uint8(torch.cat([r.image for r in rendered]))  # uint8 [B, H, W, 3]
+        render_s = (time.perf_counter() - t0) / len(batch)  # the batch's render, shared equally
+        return [_finish_image(G, subject, r, images[i], cfg, backend, instance_step, part_step, render_s)
+                for i, (subject, r) in enumerate(zip(batch, rendered))]
 
 
-def _segment_on_device(G: Any, subject: Subject, cfg: SegmentConfig, backend: Backend,
-                       instance_step: InstanceStep | None, part_step: Any) -> Segmentation:
-    name = f"seed {subject.seed}" if subject.row is None else f"latents row {subject.row}"
-    t0 = time.perf_counter()
-    with torch.inference_mode(), noise_stream(subject.key, cfg.noise_mode, generator_device(G)):
-        ws_base, ws_mix, crossovers = style_latents(G, subject, cfg)
-        image, stack = render_variants(G, ws_base, ws_mix, crossovers, cfg)
-        if not (bool(torch.isfinite(image).all()) and bool(torch.isfinite(stack).all())):
-            # NaN / inf weights or an fp16 overflow: clustering it would give garbage masks, not an error
-            raise StylemixError(f"{name}: the generator's output is not finite (NaN or inf); "
-                                "nothing was written for it")
-        image_u8 = to_uint8(image)[0]
-        features = boundary_features(G, ws_base, cfg)
+def _check_finite(batch: list[Subject], rendered: list[Rendered]) -> None:
+    """One :class:`StylemixError` naming the first image whose renders hold NaN or inf (NaN / inf weights, an fp16
+    overflow: clustering them would give garbage masks, not an error)."""
+    # A finite sum means finite values (NaN and inf propagate): one reduction per tensor, no bool copy of it; only a
+    # sum that overflowed or a bad image needs the elementwise test.
+    for subject, r in zip(batch, rendered):
+        for t in (r.image, r.stack):
+            if not bool(torch.isfinite(t.sum())) and not bool(torch.isfinite(t).all()):
+                name = f"seed {subject.seed}" if subject.row is None else f"latents row {subject.row}"
+                raise StylemixError(f"{name}: the generator's output is not finite (NaN or inf); "
+                                    "nothing was written for it")
+
+
+def _finish_image(G: Any, subject: Subject, rendered: Rendered, image_u8: torch.Tensor, cfg: SegmentConfig,
+                  backend: Backend, instance_step: InstanceStep | None, part_step: Any, render_s: float
+                  ) -> Segmentation:
+    """One image's clustering, foreground and post-processing from its renders."""
     t1 = time.perf_counter()
     xp = backend.xp
     random_state = kmeans_seed(subject.key)
-    stack = backend.from_torch(stack.float())
+    stack = backend.from_torch(rendered.stack.float())
+    # Analysis-resolution arrays are small: BLAS / OpenMP threads cost more than they save (cluster.thread_limit).
+    # Not around the part bank's step: it renders, and torch's OpenMP pool is one of those threadpoolctl limits.
+    threads = 1 if cfg.analysis_resolution ** 2 <= SMALL_PROBLEM else None
     extra = {}
-    if cfg.clusters == 2:
-        prob, scores, margin, extra["consensus_agreement"] = foreground_probability(stack, cfg, random_state)
-    else:
-        labels, scores, is_fg, margin = part_labels(stack, cfg, random_state)
+    with thread_limit(threads):
+        if cfg.clusters == 2:
+            prob, scores, margin, extra["consensus_agreement"] = foreground_probability(
+                stack, random_state, consensus=cfg.consensus, foreground_rule=cfg.foreground_rule,
+                frame_penalty=cfg.frame_penalty, **cfg.kmeans_options())
+        else:
+            labels, scores, is_fg, margin = part_labels(stack, cfg.clusters, random_state,
+                                                        foreground_rule=cfg.foreground_rule, **cfg.kmeans_options())
     guide = backend.from_torch(image_u8)
     bank_parts = None
     if part_step is not None:  # a part bank: its classes, and its foreground where k = 2
-        bank_parts, bank_prob = part_step(ws_base, to_numpy(prob) if cfg.clusters == 2 else None, guide)
+        bank_parts, bank_prob = part_step(rendered.ws_base, to_numpy(prob) if cfg.clusters == 2 else None, guide)
         if bank_prob is not None:
             prob = xp.asarray(bank_prob)
     t2 = time.perf_counter()
     size = tuple(image_u8.shape[:2])
+    area = min_pixels(cfg.min_area, size)
+    features = boundary_features(G, rendered.ws_base, cfg, subject.key)
     alpha = None
-    if cfg.clusters == 2:
-        full, alpha = finish_foreground(prob, size, guide, cfg, features=features)  # 1 = foreground
-        foreground, is_fg = full == 1, xp.asarray([False, True])
-    else:
-        full = finish_labels(labels, size, cfg.clusters, guide, cfg)
-        foreground = is_fg[full]
+    with thread_limit(threads):
+        if cfg.clusters == 2:
+            full, alpha = finish_foreground(prob, size, guide, min_pixels=area, refine=cfg.refine,
+                                            boundary=cfg.boundary, features=features)
+            foreground, is_fg = full == 1, xp.asarray([False, True])  # 1 = foreground
+        else:
+            full = finish_labels(labels, size, cfg.clusters, guide, min_pixels=area, refine=cfg.refine)
+            foreground = is_fg[full]
     t3 = time.perf_counter()
     meta = {
         "seed": subject.seed,
@@ -209,13 +244,13 @@ def _segment_on_device(G: Any, subject: Subject, cfg: SegmentConfig, backend: Ba
         "generator": getattr(G, "family", type(G).__name__),
         "resolution": int(G.resolution),
         "settings": cfg.as_dict(),
-        "crossovers": crossovers.tolist(),
+        "crossovers": rendered.crossovers.tolist(),
         "foreground_margin": round(margin, 6),
         "cluster_scores": [round(float(s), 6) for s in to_numpy(scores)],
         "foreground_clusters": [int(i) for i in np.flatnonzero(to_numpy(is_fg))],
         "foreground_fraction": round(float(foreground.mean()), 6),
         **{key: round(value, 6) for key, value in extra.items()},
-        "timing_s": {"render": t1 - t0, "cluster": t2 - t1, "postprocess": t3 - t2},
+        "timing_s": {"render": render_s, "cluster": t2 - t1, "postprocess": t3 - t2},
     }
     seg = Segmentation(subject.seed, to_numpy(image_u8), to_numpy(full).astype(np.int32),
                        to_numpy(foreground).astype(bool), meta, row=subject.row, parts=bank_parts, alpha=alpha)

@@ -378,15 +378,15 @@ def test_a_crop_that_cuts_the_mask_is_widened():
 
 def test_min_area_is_a_fraction_of_the_image_inside_crops(three, monkeypatch):
     import stylemix.instances as instances_module
-    from stylemix.stages import finish_labels
+    from stylemix.stages import finish_probability
 
     calls = []
 
-    def recording(labels, size, n_clusters, guide, cfg, min_pixels=None):
+    def recording(prob, size, guide, *, min_pixels, **options):
         calls.append((size, min_pixels))
-        return finish_labels(labels, size, n_clusters, guide, cfg, min_pixels)
+        return finish_probability(prob, size, guide, min_pixels=min_pixels, **options)
 
-    monkeypatch.setattr(instances_module, "finish_labels", recording)
+    monkeypatch.setattr(instances_module, "finish_probability", recording)
     truth = three.truth(base_styles(three, 2))["instances"][0]
     stylemix.segment(three, 2, variants=8, analysis_resolution=64, min_area=0.01,
                      detector=fake_detector(truth_boxes(truth)))

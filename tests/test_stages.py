@@ -36,7 +36,8 @@ def test_kmeans_seed_is_drawn_from_its_own_stream():
 
 def test_foreground_probability_of_a_central_region():
     regions = disc()
-    prob, scores, margin, agreement = stages.foreground_probability(region_stack(regions), CFG, 0)
+    prob, scores, margin, agreement = stages.foreground_probability(region_stack(regions), 0, consensus=CFG.consensus,
+                                                                    **CFG.kmeans_options())
     assert prob.shape == regions.shape and prob.dtype == np.float32 and 0 <= prob.min() <= prob.max() <= 1
     np.testing.assert_array_equal(prob > 0.5, regions == 1)
     assert scores.shape == (2,) and margin == pytest.approx(max(float(scores[1]), 0.0)) and margin > 0.2
@@ -46,7 +47,7 @@ def test_foreground_probability_of_a_central_region():
 def test_part_labels_find_every_region_and_the_central_ones():
     regions = disc(r=12)
     regions[disc(r=5) == 1] = 2
-    labels, scores, is_fg, margin = stages.part_labels(region_stack(regions), SegmentConfig(clusters=3), 0)
+    labels, scores, is_fg, margin = stages.part_labels(region_stack(regions), 3, 0)
     assert labels.shape == regions.shape and labels.dtype == np.int32 and scores.shape == is_fg.shape == (3,)
     for r in range(3):  # each region is one cluster (ids are ordered by size, not by region)
         assert len(np.unique(labels[regions == r])) == 1
@@ -60,19 +61,19 @@ def test_order_binary_makes_one_the_foreground():
 
 
 @pytest.mark.parametrize("refine", ["guided", "nearest"])
-def test_finish_labels_upsamples_and_cleans(refine):
+def test_finish_probability_upsamples_and_cleans(refine):
     image = np.zeros((128, 128, 3), np.uint8)
     image[34:94, 30:98] = 230  # the object's true edges, between analysis pixels
     prob = np.zeros((32, 32), np.float32)
     prob[8:24, 7:25] = 1.0
     prob[1, 1] = 1.0  # one speck, under min_area
-    cfg = SegmentConfig(refine=refine, boundary="guided")
-    full = stages.finish_labels(prob, (128, 128), 2, image, cfg)
+    area = stages.min_pixels(SegmentConfig().min_area, (128, 128))
+    full = stages.finish_probability(prob, (128, 128), image, min_pixels=area, refine=refine, boundary="guided")
     truth = image[..., 0] > 0
     assert full.shape == (128, 128) and full.dtype == np.int32 and not full[:8, :8].any()  # speck cleaned
     assert iou(full == 1, truth) > (0.99 if refine == "guided" else 0.85)  # nearest: the blocky analysis edges
     if refine == "nearest":  # min_pixels overrides the area rule (the instance mode passes the image's count)
-        assert stages.finish_labels(prob, (128, 128), 2, image, cfg, min_pixels=0)[:8, :8].any()
+        assert stages.finish_probability(prob, (128, 128), image, min_pixels=0, refine=refine)[:8, :8].any()
 
 
 def test_refine_nearest_end_to_end(shapes):
@@ -86,11 +87,13 @@ def test_refine_nearest_end_to_end(shapes):
     image = np.zeros_like(near.image)  # no edges at all: a nearest result cannot depend on the image
     cfg = SegmentConfig(refine="nearest", variants=8, analysis_resolution=16).resolve(shapes)
     prob = np.random.default_rng(0).random((16, 16)).astype(np.float32)
-    np.testing.assert_array_equal(stages.finish_labels(prob, (64, 64), 2, image, cfg),
-                                  stages.finish_labels(prob, (64, 64), 2, near.image, cfg))
+    area = stages.min_pixels(cfg.min_area, (64, 64))
+    np.testing.assert_array_equal(stages.finish_probability(prob, (64, 64), image, min_pixels=area, refine="nearest"),
+                                  stages.finish_probability(prob, (64, 64), near.image, min_pixels=area,
+                                                            refine="nearest"))
 
 
 def test_cluster_stack_labels_in_size_order():
     regions = disc(r=6)
-    labels = stages.cluster_stack(region_stack(regions), SegmentConfig(clusters=2), 0)
+    labels = stages.cluster_stack(region_stack(regions), 2, 0)
     np.testing.assert_array_equal(labels, (regions == 1).astype(np.int32))  # 0 = the larger cluster
