@@ -92,13 +92,11 @@ class Instances:
         labels: ``int32 [H, W]``, 0 = background, 1..n = kept instances.
         semantic: ``int32 [H, W]``, 0 = background, else class id + 1 of the instance there.
         records: one :class:`InstanceRecord` per detection (kept and dropped), in decreasing score.
-        detections: what the detector returned after the class and confidence filters.
     """
 
     labels: np.ndarray
     semantic: np.ndarray
     records: list[InstanceRecord]
-    detections: Detections
 
 
 def box_prior(shape: tuple[int, int], box: tuple[int, int, int, int], xp: Any = np) -> Any:
@@ -178,13 +176,14 @@ def segment_instances(image: Any, stack: Any, detections: Detections, cfg: Segme
     """
     config = config or InstanceConfig()
     config.check()
+    detections = detections.select(np.argsort(-detections.scores, kind="stable"))  # ids follow the score
     return _segment_instances(image, stack, detections, cfg, random_state, config)
 
 
 def _segment_instances(image: Any, stack: Any, detections: Detections, cfg: SegmentConfig, random_state: int,
                        config: InstanceConfig) -> Instances:
-    """:func:`segment_instances` with ``config`` already checked (:class:`InstanceStep` checks it once)."""
-    detections = detections.select(np.argsort(-detections.scores, kind="stable"))  # ids follow the score
+    """:func:`segment_instances` with ``config`` already checked (:class:`InstanceStep` checks it once) and
+    ``detections`` in decreasing score (:func:`stylemix.detect.detect` returns them so)."""
     guide = array_module(stack).asarray(image)
     H, W = int(image.shape[0]), int(image.shape[1])
     h, w = int(stack.shape[2]), int(stack.shape[3])
@@ -232,7 +231,7 @@ def _segment_instances(image: Any, stack: Any, detections: Detections, cfg: Segm
     for rec, host in merged_into:
         rec.reason = (f"same object as instance {host.id}: merged into it" if host.kept else
                       f"same object as the {host.class_name} scored {host.score:.2f}: merged into it")
-    return Instances(ids[owner], semantic_of[owner], records, detections)
+    return Instances(ids[owner], semantic_of[owner], records)
 
 
 class Claim(NamedTuple):
