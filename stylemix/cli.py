@@ -158,9 +158,11 @@ def _latents(G: Any, ws_file: str | None, ws_are_z: bool, stream_base: int, seed
               help="StyleGAN3 only: translate the image by X,Y (units of the image side) through that transform.")
 @method_options
 @detector_options
-@click.option("--parts", "parts", metavar="FILE|default", default=None,
+@click.option("--parts", "parts", metavar="FILE|default|auto|none", default="auto", show_default=True,
               help="A part bank (stylemix discover; 'default': the one shipped for the default generator): "
-                   "writes seedSSSS_parts.png and its overlay, and the mask from the bank's foreground classes.")
+                   "writes seedSSSS_parts.png and its overlay, and the mask from the bank's foreground classes. "
+                   "'auto': the mask's foreground from the shipped bank where the generator has one (no part "
+                   "files); 'none': the per-image consensus.")
 def segment(network: str | None, device: str, seeds: str | None, outdir: str, ws_file: str | None, ws_are_z: bool,
             stream_base: int, rotate: float | None, translate: str | None, parts: str | None,
             **options: Any) -> None:
@@ -203,9 +205,11 @@ def segment(network: str | None, device: str, seeds: str | None, outdir: str, ws
     step = prepare_instances(options["detector"], options["classes"], options["det_conf"], options["det_iou"])
     if step is not None:  # the loaded detector, so that it is loaded once and its errors come first
         kwargs.update(detector=step.detector, classes=step.classes, conf=step.conf, iou=step.iou)
-    if parts is not None:
+    if parts not in ("auto", "none"):  # stylemix.parts.PART_CHOICES (not imported: the CLI loads torch lazily)
         from stylemix.parts import load_bank
         kwargs["parts"] = load_bank(parts, G)  # a bank of another generator is refused before anything is written
+    else:
+        kwargs["parts"] = parts
     out = io.prepare_outdir(outdir)
     total = len(seed_list) if latents is None else len(latents)
     for seg in tqdm(stylemix.segment_many(G, seed_list, ws=latents, **kwargs), total=total, unit="img",
