@@ -476,13 +476,15 @@ class BankSamples:
 
 
 def collect(G: Any, seeds: Sequence[int], settings: PartSettings, cfg: Any, crossovers: Sequence[int],
-            sheet_seeds: int = 16, progress: Any = None) -> BankSamples:
+            sheet_seeds: int = 16, progress: Any = None, render: Any = None) -> BankSamples:
     """Render the bank's images and sample their pixels (``settings.pixels_per_image`` each, drawn from the
-    seed's own stream, so a sample never depends on the other seeds)."""
+    seed's own stream, so a sample never depends on the other seeds). ``render``: a stand-in for
+    :func:`bank_image` with its signature (benchmarks/parts.py passes a cached one)."""
     latents = signature_latents(G, settings)
+    render = render or bank_image
     samples, sheet_data = [], []
     for i, seed in enumerate(seeds):
-        F, S, prob, image, pos = bank_image(G, seed, cfg, latents, crossovers)
+        F, S, prob, image, pos = render(G, seed, cfg, latents, crossovers)
         pick = np.sort(mixing.stream(seed, STREAM_PARTS).permutation(len(F))[:settings.pixels_per_image])
         samples.append((F[pick], S[pick], prob.ravel()[pick], pos[pick]))
         if i < sheet_seeds:

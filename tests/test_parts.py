@@ -148,3 +148,18 @@ def test_auto_takes_the_foreground_from_a_packaged_bank_of_these_weights_only(G,
     assert "parts" not in stylemix.segment(G, 3, variants=8, clusters=3).meta
     other = ShapesGenerator(parts=True, coupling=0.3, objects=2).eval()
     assert stylemix.segment(other, 3, variants=8).meta["foreground_from"] == "consensus"
+
+
+def test_cli_parts_none_and_auto_write_no_part_files(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from stylemix.cli import main
+    for choice in ("none", "auto"):
+        out = tmp_path / choice
+        r = CliRunner().invoke(main, ["segment", "--network", "shapes", "--seeds", "0", "-n", "8", "--parts", choice,
+                                      "--outdir", str(out)])
+        assert r.exit_code == 0, r.output
+        assert not (out / "seed0000_parts.png").exists()
+        assert json.loads((out / "seed0000.json").read_text())["foreground_from"] == "consensus"
