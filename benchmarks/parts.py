@@ -143,7 +143,8 @@ def main() -> None:
     conf_nearest = {key: np.zeros((b.n_parts, 19), np.int64) for key, b in banks.items()
                     if key[0] != default or key[1] in (4, 5)}
     conf_sis = {k: np.zeros((k, 19), np.int64) for k in sis}
-    fg = {"consensus (per image, today's default)": [], "bank classes": [], "bank + consensus (mean)": []}
+    fg = {"consensus (per image; parts='none')": [], "bank classes (the default: parts='auto')": [],
+          "bank + consensus (mean)": []}
     for seed in test_seeds:
         F, S, prob, image, pos = render(G, seed, cfg, latents, crossovers)
         gt19 = cv2.imread(str(PARTS_GT / f"seed{seed:04d}_parts.png"), cv2.IMREAD_UNCHANGED)
