@@ -37,7 +37,7 @@ from stylemix.segment import SegmentConfig, finish_labels  # noqa: E402
 
 PARTS_GT = ROOT.parent / "shared" / "eval" / "mobilestylegan-ffhq-parts"
 PERSON_GT = ROOT.parent / "shared" / "eval" / "mobilestylegan-ffhq"
-SETS = {"coarse4": 4, "coarse5": 5, "coarse6": 6}
+SETS = {"coarse4": 4, "coarse5": 5, "coarse6": 6, "fine": 12}
 # (feature, signature, position) weights: which cues the descriptor uses (the last is the default).
 CUES = {"features only": (1.0, 0.0, 0.0), "signature only": (0.0, 1.0, 0.0), "position only": (0.0, 0.0, 1.0),
         "features + signature": (1.0, 1.0, 0.0), "features + position": (1.0, 0.0, 0.5),
@@ -184,7 +184,7 @@ def main() -> None:
                     rows.append({"method": name, "upsampling": upsampling, "set": lset, "K": k,
                                  "matching": "many-to-one", **scores(C, "many-to-one")})
     for k, C19 in conf_sis.items():
-        lset = [s for s, n in SETS.items() if n == k][0]
+        lset = [s for s, n in SETS.items() if n == k][0]  # SiS-like: the coarse sets
         C = np.stack([C19[:, luts[lset] == g].sum(1) for g in range(k)], 1)
         rows.append({"method": "SiS-like: k-means of base 32 px features, fitted on --fit",
                      "upsampling": "guided 1024 px + block mode", "set": lset, "K": k,
@@ -192,7 +192,8 @@ def main() -> None:
     fg_summary = {name: {m: round(float(np.mean([x[m] for x in v])), 4) for m in v[0]} for name, v in fg.items()}
     result = {"command": " ".join(sys.argv), "fit_seeds": a.fit, "seeds": a.seeds,
               "settings": P._settings_dict(base), "segment": cfg.as_dict(), "rows": rows, "foreground": fg_summary,
-              "default_bank_table": banks[(default, 4)].table(), "version": stylemix.__version__,
+              "default_bank_table": banks[(default, 4)].table(),
+              "confusion_19": {f"{name}, K={k}": C19.tolist() for (name, k), C19 in conf.items()}, "version": stylemix.__version__,
               "elapsed_s": {"collect": round(t_fit - t0, 1), "fit": round(t_banks - t_fit, 1),
                             "score": round(time.time() - t_banks, 1)}}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
