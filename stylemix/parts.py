@@ -63,7 +63,7 @@ class PartSettings:
         pixels_per_image: pixels drawn per bank image for fitting.
         foreground: the per-pixel foreground of ``segment(..., parts=bank)``: ``bank`` (the bank's foreground
             classes; measured best, docs/parts.md), ``combined`` (their mean with the per-image consensus, then the
-            guided threshold) or ``consensus`` (today's per-image decision).
+            guided threshold) or ``consensus`` (the per-image decision, as with ``parts="none"``).
         random_state: seed of the prototype k-means.
     """
 
