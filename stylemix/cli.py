@@ -424,7 +424,7 @@ def convert(src: str, out: str, overwrite: bool) -> None:
       stylemix convert stylegan2-ffhq-config-f.pkl ffhq.safetensors      # a TensorFlow pickle
       stylemix convert network-snapshot-025000.pkl snapshot.safetensors
     """
-    from stylemix.generators.files import convert_to_safetensors
+    from stylemix.generators.convert import convert_to_safetensors
     summary = convert_to_safetensors(src, out, overwrite=overwrite)
     click.echo(f"wrote {summary['out']}: {summary['family']}, {summary['tensors']} tensors, {summary['bytes']} bytes, "
                f"sha256 {summary['sha256']} (source sha256 {summary['source_sha256'] or 'none'})")

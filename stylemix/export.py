@@ -32,7 +32,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 
 from stylemix.errors import StylemixError
-from stylemix.io import file_sha256, stem  # noqa: F401 (stem: export.stem is the documented name)
+from stylemix.io import compact_seeds, file_sha256, stem, weights_sha256  # noqa: F401 (export.* documented names)
 
 FORMATS = ("png", "coco", "yolo")
 LAYOUT_VERSION = 2  # bumped whenever the files written for a seed change; part of the digest
@@ -55,22 +55,6 @@ _PERFORMANCE_SETTINGS = ("batch_size",)
 
 # ----------------------------------------------------------------------------------------------------------------
 # Seeds and shards
-
-
-def compact_seeds(seeds: Iterable[int]) -> str:
-    """Sorted seeds as NVlabs ranges: ``[0, 1, 2, 5]`` -> ``"0-2,5"`` (the inverse of ``io.parse_seeds``)."""
-    parts: list[str] = []
-    run: list[int] = []
-    for s in sorted(set(int(s) for s in seeds)):
-        if run and s == run[-1] + 1:
-            run.append(s)
-            continue
-        if run:
-            parts.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
-        run = [s]
-    if run:
-        parts.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
-    return ",".join(parts)
 
 
 def parse_shard(spec: str | tuple[int, int] | None) -> tuple[int, int] | None:
@@ -108,20 +92,6 @@ def shard_manifest(shard: tuple[int, int] | None) -> str:
 
 # ----------------------------------------------------------------------------------------------------------------
 # Settings, generator identity, digest
-
-
-def weights_sha256(G: Any) -> str | None:
-    """sha256 over ``G``'s state dict (names, dtypes, shapes, bytes, in name order); ``None`` without weights."""
-    import torch
-    if not isinstance(G, torch.nn.Module):
-        return None
-    h = hashlib.sha256()
-    for name, t in sorted(G.state_dict().items()):
-        t = t.detach().cpu().contiguous()
-        h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
-        # reshape: a 0-dim tensor (StyleGAN3's magnitude_ema) has no uint8 view; same bytes for the others
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
 
 
 def generator_identity(G: Any, source: str | os.PathLike | None) -> dict[str, Any]:

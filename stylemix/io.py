@@ -8,7 +8,7 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -129,3 +129,33 @@ def prepare_outdir(outdir: str | os.PathLike) -> Path:
     if not os.access(out, os.W_OK | os.X_OK):
         raise StylemixError(f"output folder {os.fspath(out)!r} is not writable")
     return out
+
+
+def compact_seeds(seeds: Iterable[int]) -> str:
+    """Sorted seeds as NVlabs ranges: ``[0, 1, 2, 5]`` -> ``"0-2,5"`` (the inverse of ``io.parse_seeds``)."""
+    parts: list[str] = []
+    run: list[int] = []
+    for s in sorted(set(int(s) for s in seeds)):
+        if run and s == run[-1] + 1:
+            run.append(s)
+            continue
+        if run:
+            parts.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
+        run = [s]
+    if run:
+        parts.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
+    return ",".join(parts)
+
+
+def weights_sha256(G: Any) -> str | None:
+    """sha256 over ``G``'s state dict (names, dtypes, shapes, bytes, in name order); ``None`` without weights."""
+    import torch
+    if not isinstance(G, torch.nn.Module):
+        return None
+    h = hashlib.sha256()
+    for name, t in sorted(G.state_dict().items()):
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        # reshape: a 0-dim tensor (StyleGAN3's magnitude_ema) has no uint8 view; same bytes for the others
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()

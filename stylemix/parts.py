@@ -199,7 +199,7 @@ class PartBank:
 
     def check_generator(self, G: Any) -> None:
         """Refuse a generator whose weights are not the bank's (one line)."""
-        from stylemix.export import weights_sha256
+        from stylemix.io import weights_sha256
         want, got = self.generator.get("weights_sha256"), weights_sha256(G)
         if want != got:
             raise StylemixError(f"this part bank was fitted on another generator ({self.generator.get('family')}, "
@@ -499,7 +499,7 @@ def fit(samples: BankSamples, settings: PartSettings, cfg: Any, crossovers: Sequ
         consensus_split: bool = True) -> PartBank:
     """The bank of ``samples``: PCA of each cue, prototypes, pooled foreground rates, merge into classes.
     ``consensus_split=False`` merges all prototypes by Ward alone (an ablation: no foreground evidence)."""
-    from stylemix.export import compact_seeds, weights_sha256
+    from stylemix.io import compact_seeds, weights_sha256
     F, S, P, pos = samples.F, samples.S, samples.prob, samples.pos
     # The PCA is kept at float16 precision (stored so: a bank is tens of KB), and the prototypes are fitted on it.
     f_mean, f_basis, s_mean, s_basis = (_half(a) for a in (*fit_pca(F, settings.feature_components),
@@ -600,7 +600,7 @@ def packaged_bank_for(G: Any) -> PartBank | None:
     name = PACKAGED_FOR.get(getattr(G, "family", None))
     if name is None or not resolve_bank_path(name).is_file():
         return None
-    from stylemix.export import weights_sha256
+    from stylemix.io import weights_sha256
     bank = PartBank.load(name)
     return bank if bank.generator.get("weights_sha256") == weights_sha256(G) else None
 

@@ -22,6 +22,7 @@ from stylemix.cluster import SMALL_PROBLEM, thread_limit
 from stylemix.config import DESCRIPTORS, REFINEMENTS, SegmentConfig, default_crossovers  # noqa: F401 (re-exported)
 from stylemix.errors import StylemixError
 from stylemix.instances import InstanceStep, prepare_instances
+from stylemix.parts import part_step
 from stylemix.render import (Rendered, Subject, generator_device, has_features, image_features,  # noqa: F401
                              noise_stream, render_batch, render_variants, style_latents, subjects, to_uint8)
 from stylemix.stages import (cluster_stack, consensus_foreground, decide_foreground, finish_foreground,  # noqa: F401
@@ -137,7 +138,6 @@ def segment_many(G: Any, seeds: Iterable[int] | None = None, *, ws: Any = None, 
     device = generator_device(G)
     backend = get_backend(str(device) if device.type == "cuda" else "cpu")  # cuda:N keeps its index
     step = prepare_instances(detector, classes, conf, iou, instance_config)
-    from stylemix.parts import part_step  # lazy: stylemix.parts builds on this module
     bank_step = part_step(G, parts, cfg)
     batch: list[Subject] = []
     for subject in subjects(seeds, latents):

@@ -20,7 +20,8 @@ from click.testing import CliRunner
 
 from stylemix.errors import GeneratorLoadError
 from stylemix.generators import files
-from stylemix.generators.files import convert_to_safetensors, load_network_file
+from stylemix.generators.convert import convert_to_safetensors
+from stylemix.generators.files import load_network_file
 from stylemix.generators.pickles import PersistentRecord, TFNetworkRecord, classify_network, read_pickle
 from stylemix.generators.stylegan2 import StyleGAN2Generator
 from stylemix.generators.stylegan2_formats import flatten_record, nvidia_state_dict
