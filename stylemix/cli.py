@@ -119,6 +119,14 @@ def alpha_option(f: Any) -> Any:
                              "(>= 128 is the mask). Two-way masks (-k 2) only.")(f)
 
 
+def parts_option(values: str, help: str) -> Any:
+    """``--parts VALUES|auto|none``: what ``help`` says, or (``auto``, the default) fg/bg masks from the part bank
+    shipped for the generator where one exists, or (``none``) from the per-image consensus."""
+    return click.option("--parts", "parts", metavar=f"{values}|auto|none", default="auto", show_default=True,
+                        help=f"{help} 'auto': fg/bg masks from the bank shipped for the generator where it has one "
+                             "(no part files); 'none': the per-image consensus.")
+
+
 def latents_options(f: Any) -> Any:
     """Images given by latents instead of seeds (stylemix/latents.py)."""
     options = [
@@ -164,11 +172,8 @@ def _latents(G: Any, ws_file: str | None, ws_are_z: bool, stream_base: int, seed
               help="StyleGAN3 only: translate the image by X,Y (units of the image side) through that transform.")
 @method_options
 @detector_options
-@click.option("--parts", "parts", metavar="FILE|default|auto|none", default="auto", show_default=True,
-              help="A part bank (stylemix discover; 'default': the one shipped for the default generator): "
-                   "writes seedSSSS_parts.png and its overlay, and the mask from the bank's foreground classes. "
-                   "'auto': the mask's foreground from the shipped bank where the generator has one (no part "
-                   "files); 'none': the per-image consensus.")
+@parts_option("FILE|default", "A part bank (stylemix discover; 'default': the one shipped for the default generator): "
+              "writes seedSSSS_parts.png and its overlay, and the mask from the bank's foreground classes.")
 @alpha_option
 def segment(network: str | None, device: str, seeds: str | None, outdir: str, ws_file: str | None, ws_are_z: bool,
             stream_base: int, rotate: float | None, translate: str | None, parts: str | None, alpha: bool,
@@ -337,11 +342,9 @@ def _masks_by_seed(folder: str) -> dict[int, Path]:
 @method_options
 @detector_options
 @alpha_option
-@click.option("--parts", "parts", metavar="FILE|default|K|auto|none", default="auto", show_default=True,
-              help="A parts dataset: masks, COCO categories and YOLO classes are the classes of a part bank (a file "
-                   "of stylemix discover, or 'default'), or of one fitted with K classes on the first 100 seeds. "
-                   "'auto': fg/bg masks from the shipped bank where the generator has one (as stylemix segment); "
-                   "'none': the per-image consensus.")
+@parts_option("FILE|default|K", "A parts dataset: masks, COCO categories and YOLO classes are the classes of a "
+              "part bank (a file of stylemix discover, or 'default'), or of one fitted with K classes on the first "
+              "100 seeds.")
 @click.option("--min-margin", type=float, default=0.0,
               help="Skip seeds whose foreground margin is below this (recorded in the manifest).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted export of the same settings and seeds.")
