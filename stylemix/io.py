@@ -47,6 +47,21 @@ def parse_seeds(spec: str) -> list[int]:
     return list(dict.fromkeys(seeds))
 
 
+def _umask() -> int:
+    """The process's umask. Reading it means setting it, which is not thread-safe (writer threads call this), so it
+    is read once, at import, in the importing thread."""
+    return _UMASK
+
+
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` so that ``path`` is either absent, its old content, or complete: never half-written."""
     path = Path(path)
@@ -56,6 +71,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        # mkstemp makes the file private (0600); outputs are ordinary files a user shares: 0666 less the umask.
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -35,3 +35,11 @@ def test_atomic_write_leaves_old_content_on_failure(tmp_path):
     with pytest.raises(TypeError):
         io.atomic_write_bytes(p, object())  # type: ignore[arg-type]
     assert p.read_bytes() == b"old" and os.listdir(tmp_path) == ["x.bin"]
+
+
+def test_atomic_writes_are_ordinary_files_not_private_ones(tmp_path):
+    """The temp file of an atomic write is private (mkstemp's 0600); the written file has the mode of any new file
+    (0666 less the umask), so a dataset can be shared."""
+    from stylemix import io
+    io.atomic_write_bytes(tmp_path / "a.bin", b"x")
+    assert (tmp_path / "a.bin").stat().st_mode & 0o777 == 0o666 & ~io._umask()
