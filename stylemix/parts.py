@@ -399,13 +399,14 @@ def signature_latents(G: Any, settings: PartSettings) -> np.ndarray:
 
 
 @torch.inference_mode()
-def image_cues(G: Any, ws_base: torch.Tensor, latents: np.ndarray, crossovers: Sequence[int], cfg: Any
-               ) -> tuple[np.ndarray, np.ndarray]:
+def image_cues(G: Any, ws_base: torch.Tensor, latents: np.ndarray, crossovers: Sequence[int], cfg: Any,
+               base: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The base image's features ``[C, r, r]`` and the shared signature stack ``[N, D, r, r]`` of one image.
 
     ``ws_base [1, num_ws, w_dim]``; ``latents [N, z_dim]`` the bank's shared latents; ``crossovers`` cycled over
     them; ``cfg`` a resolved :class:`~stylemix.segment.SegmentConfig` (analysis resolution, feature dimension,
-    truncation, noise mode, batch size).
+    truncation, noise mode, batch size). ``base``: those features already rendered (the boundary stage's, the same
+    values), else they are rendered here.
     """
     from stylemix.render import generator_device, variant_stack
     device = generator_device(G)
@@ -416,9 +417,11 @@ def image_cues(G: Any, ws_base: torch.Tensor, latents: np.ndarray, crossovers: S
     ws_mix = mixing.mix_styles(ws_base, ws_other, cx)
     states = G.synthesis_prefixes(ws_base, sorted({int(x) for x in cx}), noise_mode=cfg.noise_mode)
     r = cfg.analysis_resolution
-    base = G.features_suffix(states[min(states)], ws_base, r, None, noise_mode=cfg.noise_mode)[0]
+    if base is None:
+        base = G.features_suffix(states[min(states)], ws_base, r, None, noise_mode=cfg.noise_mode)[0]
+        base = base.float().cpu().numpy()
     stack = variant_stack(G, states, ws_mix, cx, cfg, descriptor="features")
-    return base.float().cpu().numpy(), stack.float().cpu().numpy()
+    return base, stack.float().cpu().numpy()
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -645,15 +648,19 @@ class PartStep:
                                        feature_dim=self.bank.feature_dim)
         self.latents = signature_latents(G, self.bank.settings)
 
-    def __call__(self, ws_base: torch.Tensor, consensus: np.ndarray | None, guide: Any
-                 ) -> tuple[np.ndarray | None, np.ndarray | None]:
+    def __call__(self, ws_base: torch.Tensor, consensus: np.ndarray | None, guide: Any,
+                 base_features: np.ndarray | None = None) -> tuple[np.ndarray | None, np.ndarray | None]:
         """``(parts int32 [H, W] or None, foreground probability float32 [h, w] or None)`` for one image;
         ``consensus`` is its per-image foreground probability at the analysis resolution (``None`` when k > 2).
-        The part map is ``None`` with ``foreground_only``."""
+        The part map is ``None`` with ``foreground_only``. ``base_features``: the base image's feature maps
+        ``float32 [C, r, r]`` if the caller has them at the bank's resolution (not rendered a second time)."""
         import cv2
         from stylemix.backend import array_module, to_numpy
         from stylemix.stages import finish_labels, min_pixels
-        base, sig = image_cues(self.G, ws_base, self.latents, self.bank.crossovers, self.cfg)
+        if base_features is not None and (base_features.shape[-1] != self.cfg.analysis_resolution
+                                          or self.cfg.noise_mode == "random"):  # random noise: its own draws
+            base_features = None
+        base, sig = image_cues(self.G, ws_base, self.latents, self.bank.crossovers, self.cfg, base_features)
         classes = predict_classes(base, sig, self.bank)
         full = None
         if not self.foreground_only:

@@ -26,8 +26,8 @@ from stylemix.parts import part_step
 from stylemix.render import (Rendered, Subject, generator_device, has_features, image_features,  # noqa: F401
                              noise_stream, render_batch, render_variants, style_latents, subjects, to_uint8)
 from stylemix.stages import (cluster_stack, consensus_foreground, decide_foreground, finish_foreground,  # noqa: F401
-                             finish_labels, finish_probability, foreground_probability, kmeans_seed, min_pixels, order_binary,
-                             part_labels)
+                             finish_labels, finish_probability, foreground_probability, kmeans_seed, min_pixels,
+                             order_binary, part_labels)
 
 
 @dataclasses.dataclass
@@ -220,15 +220,16 @@ def _finish_image(G: Any, subject: Subject, rendered: Rendered, image_u8: torch.
             labels, scores, is_fg, margin = part_labels(stack, cfg.clusters, random_state,
                                                         foreground_rule=cfg.foreground_rule, **cfg.kmeans_options())
     guide = backend.from_torch(image_u8)
+    features = boundary_features(G, rendered.ws_base, cfg, subject.key)
     bank_parts = None
     if part_step is not None:  # a part bank: its classes, and its foreground where k = 2
-        bank_parts, bank_prob = part_step(rendered.ws_base, to_numpy(prob) if cfg.clusters == 2 else None, guide)
+        bank_parts, bank_prob = part_step(rendered.ws_base, to_numpy(prob) if cfg.clusters == 2 else None, guide,
+                                          features)
         if bank_prob is not None:
             prob = xp.asarray(bank_prob)
     t2 = time.perf_counter()
     size = tuple(image_u8.shape[:2])
     area = min_pixels(cfg.min_area, size)
-    features = boundary_features(G, rendered.ws_base, cfg, subject.key)
     alpha = None
     with thread_limit(threads):
         if cfg.clusters == 2:
