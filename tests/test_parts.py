@@ -140,7 +140,7 @@ def test_auto_takes_the_foreground_from_a_packaged_bank_of_these_weights_only(G,
     explicit = stylemix.segment(G, 3, variants=8, parts=bank)
     np.testing.assert_array_equal(auto.foreground, explicit.foreground)
     assert auto.parts is None and explicit.parts is not None  # auto gives the mask only, no part map
-    assert auto.meta["foreground_from"] == "part bank (bank)" and auto.meta["parts"]["used_for"] == "foreground"
+    assert auto.meta["foreground_from"] == "part bank (fine)" and auto.meta["parts"]["used_for"] == "foreground"
     none = stylemix.segment(G, 3, variants=8, parts="none")
     np.testing.assert_array_equal(none.foreground, plain.foreground)
     assert "parts" not in none.meta
