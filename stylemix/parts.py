@@ -119,6 +119,7 @@ class PartBank:
         class_share ``float [K]``: each class's share of the bank's pixels.
         generator: ``{"family", "weights_sha256"}``; fit_seeds: the seeds it was fitted on (NVlabs ranges).
         sheets: per class a contact sheet ``uint8 [h, w, 3]`` (only right after :func:`discover`; not stored).
+        foreground_sheet: the same for the fine foreground (``<stem>.foreground.png``; not stored).
     """
 
     settings: PartSettings
@@ -140,6 +141,7 @@ class PartBank:
     foreground_prototypes: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0, 0), np.float32))
     foreground_rate: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.float32))
     sheets: list[np.ndarray] | None = None
+    foreground_sheet: np.ndarray | None = None
 
     @property
     def n_parts(self) -> int:
@@ -149,7 +151,7 @@ class PartBank:
 
     def save(self, path: str | os.PathLike, sheets: bool = True) -> list[Path]:
         """Write the bank (safetensors), its class table (``<stem>.classes.csv``) and, when the bank holds them,
-        the contact sheets (``<stem>.classNN.png``); returns the paths written."""
+        the contact sheets (``<stem>.classNN.png``, ``<stem>.foreground.png``); returns the paths written."""
         from safetensors.numpy import save_file
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -168,6 +170,11 @@ class PartBank:
                 p = sheet_path(path, i)
                 cv2.imwrite(str(p), sheet[:, :, ::-1])
                 written.append(p)
+        if sheets and self.foreground_sheet is not None:
+            import cv2
+            p = path.with_name(f"{path.stem}.foreground.png")
+            cv2.imwrite(str(p), self.foreground_sheet[:, :, ::-1])
+            written.append(p)
         return written
 
     @staticmethod
@@ -591,6 +598,7 @@ def regroup(bank: PartBank, samples: BankSamples, n_parts: int, consensus_split:
                                class_foreground=[bool(r > 0.5) for r in rates], class_share=list(share),
                                foreground_rate=fine_rate)
     bank.sheets = class_sheets(bank, samples.sheet_data)
+    bank.foreground_sheet = foreground_sheet(bank, samples.sheet_data) if len(bank.foreground_prototypes) else None
     return bank
 
 
@@ -645,6 +653,32 @@ def class_sheets(bank: PartBank, data: list[tuple[int, np.ndarray, np.ndarray, n
                     tuple(int(c) for c in colours[k]), 1, cv2.LINE_AA)
         sheets.append(np.concatenate([title, sheet]))
     return sheets
+
+
+def foreground_sheet(bank: PartBank, data: list[tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
+                     tile: int = 128) -> np.ndarray:
+    """A contact sheet of the fine foreground (``foreground="fine"`` before the boundary stage) on the given
+    images: foreground at full colour, background dimmed, captioned with the seed and its foreground share."""
+    import cv2
+    from stylemix.visualize import contact_sheet
+    r = bank.analysis_resolution
+    tiles, captions = [], []
+    for seed, image, F, S, pos in data:
+        X = descriptors(F, S, pos, bank)
+        cls = bank.prototype_class[nearest(X, bank.prototypes)].reshape(r, r)
+        fine = bank.foreground_rate[nearest(X, bank.foreground_prototypes)].reshape(r, r)
+        fg = foreground_map(cls, bank, None, fine) > 0.5
+        small = cv2.resize(image, (tile, tile), interpolation=cv2.INTER_AREA).astype(np.float32)
+        on = cv2.resize(fg.astype(np.uint8), (tile, tile), interpolation=cv2.INTER_NEAREST) > 0
+        out = small * 0.3
+        out[on] = small[on]
+        tiles.append(out.astype(np.uint8))
+        captions.append(f"{seed}: {100 * on.mean():.0f}%")
+    sheet = contact_sheet(tiles, 4, captions, tile=tile)
+    title = np.full((24, sheet.shape[1], 3), 255, np.uint8)
+    cv2.putText(title, f"fine foreground ({len(bank.foreground_prototypes)} prototypes)", (4, 17),
+                cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    return np.concatenate([title, sheet])
 
 
 def load_bank(spec: "str | os.PathLike | PartBank", G: Any = None) -> PartBank:
