@@ -13,7 +13,9 @@ Per image, each pixel (at the analysis resolution) is described by three cues th
 parts), gives each prototype the foreground rate that the per-image consensus of style mixing
 (:func:`stylemix.segment.consensus_foreground`) gives its pixels over all the bank's images, makes every prototype
 with a rate of at most 1/2 the *background* class, and merges the others into ``n_parts - 1`` classes by Ward
-linkage of their centroids. A :class:`PartBank` holds all of it; :func:`assign_parts` labels a new image.
+linkage of their centroids. A second k-means of the same descriptors with many more centres, the *fine
+foreground prototypes*, each with its own pooled rate, decides the foreground (``foreground="fine"``) on finer
+regions than the parts. A :class:`PartBank` holds all of it; :func:`predict_classes` labels a new image.
 docs/parts.md explains the choices and the measurements behind them.
 
 Files: :meth:`PartBank.save` writes a safetensors file (arrays plus a JSON header; loading runs no code) and,
@@ -146,6 +148,12 @@ class PartBank:
     @property
     def n_parts(self) -> int:
         return len(self.class_names)
+
+    @property
+    def needs_consensus(self) -> bool:
+        """Whether :func:`foreground_map` reads a per-image consensus under this bank's ``foreground`` setting
+        (``combined``, ``consensus``); ``fine`` and ``bank`` decide without one."""
+        return self.settings.foreground in ("combined", "consensus")
 
     # -- files ------------------------------------------------------------------------------------------------
 
@@ -766,7 +774,8 @@ class PartStep:
             fine = fine_foreground(base, sig, self.bank) if self.bank.settings.foreground == "fine" else None
             if classes.shape != consensus.shape:
                 classes = cv2.resize(classes, consensus.shape[::-1], interpolation=cv2.INTER_NEAREST)
-                fine = None if fine is None else cv2.resize(fine, consensus.shape[::-1], interpolation=cv2.INTER_NEAREST)
+                if fine is not None:
+                    fine = cv2.resize(fine, consensus.shape[::-1], interpolation=cv2.INTER_NEAREST)
             prob = foreground_map(classes, self.bank, consensus, fine)
         return full, prob
 

@@ -95,6 +95,7 @@ def test_fine_foreground_is_each_pixels_nearest_fine_prototype_unless_the_table_
 
     from stylemix.parts import foreground_map
     assert bank.settings.foreground == "fine" and len(bank.foreground_prototypes) > len(bank.prototypes)
+    assert not bank.needs_consensus
     truth = G.truth(base_styles(G, 3))["foreground"][0]
     seg = stylemix.segment(G, 3, parts=bank, variants=8)
     assert (seg.foreground == truth).mean() > 0.97
