@@ -604,8 +604,24 @@ def packaged_bank_for(G: Any) -> PartBank | None:
     if name is None or not resolve_bank_path(name).is_file():
         return None
     from stylemix.io import weights_sha256
-    bank = PartBank.load(name)
+    bank = _load_packaged(name)
     return bank if bank.generator.get("weights_sha256") == weights_sha256(G) else None
+
+
+def _load_packaged(name: str) -> PartBank:
+    """:meth:`PartBank.load` of a packaged bank, read once while its file and class table stay unchanged (a load
+    costs ~30 ms, which ``segment(G, seed)`` would pay on every call)."""
+    path = resolve_bank_path(name)
+    stamp = tuple((st.st_mtime_ns, st.st_size) if p.is_file() and (st := p.stat()) else None
+                  for p in (path, table_path(path)))
+    key = (name, str(path))
+    cached = _PACKAGED_CACHE.get(key)
+    if cached is None or cached[0] != stamp:
+        cached = _PACKAGED_CACHE[key] = (stamp, PartBank.load(name))
+    return cached[1]
+
+
+_PACKAGED_CACHE: dict[tuple[str, str], tuple[tuple, PartBank]] = {}  # (name, file) -> (file stamps, bank)
 
 
 def part_step(G: Any, parts: Any, cfg: Any) -> "PartStep | None":
