@@ -663,20 +663,70 @@ class PartStep:
         self.cfg = dataclasses.replace(cfg, analysis_resolution=self.bank.analysis_resolution,
                                        feature_dim=self.bank.feature_dim)
         self.latents = signature_latents(G, self.bank.settings)
+        self._shared = None  # shared_variants(), mapped on first use
+
+    @property
+    def needs_consensus(self) -> bool:
+        """Whether the bank's foreground reads the per-image consensus (every mode but ``bank``): without it, the
+        pipeline clusters nothing for a two-way mask."""
+        return self.bank.settings.foreground != "bank"
+
+    def shares_stack(self, cfg: Any) -> bool:
+        """Whether the bank's signature stack has the shape of the image's variant stack under ``cfg`` (features,
+        the same analysis resolution and feature dimension), so that it can serve as it: one stack rendered per
+        image instead of two (:meth:`shared_variants`). Not under ``exact`` or ``noise_mode="random"`` (whose
+        variants draw their own noise)."""
+        return (cfg.descriptor == "features" and not cfg.exact and cfg.noise_mode != "random"
+                and cfg.analysis_resolution == self.bank.analysis_resolution and cfg.feature_dim == self.bank.feature_dim)
+
+    def shared_variants(self) -> Any:
+        """The bank's signature variants as :class:`stylemix.render.SharedVariants`: their latents mapped once (the
+        same for every image) and their crossovers, for :func:`stylemix.render.render_batch`."""
+        if self._shared is None:
+            from stylemix.render import SharedVariants, generator_device
+            G, cfg = self.G, self.cfg
+            with torch.inference_mode():
+                z = torch.from_numpy(self.latents).to(generator_device(G))
+                c = torch.zeros(len(z), G.c_dim, device=z.device) if G.c_dim else None
+                ws = G.mapping(z, c, truncation_psi=cfg.truncation_psi, truncation_cutoff=cfg.truncation_cutoff)
+            cx = mixing.variant_crossovers(0, len(self.latents), list(self.bank.crossovers), G.num_ws)
+            self._shared = SharedVariants(ws, cx)
+        return self._shared
 
     def __call__(self, ws_base: torch.Tensor, consensus: np.ndarray | None, guide: Any,
-                 base_features: np.ndarray | None = None) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """``(parts int32 [H, W] or None, foreground probability float32 [h, w] or None)`` for one image;
-        ``consensus`` is its per-image foreground probability at the analysis resolution (``None`` when k > 2).
-        The part map is ``None`` with ``foreground_only``. ``base_features``: the base image's feature maps
-        ``float32 [C, r, r]`` if the caller has them at the bank's resolution (not rendered a second time)."""
+                 base_features: np.ndarray | None = None, signature: np.ndarray | None = None,
+                 foreground_shape: tuple[int, int] | None = None) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """``(parts int32 [H, W] or None, foreground probability float32 [h, w] or None)`` for one image.
+
+        Args:
+            ws_base: ``[1, num_ws, w_dim]`` the image's styles.
+            consensus: its per-image foreground probability ``[h, w]`` at the analysis resolution, or ``None`` (k > 2,
+                or a bank whose foreground does not read it, :attr:`needs_consensus`).
+            guide: ``[H, W, 3]`` the image (the part map's guided upsampling).
+            base_features: the base image's feature maps ``float32 [C, r, r]`` if the caller has them at the bank's
+                resolution (not rendered a second time).
+            signature: the bank's signature stack ``float32 [N, D, r, r]`` of this image if the caller rendered it
+                (:meth:`shared_variants`), else it is rendered here.
+            foreground_shape: ``(h, w)`` of the foreground probability; default the consensus's, and without a
+                consensus no foreground (``None``).
+
+        The part map is ``None`` with ``foreground_only``.
+        """
         import cv2
         from stylemix.backend import array_module, to_numpy
         from stylemix.stages import finish_labels, min_pixels
         if base_features is not None and (base_features.shape[-1] != self.cfg.analysis_resolution
                                           or self.cfg.noise_mode == "random"):  # random noise: its own draws
             base_features = None
-        base, sig = image_cues(self.G, ws_base, self.latents, self.bank.crossovers, self.cfg, base_features)
+        if signature is None:
+            base, sig = image_cues(self.G, ws_base, self.latents, self.bank.crossovers, self.cfg, base_features)
+        else:
+            base, sig = base_features, signature
+            if base is None:
+                from stylemix.render import image_features
+                with torch.inference_mode():
+                    base = image_features(self.G, ws_base, self.cfg.analysis_resolution,
+                                          self.cfg.noise_mode)[0].float().cpu().numpy()
         classes = predict_classes(base, sig, self.bank)
         full = None
         if not self.foreground_only:
@@ -686,9 +736,11 @@ class PartStep:
                                  min_pixels=min_pixels(self.cfg.min_area, size), refine=self.cfg.refine)
             full = to_numpy(full).astype(np.int32)
         prob = None
-        if consensus is not None:
-            if classes.shape != consensus.shape:
-                classes = cv2.resize(classes, consensus.shape[::-1], interpolation=cv2.INTER_NEAREST)
+        shape = foreground_shape if foreground_shape is not None else (
+            None if consensus is None else tuple(consensus.shape))
+        if shape is not None:
+            if classes.shape != tuple(shape):
+                classes = cv2.resize(classes, tuple(shape)[::-1], interpolation=cv2.INTER_NEAREST)
             prob = foreground_map(classes, self.bank, consensus)
         return full, prob
 

@@ -191,9 +191,25 @@ class Rendered:
     crossovers: np.ndarray
     image: torch.Tensor
     stack: torch.Tensor
+    shared: bool = False  # the stack is of the batch's :class:`SharedVariants`, not of the image's own variants
 
 
-def render_batch(G: Any, batch: list[Subject], cfg: "SegmentConfig") -> list[Rendered]:
+@dataclasses.dataclass(frozen=True)
+class SharedVariants:
+    """Variants whose latents every image shares (a part bank's signature variants), in place of each image's own.
+
+    Attributes:
+        ws: ``[N, num_ws, w_dim]`` the mapped styles of the shared latents; variant ``i`` takes its slots
+            ``[crossovers[i], num_ws)`` from ``ws[i]`` and the others from the image.
+        crossovers: ``int64 [N]`` each variant's crossover.
+    """
+
+    ws: torch.Tensor
+    crossovers: np.ndarray
+
+
+def render_batch(G: Any, batch: list[Subject], cfg: "SegmentConfig", shared: SharedVariants | None = None
+                 ) -> list[Rendered]:
     """:func:`style_latents` and :func:`render_variants` of every image of ``batch``, the variants rendered together.
 
     Each crossover group's variants, over all images of the batch, are one call (:func:`variant_stack` with the
@@ -204,29 +220,40 @@ def render_batch(G: Any, batch: list[Subject], cfg: "SegmentConfig") -> list[Ren
     and noise of every image are drawn from its own streams, exactly as alone. One image at a time instead (what a
     batch of one gives): ``noise_mode="random"`` (torch's generator is seeded per image), ``exact``, and generators
     whose prefix states are not dataclasses / dicts of tensors with the batch on the first axis.
+
+    ``shared``: every image's variants are these (a part bank's signature variants mixed into each image's styles,
+    :meth:`stylemix.parts.PartStep.shared_variants`) instead of its own; the stack is then that of the bank, which
+    the bank's step reads instead of rendering it again (``Rendered.shared``). The base image is the same either
+    way (its latent is still mapped with the image's own variant latents, as always: a lone mapping rounds apart).
     """
+    def latents_of(subject: Subject) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+        ws_base, ws_mix, crossovers = style_latents(G, subject, cfg)
+        if shared is not None:
+            ws_mix, crossovers = mixing.mix_styles(ws_base, shared.ws, shared.crossovers), shared.crossovers
+        return ws_base, ws_mix, crossovers
+
     def alone(subject: Subject) -> Rendered:
         with noise_stream(subject.key, cfg.noise_mode, generator_device(G)):
-            ws_base, ws_mix, crossovers = style_latents(G, subject, cfg)
+            ws_base, ws_mix, crossovers = latents_of(subject)
             image, stack = render_variants(G, ws_base, ws_mix, crossovers, cfg)
-        return Rendered(ws_base, crossovers, image, stack)
+        return Rendered(ws_base, crossovers, image, stack, shared is not None)
 
     if len(batch) == 1 or cfg.exact or cfg.noise_mode == "random":
         return [alone(subject) for subject in batch]
-    latents = [style_latents(G, subject, cfg) for subject in batch]
+    latents = [latents_of(subject) for subject in batch]
     states, images = [], []
     for ws_base, _, crossovers in latents:
         st = synthesis_prefixes(G, ws_base, sorted({int(c) for c in crossovers}), noise_mode=cfg.noise_mode)
         images.append(synthesis_suffix(G, st[max(st)], ws_base, None, noise_mode=cfg.noise_mode))
         states.append(st)
     if not all(_batched_state(state, 1) for st in states for state in st.values()):
-        return [Rendered(ws, c, image, variant_stack(G, st, ws_mix, c, cfg))
+        return [Rendered(ws, c, image, variant_stack(G, st, ws_mix, c, cfg), shared is not None)
                 for (ws, ws_mix, c), st, image in zip(latents, states, images)]
     crossovers = np.concatenate([c for _, _, c in latents])
-    owner = np.repeat(np.arange(len(batch)), cfg.variants)  # the image of each variant row
+    n = len(latents[0][2])  # variants per image
+    owner = np.repeat(np.arange(len(batch)), n)  # the image of each variant row
     stack = variant_stack(G, states, torch.cat([ws for _, ws, _ in latents]), crossovers, cfg, owner=owner)
-    n = cfg.variants
-    return [Rendered(ws, c, image, stack[b * n:(b + 1) * n])
+    return [Rendered(ws, c, image, stack[b * n:(b + 1) * n], shared is not None)
             for b, ((ws, _, c), image) in enumerate(zip(latents, images))]
 
 
