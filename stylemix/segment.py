@@ -140,14 +140,17 @@ def segment_many(G: Any, seeds: Iterable[int] | None = None, *, ws: Any = None, 
     step = prepare_instances(detector, classes, conf, iou, instance_config)
     bank_step = part_step(G, parts, cfg)
     shared = _shared_variants(cfg, bank_step, step)
+    # The base image's feature maps the later stages read, taken while it is synthesised (render_batch).
+    resolutions = tuple(r for r in (boundary_resolution(G, cfg), None if bank_step is None else
+                                    bank_step.cfg.analysis_resolution) if r is not None)
     batch: list[Subject] = []
     for subject in subjects(seeds, latents):
         batch.append(subject)
         if len(batch) == cfg.batch_size:
-            yield from _segment_batch(G, batch, cfg, backend, step, bank_step, shared)
+            yield from _segment_batch(G, batch, cfg, backend, step, bank_step, shared, resolutions)
             batch = []
     if batch:
-        yield from _segment_batch(G, batch, cfg, backend, step, bank_step, shared)
+        yield from _segment_batch(G, batch, cfg, backend, step, bank_step, shared, resolutions)
 
 
 def _shared_variants(cfg: SegmentConfig, part_step: Any, instance_step: InstanceStep | None) -> Any:
@@ -174,29 +177,41 @@ def _known(options: dict[str, Any]) -> dict[str, Any]:
     return options
 
 
-def boundary_features(G: Any, ws_base: Any, cfg: SegmentConfig, key: mixing.StreamKey = 0) -> np.ndarray | None:
-    """The base image's feature maps ``float32 [C, r, r]`` for a boundary method that reads them
-    (:data:`stylemix.refine.FEATURE_METHODS`, r from :meth:`~stylemix.refine.RefineConfig.feature_resolution`, at
-    most the image's), else ``None`` (another method, k > 2, or a generator without features). Under
-    ``noise_mode="random"`` they draw their own noise from the stream of ``key`` (the image's: the same on every
-    run)."""
+def boundary_resolution(G: Any, cfg: SegmentConfig) -> int | None:
+    """The resolution of the base image's feature maps the boundary stage reads (``boundary`` in
+    :data:`stylemix.refine.FEATURE_METHODS`, r from :meth:`~stylemix.refine.RefineConfig.feature_resolution`, at
+    most the image's), else ``None`` (another method, k > 2, or a generator without features)."""
     if cfg.clusters != 2 or cfg.refine != "guided" or cfg.boundary not in refine.FEATURE_METHODS or not has_features(G):
         return None
-    r = min(refine.RefineConfig(method=cfg.boundary).feature_resolution(cfg.analysis_resolution), int(G.resolution))
+    return min(refine.RefineConfig(method=cfg.boundary).feature_resolution(cfg.analysis_resolution), int(G.resolution))
+
+
+def boundary_features(G: Any, ws_base: Any, cfg: SegmentConfig, key: mixing.StreamKey = 0,
+                      captured: dict[int, Any] | None = None) -> np.ndarray | None:
+    """The base image's feature maps ``float32 [C, r, r]`` for a boundary method that reads them (r:
+    :func:`boundary_resolution`), else ``None``. ``captured``: ``{r: [1, C, r, r]}`` maps taken during the base
+    image's synthesis (``Rendered.features``), used when they hold r; else they are rendered here, under
+    ``noise_mode="random"`` with their own noise from the stream of ``key`` (the image's: the same on every run)."""
+    r = boundary_resolution(G, cfg)
+    if r is None:
+        return None
+    if captured and r in captured:
+        return captured[r][0].float().cpu().numpy()
     with torch.inference_mode(), noise_stream(key, cfg.noise_mode, generator_device(G)):
         return image_features(G, ws_base, r, cfg.noise_mode)[0].float().cpu().numpy()
 
 
 def _segment_batch(G: Any, batch: list[Subject], cfg: SegmentConfig, backend: Backend,
-                   instance_step: InstanceStep | None = None, part_step: Any = None, shared: Any = None
-                   ) -> list[Segmentation]:
+                   instance_step: InstanceStep | None = None, part_step: Any = None, shared: Any = None,
+                   feature_resolutions: tuple[int, ...] = ()) -> list[Segmentation]:
     """Segment the images of ``batch``: one :func:`~stylemix.render.render_batch` (of the ``shared`` variants when
-    given), one finite check and uint8 conversion of the batch, then each image's clustering and post-processing
-    (under one thread limit each); the same masks as one image at a time."""
+    given, keeping the base images' feature maps at ``feature_resolutions``), one finite check and uint8
+    conversion of the batch, then each image's clustering and post-processing (under one thread limit each); the
+    same masks as one image at a time."""
     with backend.scope():  # CuPy on the generator's cuda:N for this batch only
         t0 = time.perf_counter()
         with torch.inference_mode():
-            rendered = render_batch(G, batch, cfg, shared)
+            rendered = render_batch(G, batch, cfg, shared, feature_resolutions)
             _check_finite(batch, rendered)
             images = to_uint8(torch.cat([r.image for r in rendered]))  # uint8 [B, H, W, 3]
         render_s = (time.perf_counter() - t0) / len(batch)  # the batch's render, shared equally
@@ -241,11 +256,13 @@ def _finish_image(G: Any, subject: Subject, rendered: Rendered, image_u8: torch.
             labels, scores, is_fg, margin = part_labels(stack, cfg.clusters, random_state,
                                                         foreground_rule=cfg.foreground_rule, **cfg.kmeans_options())
     guide = backend.from_torch(image_u8)
-    features = boundary_features(G, rendered.ws_base, cfg, subject.key)
+    features = boundary_features(G, rendered.ws_base, cfg, subject.key, rendered.features)
     bank_parts = None
     if part_step is not None:  # a part bank: its classes, and its foreground where k = 2
-        r = cfg.analysis_resolution
-        bank_parts, bank_prob = part_step(rendered.ws_base, None if prob is None else to_numpy(prob), guide, features,
+        r, rb = cfg.analysis_resolution, part_step.cfg.analysis_resolution
+        base = (features if features is not None and features.shape[-1] == rb else
+                rendered.features[rb][0].float().cpu().numpy() if rb in rendered.features else None)
+        bank_parts, bank_prob = part_step(rendered.ws_base, None if prob is None else to_numpy(prob), guide, base,
                                           signature=to_numpy(stack) if rendered.shared else None,
                                           foreground_shape=(r, r) if cfg.clusters == 2 else None)
         if bank_prob is not None:

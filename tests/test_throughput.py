@@ -74,3 +74,37 @@ def test_generators_without_a_bank_keep_their_own_variants(G):
     none = stylemix.segment(G, 3, variants=8, parts="none")
     np.testing.assert_array_equal(seg.labels, none.labels)
     assert seg.meta == {**none.meta, "timing_s": seg.meta["timing_s"]} and "consensus_agreement" in seg.meta
+
+
+def test_the_base_features_are_taken_during_its_synthesis(G, bank, monkeypatch):
+    """A generator with ``synthesis_suffix_features`` gives the boundary stage and the bank their base features
+    from the base image's own synthesis (no separate render); the results are those of one without the hook."""
+    import importlib
+
+    from stylemix import render
+    segment = importlib.import_module("stylemix.segment")  # the module (stylemix.segment is the function)
+
+    class Hooked(ShapesGenerator):
+        calls = 0
+
+        def synthesis_suffix_features(self, state, ws, resolutions, noise_mode="const"):
+            Hooked.calls += 1
+            image = self.synthesis_suffix(state, ws, None, noise_mode=noise_mode)
+            return image, {r: self.features(ws, r, noise_mode=noise_mode) for r in resolutions}
+
+    hooked = Hooked(parts=True, coupling=0.3).eval()
+    plain = [stylemix.segment(G, s, parts=bank, variants=8) for s in SEEDS]
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the base features were rendered a second time")
+    monkeypatch.setattr(segment, "image_features", refuse)
+    monkeypatch.setattr(render, "image_features", refuse)
+    monkeypatch.setattr(bank, "generator", {**bank.generator, "weights_sha256": None})  # Hooked has no weights hash
+    monkeypatch.setattr(parts.PartBank, "check_generator", lambda self, G: None)
+    for batch_size in (1, 3):
+        segs = list(stylemix.segment_many(hooked, SEEDS, parts=bank, variants=8, batch_size=batch_size))
+        for a, b in zip(plain, segs):
+            np.testing.assert_array_equal(a.labels, b.labels)
+            np.testing.assert_array_equal(a.parts, b.parts)
+            np.testing.assert_array_equal(a.alpha, b.alpha)
+    assert Hooked.calls == 2 * len(SEEDS)
