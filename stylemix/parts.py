@@ -27,6 +27,7 @@ import dataclasses
 import io
 import json
 import os
+import weakref
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -642,6 +643,10 @@ def part_step(G: Any, parts: Any, cfg: Any) -> "PartStep | None":
     return PartStep(G, parts, cfg)
 
 
+# generator -> {(weights sha256, device, latents, truncation): mapped styles of a bank's signature latents}
+_SIGNATURE_STYLES: "weakref.WeakKeyDictionary[Any, dict[tuple, torch.Tensor]]" = weakref.WeakKeyDictionary()
+
+
 class PartStep:
     """The part-bank step of :func:`stylemix.segment.segment_many`: loads and checks the bank once, then per image
     renders its cues, labels the classes at full resolution and gives the foreground probability.
@@ -683,14 +688,23 @@ class PartStep:
         """The bank's signature variants as :class:`stylemix.render.SharedVariants`: their latents mapped once (the
         same for every image) and their crossovers, for :func:`stylemix.render.render_batch`."""
         if self._shared is None:
+            from stylemix.io import weights_sha256
             from stylemix.render import SharedVariants, generator_device
             G, cfg = self.G, self.cfg
-            with torch.inference_mode():
-                z = torch.from_numpy(self.latents).to(generator_device(G))
-                c = torch.zeros(len(z), G.c_dim, device=z.device) if G.c_dim else None
-                ws = G.mapping(z, c, truncation_psi=cfg.truncation_psi, truncation_cutoff=cfg.truncation_cutoff)
+            device = generator_device(G)
+            # Mapped once per generator's weights, not per segment() call (a mapping call costs ~10-40 ms).
+            digest = weights_sha256(G)
+            key = (digest, str(device), self.latents.tobytes(), cfg.truncation_psi, cfg.truncation_cutoff)
+            cache = _SIGNATURE_STYLES.setdefault(G, {}) if digest is not None else {}
+            if key not in cache:
+                with torch.inference_mode():
+                    z = torch.from_numpy(self.latents).to(device)
+                    c = torch.zeros(len(z), G.c_dim, device=device) if G.c_dim else None
+                    cache.clear()  # one entry per generator: the weights or settings moved on
+                    cache[key] = G.mapping(z, c, truncation_psi=cfg.truncation_psi,
+                                           truncation_cutoff=cfg.truncation_cutoff)
             cx = mixing.variant_crossovers(0, len(self.latents), list(self.bank.crossovers), G.num_ws)
-            self._shared = SharedVariants(ws, cx)
+            self._shared = SharedVariants(cache[key], cx)
         return self._shared
 
     def __call__(self, ws_base: torch.Tensor, consensus: np.ndarray | None, guide: Any,
