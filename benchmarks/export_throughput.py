@@ -12,10 +12,13 @@ alike), and the median is reported as images/s and as a ratio to the reference:
 * ``generate one image``: one seed per call (the reference of ``segment one image``);
 * ``export, batch B``: ``export_dataset(format=png)`` of the same seeds with ``batch_size=B`` (images, masks,
   manifest, card); ``segment_many, batch B``: the same without files; ``... N = 16`` with 16 variants;
-* ``segment one image``: ``stylemix.segment(G, seed)`` per seed, at the defaults (a batch of one), and with
-  ``variants=16``.
+* ``segment one image``: ``stylemix.segment(G, seed)`` per seed, at the defaults (a batch of one; on the default
+  generator its part bank decides the foreground), with ``parts="none"`` (the per-image consensus: what a
+  generator without a bank pays) and with ``variants=16``.
 
-Peak memory is the process's resident high-water mark (``ru_maxrss``) after each row's first run, the rows run in
+Beside the wall time, each row's CPU time (``time.process_time``: every thread of this process) is reported
+with its own ratio: on a shared machine it moves far less with the other jobs' load than the wall time does (it
+still counts the threads' spin-waits). Peak memory is the process's resident high-water mark (``ru_maxrss``) after each row's first run, the rows run in
 order of growing batch, so each value bounds that row. The load average is recorded before and after.
 """
 
@@ -93,6 +96,8 @@ def main() -> None:
     if not args.no_single:
         rows["generate one image"] = ("", in_tmp(lambda out: generate_and_save(G, seeds, out, 1)))
         rows["segment one image"] = ("generate one image", lambda: [stylemix.segment(G, s) for s in seeds])
+        rows["segment one image, parts none"] = ("generate one image", lambda: [
+            stylemix.segment(G, s, parts="none") for s in seeds])
     if not args.no_n16 and not args.no_single:
         rows["segment one image, N = 16"] = ("generate one image", lambda: [stylemix.segment(G, s, variants=16)
                                                                             for s in seeds])
@@ -112,31 +117,40 @@ def main() -> None:
     spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.busy)]
     load_before = os.getloadavg()
     times: dict[str, list[float]] = {name: [] for name in rows}
+    cpu: dict[str, list[float]] = {name: [] for name in rows}  # CPU seconds of this process, every thread
     peak: dict[str, float] = {}
+    loads: list[tuple[float, float, float]] = []  # after each repeat
     try:
         for r in range(args.repeat):
             for name, (_, fn) in rows.items():
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 fn()
                 times[name].append(time.perf_counter() - t0)
+                cpu[name].append(time.process_time() - c0)
                 if r == 0:
                     peak[name] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # MiB (Linux: KiB)
-                print(f"repeat {r}: {name:34s} {len(seeds) / times[name][-1]:6.3f} img/s", flush=True)
+                print(f"repeat {r}: {name:34s} {len(seeds) / times[name][-1]:6.3f} img/s  load "
+                      f"{os.getloadavg()[0]:.1f}", flush=True)
+            loads.append(os.getloadavg())
     finally:
         for p in spinners:
             p.kill()
             p.wait()
     load_after = os.getloadavg()
     med = {name: statistics.median(v) for name, v in times.items()}
+    med_cpu = {name: statistics.median(v) for name, v in cpu.items()}
     table = {}
     for name, (ref, _) in rows.items():
         table[name] = {"images_per_s": len(seeds) / med[name], "median_s": med[name],
                        "ratio_to_" + (ref or "itself"): med[name] / med[ref] if ref else 1.0,
+                       "median_cpu_s": med_cpu[name],
+                       "cpu_ratio_to_" + (ref or "itself"): med_cpu[name] / med_cpu[ref] if ref else 1.0,
                        "peak_rss_mib_after_first_run": peak[name]}
     result = {"command": " ".join(["python", "benchmarks/export_throughput.py"] + sys.argv[1:]),
               "generator": getattr(G, "family", type(G).__name__), "seeds": args.seeds, "repeat": args.repeat,
               "busy_processes": args.busy, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-              "load_average_before": load_before, "load_average_after": load_after, "rows": table}
+              "load_average_before": load_before, "load_average_after_each_repeat": loads,
+              "load_average_after": load_after, "rows": table}
     print(json.dumps(result, indent=1))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

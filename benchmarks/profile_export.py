@@ -44,6 +44,27 @@ BUCKETS = [
 ]
 
 
+# Pipeline steps whose cumulative time is reported ("file:function" as cProfile names them).
+STEPS = [("base image (from its deepest prefix, + its features)", "render.py", "base_image"),
+         ("prefix states of the crossovers", "render.py", "synthesis_prefixes"),
+         ("variant stack (32 px)", "render.py", "variant_stack"),
+         ("mapping", "mobilestylegan.py", "mapping"),
+         ("consensus k-means + anchors", "stages.py", "consensus_foreground"),
+         ("part bank step (classes, foreground)", "parts.py", "__call__"),
+         ("finish (boundary, cleaning)", "stages.py", "finish_foreground"),
+         ("finite check", "segment.py", "_check_finite"),
+         ("uint8 conversion", "render.py", "to_uint8")]
+
+
+def steps(stats: pstats.Stats, images: int) -> dict[str, float]:
+    """Cumulative seconds per image of each of :data:`STEPS` (0 when it did not run)."""
+    out = {}
+    for name, file, func in STEPS:
+        out[name] = round(sum(ct for (f, _, fn), (_, _, _, ct, _) in stats.stats.items()
+                              if Path(f).name == file and fn == func) / images, 4)
+    return out
+
+
 def bucket(key: str) -> str:
     for name, needles in BUCKETS:
         if any(n in key for n in needles):
@@ -63,6 +84,7 @@ def summarize(prof: cProfile.Profile, images: int, top: int) -> dict:
     return {
         "total_s_per_image": total / images,
         "groups_share": {k: round(v / total, 3) for k, v in sorted(groups.items(), key=lambda kv: -kv[1])},
+        "steps_cum_s_per_image": steps(stats, images),
         "top_own_time": [{"function": k, "own_s_per_image": round(tt / images, 4), "cum_s_per_image":
                           round(ct / images, 4), "calls_per_image": round(nc / images, 1)} for tt, ct, nc, k in
                          rows[:top]],
@@ -115,6 +137,8 @@ def main() -> None:
         print(f"\n== {name}: {r['wall_s_per_image']:.3f} s / image (profiled)")
         if "stages_s_per_image" in r:
             print("   stages:", {k: round(v, 3) for k, v in r["stages_s_per_image"].items()})
+        for k, v in r["steps_cum_s_per_image"].items():
+            print(f"   {v:8.4f} s  (cumulative)  {k}")
         for k, v in r["groups_share"].items():
             print(f"   {v:6.1%}  {k}")
         for row in r["top_own_time"][:15]:

@@ -29,6 +29,7 @@ import dataclasses
 import io
 import json
 import os
+import weakref
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -704,8 +705,24 @@ def packaged_bank_for(G: Any) -> PartBank | None:
     if name is None or not resolve_bank_path(name).is_file():
         return None
     from stylemix.io import weights_sha256
-    bank = PartBank.load(name)
+    bank = _load_packaged(name)
     return bank if bank.generator.get("weights_sha256") == weights_sha256(G) else None
+
+
+def _load_packaged(name: str) -> PartBank:
+    """:meth:`PartBank.load` of a packaged bank, read once while its file and class table stay unchanged (a load
+    costs ~30 ms, which ``segment(G, seed)`` would pay on every call)."""
+    path = resolve_bank_path(name)
+    stamp = tuple((st.st_mtime_ns, st.st_size) if p.is_file() and (st := p.stat()) else None
+                  for p in (path, table_path(path)))
+    key = (name, str(path))
+    cached = _PACKAGED_CACHE.get(key)
+    if cached is None or cached[0] != stamp:
+        cached = _PACKAGED_CACHE[key] = (stamp, PartBank.load(name))
+    return cached[1]
+
+
+_PACKAGED_CACHE: dict[tuple[str, str], tuple[tuple, PartBank]] = {}  # (name, file) -> (file stamps, bank)
 
 
 def part_step(G: Any, parts: Any, cfg: Any) -> "PartStep | None":
@@ -724,6 +741,10 @@ def part_step(G: Any, parts: Any, cfg: Any) -> "PartStep | None":
         bank = packaged_bank_for(G)
         return None if bank is None else PartStep(G, bank, cfg, foreground_only=True, source="auto: default")
     return PartStep(G, parts, cfg)
+
+
+# generator -> {(weights sha256, device, latents, truncation): mapped styles of a bank's signature latents}
+_SIGNATURE_STYLES: "weakref.WeakKeyDictionary[Any, dict[tuple, torch.Tensor]]" = weakref.WeakKeyDictionary()
 
 
 class PartStep:
@@ -747,20 +768,79 @@ class PartStep:
         self.cfg = dataclasses.replace(cfg, analysis_resolution=self.bank.analysis_resolution,
                                        feature_dim=self.bank.feature_dim)
         self.latents = signature_latents(G, self.bank.settings)
+        self._shared = None  # shared_variants(), mapped on first use
+
+    @property
+    def needs_consensus(self) -> bool:
+        """Whether the bank's foreground reads the per-image consensus (:meth:`PartBank.needs_consensus`): without
+        it, the pipeline clusters nothing for a two-way mask."""
+        return self.bank.needs_consensus
+
+    def shares_stack(self, cfg: Any) -> bool:
+        """Whether the bank's signature stack has the shape of the image's variant stack under ``cfg`` (features,
+        the same analysis resolution and feature dimension), so that it can serve as it: one stack rendered per
+        image instead of two (:meth:`shared_variants`). Not under ``exact`` or ``noise_mode="random"`` (whose
+        variants draw their own noise)."""
+        return (cfg.descriptor == "features" and not cfg.exact and cfg.noise_mode != "random"
+                and cfg.analysis_resolution == self.bank.analysis_resolution and cfg.feature_dim == self.bank.feature_dim)
+
+    def shared_variants(self) -> Any:
+        """The bank's signature variants as :class:`stylemix.render.SharedVariants`: their latents mapped once (the
+        same for every image) and their crossovers, for :func:`stylemix.render.render_batch`."""
+        if self._shared is None:
+            from stylemix.io import weights_sha256
+            from stylemix.render import SharedVariants, generator_device
+            G, cfg = self.G, self.cfg
+            device = generator_device(G)
+            # Mapped once per generator's weights, not per segment() call (a mapping call costs ~10-40 ms).
+            digest = weights_sha256(G)
+            key = (digest, str(device), self.latents.tobytes(), cfg.truncation_psi, cfg.truncation_cutoff)
+            cache = _SIGNATURE_STYLES.setdefault(G, {}) if digest is not None else {}
+            if key not in cache:
+                with torch.inference_mode():
+                    z = torch.from_numpy(self.latents).to(device)
+                    c = torch.zeros(len(z), G.c_dim, device=device) if G.c_dim else None
+                    cache.clear()  # one entry per generator: the weights or settings moved on
+                    cache[key] = G.mapping(z, c, truncation_psi=cfg.truncation_psi,
+                                           truncation_cutoff=cfg.truncation_cutoff)
+            cx = mixing.variant_crossovers(0, len(self.latents), list(self.bank.crossovers), G.num_ws)
+            self._shared = SharedVariants(cache[key], cx)
+        return self._shared
 
     def __call__(self, ws_base: torch.Tensor, consensus: np.ndarray | None, guide: Any,
-                 base_features: np.ndarray | None = None) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """``(parts int32 [H, W] or None, foreground probability float32 [h, w] or None)`` for one image;
-        ``consensus`` is its per-image foreground probability at the analysis resolution (``None`` when k > 2).
-        The part map is ``None`` with ``foreground_only``. ``base_features``: the base image's feature maps
-        ``float32 [C, r, r]`` if the caller has them at the bank's resolution (not rendered a second time)."""
+                 base_features: np.ndarray | None = None, signature: np.ndarray | None = None,
+                 foreground_shape: tuple[int, int] | None = None) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """``(parts int32 [H, W] or None, foreground probability float32 [h, w] or None)`` for one image.
+
+        Args:
+            ws_base: ``[1, num_ws, w_dim]`` the image's styles.
+            consensus: its per-image foreground probability ``[h, w]`` at the analysis resolution, or ``None`` (k > 2,
+                or a bank whose foreground does not read it, :attr:`needs_consensus`).
+            guide: ``[H, W, 3]`` the image (the part map's guided upsampling).
+            base_features: the base image's feature maps ``float32 [C, r, r]`` if the caller has them at the bank's
+                resolution (not rendered a second time).
+            signature: the bank's signature stack ``float32 [N, D, r, r]`` of this image if the caller rendered it
+                (:meth:`shared_variants`), else it is rendered here.
+            foreground_shape: ``(h, w)`` of the foreground probability; default the consensus's, and without a
+                consensus no foreground (``None``).
+
+        The part map is ``None`` with ``foreground_only``.
+        """
         import cv2
         from stylemix.backend import array_module, to_numpy
         from stylemix.stages import finish_labels, min_pixels
         if base_features is not None and (base_features.shape[-1] != self.cfg.analysis_resolution
                                           or self.cfg.noise_mode == "random"):  # random noise: its own draws
             base_features = None
-        base, sig = image_cues(self.G, ws_base, self.latents, self.bank.crossovers, self.cfg, base_features)
+        if signature is None:
+            base, sig = image_cues(self.G, ws_base, self.latents, self.bank.crossovers, self.cfg, base_features)
+        else:
+            base, sig = base_features, signature
+            if base is None:
+                from stylemix.render import image_features
+                with torch.inference_mode():
+                    base = image_features(self.G, ws_base, self.cfg.analysis_resolution,
+                                          self.cfg.noise_mode)[0].float().cpu().numpy()
         classes = predict_classes(base, sig, self.bank)
         full = None
         if not self.foreground_only:
@@ -770,12 +850,14 @@ class PartStep:
                                  min_pixels=min_pixels(self.cfg.min_area, size), refine=self.cfg.refine)
             full = to_numpy(full).astype(np.int32)
         prob = None
-        if consensus is not None:
+        shape = foreground_shape if foreground_shape is not None else (
+            None if consensus is None else tuple(consensus.shape))
+        if shape is not None:
             fine = fine_foreground(base, sig, self.bank) if self.bank.settings.foreground == "fine" else None
-            if classes.shape != consensus.shape:
-                classes = cv2.resize(classes, consensus.shape[::-1], interpolation=cv2.INTER_NEAREST)
+            if classes.shape != tuple(shape):
+                classes = cv2.resize(classes, tuple(shape)[::-1], interpolation=cv2.INTER_NEAREST)
                 if fine is not None:
-                    fine = cv2.resize(fine, consensus.shape[::-1], interpolation=cv2.INTER_NEAREST)
+                    fine = cv2.resize(fine, tuple(shape)[::-1], interpolation=cv2.INTER_NEAREST)
             prob = foreground_map(classes, self.bank, consensus, fine)
         return full, prob
 

@@ -85,6 +85,41 @@ def image_features(G: Any, ws: torch.Tensor, resolution: int, noise_mode: str = 
     return features_suffix(G, synthesis_prefix(G, ws, 0, noise_mode), ws, resolution, None, noise_mode)
 
 
+def synthesis_suffix_features(G: Any, state: Any, ws: torch.Tensor, resolutions: Iterable[int],
+                              noise_mode: str = "const") -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+    """Finish one image's styles ``ws [1, num_ws, w_dim]`` from ``state`` at full resolution, with its feature maps
+    at each of ``resolutions``: ``(img [1, 3, H, W], {r: [1, C, r, r]})``, every channel (the values of
+    :func:`image_features`).
+
+    ``G.synthesis_suffix_features`` where ``G`` has it (the maps are taken on the way, no layer runs twice);
+    resolutions it does not return (their layers lie before the state), and every resolution for a generator
+    without the hook, are rendered by :func:`image_features`. No feature maps for a generator without them.
+    """
+    resolutions = sorted({int(r) for r in resolutions}) if has_features(G) else []
+    hook = getattr(G, "synthesis_suffix_features", None)
+    if hook is not None and resolutions:
+        image, feats = hook(state, ws, resolutions, noise_mode=noise_mode)
+        feats = dict(feats)
+    else:
+        image, feats = synthesis_suffix(G, state, ws, None, noise_mode=noise_mode), {}
+    for r in resolutions:
+        if r not in feats:
+            feats[r] = image_features(G, ws, r, noise_mode)
+    return image, feats
+
+
+def base_image(G: Any, states: dict[int, Any], ws_base: torch.Tensor, resolutions: Iterable[int] = (),
+               noise_mode: str = "const") -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+    """The base image ``[1, 3, H, W]`` finished from the deepest of its prefix ``states`` (the least left to run),
+    and its feature maps ``{r: [1, C, r, r]}`` at ``resolutions`` (:func:`synthesis_suffix_features`; none asked:
+    ``{}``)."""
+    state = states[max(states)]
+    resolutions = list(resolutions)
+    if not resolutions:
+        return synthesis_suffix(G, state, ws_base, None, noise_mode=noise_mode), {}
+    return synthesis_suffix_features(G, state, ws_base, resolutions, noise_mode)
+
+
 @contextlib.contextmanager
 def noise_stream(seed: mixing.StreamKey, noise_mode: str, device: torch.device) -> Iterator[None]:
     """For ``noise_mode="random"``: torch's generator seeded from ``seed``'s noise stream inside, restored after,
@@ -172,7 +207,7 @@ def render_variants(G: Any, ws_base: torch.Tensor, ws_mix: torch.Tensor, crossov
         return image, torch.cat([resize_image(G.synthesis(ws_mix[i:i + cfg.batch_size], noise_mode=nm), r)
                                  for i in range(0, len(ws_mix), cfg.batch_size)])
     states = synthesis_prefixes(G, ws_base, sorted({int(c) for c in crossovers}), noise_mode=nm)
-    image = synthesis_suffix(G, states[max(states)], ws_base, None, noise_mode=nm)  # the deepest state: least left
+    image, _ = base_image(G, states, ws_base, (), nm)
     return image, variant_stack(G, states, ws_mix, crossovers, cfg)
 
 
@@ -191,9 +226,27 @@ class Rendered:
     crossovers: np.ndarray
     image: torch.Tensor
     stack: torch.Tensor
+    shared: bool = False  # the stack is of the batch's :class:`SharedVariants`, not of the image's own variants
+    # {r: [1, C, r, r]} the base image's feature maps taken during its synthesis (render_batch's feature_resolutions)
+    features: dict[int, torch.Tensor] = dataclasses.field(default_factory=dict)
 
 
-def render_batch(G: Any, batch: list[Subject], cfg: "SegmentConfig") -> list[Rendered]:
+@dataclasses.dataclass(frozen=True)
+class SharedVariants:
+    """Variants whose latents every image shares (a part bank's signature variants), in place of each image's own.
+
+    Attributes:
+        ws: ``[N, num_ws, w_dim]`` the mapped styles of the shared latents; variant ``i`` takes its slots
+            ``[crossovers[i], num_ws)`` from ``ws[i]`` and the others from the image.
+        crossovers: ``int64 [N]`` each variant's crossover.
+    """
+
+    ws: torch.Tensor
+    crossovers: np.ndarray
+
+
+def render_batch(G: Any, batch: list[Subject], cfg: "SegmentConfig", shared: SharedVariants | None = None,
+                 feature_resolutions: Iterable[int] = ()) -> list[Rendered]:
     """:func:`style_latents` and :func:`render_variants` of every image of ``batch``, the variants rendered together.
 
     Each crossover group's variants, over all images of the batch, are one call (:func:`variant_stack` with the
@@ -204,30 +257,53 @@ def render_batch(G: Any, batch: list[Subject], cfg: "SegmentConfig") -> list[Ren
     and noise of every image are drawn from its own streams, exactly as alone. One image at a time instead (what a
     batch of one gives): ``noise_mode="random"`` (torch's generator is seeded per image), ``exact``, and generators
     whose prefix states are not dataclasses / dicts of tensors with the batch on the first axis.
+
+    ``shared``: every image's variants are these (a part bank's signature variants mixed into each image's styles,
+    :meth:`stylemix.parts.PartStep.shared_variants`) instead of its own; the stack is then that of the bank, which
+    the bank's step reads instead of rendering it again (``Rendered.shared``). The base image is the same either
+    way (its latent is still mapped with the image's own variant latents, as always: a lone mapping rounds apart).
+
+    ``feature_resolutions``: the base image's feature maps kept at these resolutions while it is synthesised
+    (:func:`base_image`; ``Rendered.features``), for the boundary stage and the part bank. Not under ``exact`` or
+    ``noise_mode="random"`` (there the caller renders them with their own noise draws, as before).
     """
+    resolutions = [] if cfg.exact or cfg.noise_mode == "random" else sorted({int(r) for r in feature_resolutions})
+    def latents_of(subject: Subject) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+        ws_base, ws_mix, crossovers = style_latents(G, subject, cfg)
+        if shared is not None:
+            ws_mix, crossovers = mixing.mix_styles(ws_base, shared.ws, shared.crossovers), shared.crossovers
+        return ws_base, ws_mix, crossovers
+
     def alone(subject: Subject) -> Rendered:
         with noise_stream(subject.key, cfg.noise_mode, generator_device(G)):
-            ws_base, ws_mix, crossovers = style_latents(G, subject, cfg)
-            image, stack = render_variants(G, ws_base, ws_mix, crossovers, cfg)
-        return Rendered(ws_base, crossovers, image, stack)
+            ws_base, ws_mix, crossovers = latents_of(subject)
+            if not resolutions:
+                image, stack = render_variants(G, ws_base, ws_mix, crossovers, cfg)
+                return Rendered(ws_base, crossovers, image, stack, shared is not None)
+            st = synthesis_prefixes(G, ws_base, sorted({int(c) for c in crossovers}), noise_mode=cfg.noise_mode)
+            image, feats = base_image(G, st, ws_base, resolutions, cfg.noise_mode)
+            stack = variant_stack(G, st, ws_mix, crossovers, cfg)
+        return Rendered(ws_base, crossovers, image, stack, shared is not None, feats)
 
     if len(batch) == 1 or cfg.exact or cfg.noise_mode == "random":
         return [alone(subject) for subject in batch]
-    latents = [style_latents(G, subject, cfg) for subject in batch]
-    states, images = [], []
+    latents = [latents_of(subject) for subject in batch]
+    states, images, features = [], [], []
     for ws_base, _, crossovers in latents:
         st = synthesis_prefixes(G, ws_base, sorted({int(c) for c in crossovers}), noise_mode=cfg.noise_mode)
-        images.append(synthesis_suffix(G, st[max(st)], ws_base, None, noise_mode=cfg.noise_mode))
+        image, feats = base_image(G, st, ws_base, resolutions, cfg.noise_mode)
         states.append(st)
+        images.append(image)
+        features.append(feats)
     if not all(_batched_state(state, 1) for st in states for state in st.values()):
-        return [Rendered(ws, c, image, variant_stack(G, st, ws_mix, c, cfg))
-                for (ws, ws_mix, c), st, image in zip(latents, states, images)]
+        return [Rendered(ws, c, image, variant_stack(G, st, ws_mix, c, cfg), shared is not None, feats)
+                for (ws, ws_mix, c), st, image, feats in zip(latents, states, images, features)]
     crossovers = np.concatenate([c for _, _, c in latents])
-    owner = np.repeat(np.arange(len(batch)), cfg.variants)  # the image of each variant row
+    n = len(latents[0][2])  # variants per image
+    owner = np.repeat(np.arange(len(batch)), n)  # the image of each variant row
     stack = variant_stack(G, states, torch.cat([ws for _, ws, _ in latents]), crossovers, cfg, owner=owner)
-    n = cfg.variants
-    return [Rendered(ws, c, image, stack[b * n:(b + 1) * n])
-            for b, ((ws, _, c), image) in enumerate(zip(latents, images))]
+    return [Rendered(ws, c, image, stack[b * n:(b + 1) * n], shared is not None, feats)
+            for b, ((ws, _, c), image, feats) in enumerate(zip(latents, images, features))]
 
 
 def _batched_state(state: Any, batch: int) -> bool:

@@ -27,7 +27,7 @@ from stylemix.render import (Rendered, Subject, generator_device, has_features, 
                              noise_stream, render_batch, render_variants, style_latents, subjects, to_uint8)
 from stylemix.stages import (cluster_stack, consensus_foreground, decide_foreground, finish_foreground,  # noqa: F401
                              finish_labels, finish_probability, foreground_probability, kmeans_seed, min_pixels,
-                             order_binary, part_labels)
+                             order_binary, part_labels, split_scores)
 
 
 @dataclasses.dataclass
@@ -139,14 +139,34 @@ def segment_many(G: Any, seeds: Iterable[int] | None = None, *, ws: Any = None, 
     backend = get_backend(str(device) if device.type == "cuda" else "cpu")  # cuda:N keeps its index
     step = prepare_instances(detector, classes, conf, iou, instance_config)
     bank_step = part_step(G, parts, cfg)
+    shared = _shared_variants(cfg, bank_step, step)
+    # The base image's feature maps the later stages read, taken while it is synthesised (render_batch).
+    resolutions = tuple(r for r in (boundary_resolution(G, cfg), None if bank_step is None else
+                                    bank_step.cfg.analysis_resolution) if r is not None)
     batch: list[Subject] = []
     for subject in subjects(seeds, latents):
         batch.append(subject)
         if len(batch) == cfg.batch_size:
-            yield from _segment_batch(G, batch, cfg, backend, step, bank_step)
+            yield from _segment_batch(G, batch, cfg, backend, step, bank_step, shared, resolutions)
             batch = []
     if batch:
-        yield from _segment_batch(G, batch, cfg, backend, step, bank_step)
+        yield from _segment_batch(G, batch, cfg, backend, step, bank_step, shared, resolutions)
+
+
+def _shared_variants(cfg: SegmentConfig, part_step: Any, instance_step: InstanceStep | None) -> Any:
+    """The part bank's signature variants when they can be the images' variant stack (one stack rendered per image
+    instead of two, :meth:`~stylemix.parts.PartStep.shared_variants`), else ``None``: each image its own variants.
+
+    They can when their stack has the image stack's shape (:meth:`~stylemix.parts.PartStep.shares_stack`) and
+    either nothing clusters the image's stack (a two-way mask whose bank foreground reads no consensus, no
+    detector) or the bank has as many variants as ``cfg.variants``. A generator without a bank keeps its own.
+    """
+    if part_step is None or not part_step.shares_stack(cfg):
+        return None
+    stack_used = cfg.clusters != 2 or instance_step is not None or part_step.needs_consensus
+    if stack_used and cfg.variants != part_step.bank.settings.signature_variants:
+        return None
+    return part_step.shared_variants()
 
 
 def _known(options: dict[str, Any]) -> dict[str, Any]:
@@ -157,28 +177,41 @@ def _known(options: dict[str, Any]) -> dict[str, Any]:
     return options
 
 
-def boundary_features(G: Any, ws_base: Any, cfg: SegmentConfig, key: mixing.StreamKey = 0) -> np.ndarray | None:
-    """The base image's feature maps ``float32 [C, r, r]`` for a boundary method that reads them
-    (:data:`stylemix.refine.FEATURE_METHODS`, r from :meth:`~stylemix.refine.RefineConfig.feature_resolution`, at
-    most the image's), else ``None`` (another method, k > 2, or a generator without features). Under
-    ``noise_mode="random"`` they draw their own noise from the stream of ``key`` (the image's: the same on every
-    run)."""
+def boundary_resolution(G: Any, cfg: SegmentConfig) -> int | None:
+    """The resolution of the base image's feature maps the boundary stage reads (``boundary`` in
+    :data:`stylemix.refine.FEATURE_METHODS`, r from :meth:`~stylemix.refine.RefineConfig.feature_resolution`, at
+    most the image's), else ``None`` (another method, k > 2, or a generator without features)."""
     if cfg.clusters != 2 or cfg.refine != "guided" or cfg.boundary not in refine.FEATURE_METHODS or not has_features(G):
         return None
-    r = min(refine.RefineConfig(method=cfg.boundary).feature_resolution(cfg.analysis_resolution), int(G.resolution))
+    return min(refine.RefineConfig(method=cfg.boundary).feature_resolution(cfg.analysis_resolution), int(G.resolution))
+
+
+def boundary_features(G: Any, ws_base: Any, cfg: SegmentConfig, key: mixing.StreamKey = 0,
+                      captured: dict[int, Any] | None = None) -> np.ndarray | None:
+    """The base image's feature maps ``float32 [C, r, r]`` for a boundary method that reads them (r:
+    :func:`boundary_resolution`), else ``None``. ``captured``: ``{r: [1, C, r, r]}`` maps taken during the base
+    image's synthesis (``Rendered.features``), used when they hold r; else they are rendered here, under
+    ``noise_mode="random"`` with their own noise from the stream of ``key`` (the image's: the same on every run)."""
+    r = boundary_resolution(G, cfg)
+    if r is None:
+        return None
+    if captured and r in captured:
+        return captured[r][0].float().cpu().numpy()
     with torch.inference_mode(), noise_stream(key, cfg.noise_mode, generator_device(G)):
         return image_features(G, ws_base, r, cfg.noise_mode)[0].float().cpu().numpy()
 
 
 def _segment_batch(G: Any, batch: list[Subject], cfg: SegmentConfig, backend: Backend,
-                   instance_step: InstanceStep | None = None, part_step: Any = None) -> list[Segmentation]:
-    """Segment the images of ``batch``: one :func:`~stylemix.render.render_batch`, one finite check and uint8
+                   instance_step: InstanceStep | None = None, part_step: Any = None, shared: Any = None,
+                   feature_resolutions: tuple[int, ...] = ()) -> list[Segmentation]:
+    """Segment the images of ``batch``: one :func:`~stylemix.render.render_batch` (of the ``shared`` variants when
+    given, keeping the base images' feature maps at ``feature_resolutions``), one finite check and uint8
     conversion of the batch, then each image's clustering and post-processing (under one thread limit each); the
     same masks as one image at a time."""
     with backend.scope():  # CuPy on the generator's cuda:N for this batch only
         t0 = time.perf_counter()
         with torch.inference_mode():
-            rendered = render_batch(G, batch, cfg)
+            rendered = render_batch(G, batch, cfg, shared, feature_resolutions)
             _check_finite(batch, rendered)
             images = to_uint8(torch.cat([r.image for r in rendered]))  # uint8 [B, H, W, 3]
         render_s = (time.perf_counter() - t0) / len(batch)  # the batch's render, shared equally
@@ -211,22 +244,31 @@ def _finish_image(G: Any, subject: Subject, rendered: Rendered, image_u8: torch.
     # Not around the part bank's step: it renders, and torch's OpenMP pool is one of those threadpoolctl limits.
     threads = 1 if cfg.analysis_resolution ** 2 <= SMALL_PROBLEM else None
     extra = {}
+    # A two-way mask reads the consensus unless the part bank's foreground ignores it: then nothing is clustered.
+    use_consensus = cfg.clusters == 2 and (part_step is None or part_step.needs_consensus)
+    prob = None
     with thread_limit(threads):
-        if cfg.clusters == 2:
+        if use_consensus:
             prob, scores, margin, extra["consensus_agreement"] = foreground_probability(
                 stack, random_state, consensus=cfg.consensus, foreground_rule=cfg.foreground_rule,
                 frame_penalty=cfg.frame_penalty, **cfg.kmeans_options())
-        else:
+        elif cfg.clusters != 2:
             labels, scores, is_fg, margin = part_labels(stack, cfg.clusters, random_state,
                                                         foreground_rule=cfg.foreground_rule, **cfg.kmeans_options())
     guide = backend.from_torch(image_u8)
-    features = boundary_features(G, rendered.ws_base, cfg, subject.key)
+    features = boundary_features(G, rendered.ws_base, cfg, subject.key, rendered.features)
     bank_parts = None
     if part_step is not None:  # a part bank: its classes, and its foreground where k = 2
-        bank_parts, bank_prob = part_step(rendered.ws_base, to_numpy(prob) if cfg.clusters == 2 else None, guide,
-                                          features)
+        r, rb = cfg.analysis_resolution, part_step.cfg.analysis_resolution
+        base = (features if features is not None and features.shape[-1] == rb else
+                rendered.features[rb][0].float().cpu().numpy() if rb in rendered.features else None)
+        bank_parts, bank_prob = part_step(rendered.ws_base, None if prob is None else to_numpy(prob), guide, base,
+                                          signature=to_numpy(stack) if rendered.shared else None,
+                                          foreground_shape=(r, r) if cfg.clusters == 2 else None)
         if bank_prob is not None:
             prob = xp.asarray(bank_prob)
+        if cfg.clusters == 2 and not use_consensus:  # the margin of the final split, as the consensus's is
+            scores, margin = split_scores(prob, cfg.foreground_rule)
     t2 = time.perf_counter()
     size = tuple(image_u8.shape[:2])
     area = min_pixels(cfg.min_area, size)

@@ -98,9 +98,16 @@ def foreground_probability(stack: Any, random_state: int, *, consensus: Sequence
     """
     prob, agreement = consensus_foreground(stack, consensus, random_state, anchor_vote(foreground_rule, frame_penalty),
                                            normalization=normalization, n_init=n_init, max_iter=max_iter)
+    scores, margin = split_scores(prob, foreground_rule)
+    return prob, scores, margin, agreement
+
+
+def split_scores(prob: Any, foreground_rule: str = "centre") -> tuple[Any, float]:
+    """The foreground rule's verdict on the two-way split ``prob > 0.5`` of a foreground probability ``[h, w]``:
+    ``(scores float32 [2] of background and foreground, margin = the foreground's score clipped at 0)``."""
     xp = array_module(prob)
     scores = cluster_scores((prob > 0.5).astype(xp.int32), 2, foreground_rule)
-    return prob, scores, max(float(scores[1]), 0.0), agreement
+    return scores, max(float(scores[1]), 0.0)
 
 
 def part_labels(stack: Any, n_clusters: int, random_state: int, *, foreground_rule: str = "centre",

@@ -294,6 +294,26 @@ def test_features_suffix_shares_prefixes(G: msg.MobileStyleGANGenerator, renders
                                            project_channels(want, 16), rtol=1e-4, atol=1e-4)
 
 
+def test_synthesis_suffix_features_is_bit_equal_to_separate_renders(G: msg.MobileStyleGANGenerator,
+                                                                     renders: dict) -> None:
+    """The base image's feature maps taken during its synthesis are the values the boundary stage and the part bank
+    rendered separately before (features from the start, or from a shallower prefix), bit for bit, and the image
+    is synthesis_suffix's."""
+    from stylemix import render
+    ws = renders[PARITY_SEEDS[0]][0]
+    with torch.inference_mode():
+        states = G.synthesis_prefixes(ws, [4, 5, 6, 7])
+        image, feats = G.synthesis_suffix_features(states[7], ws, [4, 32, 64])
+        assert sorted(feats) == [32, 64]  # 4 px lies before the state: left to the caller
+        assert torch.equal(image, G.synthesis_suffix(states[7], ws))
+        for r in (32, 64):
+            assert torch.equal(feats[r], render.image_features(G, ws, r))
+            assert torch.equal(feats[r], G.features_suffix(states[4], ws, r, None))
+        image2, all_feats = render.synthesis_suffix_features(G, states[7], ws, [4, 64])
+        assert torch.equal(image2, image) and sorted(all_feats) == [4, 64]
+        assert torch.equal(all_feats[4], render.image_features(G, ws, 4))
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_cuda_matches_cpu(G: msg.MobileStyleGANGenerator, renders: dict, no_tf32: None) -> None:
     ws, img = renders[PARITY_SEEDS[0]]

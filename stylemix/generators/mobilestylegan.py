@@ -606,6 +606,32 @@ class MobileStyleGANGenerator(GeneratorBase):
             return resize_image(bands[:, 0::4] * net.idwt.ll_gain, resolution).contiguous()
         return resize_image(net.idwt(bands), resolution).contiguous()
 
+    def synthesis_suffix_features(self, state: Any, ws: torch.Tensor, resolutions: list[int],
+                                  noise_mode: str = "const") -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+        """:meth:`synthesis_suffix` at full resolution that keeps, on the way, the feature maps at ``resolutions``:
+        ``(img [N, 3, 1024, 1024], {r: [N, C, r, r]})``, every channel in the IR's order, the values of
+        :meth:`features` (the same layers on the same inputs; tested bit-equal). Only the resolutions whose layers
+        the suffix runs (``state.crossover <= `` their last step ``+ 1``) are returned; the caller renders the
+        others (:func:`stylemix.render.synthesis_suffix_features`)."""
+        self._check_ws(ws)
+        if not isinstance(state, MobileStyleGANState):
+            raise TypeError(f"state must come from {type(self).__name__}.synthesis_prefix, got {type(state).__name__}")
+        net = self.synthesis_network
+        wanted = {net.feature_step[r]: int(r) for r in resolutions
+                  if r in net.feature_step and state.crossover <= net.feature_step[r] + 1}
+        x, done, feats = state.hidden, state.crossover, {}
+        if x.shape[0] not in (1, ws.shape[0]):
+            raise ValueError(f"prefix batch {x.shape[0]} cannot broadcast to {ws.shape[0]} variants")
+        if done == self.num_ws:
+            x = x.expand(ws.shape[0], -1, -1, -1)
+        for step in sorted(wanted):
+            # run() never modifies its input, so the kept maps stay as they were when the next segment starts
+            x = net.run(x, ws, done, step + 1, noise_mode)
+            feats[wanted[step]] = net.unquad(x.expand(ws.shape[0], -1, -1, -1), step).contiguous()
+            done = step + 1
+        bands = net.run(x, ws, done, self.num_ws, noise_mode)
+        return net.idwt(bands).contiguous(), feats
+
     def features(self, ws: torch.Tensor, resolution: int, noise_mode: str = "const") -> torch.Tensor:
         """Feature maps after the last conv at ``resolution`` (4 ... 512 px), stopping there.
 

@@ -1,0 +1,110 @@
+"""Throughput plumbing: one variant stack per image when a part bank is active, and its results."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+import stylemix
+from stylemix import parts, stages
+from stylemix.generators.shapes import ShapesGenerator
+from stylemix.parts import PartStep, discover
+
+SEEDS = [0, 3, 7]
+
+
+@pytest.fixture(scope="module")
+def G():
+    return ShapesGenerator(parts=True, coupling=0.3).eval()
+
+
+@pytest.fixture(scope="module")
+def bank(G, one_thread):
+    return discover(G, range(100, 110), n_parts=3, prototypes=8, variants=8, signature_variants=8)
+
+
+def _no_second_stack(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("the bank's step rendered its own signature stack")
+    monkeypatch.setattr(parts, "image_cues", refuse)
+
+
+def test_the_bank_stack_is_the_image_stack(G, bank, monkeypatch):
+    """With a bank whose signature stack has the image stack's shape, one stack is rendered per image and nothing
+    is clustered for a two-way mask; the masks and parts are those of the two-stack pipeline, in any batch."""
+    with monkeypatch.context() as m:
+        m.setattr(PartStep, "shares_stack", lambda self, cfg: False)
+        two_stacks = [stylemix.segment(G, s, parts=bank, variants=8) for s in SEEDS]
+    _no_second_stack(monkeypatch)
+
+    def no_kmeans(*args, **kwargs):
+        raise AssertionError("a consensus was clustered that nothing reads")
+    monkeypatch.setattr(stages, "KMeans", no_kmeans)
+    for batch_size in (1, 3):
+        one = list(stylemix.segment_many(G, SEEDS, parts=bank, variants=8, batch_size=batch_size))
+        for a, b in zip(two_stacks, one):
+            np.testing.assert_array_equal(a.labels, b.labels)
+            np.testing.assert_array_equal(a.parts, b.parts)
+            np.testing.assert_array_equal(a.image, b.image)
+            assert "consensus_agreement" not in b.meta and 0 <= b.meta["foreground_margin"] <= 1
+    # The bank's variants count, not the image's, when nothing reads the image's stack.
+    fewer = stylemix.segment(G, SEEDS[0], parts=bank, variants=5)
+    np.testing.assert_array_equal(fewer.labels, two_stacks[0].labels)
+
+
+def test_a_consensus_reading_bank_clusters_the_one_stack(G, bank, monkeypatch):
+    combined = dataclasses.replace(bank, settings=dataclasses.replace(bank.settings, foreground="combined"))
+    _no_second_stack(monkeypatch)
+    segs = list(stylemix.segment_many(G, SEEDS, parts=combined, variants=8, batch_size=3))
+    alone = [stylemix.segment(G, s, parts=combined, variants=8) for s in SEEDS]
+    for a, b in zip(alone, segs):
+        np.testing.assert_array_equal(a.labels, b.labels)
+        assert 0 <= b.meta["consensus_agreement"] <= 1
+        assert len(b.meta["crossovers"]) == bank.settings.signature_variants
+    monkeypatch.undo()
+    # Another variant count than the bank's: the image renders its own variants again (and the bank its stack).
+    own = stylemix.segment(G, SEEDS[0], parts=combined, variants=6)
+    assert len(own.meta["crossovers"]) == 6
+
+
+def test_generators_without_a_bank_keep_their_own_variants(G):
+    seg = stylemix.segment(G, 3, variants=8)
+    none = stylemix.segment(G, 3, variants=8, parts="none")
+    np.testing.assert_array_equal(seg.labels, none.labels)
+    assert seg.meta == {**none.meta, "timing_s": seg.meta["timing_s"]} and "consensus_agreement" in seg.meta
+
+
+def test_the_base_features_are_taken_during_its_synthesis(G, bank, monkeypatch):
+    """A generator with ``synthesis_suffix_features`` gives the boundary stage and the bank their base features
+    from the base image's own synthesis (no separate render); the results are those of one without the hook."""
+    import importlib
+
+    from stylemix import render
+    segment = importlib.import_module("stylemix.segment")  # the module (stylemix.segment is the function)
+
+    class Hooked(ShapesGenerator):
+        calls = 0
+
+        def synthesis_suffix_features(self, state, ws, resolutions, noise_mode="const"):
+            Hooked.calls += 1
+            image = self.synthesis_suffix(state, ws, None, noise_mode=noise_mode)
+            return image, {r: self.features(ws, r, noise_mode=noise_mode) for r in resolutions}
+
+    hooked = Hooked(parts=True, coupling=0.3).eval()
+    plain = [stylemix.segment(G, s, parts=bank, variants=8) for s in SEEDS]
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the base features were rendered a second time")
+    monkeypatch.setattr(segment, "image_features", refuse)
+    monkeypatch.setattr(render, "image_features", refuse)
+    monkeypatch.setattr(bank, "generator", {**bank.generator, "weights_sha256": None})  # Hooked has no weights hash
+    monkeypatch.setattr(parts.PartBank, "check_generator", lambda self, G: None)
+    for batch_size in (1, 3):
+        segs = list(stylemix.segment_many(hooked, SEEDS, parts=bank, variants=8, batch_size=batch_size))
+        for a, b in zip(plain, segs):
+            np.testing.assert_array_equal(a.labels, b.labels)
+            np.testing.assert_array_equal(a.parts, b.parts)
+            np.testing.assert_array_equal(a.alpha, b.alpha)
+    assert Hooked.calls == 2 * len(SEEDS)
