@@ -141,6 +141,70 @@ def summary(per_seed: dict[int, dict[str, float]]) -> dict[str, dict[str, float]
     return out
 
 
+def run_stages(G, cfg, s: int, bank_step) -> dict:
+    """The method's stages for seed ``s`` up to the foreground probability: ``image uint8 [H, W, 3]``, the
+    foreground probability ``float32 [h, w]`` of the per-image consensus (``prob:none``) and, where ``bank_step``
+    is given, the bank's (``prob:auto``, as ``segment`` with ``parts="auto"``), each feature method's maps and
+    their render time, and one plain generation's time."""
+    from stylemix import mixing, refine
+    from stylemix.segment import boundary_features, consensus_foreground, render_variants, style_latents, to_uint8
+    from stylemix.stages import anchor_vote
+    with torch.inference_mode():
+        t0 = time.perf_counter()
+        G.synthesis(G.mapping(torch.from_numpy(mixing.seed_to_z(s, G.z_dim)), None), noise_mode=cfg.noise_mode)
+        generate_s = time.perf_counter() - t0
+        ws_base, ws_mix, crossovers = style_latents(G, s, cfg)
+        image, stack = render_variants(G, ws_base, ws_mix, crossovers, cfg)
+        image = to_uint8(image)[0].numpy()
+        features, feature_s = {}, {}
+        for m in refine.FEATURE_METHODS:  # each method's own feature maps, and what they cost
+            t0 = time.perf_counter()
+            features[m] = boundary_features(G, ws_base, dataclasses.replace(cfg, boundary=m), s)
+            feature_s[m] = time.perf_counter() - t0
+    random_state = int(mixing.stream(s, mixing.STREAM_KMEANS).integers(2 ** 31))
+    prob, _ = consensus_foreground(stack.float().numpy(), cfg.consensus, random_state,
+                                   anchor_vote(cfg.foreground_rule, cfg.frame_penalty), **cfg.kmeans_options())
+    out = {"image": image, "prob:none": np.asarray(prob, np.float32), "features": features, "feature_s": feature_s,
+           "generate_s": generate_s}
+    if bank_step is not None:
+        base32 = next((f for f in features.values() if f is not None and f.shape[-1] == cfg.analysis_resolution), None)
+        out["prob:auto"] = np.asarray(bank_step(ws_base, prob, image, base32)[1], np.float32)
+    return out
+
+
+def _cache_path(cache: Path, s: int) -> Path:
+    import stylemix
+    return cache / f"v{stylemix.__version__}" / f"seed{s:04d}.npz"
+
+
+def save_stages(cache: Path, s: int, stages: dict) -> None:
+    path = _cache_path(cache, s)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {k: v for k, v in stages.items() if k.startswith("prob:")}
+    arrays.update(image=stages["image"], generate_s=stages["generate_s"])
+    for m, f in stages["features"].items():
+        if f is not None:
+            arrays[f"features:{m}"] = f
+            arrays[f"feature_s:{m}"] = stages["feature_s"][m]
+    np.savez(path, **arrays)
+
+
+def load_stages(cache: Path, s: int) -> dict | None:
+    path = _cache_path(cache, s)
+    if not path.exists():
+        return None
+    with np.load(path) as z:
+        out = {"image": z["image"], "generate_s": float(z["generate_s"]), "features": {}, "feature_s": {}}
+        for k in z.files:
+            if k.startswith("prob:"):
+                out[k] = z[k]
+            if k.startswith("features:"):
+                out["features"][k[9:]] = z[k]
+            elif k.startswith("feature_s:"):
+                out["feature_s"][k[10:]] = float(z[k])
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", default="0-99")
@@ -151,6 +215,9 @@ def main() -> None:
     ap.add_argument("--isnet-cache", default="/tmp/stylemix_isnet")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--figures", default=None, help="write only the close-ups boundary_<part>.png to this folder")
+    ap.add_argument("--parts", default="auto", help="auto (the default: the packaged bank decides fg/bg) or none")
+    ap.add_argument("--cache", default=None, help="folder of per-seed stage results (image, probability, features), "
+                    "written on the first run and read on the next (keyed by seed and the stylemix version)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -158,9 +225,8 @@ def main() -> None:
     import stylemix
     from stylemix import io, mixing, refine
     from stylemix.postprocess import clean_labels
-    from stylemix.segment import (SegmentConfig, boundary_features, consensus_foreground, render_variants,
-                                  style_latents, to_uint8)
-    from stylemix.stages import anchor_vote
+    from stylemix.parts import part_step
+    from stylemix.segment import SegmentConfig
 
     seeds = list(FIGURE_SEEDS) if args.figures else io.parse_seeds(args.seeds)
     gts = load_gt(args.gt, seeds)
@@ -173,22 +239,19 @@ def main() -> None:
     cost: dict[str, list[float]] = {m: [] for m in methods}
     generate: list[float] = []
     t_start = time.perf_counter()
+    if args.parts not in ("auto", "none"):
+        raise SystemExit(f"--parts must be auto or none, got {args.parts!r}")
+    bank_step = part_step(G, "auto", cfg)  # both probabilities go into the cache; --parts picks one
+    cache = Path(args.cache) if args.cache else None
     for s in seeds:
-        with torch.inference_mode():
-            t0 = time.perf_counter()
-            G.synthesis(G.mapping(torch.from_numpy(mixing.seed_to_z(s, G.z_dim)), None), noise_mode=cfg.noise_mode)
-            generate.append(time.perf_counter() - t0)
-            ws_base, ws_mix, crossovers = style_latents(G, s, cfg)
-            image, stack = render_variants(G, ws_base, ws_mix, crossovers, cfg)
-            image = to_uint8(image)[0].numpy()
-            features, feature_s = {}, {}
-            for m in refine.FEATURE_METHODS:  # each method's own feature maps, and what they cost
-                t0 = time.perf_counter()
-                features[m] = boundary_features(G, ws_base, dataclasses.replace(cfg, boundary=m), s)
-                feature_s[m] = time.perf_counter() - t0
-        random_state = int(mixing.stream(s, mixing.STREAM_KMEANS).integers(2 ** 31))
-        prob, _ = consensus_foreground(stack.float().numpy(), cfg.consensus, random_state,
-                                       anchor_vote(cfg.foreground_rule, cfg.frame_penalty), **cfg.kmeans_options())
+        stages = load_stages(cache, s) if cache else None
+        if stages is None:
+            stages = run_stages(G, cfg, s, bank_step)
+            if cache:
+                save_stages(cache, s, stages)
+        image, features, feature_s = stages["image"], stages["features"], stages["feature_s"]
+        prob = stages.get(f"prob:{args.parts}", stages["prob:none"])
+        generate.append(stages["generate_s"])
         for m in methods:
             t0 = time.perf_counter()
             alpha = refine.refine_boundary(image, prob, refine.RefineConfig(method=m), features.get(m))

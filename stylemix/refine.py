@@ -194,10 +194,7 @@ def matte_band(image: np.ndarray, soft: np.ndarray, cfg: RefineConfig) -> np.nda
     Returns:
         ``float32 [h, w]`` alpha at ``soft``'s size (pixels outside the band keep 0 or 1).
     """
-    try:
-        import pymatting
-    except ImportError as e:  # optional: only this method needs it
-        raise StylemixError("boundary method 'matting' needs pymatting: pip install pymatting") from e
+    import cv2
     import scipy.ndimage
     h, w = soft.shape
     size = _working_size((h, w), min(cfg.matting_resolution, max(h, w)))
@@ -205,13 +202,71 @@ def matte_band(image: np.ndarray, soft: np.ndarray, cfg: RefineConfig) -> np.nda
     band = max(1, round(cfg.matting_band() * size[0] / h))
     inside = scipy.ndimage.distance_transform_edt(small)
     outside = scipy.ndimage.distance_transform_edt(~small)
-    trimap = np.where(np.where(small, inside, outside) <= band, 0.5, small.astype(np.float64))
-    if not ((trimap == 0.5).any() and (trimap == 0).any() and (trimap == 1).any()):  # nothing to solve, or no anchor
+    known = np.where(small, inside, outside) > band
+    if known.all() or not (known & small).any() or not (known & ~small).any():  # nothing to solve, or no anchor
         return soft
-    import cv2
-    rgb = cv2.resize(image, size[::-1], interpolation=cv2.INTER_AREA).astype(np.float64) / 255
-    alpha = pymatting.estimate_alpha_cf(rgb, trimap)
+    rgb = cv2.resize(np.asarray(image), size[::-1], interpolation=cv2.INTER_AREA).astype(np.float64) / 255
+    alpha = closed_form_alpha(rgb, known, small.astype(np.float64))
     return np.clip(_resize(alpha.astype(np.float32), (h, w)), 0, 1)
+
+
+def closed_form_alpha(image: np.ndarray, known: np.ndarray, values: np.ndarray, eps: float = 1e-7) -> np.ndarray:
+    """Closed-form matting (Levin, Lischinski & Weiss, 2008) of the pixels not ``known``, solved on them alone.
+
+    Alpha minimises ``alpha^T L alpha`` under ``alpha = values`` on the known pixels, ``L`` the matting Laplacian
+    of 3 x 3 windows (in each window alpha is nearly an affine function of the colour). Only the windows touching
+    an unknown pixel enter, and only the unknown pixels' rows: the system ``L_uu alpha_u = -L_uk values_k`` is
+    the size of the band, not the image, and is solved directly (sparse LU), so no iteration count or tolerance
+    decides the result.
+
+    Args:
+        image: ``float [h, w, 3]`` colours in [0, 1].
+        known: ``bool [h, w]`` the pixels whose alpha is given (each unknown region must touch some).
+        values: ``float [h, w]`` alpha of the known pixels (others ignored).
+        eps: the windows' colour-covariance regulariser (larger: smoother alpha).
+
+    Returns:
+        ``float64 [h, w]`` in [0, 1], equal to ``values`` on the known pixels.
+    """
+    import scipy.ndimage
+    import scipy.sparse
+    import scipy.sparse.linalg
+    image = np.asarray(image, dtype=np.float64)
+    known = np.asarray(known, dtype=bool)
+    h, w = known.shape
+    if image.shape != (h, w, 3) or np.shape(values) != (h, w):
+        raise StylemixError(f"matting needs image [h, w, 3], known and values [h, w]; got {list(image.shape)}, "
+                            f"{list(known.shape)}, {list(np.shape(values))}")
+    out = np.asarray(values, dtype=np.float64).ravel().copy()
+    unknown = np.flatnonzero(~known.ravel())
+    if unknown.size == 0 or min(h, w) < 3:
+        return out.reshape(h, w)
+    # Windows (3 x 3, inside the image) that hold an unknown pixel: the only ones that reach an unknown row.
+    centres = scipy.ndimage.binary_dilation(~known, np.ones((3, 3), bool))
+    centres[[0, -1], :] = False
+    centres[:, [0, -1]] = False
+    cy, cx = np.nonzero(centres)
+    dy, dx = np.mgrid[-1:2, -1:2]
+    win = (cy[:, None] + dy.ravel()) * w + (cx[:, None] + dx.ravel())  # [K, 9] pixel indices
+    X = image.reshape(-1, 3)[win]
+    X = X - X.mean(axis=1, keepdims=True)
+    cov = np.matmul(X.transpose(0, 2, 1), X) / 9 + (eps / 9) * np.eye(3)
+    G = np.matmul(np.matmul(X, np.linalg.inv(cov)), X.transpose(0, 2, 1))  # [K, 9, 9]
+    vals = (np.eye(9) - (1 + G) / 9).ravel()
+    rows = np.broadcast_to(win[:, :, None], G.shape).ravel()
+    cols = np.broadcast_to(win[:, None, :], G.shape).ravel()
+    index = np.full(h * w, -1)
+    index[unknown] = np.arange(unknown.size)
+    r, c = index[rows], index[cols]
+    free = r >= 0  # an unknown pixel's row
+    both = free & (c >= 0)
+    A = scipy.sparse.csc_matrix((vals[both], (r[both], c[both])), shape=(unknown.size,) * 2)
+    fixed = free & (c < 0)
+    b = -np.bincount(r[fixed], weights=vals[fixed] * out[cols[fixed]], minlength=unknown.size)
+    # A tiny ridge: an unknown region cut off from every known pixel (there should be none) stays solvable, at 0.
+    A = A + 1e-9 * scipy.sparse.identity(unknown.size, format="csc")
+    out[unknown] = scipy.sparse.linalg.spsolve(A, b, permc_spec="MMD_AT_PLUS_A")
+    return np.clip(out, 0, 1).reshape(h, w)
 
 
 def cut_band(image: np.ndarray, soft: np.ndarray, band_px: float, cfg: RefineConfig) -> np.ndarray:
