@@ -58,8 +58,8 @@ class RefineConfig:
         first_radius: first pass's window radius, in analysis pixels (``guided`` keeps 2, as before).
         radii: the narrowing passes of ``cascade`` (and the last pass of ``matting``), window radii in analysis
             pixels (at least one working pixel).
-        band_px: ``matting``: half-width of the trimap's unknown band, in working pixels (``None``: 16, and 12 after
-            the feature step of ``features-matting``).
+        matting_band: ``matting``: half-width of the trimap's unknown band, in analysis pixels (``None``: 2, and
+            1.5 after the feature step of ``features-matting``; 16 and 12 working pixels at the defaults).
         matting_resolution: ``matting``: longer side at which the matte is solved (its cost grows with the band's
             pixel count).
         grabcut_band: ``grabcut``: half-width of the band the graph cut may relabel, in analysis pixels.
@@ -77,7 +77,7 @@ class RefineConfig:
     working_resolution: int = 256
     first_radius: float = 3.0
     radii: tuple[float, ...] = (1.0, 0.5)
-    band_px: int | None = None
+    matting_band: float | None = None
     matting_resolution: int = 128
     grabcut_band: float = 2.0
     grabcut_resolution: int = 128
@@ -93,8 +93,7 @@ class RefineConfig:
             raise StylemixError(f"unknown boundary method {self.method!r}: use one of {', '.join(METHODS)}")
         if min(self.working_resolution, self.matting_resolution, self.grabcut_resolution) < 8:
             raise StylemixError("boundary working resolutions must be at least 8 px")
-        bands = (16 if self.band_px is None else self.band_px, self.grabcut_band, self.feature_band,
-                 self.feature_components)
+        bands = (self.matting_band_width(), self.grabcut_band, self.feature_band, self.feature_components)
         if self.first_radius <= 0 or any(r <= 0 for r in self.radii) or min(bands) < 1 or self.eps <= 0:
             raise StylemixError("boundary radii, bands and eps must be positive")
         if self.feature_scale is not None and self.feature_scale < 1:
@@ -103,11 +102,11 @@ class RefineConfig:
             raise StylemixError(f"grabcut iterations must be at least 1, got {self.grabcut_iterations}")
         return self
 
-    def matting_band(self) -> int:
-        """The matting band in working pixels: ``band_px``, or the method's default when it is ``None``."""
-        if self.band_px is not None:
-            return self.band_px
-        return 12 if self.method == "features-matting" else 16
+    def matting_band_width(self) -> float:
+        """The matting band in analysis pixels: ``matting_band``, or the method's default when it is ``None``."""
+        if self.matting_band is not None:
+            return self.matting_band
+        return 1.5 if self.method == "features-matting" else 2.0
 
     def feature_resolution(self, analysis_resolution: int) -> int:
         """Side of the feature maps the ``features`` methods read: ``feature_scale`` (or the method's default)
@@ -156,7 +155,7 @@ def refine_boundary(image: np.ndarray, probability: np.ndarray, config: RefineCo
         return _apply(a, b, grey_full)
     p = guided(grey, _resize(prob, size), first, cfg.eps)
     if cfg.method == "matting":
-        p = matte_band(image, p, cfg)
+        p = matte_band(image, p, cfg.matting_band_width() * per_analysis_px, cfg)
         radii = cfg.radii[-1:]
     elif cfg.method == "grabcut":
         for r in cfg.radii:  # the cascade's boundary, the graph cut's starting point
@@ -168,7 +167,7 @@ def refine_boundary(image: np.ndarray, probability: np.ndarray, config: RefineCo
             p = guided(grey, (p > 0.5).astype(np.float32), max(1, round(r * per_analysis_px)), cfg.eps)
         p = classify_band(features, p, cfg.feature_band * per_analysis_px, cfg.feature_components, image)
         if cfg.method == "features-matting":
-            p = matte_band(image, p, cfg)
+            p = matte_band(image, p, cfg.matting_band_width() * per_analysis_px, cfg)
             radii = cfg.radii[-1:]
         else:
             radii = cfg.radii
@@ -183,13 +182,14 @@ def refine_boundary(image: np.ndarray, probability: np.ndarray, config: RefineCo
     return _apply(a, b, grey_full)
 
 
-def matte_band(image: np.ndarray, soft: np.ndarray, cfg: RefineConfig) -> np.ndarray:
-    """Closed-form alpha matting of the band around ``soft``'s 1/2 level.
+def matte_band(image: np.ndarray, soft: np.ndarray, band_px: float, cfg: RefineConfig) -> np.ndarray:
+    """Closed-form alpha matting (:func:`closed_form_alpha`) of the band around ``soft``'s 1/2 level.
 
     Args:
         image: ``uint8 [H, W, 3]``.
         soft: ``float32 [h, w]`` a first foreground estimate at the working size.
-        cfg: its ``band_px`` (working pixels) and ``matting_resolution``.
+        band_px: the unknown band's half-width in pixels of ``soft``.
+        cfg: its ``matting_resolution``.
 
     Returns:
         ``float32 [h, w]`` alpha at ``soft``'s size (pixels outside the band keep 0 or 1).
@@ -199,7 +199,7 @@ def matte_band(image: np.ndarray, soft: np.ndarray, cfg: RefineConfig) -> np.nda
     h, w = soft.shape
     size = _working_size((h, w), min(cfg.matting_resolution, max(h, w)))
     small = _resize(soft, size) > 0.5
-    band = max(1, round(cfg.matting_band() * size[0] / h))
+    band = max(1, round(band_px * size[0] / h))
     inside = scipy.ndimage.distance_transform_edt(small)
     outside = scipy.ndimage.distance_transform_edt(~small)
     known = np.where(small, inside, outside) > band

@@ -103,7 +103,7 @@ def test_bad_settings_are_one_clear_error():
     with pytest.raises(StylemixError, match=r"\[H, W, 3\]"):
         refine_boundary(image[..., 0], prob)
     with pytest.raises(StylemixError, match="positive"):
-        refine_boundary(image, prob, RefineConfig(band_px=0))
+        refine_boundary(image, prob, RefineConfig(matting_band=0))
 
 
 def test_closed_form_matting_recovers_a_known_alpha():
