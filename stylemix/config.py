@@ -77,7 +77,7 @@ class SegmentConfig:
     frame_penalty: float = 0.75
     min_area: float = 0.002
     refine: str = "guided"
-    boundary: str = "features"
+    boundary: str = "features-matting"
     noise_mode: str = "const"
     batch_size: int = 8
     exact: bool = False
