@@ -9,26 +9,27 @@ and the soft map (no training, no rule about what the object is):
 * ``cascade``: the same first pass with a window of three analysis pixels, then passes with narrowing windows,
   each on the thresholded result of the previous one: a hard edge within a window snaps to the strongest image
   edge there, and the narrower window re-snaps it to the edge nearest to it;
-* ``matting``: closed-form matting (Levin et al., 2008, pymatting's ``estimate_alpha_cf``) at a reduced working
-  size, the trimap's unknown region being a band of ``band_px`` pixels either side of the first pass's boundary,
-  then one narrow guided pass at the working resolution;
+* ``matting``: closed-form matting (Levin et al., 2008; :func:`closed_form_alpha`, solved on the band's pixels
+  alone) at ``matting_resolution``, the trimap's unknown region being a band of ``matting_band`` analysis pixels
+  either side of the first pass's boundary, then one narrow guided pass at the working resolution;
 * ``grabcut``: the cascade's boundary, then a graph cut in a band of ``grabcut_band`` analysis pixels either side of it
   (GrabCut, Rother et al., 2004, OpenCV's ``cv2.grabCut``) at ``grabcut_resolution``: colour models of the
   confident foreground and background (Gaussian mixtures) decide the band's pixels, with a contrast-sensitive
   smoothness term, so a boundary placed several pixels off (the 32 px decision's error) moves to the colour
   change that separates the two sides; then one narrow guided pass;
 * ``features``: the cascade's boundary, then each pixel of a band of ``feature_band`` analysis pixels either side of it
-  relabelled by the generator's own feature maps of the image (at twice the analysis resolution): one Gaussian per
+  relabelled by the generator's own feature maps of the image: one Gaussian per
   side (quadratic discriminant) fitted to the confident pixels outside the band, in the features' leading
   principal components, and the image's colours. The region decision's error near the boundary (hair or a
   shoulder that varies like the background under style mixing) is a question of *what* a pixel is, which the
   features answer pixel by pixel, not cluster by cluster; then the cascade's narrowing passes. The features are
   the base image's at the analysis resolution (``feature_scale`` 1: the generator's cheapest layers, rendered
-  once more for one image). Without features (a generator that exposes none, an
-  instance crop) it is ``cascade``;
-* ``features-matting``: ``features`` with feature maps at twice the analysis resolution (``feature_scale`` 2),
-  then closed-form matting in a band (``band_px``, default 12 working pixels) for the last pixels, then one
-  narrow guided pass (needs pymatting; without features it is ``matting``).
+  once more for one image; an instance crop gets the whole image's maps cropped with its box). Without features
+  (a generator that exposes none) it is ``cascade``;
+* ``features-matting`` (the pipeline's default, :class:`stylemix.config.SegmentConfig`): ``features`` with feature
+  maps at twice the analysis resolution (``feature_scale`` 2), then closed-form matting in a band (``matting_band``,
+  default 1.5 analysis pixels) for the last pixels, then one narrow guided pass (without features it is
+  ``matting``).
 
 Every pass runs at the working resolution (``working_resolution``, longer side); the last one's affine
 coefficients are upsampled and applied to the full-resolution grey image (the fast guided filter, He & Sun, 2015),
