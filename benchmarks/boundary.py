@@ -276,7 +276,7 @@ def main() -> None:
         picks = pick_closeups(masks, seeds, methods)
         for part in CLOSEUPS:
             grid = [np.concatenate([closeup_tile(thumbs[s], gts[s], masks[s, m], box,
-                                                 caption=f"seed {s} {m}" + (" (before)" if m == "cascade" else ""))
+                                                 caption=f"seed {s} {m}" + (" (default)" if m == cfg.boundary else ""))
                                     for m in methods], axis=1)
                     for name, s, box in picks if name == part]
             io.write_png(Path(args.figures) / f"boundary_{part}.png", np.concatenate(grid, axis=0))
