@@ -295,7 +295,10 @@ def _solve_spd(A: "scipy.sparse.csr_matrix", b: np.ndarray, max_work: float = 3e
     bands = np.zeros((width + 1, len(b)))
     bands[width + P.row[upper] - P.col[upper], P.col[upper]] = P.data[upper]
     x = np.empty_like(b)
-    x[perm] = scipy.linalg.solveh_banded(bands, b[perm], check_finite=False)
+    try:
+        x[perm] = scipy.linalg.solveh_banded(bands, b[perm], check_finite=False)
+    except np.linalg.LinAlgError:  # not numerically positive definite (a nearly free region): the general solve
+        return scipy.sparse.linalg.spsolve(A.tocsc(), b, permc_spec="MMD_AT_PLUS_A")
     return x
 
 
