@@ -5,8 +5,10 @@ scored (``--fit``, default 200-399), scored on ``--seeds`` (0-99); each 1024 px 
 the block mode, the confusion is accumulated over the whole set, one Hungarian matching per label set at K = the
 number of classes and a many-to-one mapping at 2K; per-class IoU, mIoU, pixel accuracy. All banks share one
 collection of the fit images (and one set of prototypes per cue setting), so the rows differ only in what they
-name. Foreground: the bank's classes, the per-image consensus (today's default) and their mean, against the
-person ground truth of ``../shared/eval/mobilestylegan-ffhq`` (mean over images, as benchmarks/quality.py).
+name. Foreground, against the person ground truth of ``../shared/eval/mobilestylegan-ffhq`` (mean over images,
+finished as ``segment()`` does with the ``features`` boundary, as benchmarks/quality.py): the bank's fine
+prototypes (the default), its classes, the per-image consensus of the seed's own variants (``parts="none"``), the
+consensus of the bank's shared signature stack (what a bank's step computes when a mode needs one) and the means.
 
     python benchmarks/parts.py                      # -> benchmarks/results/parts.json, default bank in --bank-out
     python benchmarks/parts.py --cache /tmp/parts_cache          # the same, keeping each seed's renders for reruns
@@ -33,8 +35,9 @@ import stylemix  # noqa: E402
 from stylemix import parts as P  # noqa: E402
 from stylemix.io import parse_seeds  # noqa: E402
 from stylemix.metrics import mask_scores  # noqa: E402
-from stylemix.segment import SegmentConfig  # noqa: E402
-from stylemix.stages import finish_labels, finish_probability, min_pixels  # noqa: E402
+from stylemix.segment import SegmentConfig, boundary_features, style_latents  # noqa: E402
+from stylemix.stages import (finish_labels, finish_probability, foreground_probability, kmeans_seed,  # noqa: E402
+                             min_pixels)
 
 PARTS_GT = ROOT.parent / "shared" / "eval" / "mobilestylegan-ffhq-parts"
 PERSON_GT = ROOT.parent / "shared" / "eval" / "mobilestylegan-ffhq"
@@ -96,6 +99,19 @@ def cached_render(cache: str | None):
     return render
 
 
+def signature_consensus(S: np.ndarray, seed: int, cfg: SegmentConfig, variants: int) -> np.ndarray:
+    """The consensus foreground probability ``[r, r]`` of the bank's shared signature stack, from the pixels'
+    standardised signatures ``S [r*r, N*D]`` (:func:`stylemix.parts.raw_cues`): standardising is idempotent, so
+    the stack rebuilt from them gives :func:`~stylemix.stages.foreground_probability` the vectors of the rendered
+    stack (checked equal on seeds 0-4)."""
+    r = cfg.analysis_resolution
+    stack = (np.asarray(S, np.float32) * np.float32(np.sqrt(S.shape[1]))).reshape(r, r, variants, -1)
+    prob, _, _, _ = foreground_probability(np.ascontiguousarray(stack.transpose(2, 3, 0, 1)), kmeans_seed(seed),
+                                           consensus=cfg.consensus, foreground_rule=cfg.foreground_rule,
+                                           frame_penalty=cfg.frame_penalty, **cfg.kmeans_options())
+    return np.asarray(prob, np.float32)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--fit", default="200-399")
@@ -144,8 +160,12 @@ def main() -> None:
     conf_nearest = {key: np.zeros((b.n_parts, 19), np.int64) for key, b in banks.items()
                     if key[0] != default or key[1] in (4, 5)}
     conf_sis = {k: np.zeros((k, 19), np.int64) for k in sis}
-    fg = {"consensus (per image; parts='none')": [], "bank classes (the default: parts='auto')": [],
-          "bank + consensus (mean)": []}
+    fg = {"fine prototypes (foreground='fine', the default: parts='auto')": [],
+          "bank classes (foreground='bank', the default before session 6)": [],
+          "consensus (per image, its own variants; parts='none')": [],
+          "consensus of the bank's signature stack": [],
+          "bank classes + signature consensus, mean (combined)": [],
+          "bank classes + per-image consensus, mean": []}
     for seed in test_seeds:
         F, S, prob, image, pos = render(G, seed, cfg, latents, crossovers)
         gt19 = cv2.imread(str(PARTS_GT / f"seed{seed:04d}_parts.png"), cv2.IMREAD_UNCHANGED)
@@ -166,11 +186,17 @@ def main() -> None:
         for k, c in sis.items():
             conf_sis[k] += confusion(finish(P.nearest(F, c).reshape(r, r), k), gt19, k, 19)
         b = banks[(default, 4)]
-        cls = b.prototype_class[P.nearest(P.descriptors(F, S, pos, b), b.prototypes)].reshape(r, r)
+        X = P.descriptors(F, S, pos, b)
+        cls = b.prototype_class[P.nearest(X, b.prototypes)].reshape(r, r)
         bank_fg = np.asarray(b.class_foreground, np.float32)[cls]
-        for name, p in zip(fg, (prob, bank_fg, 0.5 * (bank_fg + prob))):
+        fine = P.foreground_map(cls, b, None, b.foreground_rate[P.nearest(X, b.foreground_prototypes)].reshape(r, r))
+        sig = signature_consensus(S, seed, cfg, b.settings.signature_variants)
+        with torch.inference_mode():  # the boundary stage's features, as segment() renders them
+            features = boundary_features(G, style_latents(G, seed, cfg)[0], cfg, seed)
+        for name, p in zip(fg, (fine, bank_fg, prob, sig, 0.5 * (bank_fg + sig), 0.5 * (bank_fg + prob))):
             full = finish_probability(np.asarray(p, np.float32), image.shape[:2], image, refine=cfg.refine,
-                                      boundary=cfg.boundary, min_pixels=min_pixels(cfg.min_area, image.shape[:2]))
+                                      boundary=cfg.boundary, features=features,
+                                      min_pixels=min_pixels(cfg.min_area, image.shape[:2]))
             small = cv2.resize(full.astype(np.float32), (256, 256), interpolation=cv2.INTER_AREA) > 0.5
             fg[name].append(mask_scores(small, person))
     manifest = json.loads((PARTS_GT / "manifest.json").read_text())
@@ -193,8 +219,15 @@ def main() -> None:
                      "upsampling": "guided 1024 px + block mode", "set": lset, "K": k,
                      "matching": "hungarian", **scores(C, "hungarian")})
     fg_summary = {name: {m: round(float(np.mean([x[m] for x in v])), 4) for m in v[0]} for name, v in fg.items()}
+    half = len(test_seeds) // 2  # the two halves of --seeds (0-49, 50-99): how much a set of 50 moves the means
+    for name, v in fg.items():
+        fg_summary[name]["miou_first_half"] = round(float(np.mean([x["miou"] for x in v[:half]])), 4)
+        fg_summary[name]["miou_second_half"] = round(float(np.mean([x["miou"] for x in v[half:]])), 4)
+        fg_summary[name]["median_miou"] = round(float(np.median([x["miou"] for x in v])), 4)
     result = {"command": " ".join(sys.argv), "fit_seeds": a.fit, "seeds": a.seeds,
               "settings": P._settings_dict(base), "segment": cfg.as_dict(), "rows": rows, "foreground": fg_summary,
+              "foreground_miou_per_seed": {name: {str(sd): round(x["miou"], 4) for sd, x in zip(test_seeds, v)}
+                                           for name, v in fg.items()},
               "default_bank_table": banks[(default, 4)].table(),
               "confusion_19": {f"{name}, K={k}": C19.tolist() for (name, k), C19 in conf.items()}, "version": stylemix.__version__,
               "elapsed_s": {"collect": round(t_fit - t0, 1), "fit": round(t_banks - t_fit, 1),
@@ -206,7 +239,7 @@ def main() -> None:
               f"mIoU {r['miou']:.3f} "
               f"acc {r['pixel_accuracy']:.3f} {r['iou']}")
     for name, v in fg_summary.items():
-        print(f"fg/bg {name:40s} {v}")
+        print(f"fg/bg {name:64s} {v}")
 
 
 if __name__ == "__main__":

@@ -447,8 +447,9 @@ def convert(src: str, out: str, overwrite: bool) -> None:
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="The bank file to write (.parts).")
 @click.option("--prototypes", type=int, default=None, help="k-means prototypes of the pooled descriptors (M).")
 @click.option("--signature-variants", type=int, default=None, help="Shared style variants of the signature cue.")
-@click.option("--foreground", type=click.Choice(("bank", "combined", "consensus")), default=None,
-              help="The mask of `segment --parts`: the bank's classes, their mean with the consensus, or the latter.")
+@click.option("--foreground", type=click.Choice(("fine", "bank", "combined", "consensus")), default=None,
+              help="The mask of `segment --parts`: the fine foreground prototypes (default), the bank's classes, "
+                   "their mean with the consensus, or the latter.")
 @method_options
 def discover(network: str | None, device: str, seeds: str, out: str, prototypes: int | None,
              signature_variants: int | None, foreground: str | None, **options: Any) -> None:

@@ -13,7 +13,9 @@ Per image, each pixel (at the analysis resolution) is described by three cues th
 parts), gives each prototype the foreground rate that the per-image consensus of style mixing
 (:func:`stylemix.segment.consensus_foreground`) gives its pixels over all the bank's images, makes every prototype
 with a rate of at most 1/2 the *background* class, and merges the others into ``n_parts - 1`` classes by Ward
-linkage of their centroids. A :class:`PartBank` holds all of it; :func:`assign_parts` labels a new image.
+linkage of their centroids. A second k-means of the same descriptors with many more centres, the *fine
+foreground prototypes*, each with its own pooled rate, decides the foreground (``foreground="fine"``) on finer
+regions than the parts. A :class:`PartBank` holds all of it; :func:`predict_classes` labels a new image.
 docs/parts.md explains the choices and the measurements behind them.
 
 Files: :meth:`PartBank.save` writes a safetensors file (arrays plus a JSON header; loading runs no code) and,
@@ -39,8 +41,8 @@ from stylemix.vectors import pixel_vectors
 
 STREAM_PARTS = 4  # mixing.stream id of the bank's signature latents and of its pixel subsampling
 FORMAT = "stylemix-partbank"
-FORMAT_VERSION = 1
-FOREGROUND_MODES = ("combined", "bank", "consensus")
+FORMAT_VERSION = 2  # 2: the fine foreground prototypes (version 1 banks load, their foreground stays by class)
+FOREGROUND_MODES = ("fine", "combined", "bank", "consensus")
 PACKAGED = {"default": "mobilestylegan-ffhq.parts"}  # names of the banks shipped in stylemix/data
 # Generator family -> the packaged bank whose foreground ``segment(..., parts="auto")`` (the default) uses, when the
 # generator's weights are the bank's: on the default generator it measures better than the per-image consensus.
@@ -61,9 +63,13 @@ class PartSettings:
         feature_components, signature_components: PCA dimensions kept of each cue.
         feature_weight, signature_weight, position_weight: how each cue weighs in the descriptor.
         pixels_per_image: pixels drawn per bank image for fitting.
-        foreground: the per-pixel foreground of ``segment(..., parts=bank)``: ``bank`` (the bank's foreground
-            classes; measured best, docs/parts.md), ``combined`` (their mean with the per-image consensus, then the
-            guided threshold) or ``consensus`` (the per-image decision, as with ``parts="none"``).
+        foreground_prototypes: Mf, the fine prototypes of the foreground (a second k-means of the same pooled
+            descriptors, Mf >> M: the foreground is decided on finer regions than the parts, so a second person's
+            clothes or a crowd can be background while the subject's clothes are not).
+        foreground: the per-pixel foreground of ``segment(..., parts=bank)``: ``fine`` (each pixel takes the
+            pooled consensus foreground rate of its nearest fine prototype; measured best, docs/parts.md),
+            ``bank`` (the bank's foreground classes), ``combined`` (their mean with the per-image consensus, then
+            the guided threshold) or ``consensus`` (the per-image decision, as with ``parts="none"``).
         random_state: seed of the prototype k-means.
     """
 
@@ -78,7 +84,8 @@ class PartSettings:
     signature_weight: float = 1.0
     position_weight: float = 0.5
     pixels_per_image: int = 256
-    foreground: str = "bank"
+    foreground_prototypes: int = 256
+    foreground: str = "fine"
     random_state: int = 0
 
     def check(self) -> None:
@@ -86,6 +93,8 @@ class PartSettings:
             raise StylemixError(f"a part bank needs at least 2 parts, got {self.n_parts}")
         if self.prototypes < self.n_parts:
             raise StylemixError(f"prototypes ({self.prototypes}) must be at least the parts ({self.n_parts})")
+        if self.foreground_prototypes < 2:
+            raise StylemixError(f"foreground prototypes must be at least 2, got {self.foreground_prototypes}")
         if self.signature_variants < 2:
             raise StylemixError(f"signature variants must be at least 2, got {self.signature_variants}")
         if self.foreground not in FOREGROUND_MODES:
@@ -105,10 +114,14 @@ class PartBank:
         prototypes ``float32 [M, Pf + Ps + 2]``: centroids in descriptor space.
         prototype_class ``int32 [M]``: the class of each prototype.
         prototype_foreground ``float32 [M]``: its pooled consensus foreground rate over the bank's images.
+        foreground_prototypes ``float32 [Mf, Pf + Ps + 2]`` and foreground_rate ``float32 [Mf]``: the fine
+            prototypes of the foreground (``foreground="fine"``) and their pooled rates (empty in a version 1
+            bank: the foreground then follows the classes).
         class_names, class_foreground: per class (the table; ``foreground`` flags decide the mask).
         class_share ``float [K]``: each class's share of the bank's pixels.
         generator: ``{"family", "weights_sha256"}``; fit_seeds: the seeds it was fitted on (NVlabs ranges).
         sheets: per class a contact sheet ``uint8 [h, w, 3]`` (only right after :func:`discover`; not stored).
+        foreground_sheet: the same for the fine foreground (``<stem>.foreground.png``; not stored).
     """
 
     settings: PartSettings
@@ -127,17 +140,26 @@ class PartBank:
     class_share: list[float]
     generator: dict[str, Any]
     fit_seeds: str = ""
+    foreground_prototypes: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0, 0), np.float32))
+    foreground_rate: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.float32))
     sheets: list[np.ndarray] | None = None
+    foreground_sheet: np.ndarray | None = None
 
     @property
     def n_parts(self) -> int:
         return len(self.class_names)
 
+    @property
+    def needs_consensus(self) -> bool:
+        """Whether :func:`foreground_map` reads a per-image consensus under this bank's ``foreground`` setting
+        (``combined``, ``consensus``); ``fine`` and ``bank`` decide without one."""
+        return self.settings.foreground in ("combined", "consensus")
+
     # -- files ------------------------------------------------------------------------------------------------
 
     def save(self, path: str | os.PathLike, sheets: bool = True) -> list[Path]:
         """Write the bank (safetensors), its class table (``<stem>.classes.csv``) and, when the bank holds them,
-        the contact sheets (``<stem>.classNN.png``); returns the paths written."""
+        the contact sheets (``<stem>.classNN.png``, ``<stem>.foreground.png``); returns the paths written."""
         from safetensors.numpy import save_file
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -156,6 +178,11 @@ class PartBank:
                 p = sheet_path(path, i)
                 cv2.imwrite(str(p), sheet[:, :, ::-1])
                 written.append(p)
+        if sheets and self.foreground_sheet is not None:
+            import cv2
+            p = path.with_name(f"{path.stem}.foreground.png")
+            cv2.imwrite(str(p), self.foreground_sheet[:, :, ::-1])
+            written.append(p)
         return written
 
     @staticmethod
@@ -192,7 +219,9 @@ class PartBank:
                         class_share=[float(r.get("pixel_share", 0.0)) for r in rows],
                         generator=header["generator"], fit_seeds=header.get("fit_seeds", ""),
                         **{name: arrays[name].astype(np.float32) if name in _HALF else arrays[name]
-                           for name in _ARRAYS})
+                           for name in _ARRAYS if name in arrays},
+                        **{name: np.zeros(shape, np.float32) for name, shape in _SINCE_V2.items()
+                           if name not in arrays})
         if G is not None:
             bank.check_generator(G)
         return bank
@@ -223,10 +252,11 @@ class PartBank:
 
 
 _ARRAYS = ("feature_mean", "feature_basis", "signature_mean", "signature_basis", "prototypes", "prototype_class",
-           "prototype_foreground")
+           "prototype_foreground", "foreground_prototypes", "foreground_rate")
+_SINCE_V2 = {"foreground_prototypes": (0, 0), "foreground_rate": (0,)}  # absent from version 1 banks: empty
 
 
-_HALF = ("feature_mean", "feature_basis", "signature_mean", "signature_basis")
+_HALF = ("feature_mean", "feature_basis", "signature_mean", "signature_basis", "foreground_prototypes")
 
 
 def _half(a: np.ndarray) -> np.ndarray:
@@ -368,20 +398,52 @@ def class_rates(prototype_class: np.ndarray, prototype_foreground: np.ndarray, n
     return total / np.maximum(np.bincount(prototype_class, minlength=n_parts), 1)
 
 
+def image_descriptors(base_features: np.ndarray, signature_stack: np.ndarray, bank: PartBank) -> np.ndarray:
+    """``float32 [h*w, Pf + Ps + 2]`` descriptors of one image's pixels (inputs as :func:`raw_cues`)."""
+    h, w = base_features.shape[-2:]
+    F, S = raw_cues(base_features, signature_stack)
+    return descriptors(F, S, positions(h, w), bank)
+
+
 def predict_classes(base_features: np.ndarray, signature_stack: np.ndarray, bank: PartBank) -> np.ndarray:
     """Class ids ``int32 [h, w]`` at the analysis resolution of one image (inputs as :func:`raw_cues`)."""
     h, w = base_features.shape[-2:]
-    F, S = raw_cues(base_features, signature_stack)
-    proto = nearest(descriptors(F, S, positions(h, w), bank), bank.prototypes)
+    proto = nearest(image_descriptors(base_features, signature_stack, bank), bank.prototypes)
     return bank.prototype_class[proto].reshape(h, w).astype(np.int32)
 
 
-def foreground_map(classes: np.ndarray, bank: PartBank, consensus: np.ndarray | None = None) -> np.ndarray:
-    """Foreground probability ``float32 [h, w]`` from class ids ``[h, w]`` and the per-image consensus ``[h, w]``,
-    as the bank's ``foreground`` setting says (``combined``: their mean)."""
-    bank_fg = np.asarray(bank.class_foreground, np.float32)[classes]
+def fine_foreground(base_features: np.ndarray, signature_stack: np.ndarray, bank: PartBank) -> np.ndarray | None:
+    """The fine foreground ``float32 [h, w]`` of one image (inputs as :func:`raw_cues`): each pixel's nearest fine
+    prototype's pooled foreground rate; ``None`` for a bank without fine prototypes (version 1)."""
+    if not len(bank.foreground_prototypes):
+        return None
+    h, w = base_features.shape[-2:]
+    X = image_descriptors(base_features, signature_stack, bank)
+    return bank.foreground_rate[nearest(X, bank.foreground_prototypes)].reshape(h, w).astype(np.float32)
+
+
+def foreground_map(classes: np.ndarray, bank: PartBank, consensus: np.ndarray | None = None,
+                   fine: np.ndarray | None = None) -> np.ndarray:
+    """Foreground probability ``float32 [h, w]`` of one image, as the bank's ``foreground`` setting says.
+
+    Args:
+        classes: the bank's class ids ``int [h, w]``.
+        bank: the bank (its ``foreground`` setting and class table).
+        consensus: the per-image consensus probability ``float [h, w]`` (``combined``, ``consensus``), or ``None``.
+        fine: :func:`fine_foreground` ``float [h, w]`` (``fine``), or ``None``.
+
+    ``fine``: the fine prototypes' pooled rates, except in a class whose flag the table turns away from its pooled
+    verdict (rate above 1/2 or not): there the flag, so that setting ``cloth`` to ``no`` still removes clothing.
+    ``bank``: the class flags (also ``fine`` without ``fine``, and ``combined`` / ``consensus`` without
+    ``consensus``). ``combined``: the mean of the class flags and the consensus. ``consensus``: the consensus.
+    """
+    flags = np.asarray(bank.class_foreground, bool)
+    bank_fg = flags.astype(np.float32)[classes]
     mode = bank.settings.foreground
-    if consensus is None or mode == "bank":
+    if mode == "fine" and fine is not None:
+        edited = flags != (class_rates(bank.prototype_class, bank.prototype_foreground, bank.n_parts) > 0.5)
+        return np.where(edited[classes], bank_fg, np.asarray(fine, np.float32)).astype(np.float32)
+    if consensus is None or mode in ("bank", "fine"):
         return bank_fg
     if mode == "consensus":
         return np.asarray(consensus, np.float32)
@@ -511,9 +573,12 @@ def fit(samples: BankSamples, settings: PartSettings, cfg: Any, crossovers: Sequ
                     s_basis, np.zeros((0, 0), np.float32), np.zeros(0, np.int32), np.zeros(0, np.float32), [], [],
                     [], {"family": getattr(G, "family", type(G).__name__), "weights_sha256": weights_sha256(G)},
                     compact_seeds(samples.seeds))
-    centres, _ = _prototypes(descriptors(F, S, pos, bank), settings)
-    return regroup(dataclasses.replace(bank, prototypes=centres.astype(np.float32)), samples, settings.n_parts,
-                   consensus_split)
+    X = descriptors(F, S, pos, bank)
+    centres, _ = _prototypes(X, settings)
+    # The fine foreground prototypes: the same descriptors, many more centres (kept at float16, as stored).
+    fine, _ = _prototypes(X, dataclasses.replace(settings, prototypes=settings.foreground_prototypes))
+    bank = dataclasses.replace(bank, prototypes=centres.astype(np.float32), foreground_prototypes=_half(fine))
+    return regroup(bank, samples, settings.n_parts, consensus_split)
 
 
 def regroup(bank: PartBank, samples: BankSamples, n_parts: int, consensus_split: bool = True) -> PartBank:
@@ -529,10 +594,19 @@ def regroup(bank: PartBank, samples: BankSamples, n_parts: int, consensus_split:
     share = np.bincount(cls[proto], minlength=K) / len(proto)
     rates = class_rates(cls, rate.astype(np.float32), K)
     names = ["background" if k == 0 and rates[0] <= 0.5 else f"part{k}" for k in range(K)]
+    fine_rate = bank.foreground_rate
+    if len(bank.foreground_prototypes):  # each fine prototype's pooled consensus rate, as the prototypes' above
+        X = descriptors(samples.F, samples.S, samples.pos, bank)
+        fine = nearest(X, bank.foreground_prototypes)
+        n = len(bank.foreground_prototypes)
+        fine_rate = (np.bincount(fine, weights=samples.prob, minlength=n)
+                     / np.maximum(np.bincount(fine, minlength=n), 1)).astype(np.float32)
     bank = dataclasses.replace(bank, settings=dataclasses.replace(bank.settings, n_parts=int(n_parts)),
                                prototype_class=cls, prototype_foreground=rate.astype(np.float32), class_names=names,
-                               class_foreground=[bool(r > 0.5) for r in rates], class_share=list(share))
+                               class_foreground=[bool(r > 0.5) for r in rates], class_share=list(share),
+                               foreground_rate=fine_rate)
     bank.sheets = class_sheets(bank, samples.sheet_data)
+    bank.foreground_sheet = foreground_sheet(bank, samples.sheet_data) if len(bank.foreground_prototypes) else None
     return bank
 
 
@@ -587,6 +661,32 @@ def class_sheets(bank: PartBank, data: list[tuple[int, np.ndarray, np.ndarray, n
                     tuple(int(c) for c in colours[k]), 1, cv2.LINE_AA)
         sheets.append(np.concatenate([title, sheet]))
     return sheets
+
+
+def foreground_sheet(bank: PartBank, data: list[tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
+                     tile: int = 128) -> np.ndarray:
+    """A contact sheet of the fine foreground (``foreground="fine"`` before the boundary stage) on the given
+    images: foreground at full colour, background dimmed, captioned with the seed and its foreground share."""
+    import cv2
+    from stylemix.visualize import contact_sheet
+    r = bank.analysis_resolution
+    tiles, captions = [], []
+    for seed, image, F, S, pos in data:
+        X = descriptors(F, S, pos, bank)
+        cls = bank.prototype_class[nearest(X, bank.prototypes)].reshape(r, r)
+        fine = bank.foreground_rate[nearest(X, bank.foreground_prototypes)].reshape(r, r)
+        fg = foreground_map(cls, bank, None, fine) > 0.5
+        small = cv2.resize(image, (tile, tile), interpolation=cv2.INTER_AREA).astype(np.float32)
+        on = cv2.resize(fg.astype(np.uint8), (tile, tile), interpolation=cv2.INTER_NEAREST) > 0
+        out = small * 0.3
+        out[on] = small[on]
+        tiles.append(out.astype(np.uint8))
+        captions.append(f"{seed}: {100 * on.mean():.0f}%")
+    sheet = contact_sheet(tiles, 4, captions, tile=tile)
+    title = np.full((24, sheet.shape[1], 3), 255, np.uint8)
+    cv2.putText(title, f"fine foreground ({len(bank.foreground_prototypes)} prototypes)", (4, 17),
+                cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    return np.concatenate([title, sheet])
 
 
 def load_bank(spec: "str | os.PathLike | PartBank", G: Any = None) -> PartBank:
@@ -671,9 +771,12 @@ class PartStep:
             full = to_numpy(full).astype(np.int32)
         prob = None
         if consensus is not None:
+            fine = fine_foreground(base, sig, self.bank) if self.bank.settings.foreground == "fine" else None
             if classes.shape != consensus.shape:
                 classes = cv2.resize(classes, consensus.shape[::-1], interpolation=cv2.INTER_NEAREST)
-            prob = foreground_map(classes, self.bank, consensus)
+                if fine is not None:
+                    fine = cv2.resize(fine, consensus.shape[::-1], interpolation=cv2.INTER_NEAREST)
+            prob = foreground_map(classes, self.bank, consensus, fine)
         return full, prob
 
     def describe(self) -> dict[str, Any]:

@@ -41,8 +41,8 @@ class Segmentation:
         foreground: ``bool [H, W]`` (for k > 2, the union of the clusters judged foreground).
         meta: every setting, the per-variant crossovers, cluster scores, the foreground margin and timings.
         parts: with ``segment(..., parts=bank)``, ``int32 [H, W]`` the bank's class ids (:mod:`stylemix.parts`);
-            the foreground then follows the bank's setting (default ``bank``: the union of its foreground
-            classes; ``combined`` averages them with the consensus).
+            the foreground then follows the bank's setting (default ``fine``: its fine prototypes' pooled
+            rates; ``bank``: the union of its foreground classes; ``combined`` averages those with the consensus).
         instances, instance_records, semantic: the instance mode's results (``segment(..., detector=...)``,
             see :mod:`stylemix.instances`), else ``None``: ``int32 [H, W]`` instance ids (0 = background),
             one :class:`~stylemix.instances.InstanceRecord` per detection, ``int32 [H, W]`` class id + 1.
