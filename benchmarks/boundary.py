@@ -4,14 +4,18 @@
     python benchmarks/boundary.py --seeds 0-3 --out /tmp/b.json     # smoke check
     python benchmarks/boundary.py --isnet /tmp/isnet/package/dist   # + the ISNet row (npm @imgly/background-removal-data)
     python benchmarks/boundary.py --figures docs/images             # only the close-ups of docs/benchmarks.md
+    python benchmarks/boundary.py --cache /tmp/bcache --parts none  # stages cached; the per-image consensus decides
 
 Per seed the method's stages run once (:func:`stylemix.segment.style_latents`, ``render_variants``,
-``consensus_foreground``, and :func:`stylemix.segment.boundary_features` for the methods that read the generator's
-features); every :data:`stylemix.refine.METHODS` entry then turns the same foreground probability into a mask
+``consensus_foreground``, then, as ``segment`` with ``parts="auto"``, the packaged part bank's foreground where
+the generator has one; ``--parts none`` keeps the consensus), and :func:`stylemix.segment.boundary_features` for
+the methods that read the generator's features; ``--cache DIR`` keeps each seed's image and both foreground
+probabilities (and the feature maps) so that a rerun skips the rendering and clustering (the feature maps are
+rendered again, to time them in the run); every :data:`stylemix.refine.METHODS` entry then turns the same foreground probability into a mask
 (:func:`stylemix.refine.refine_boundary`, then the pipeline's small-component cleaning), so rows differ only in
 the boundary stage. Scoring follows benchmarks/quality.py (area reduction to the ground truth's 256 px,
 ``> 0.5``): mIoU, trimap IoU at bands 1, 3 and 5 px, boundary F-score at 2 px (``stylemix.metrics``). The tuning
-seeds were 0-49, so the table shows seeds 0-49, 50-99 and all side by side. Each row's ``ms`` is its own cost per
+seeds were 0-49 (session 5) and 20-79 (session 6), so the table shows seeds 0-49, 50-99 and all side by side. Each row's ``ms`` is its own cost per
 image (refinement + cleaning, plus rendering the feature maps for the methods that read them; one process,
 median over seeds), beside ``generate_ms``, the median time of one plain generation (mapping + synthesis) in the
 same run, so that the stage's cost can be read against the throughput goal (segment <= 1.25x one generation).
@@ -141,6 +145,66 @@ def summary(per_seed: dict[int, dict[str, float]]) -> dict[str, dict[str, float]
     return out
 
 
+def run_stages(G, cfg, s: int, bank_step) -> dict:
+    """The method's stages for seed ``s`` up to the foreground probability: ``image uint8 [H, W, 3]``, the
+    foreground probability ``float32 [h, w]`` of the per-image consensus (``prob:none``) and, where ``bank_step``
+    is given, the bank's (``prob:auto``, as ``segment`` with ``parts="auto"``), each feature method's maps and
+    their render time."""
+    from stylemix import mixing, refine
+    from stylemix.segment import boundary_features, consensus_foreground, render_variants, style_latents, to_uint8
+    from stylemix.stages import anchor_vote
+    with torch.inference_mode():
+        ws_base, ws_mix, crossovers = style_latents(G, s, cfg)
+        image, stack = render_variants(G, ws_base, ws_mix, crossovers, cfg)
+        image = to_uint8(image)[0].numpy()
+        features, feature_s = {}, {}
+        for m in refine.FEATURE_METHODS:  # each method's own feature maps, and what they cost
+            t0 = time.perf_counter()
+            features[m] = boundary_features(G, ws_base, dataclasses.replace(cfg, boundary=m), s)
+            feature_s[m] = time.perf_counter() - t0
+    random_state = int(mixing.stream(s, mixing.STREAM_KMEANS).integers(2 ** 31))
+    prob, _ = consensus_foreground(stack.float().numpy(), cfg.consensus, random_state,
+                                   anchor_vote(cfg.foreground_rule, cfg.frame_penalty), **cfg.kmeans_options())
+    out = {"image": image, "prob:none": np.asarray(prob, np.float32), "features": features, "feature_s": feature_s}
+    if bank_step is not None:
+        base32 = next((f for f in features.values() if f is not None and f.shape[-1] == cfg.analysis_resolution), None)
+        out["prob:auto"] = np.asarray(bank_step(ws_base, prob, image, base32)[1], np.float32)
+    return out
+
+
+def _cache_path(cache: Path, s: int) -> Path:
+    import stylemix
+    return cache / f"v{stylemix.__version__}" / f"seed{s:04d}.npz"
+
+
+def save_stages(cache: Path, s: int, stages: dict) -> None:
+    path = _cache_path(cache, s)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {k: v for k, v in stages.items() if k.startswith("prob:")}
+    arrays["image"] = stages["image"]
+    for m, f in stages["features"].items():
+        if f is not None:
+            arrays[f"features:{m}"] = f
+            arrays[f"feature_s:{m}"] = stages["feature_s"][m]
+    np.savez(path, **arrays)
+
+
+def load_stages(cache: Path, s: int) -> dict | None:
+    path = _cache_path(cache, s)
+    if not path.exists():
+        return None
+    with np.load(path) as z:
+        out = {"image": z["image"], "features": {}, "feature_s": {}}
+        for k in z.files:
+            if k.startswith("prob:"):
+                out[k] = z[k]
+            if k.startswith("features:"):
+                out["features"][k[9:]] = z[k]
+            elif k.startswith("feature_s:"):
+                out["feature_s"][k[10:]] = float(z[k])
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", default="0-99")
@@ -151,6 +215,9 @@ def main() -> None:
     ap.add_argument("--isnet-cache", default="/tmp/stylemix_isnet")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--figures", default=None, help="write only the close-ups boundary_<part>.png to this folder")
+    ap.add_argument("--parts", default="auto", help="auto (the default: the packaged bank decides fg/bg) or none")
+    ap.add_argument("--cache", default=None, help="folder of per-seed stage results (image, probability, features), "
+                    "written on the first run and read on the next (keyed by seed and the stylemix version)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -158,9 +225,8 @@ def main() -> None:
     import stylemix
     from stylemix import io, mixing, refine
     from stylemix.postprocess import clean_labels
-    from stylemix.segment import (SegmentConfig, boundary_features, consensus_foreground, render_variants,
-                                  style_latents, to_uint8)
-    from stylemix.stages import anchor_vote
+    from stylemix.parts import part_step
+    from stylemix.segment import SegmentConfig, boundary_features, style_latents
 
     seeds = list(FIGURE_SEEDS) if args.figures else io.parse_seeds(args.seeds)
     gts = load_gt(args.gt, seeds)
@@ -173,22 +239,30 @@ def main() -> None:
     cost: dict[str, list[float]] = {m: [] for m in methods}
     generate: list[float] = []
     t_start = time.perf_counter()
+    if args.parts not in ("auto", "none"):
+        raise SystemExit(f"--parts must be auto or none, got {args.parts!r}")
+    bank_step = part_step(G, "auto", cfg)  # both probabilities go into the cache; --parts picks one
+    cache = Path(args.cache) if args.cache else None
     for s in seeds:
-        with torch.inference_mode():
+        with torch.inference_mode():  # one plain generation, timed in this run even when the stages are cached
             t0 = time.perf_counter()
             G.synthesis(G.mapping(torch.from_numpy(mixing.seed_to_z(s, G.z_dim)), None), noise_mode=cfg.noise_mode)
             generate.append(time.perf_counter() - t0)
-            ws_base, ws_mix, crossovers = style_latents(G, s, cfg)
-            image, stack = render_variants(G, ws_base, ws_mix, crossovers, cfg)
-            image = to_uint8(image)[0].numpy()
-            features, feature_s = {}, {}
-            for m in refine.FEATURE_METHODS:  # each method's own feature maps, and what they cost
-                t0 = time.perf_counter()
-                features[m] = boundary_features(G, ws_base, dataclasses.replace(cfg, boundary=m), s)
-                feature_s[m] = time.perf_counter() - t0
-        random_state = int(mixing.stream(s, mixing.STREAM_KMEANS).integers(2 ** 31))
-        prob, _ = consensus_foreground(stack.float().numpy(), cfg.consensus, random_state,
-                                       anchor_vote(cfg.foreground_rule, cfg.frame_penalty), **cfg.kmeans_options())
+        stages = load_stages(cache, s) if cache else None
+        cached = stages is not None
+        if stages is None:
+            stages = run_stages(G, cfg, s, bank_step)
+            if cache:
+                save_stages(cache, s, stages)
+        image, features, feature_s = stages["image"], stages["features"], stages["feature_s"]
+        if cached:  # the feature maps' render time, measured in this run (the maps come out the same)
+            with torch.inference_mode():
+                ws_base = style_latents(G, s, cfg)[0]
+                for m in set(methods) & set(refine.FEATURE_METHODS):
+                    t0 = time.perf_counter()
+                    features[m] = boundary_features(G, ws_base, dataclasses.replace(cfg, boundary=m), s)
+                    feature_s[m] = time.perf_counter() - t0
+        prob = stages.get(f"prob:{args.parts}", stages["prob:none"])
         for m in methods:
             t0 = time.perf_counter()
             alpha = refine.refine_boundary(image, prob, refine.RefineConfig(method=m), features.get(m))
@@ -202,7 +276,7 @@ def main() -> None:
         picks = pick_closeups(masks, seeds, methods)
         for part in CLOSEUPS:
             grid = [np.concatenate([closeup_tile(thumbs[s], gts[s], masks[s, m], box,
-                                                 caption=f"seed {s} {m}" + (" (before)" if m == "cascade" else ""))
+                                                 caption=f"seed {s} {m}" + (" (default)" if m == cfg.boundary else ""))
                                     for m in methods], axis=1)
                     for name, s, box in picks if name == part]
             io.write_png(Path(args.figures) / f"boundary_{part}.png", np.concatenate(grid, axis=0))

@@ -71,7 +71,7 @@ def method_options(f: Any) -> Any:
         click.option("--refine", type=click.Choice(REFINEMENTS), default=d.refine,
                      help="Upsample labels guided by the image, or nearest."),
         click.option("--boundary", type=click.Choice(BOUNDARIES), default=d.boundary,
-                     help="Two-way masks: how the boundary is placed (the *matting ones need pymatting)."),
+                     help="Two-way masks: how the boundary is placed."),
         click.option("--batch", "batch_size", type=int, default=d.batch_size,
                      help="Images segmented together (their variants one call per crossover group)."),
         click.option("--exact", is_flag=True, help="Reference pipeline: every variant in full at full resolution."),

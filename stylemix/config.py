@@ -46,12 +46,13 @@ class SegmentConfig:
         min_area: components smaller than this fraction of the image are merged into their surroundings.
         refine: ``guided`` (edges follow the full-resolution image) or ``nearest`` upsampling of the labels.
         boundary: for two-way masks under ``refine="guided"``, how the boundary is placed (:mod:`stylemix.refine`):
-            ``features`` (the default: the band around the region decision's boundary relabelled by the base
-            image's generator features and colours, then narrowing guided passes; ``cascade`` for a generator
-            without features), ``features-matting`` (the same at twice the resolution, then closed-form matting,
-            needs pymatting: the best boundaries, ~0.1 s more per image on a CPU core), ``cascade`` (the guided
-            passes alone), ``grabcut`` (a colour graph cut in the band), ``matting`` (closed-form matting of the
-            cascade's band) or ``guided`` (one guided pass, the method before the refinement stage).
+            ``features-matting`` (the default: the band around the region decision's boundary relabelled by the
+            base image's generator features at twice the analysis resolution and its colours, then closed-form
+            matting of a narrower band; ``matting`` for a generator without features), ``features`` (the
+            relabelling at the analysis resolution, then narrowing guided passes; ``cascade`` without features),
+            ``cascade`` (the guided passes alone), ``grabcut`` (a colour graph cut in the band), ``matting``
+            (closed-form matting of the cascade's band) or ``guided`` (one guided pass, the method before the
+            refinement stage).
         noise_mode: generator noise, ``const`` so that variants differ only by their styles; ``random`` draws it
             from torch's generator seeded by the seed's noise stream (same inputs, same masks).
         batch_size: images segmented together: the base images of this many seeds in one synthesis call, their
@@ -77,7 +78,7 @@ class SegmentConfig:
     frame_penalty: float = 0.75
     min_area: float = 0.002
     refine: str = "guided"
-    boundary: str = "features"
+    boundary: str = "features-matting"
     noise_mode: str = "const"
     batch_size: int = 8
     exact: bool = False

@@ -160,7 +160,7 @@ def crop_window(box: np.ndarray, image_size: tuple[int, int], analysis_size: tup
 
 
 def segment_instances(image: Any, stack: Any, detections: Detections, cfg: SegmentConfig, random_state: int,
-                      config: InstanceConfig | None = None) -> Instances:
+                      config: InstanceConfig | None = None, features: np.ndarray | None = None) -> Instances:
     """Segment each detection's object inside its box.
 
     Args:
@@ -170,6 +170,9 @@ def segment_instances(image: Any, stack: Any, detections: Detections, cfg: Segme
         cfg: the resolved :class:`~stylemix.segment.SegmentConfig` (normalisation, k-means, refinement).
         random_state: k-means seed, the same for every crop.
         config: :class:`InstanceConfig`.
+        features: ``float32 [C, r, r]`` the base image's feature maps for the boundary stage
+            (:func:`stylemix.segment.boundary_features`), cropped with each box so that instance masks get the
+            whole image's boundary method; ``None``: the method's image-only fallback (:mod:`stylemix.refine`).
 
     Returns:
         :class:`Instances` (NumPy arrays).
@@ -177,11 +180,11 @@ def segment_instances(image: Any, stack: Any, detections: Detections, cfg: Segme
     config = config or InstanceConfig()
     config.check()
     detections = detections.select(np.argsort(-detections.scores, kind="stable"))  # ids follow the score
-    return _segment_instances(image, stack, detections, cfg, random_state, config)
+    return _segment_instances(image, stack, detections, cfg, random_state, config, features)
 
 
 def _segment_instances(image: Any, stack: Any, detections: Detections, cfg: SegmentConfig, random_state: int,
-                       config: InstanceConfig) -> Instances:
+                       config: InstanceConfig, features: np.ndarray | None = None) -> Instances:
     """:func:`segment_instances` with ``config`` already checked (:class:`InstanceStep` checks it once) and
     ``detections`` in decreasing score (:func:`stylemix.detect.detect` returns them so)."""
     guide = array_module(stack).asarray(image)
@@ -203,7 +206,7 @@ def _segment_instances(image: Any, stack: Any, detections: Detections, cfg: Segm
         cut = None  # the widest plausible result so far whose mask the crop cuts
         for crop_margin in config.crop_margins:  # widen the context while the result asks for it
             claim, margin, fill, reason = _segment_box(stack, guide, box, crop_margin, crop_cfg, config, random_state,
-                                                       alone)
+                                                       alone, features)
             found = (claim, crop_margin, margin, fill, reason)
             if not reason:
                 if edge_cover(claim, (H, W)) <= config.max_edge_cover:
@@ -352,8 +355,10 @@ def crop_consensus(crop: Any, prior: Any, cfg: SegmentConfig, random_state: int)
 
 
 def _segment_box(stack: Any, guide: Any, box: np.ndarray, crop_margin: float, crop_cfg: Any,
-                 config: InstanceConfig, random_state: int, alone: bool = False) -> tuple[Claim, float, float, str]:
-    """One box, one crop margin: ``(claim, foreground margin, box fill, reason it is implausible or "")``."""
+                 config: InstanceConfig, random_state: int, alone: bool = False, features: np.ndarray | None = None
+                 ) -> tuple[Claim, float, float, str]:
+    """One box, one crop margin: ``(claim, foreground margin, box fill, reason it is implausible or "")``;
+    ``features [C, r, r]`` (the whole image's, ``r`` a multiple of the analysis resolution) are cropped with it."""
     xp = array_module(stack)
     (H, W), (h, w) = guide.shape[:2], stack.shape[2:]
     fx, fy = W // w, H // h  # analysis pixels are whole blocks of image pixels (powers of two)
@@ -378,8 +383,12 @@ def _segment_box(stack: Any, guide: Any, box: np.ndarray, crop_margin: float, cr
         return empty, margin, 0.0, f"weak foreground evidence (margin {margin:.3f} < {config.min_margin})"
     # min_area is a fraction of the image, not of the crop: the crop's small components are judged at image scale
     min_pixels = int(round(crop_cfg.min_area * H * W))
+    crop_features = None
+    if features is not None and features.shape[-2] % h == 0 and features.shape[-1] % w == 0:
+        sy, sx = features.shape[-2] // h, features.shape[-1] // w  # feature pixels per analysis pixel
+        crop_features = features[:, ay0 * sy:ay1 * sy, ax0 * sx:ax1 * sx]
     mask = to_numpy(finish_probability(binary, (Y1 - Y0, X1 - X0), guide[Y0:Y1, X0:X1], min_pixels=min_pixels,
-                                       refine=crop_cfg.refine, boundary=crop_cfg.boundary)
+                                       refine=crop_cfg.refine, boundary=crop_cfg.boundary, features=crop_features)
                     ).astype(bool)
     fill = float(mask[by0:by1, bx0:bx1].sum()) / max(1, (bx1 - bx0) * (by1 - by0))
     reason = ""
@@ -440,16 +449,17 @@ class InstanceStep:
     iou: float = 0.7
     config: InstanceConfig = dataclasses.field(default_factory=InstanceConfig)
 
-    def __call__(self, image: np.ndarray, stack: Any, cfg: SegmentConfig, random_state: int, guide: Any = None
-                 ) -> tuple[Instances, dict[str, Any]]:
+    def __call__(self, image: np.ndarray, stack: Any, cfg: SegmentConfig, random_state: int, guide: Any = None,
+                 features: np.ndarray | None = None) -> tuple[Instances, dict[str, Any]]:
         """The instances of ``image`` (``uint8 [H, W, 3]``, the base image) and their ``meta["instances"]`` record.
 
         ``stack`` is the ``[N, C, h, w]`` variant stack the whole-image clustering used; ``guide`` the same image
-        already in the stack's array type (on a GPU: no host-to-device copy of the image back), else ``image``.
+        already in the stack's array type (on a GPU: no host-to-device copy of the image back), else ``image``;
+        ``features`` the whole image's boundary feature maps (:func:`segment_instances`).
         """
         found = detect(self.detector, image, self.classes, self.conf)  # detectors read host images
         guide = array_module(stack).asarray(image) if guide is None else guide
-        inst = _segment_instances(guide, stack, found, cfg, random_state, self.config)
+        inst = _segment_instances(guide, stack, found, cfg, random_state, self.config, features)
         kept = sum(r.kept for r in inst.records)
         meta = {
             "detector": detector_name(self.detector),

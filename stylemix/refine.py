@@ -9,26 +9,27 @@ and the soft map (no training, no rule about what the object is):
 * ``cascade``: the same first pass with a window of three analysis pixels, then passes with narrowing windows,
   each on the thresholded result of the previous one: a hard edge within a window snaps to the strongest image
   edge there, and the narrower window re-snaps it to the edge nearest to it;
-* ``matting``: closed-form matting (Levin et al., 2008, pymatting's ``estimate_alpha_cf``) at a reduced working
-  size, the trimap's unknown region being a band of ``band_px`` pixels either side of the first pass's boundary,
-  then one narrow guided pass at the working resolution;
+* ``matting``: closed-form matting (Levin et al., 2008; :func:`closed_form_alpha`, solved on the band's pixels
+  alone) at ``matting_resolution``, the trimap's unknown region being a band of ``matting_band`` analysis pixels
+  either side of the first pass's boundary, then one narrow guided pass at the working resolution;
 * ``grabcut``: the cascade's boundary, then a graph cut in a band of ``grabcut_band`` analysis pixels either side of it
   (GrabCut, Rother et al., 2004, OpenCV's ``cv2.grabCut``) at ``grabcut_resolution``: colour models of the
   confident foreground and background (Gaussian mixtures) decide the band's pixels, with a contrast-sensitive
   smoothness term, so a boundary placed several pixels off (the 32 px decision's error) moves to the colour
   change that separates the two sides; then one narrow guided pass;
 * ``features``: the cascade's boundary, then each pixel of a band of ``feature_band`` analysis pixels either side of it
-  relabelled by the generator's own feature maps of the image (at twice the analysis resolution): one Gaussian per
+  relabelled by the generator's own feature maps of the image: one Gaussian per
   side (quadratic discriminant) fitted to the confident pixels outside the band, in the features' leading
   principal components, and the image's colours. The region decision's error near the boundary (hair or a
   shoulder that varies like the background under style mixing) is a question of *what* a pixel is, which the
   features answer pixel by pixel, not cluster by cluster; then the cascade's narrowing passes. The features are
   the base image's at the analysis resolution (``feature_scale`` 1: the generator's cheapest layers, rendered
-  once more for one image). Without features (a generator that exposes none, an
-  instance crop) it is ``cascade``;
-* ``features-matting``: ``features`` with feature maps at twice the analysis resolution (``feature_scale`` 2),
-  then closed-form matting in a band (``band_px``, default 12 working pixels) for the last pixels, then one
-  narrow guided pass (needs pymatting; without features it is ``matting``).
+  once more for one image; an instance crop gets the whole image's maps cropped with its box). Without features
+  (a generator that exposes none) it is ``cascade``;
+* ``features-matting`` (the pipeline's default, :class:`stylemix.config.SegmentConfig`): ``features`` with feature
+  maps at twice the analysis resolution (``feature_scale`` 2), then closed-form matting in a band (``matting_band``,
+  default 1.5 analysis pixels) for the last pixels, then one narrow guided pass (without features it is
+  ``matting``).
 
 Every pass runs at the working resolution (``working_resolution``, longer side); the last one's affine
 coefficients are upsampled and applied to the full-resolution grey image (the fast guided filter, He & Sun, 2015),
@@ -58,8 +59,8 @@ class RefineConfig:
         first_radius: first pass's window radius, in analysis pixels (``guided`` keeps 2, as before).
         radii: the narrowing passes of ``cascade`` (and the last pass of ``matting``), window radii in analysis
             pixels (at least one working pixel).
-        band_px: ``matting``: half-width of the trimap's unknown band, in working pixels (``None``: 16, and 12 after
-            the feature step of ``features-matting``).
+        matting_band: ``matting``: half-width of the trimap's unknown band, in analysis pixels (``None``: 2, and
+            1.5 after the feature step of ``features-matting``; 16 and 12 working pixels at the defaults).
         matting_resolution: ``matting``: longer side at which the matte is solved (its cost grows with the band's
             pixel count).
         grabcut_band: ``grabcut``: half-width of the band the graph cut may relabel, in analysis pixels.
@@ -77,7 +78,7 @@ class RefineConfig:
     working_resolution: int = 256
     first_radius: float = 3.0
     radii: tuple[float, ...] = (1.0, 0.5)
-    band_px: int | None = None
+    matting_band: float | None = None
     matting_resolution: int = 128
     grabcut_band: float = 2.0
     grabcut_resolution: int = 128
@@ -93,8 +94,7 @@ class RefineConfig:
             raise StylemixError(f"unknown boundary method {self.method!r}: use one of {', '.join(METHODS)}")
         if min(self.working_resolution, self.matting_resolution, self.grabcut_resolution) < 8:
             raise StylemixError("boundary working resolutions must be at least 8 px")
-        bands = (16 if self.band_px is None else self.band_px, self.grabcut_band, self.feature_band,
-                 self.feature_components)
+        bands = (self.matting_band_width(), self.grabcut_band, self.feature_band, self.feature_components)
         if self.first_radius <= 0 or any(r <= 0 for r in self.radii) or min(bands) < 1 or self.eps <= 0:
             raise StylemixError("boundary radii, bands and eps must be positive")
         if self.feature_scale is not None and self.feature_scale < 1:
@@ -103,11 +103,11 @@ class RefineConfig:
             raise StylemixError(f"grabcut iterations must be at least 1, got {self.grabcut_iterations}")
         return self
 
-    def matting_band(self) -> int:
-        """The matting band in working pixels: ``band_px``, or the method's default when it is ``None``."""
-        if self.band_px is not None:
-            return self.band_px
-        return 12 if self.method == "features-matting" else 16
+    def matting_band_width(self) -> float:
+        """The matting band in analysis pixels: ``matting_band``, or the method's default when it is ``None``."""
+        if self.matting_band is not None:
+            return self.matting_band
+        return 1.5 if self.method == "features-matting" else 2.0
 
     def feature_resolution(self, analysis_resolution: int) -> int:
         """Side of the feature maps the ``features`` methods read: ``feature_scale`` (or the method's default)
@@ -156,7 +156,7 @@ def refine_boundary(image: np.ndarray, probability: np.ndarray, config: RefineCo
         return _apply(a, b, grey_full)
     p = guided(grey, _resize(prob, size), first, cfg.eps)
     if cfg.method == "matting":
-        p = matte_band(image, p, cfg)
+        p = matte_band(image, p, cfg.matting_band_width() * per_analysis_px, cfg)
         radii = cfg.radii[-1:]
     elif cfg.method == "grabcut":
         for r in cfg.radii:  # the cascade's boundary, the graph cut's starting point
@@ -168,7 +168,7 @@ def refine_boundary(image: np.ndarray, probability: np.ndarray, config: RefineCo
             p = guided(grey, (p > 0.5).astype(np.float32), max(1, round(r * per_analysis_px)), cfg.eps)
         p = classify_band(features, p, cfg.feature_band * per_analysis_px, cfg.feature_components, image)
         if cfg.method == "features-matting":
-            p = matte_band(image, p, cfg)
+            p = matte_band(image, p, cfg.matting_band_width() * per_analysis_px, cfg)
             radii = cfg.radii[-1:]
         else:
             radii = cfg.radii
@@ -183,35 +183,123 @@ def refine_boundary(image: np.ndarray, probability: np.ndarray, config: RefineCo
     return _apply(a, b, grey_full)
 
 
-def matte_band(image: np.ndarray, soft: np.ndarray, cfg: RefineConfig) -> np.ndarray:
-    """Closed-form alpha matting of the band around ``soft``'s 1/2 level.
+def matte_band(image: np.ndarray, soft: np.ndarray, band_px: float, cfg: RefineConfig) -> np.ndarray:
+    """Closed-form alpha matting (:func:`closed_form_alpha`) of the band around ``soft``'s 1/2 level.
 
     Args:
         image: ``uint8 [H, W, 3]``.
         soft: ``float32 [h, w]`` a first foreground estimate at the working size.
-        cfg: its ``band_px`` (working pixels) and ``matting_resolution``.
+        band_px: the unknown band's half-width in pixels of ``soft``.
+        cfg: its ``matting_resolution``.
 
     Returns:
         ``float32 [h, w]`` alpha at ``soft``'s size (pixels outside the band keep 0 or 1).
     """
-    try:
-        import pymatting
-    except ImportError as e:  # optional: only this method needs it
-        raise StylemixError("boundary method 'matting' needs pymatting: pip install pymatting") from e
+    import cv2
     import scipy.ndimage
     h, w = soft.shape
     size = _working_size((h, w), min(cfg.matting_resolution, max(h, w)))
     small = _resize(soft, size) > 0.5
-    band = max(1, round(cfg.matting_band() * size[0] / h))
+    band = max(1, round(band_px * size[0] / h))
     inside = scipy.ndimage.distance_transform_edt(small)
     outside = scipy.ndimage.distance_transform_edt(~small)
-    trimap = np.where(np.where(small, inside, outside) <= band, 0.5, small.astype(np.float64))
-    if not ((trimap == 0.5).any() and (trimap == 0).any() and (trimap == 1).any()):  # nothing to solve, or no anchor
+    known = np.where(small, inside, outside) > band
+    if known.all() or not (known & small).any() or not (known & ~small).any():  # nothing to solve, or no anchor
         return soft
-    import cv2
-    rgb = cv2.resize(image, size[::-1], interpolation=cv2.INTER_AREA).astype(np.float64) / 255
-    alpha = pymatting.estimate_alpha_cf(rgb, trimap)
+    rgb = cv2.resize(np.asarray(image), size[::-1], interpolation=cv2.INTER_AREA).astype(np.float64) / 255
+    alpha = closed_form_alpha(rgb, known, small.astype(np.float64))
     return np.clip(_resize(alpha.astype(np.float32), (h, w)), 0, 1)
+
+
+def closed_form_alpha(image: np.ndarray, known: np.ndarray, values: np.ndarray, eps: float = 1e-7) -> np.ndarray:
+    """Closed-form matting (Levin, Lischinski & Weiss, 2008) of the pixels not ``known``, solved on them alone.
+
+    Alpha minimises ``alpha^T L alpha`` under ``alpha = values`` on the known pixels, ``L`` the matting Laplacian
+    of 3 x 3 windows (in each window alpha is nearly an affine function of the colour). Only the windows touching
+    an unknown pixel enter, and only the unknown pixels' rows: the system ``L_uu alpha_u = -L_uk values_k`` is
+    the size of the band, not the image, and is solved directly (:func:`_solve_spd`), so no iteration count or
+    tolerance decides the result.
+
+    Args:
+        image: ``float [h, w, 3]`` colours in [0, 1].
+        known: ``bool [h, w]`` the pixels whose alpha is given (each unknown region must touch some).
+        values: ``float [h, w]`` alpha of the known pixels (others ignored).
+        eps: the windows' colour-covariance regulariser (larger: smoother alpha).
+
+    Returns:
+        ``float64 [h, w]`` in [0, 1], equal to ``values`` on the known pixels.
+    """
+    import scipy.ndimage
+    import scipy.sparse
+    import scipy.sparse.linalg
+    image = np.asarray(image, dtype=np.float64)
+    known = np.asarray(known, dtype=bool)
+    h, w = known.shape
+    if image.shape != (h, w, 3) or np.shape(values) != (h, w):
+        raise StylemixError(f"matting needs image [h, w, 3], known and values [h, w]; got {list(image.shape)}, "
+                            f"{list(known.shape)}, {list(np.shape(values))}")
+    out = np.asarray(values, dtype=np.float64).ravel().copy()
+    unknown = np.flatnonzero(~known.ravel())
+    if unknown.size == 0 or min(h, w) < 3:
+        return out.reshape(h, w)
+    # Windows (3 x 3, inside the image) that hold an unknown pixel: the only ones that reach an unknown row.
+    centres = scipy.ndimage.binary_dilation(~known, np.ones((3, 3), bool))
+    centres[[0, -1], :] = False
+    centres[:, [0, -1]] = False
+    cy, cx = np.nonzero(centres)
+    dy, dx = np.mgrid[-1:2, -1:2]
+    win = (cy[:, None] + dy.ravel()) * w + (cx[:, None] + dx.ravel())  # [K, 9] pixel indices
+    X = image.reshape(-1, 3)[win]
+    X = X - X.mean(axis=1, keepdims=True)
+    cov = np.matmul(X.transpose(0, 2, 1), X) / 9 + (eps / 9) * np.eye(3)
+    G = np.matmul(np.matmul(X, np.linalg.inv(cov)), X.transpose(0, 2, 1))  # [K, 9, 9]
+    vals = np.eye(9) - (1 + G) / 9
+    # Each entry couples two pixels of a window, at most 2 apart: accumulate it into its row's 5 x 5 stencil
+    # (the offset is set by the two window positions alone), only for the unknown pixels' rows.
+    n = unknown.size
+    index = np.full(h * w, -1)
+    index[unknown] = np.arange(n)
+    dy, dx = dy.ravel(), dx.ravel()
+    offset = (dy[None, :] - dy[:, None] + 2) * 5 + (dx[None, :] - dx[:, None] + 2)  # [9, 9] in [0, 25)
+    row = index[win]  # [K, 9]
+    slot = row[:, :, None] * 25 + offset
+    free = np.broadcast_to(row[:, :, None] >= 0, vals.shape)
+    stencil = np.bincount(slot[free], weights=vals[free], minlength=n * 25).reshape(n, 25)
+    stencil[:, 12] += 1e-9  # a ridge: an unknown region cut off from every known pixel stays solvable, at 0
+    sy, sx = np.divmod(np.arange(25), 5)
+    neighbour = np.clip(unknown[:, None] + (sy - 2) * w + (sx - 2), 0, h * w - 1)  # [n, 25]; unused where 0
+    column = index[neighbour]
+    used = stencil != 0
+    inner = used & (column >= 0)
+    b = -(np.where(used & (column < 0), stencil, 0) * out[neighbour]).sum(axis=1)
+    # Rows list their columns by increasing offset, i.e. increasing pixel (and unknown) index: already sorted.
+    A = scipy.sparse.csr_matrix((stencil[inner], column[inner], np.concatenate([[0], np.cumsum(inner.sum(1))])),
+                                shape=(n, n))
+    out[unknown] = _solve_spd(A, b)
+    return np.clip(out, 0, 1).reshape(h, w)
+
+
+def _solve_spd(A: "scipy.sparse.csr_matrix", b: np.ndarray, max_work: float = 3e8) -> np.ndarray:
+    """``A^-1 b`` for a sparse symmetric positive definite ``A [n, n]``: banded Cholesky after a reverse
+    Cuthill-McKee ordering (a band of pixels along a curve orders into a narrow band matrix: a few times faster than
+    a general sparse LU), the sparse LU when the band would be too wide (``n * bandwidth^2 > max_work``)."""
+    import scipy.linalg
+    import scipy.sparse.linalg
+    from scipy.sparse.csgraph import reverse_cuthill_mckee
+    perm = reverse_cuthill_mckee(A, symmetric_mode=True)
+    P = A[perm][:, perm].tocoo()
+    upper = P.row <= P.col
+    width = int((P.col[upper] - P.row[upper]).max(initial=0))
+    if len(b) * (width + 1) ** 2 > max_work:
+        return scipy.sparse.linalg.spsolve(A.tocsc(), b, permc_spec="MMD_AT_PLUS_A")
+    bands = np.zeros((width + 1, len(b)))
+    bands[width + P.row[upper] - P.col[upper], P.col[upper]] = P.data[upper]
+    x = np.empty_like(b)
+    try:
+        x[perm] = scipy.linalg.solveh_banded(bands, b[perm], check_finite=False)
+    except np.linalg.LinAlgError:  # not numerically positive definite (a nearly free region): the general solve
+        return scipy.sparse.linalg.spsolve(A.tocsc(), b, permc_spec="MMD_AT_PLUS_A")
+    return x
 
 
 def cut_band(image: np.ndarray, soft: np.ndarray, band_px: float, cfg: RefineConfig) -> np.ndarray:
@@ -285,10 +373,9 @@ def classify_band(features: np.ndarray, soft: np.ndarray, band_px: float, compon
     near = dist <= band_px
     X = feats.reshape(c, -1).T
     X = X - X.mean(axis=0)
-    d = min(components, c)
-    # Principal axes from every 7th pixel: the same axes to a few percent, at a seventh of the cost.
-    _, _, vt = np.linalg.svd(X[::7], full_matrices=False)
-    Z = X @ vt[:d].T
+    # Axes from every 7th pixel: the same to a few percent, at a seventh of the cost.
+    Z = X @ principal_axes(X[::7], min(components, c)).T
+    d = Z.shape[1]  # fewer than ``components`` when the maps have fewer channels (or pixels)
     if image is not None:  # colour separates what the features blur (a dark background against dark hair)
         import cv2
         rgb = cv2.resize(np.asarray(image), (wf, hf), interpolation=cv2.INTER_AREA).reshape(-1, 3)
@@ -308,6 +395,24 @@ def classify_band(features: np.ndarray, soft: np.ndarray, band_px: float, compon
         loglik.append(-0.5 * np.einsum("ij,ij->i", diff @ np.linalg.inv(cov), diff) - 0.5 * np.linalg.slogdet(cov)[1])
     relabelled = np.where(near, (loglik[0] > loglik[1]).reshape(hf, wf), small).astype(np.float32)
     return _resize(relabelled, (h, w))
+
+
+def principal_axes(X: np.ndarray, d: int) -> np.ndarray:
+    """``float32 [d, C]``: the leading ``d`` right singular vectors of the centred rows ``X [n, C]`` (sign aside).
+
+    From the eigenvectors of the ``n x n`` Gram matrix (float64, only the top ``d`` computed): the SVD's axes to
+    about 1e-8 at a fifth of its time when ``n`` is small against ``C`` (feature maps of hundreds of channels).
+    """
+    import scipy.linalg
+    X = np.asarray(X, dtype=np.float64)
+    n = len(X)
+    d = min(d, n, X.shape[1])
+    if n > X.shape[1]:  # more rows than channels: the C x C covariance is the smaller problem
+        w, V = scipy.linalg.eigh(X.T @ X, subset_by_index=[X.shape[1] - d, X.shape[1] - 1])
+        return V.T[::-1].astype(np.float32)
+    w, U = scipy.linalg.eigh(X @ X.T, subset_by_index=[n - d, n - 1])
+    V = (U.T @ X) / np.sqrt(np.maximum(w, 1e-12))[:, None]
+    return V[::-1].astype(np.float32)
 
 
 def guided(grey: np.ndarray, src: np.ndarray, radius: int, eps: float) -> np.ndarray:

@@ -305,7 +305,7 @@ def _finish_image(G: Any, subject: Subject, rendered: Rendered, image_u8: torch.
         meta["parts"] = part_step.describe()
     if instance_step is not None:  # instance mode (stylemix/instances.py): per-box clustering of the same stack
         t4 = time.perf_counter()
-        inst, seg.meta["instances"] = instance_step(seg.image, stack, cfg, random_state, guide)
+        inst, seg.meta["instances"] = instance_step(seg.image, stack, cfg, random_state, guide, features)
         seg.instances, seg.semantic, seg.instance_records = inst.labels, inst.semantic, inst.records
         seg.meta["timing_s"]["instances"] = time.perf_counter() - t4
     return seg

@@ -127,7 +127,7 @@ def min_pixels(min_area: float, size: tuple[int, int]) -> int:
 
 
 def finish_probability(prob: Any, size: tuple[int, int], guide: Any | None, *, min_pixels: int,
-                       refine: str = "guided", boundary: str = "features", features: Any | None = None) -> Any:
+                       refine: str = "guided", boundary: str = "features-matting", features: Any | None = None) -> Any:
     """The k = 2 finish: a foreground probability ``float [h, w]`` in [0, 1] (or a 0/1 map) -> cleaned
     ``int32 [H, W]`` at ``size``, 1 = foreground (:func:`finish_foreground` without the matte)."""
     return finish_foreground(prob, size, guide, min_pixels=min_pixels, refine=refine, boundary=boundary,
@@ -135,7 +135,7 @@ def finish_probability(prob: Any, size: tuple[int, int], guide: Any | None, *, m
 
 
 def finish_foreground(prob: Any, size: tuple[int, int], guide: Any | None, *, min_pixels: int,
-                      refine: str = "guided", boundary: str = "features", features: Any | None = None
+                      refine: str = "guided", boundary: str = "features-matting", features: Any | None = None
                       ) -> tuple[Any, np.ndarray]:
     """The k = 2 finish keeping the soft map: ``(labels int32 [H, W] in {0, 1}, alpha float32 [H, W] in [0, 1])``.
 

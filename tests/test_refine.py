@@ -5,7 +5,8 @@ import pytest
 
 from stylemix.errors import StylemixError
 from stylemix.metrics import boundary_fscore, mask_scores
-from stylemix.refine import RefineConfig, alpha_uint8, binary, classify_band, foreground_matte, refine_boundary
+from stylemix.refine import (RefineConfig, alpha_uint8, binary, classify_band, closed_form_alpha, foreground_matte,
+                             refine_boundary)
 
 
 def disc_case(size=256, r=32, radius=0.31, noise=0.04, seed=0):
@@ -43,8 +44,6 @@ def disc_features(truth, size=64, channels=6, seed=1):
 
 @pytest.mark.parametrize("method", ["cascade", "matting", "grabcut", "features", "features-matting"])
 def test_refined_beats_plain_upsampling_at_the_boundary(method):
-    if "matting" in method:
-        pytest.importorskip("pymatting")
     image, prob, truth = disc_case()
     plain = plain_upsampling(prob, 256)
     alpha = refine_boundary(image, prob, RefineConfig(method=method), disc_features(truth))
@@ -104,4 +103,43 @@ def test_bad_settings_are_one_clear_error():
     with pytest.raises(StylemixError, match=r"\[H, W, 3\]"):
         refine_boundary(image[..., 0], prob)
     with pytest.raises(StylemixError, match="positive"):
-        refine_boundary(image, prob, RefineConfig(band_px=0))
+        refine_boundary(image, prob, RefineConfig(matting_band=0))
+
+
+def test_closed_form_matting_recovers_a_known_alpha():
+    """A soft edge composited from two flat colours, alpha a ramp across it: the colour-line model holds exactly,
+    so the band's alpha is recovered from the known pixels on either side."""
+    size = 48
+    x = (np.arange(size) + 0.5) / size
+    truth = np.clip((x - 0.35) / 0.3, 0, 1)[None].repeat(size, 0)  # ramp over the middle 30 %
+    fg, bg = np.array([0.9, 0.3, 0.2]), np.array([0.1, 0.4, 0.8])
+    image = truth[..., None] * fg + (1 - truth[..., None]) * bg
+    known = (truth == 0) | (truth == 1)
+    known[:, (x > 0.3) & (x < 0.7)] = False  # the unknown band reaches into the flat parts too
+    values = np.where(known, truth, 0.5)
+    alpha = closed_form_alpha(image, known, values)
+    assert alpha.shape == (size, size) and alpha.dtype == np.float64
+    np.testing.assert_array_equal(alpha[known], truth[known])
+    assert np.abs(alpha - truth).max() < 1e-3
+    with pytest.raises(StylemixError, match="matting needs"):
+        closed_form_alpha(image[..., 0], known, values)
+
+
+def test_closed_form_matting_without_unknown_pixels_returns_the_values():
+    image = np.random.default_rng(0).random((8, 8, 3))
+    values = (np.arange(64).reshape(8, 8) % 2).astype(np.float64)
+    np.testing.assert_array_equal(closed_form_alpha(image, np.ones((8, 8), bool), values), values)
+
+
+def test_banded_and_general_sparse_solves_agree():
+    """The band matrix solve (after reverse Cuthill-McKee) and the sparse-LU fallback give the same answer."""
+    import scipy.sparse
+    from stylemix.refine import _solve_spd
+    rng = np.random.default_rng(0)
+    n = 60
+    M = scipy.sparse.random(n, n, density=0.05, random_state=1)
+    A = (M @ M.T + scipy.sparse.identity(n)).tocsr()
+    b = rng.normal(size=n)
+    x = _solve_spd(A, b)
+    np.testing.assert_allclose(A @ x, b, atol=1e-9)
+    np.testing.assert_allclose(_solve_spd(A, b, max_work=0), x, atol=1e-9)
