@@ -31,6 +31,10 @@ def _no_second_stack(monkeypatch):
     monkeypatch.setattr(parts, "image_cues", refuse)
 
 
+def _assert_same(a, b, *fields: str) -> None:
+    for name in fields:
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+
 def test_the_bank_stack_is_the_image_stack(G, bank, monkeypatch):
     """With a bank whose signature stack has the image stack's shape, one stack is rendered per image and nothing
     is clustered for a two-way mask; the masks and parts are those of the two-stack pipeline, in any batch."""
@@ -45,9 +49,7 @@ def test_the_bank_stack_is_the_image_stack(G, bank, monkeypatch):
     for batch_size in (1, 3):
         one = list(stylemix.segment_many(G, SEEDS, parts=bank, variants=8, batch_size=batch_size))
         for a, b in zip(two_stacks, one):
-            np.testing.assert_array_equal(a.labels, b.labels)
-            np.testing.assert_array_equal(a.parts, b.parts)
-            np.testing.assert_array_equal(a.image, b.image)
+            _assert_same(a, b, "labels", "parts", "image")
             assert "consensus_agreement" not in b.meta and 0 <= b.meta["foreground_margin"] <= 1
     # The bank's variants count, not the image's, when nothing reads the image's stack.
     fewer = stylemix.segment(G, SEEDS[0], parts=bank, variants=5)
@@ -104,7 +106,5 @@ def test_the_base_features_are_taken_during_its_synthesis(G, bank, monkeypatch):
     for batch_size in (1, 3):
         segs = list(stylemix.segment_many(hooked, SEEDS, parts=bank, variants=8, batch_size=batch_size))
         for a, b in zip(plain, segs):
-            np.testing.assert_array_equal(a.labels, b.labels)
-            np.testing.assert_array_equal(a.parts, b.parts)
-            np.testing.assert_array_equal(a.alpha, b.alpha)
+            _assert_same(a, b, "labels", "parts", "alpha")
     assert Hooked.calls == 2 * len(SEEDS)
