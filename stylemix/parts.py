@@ -406,21 +406,23 @@ def image_descriptors(base_features: np.ndarray, signature_stack: np.ndarray, ba
     return descriptors(F, S, positions(h, w), bank)
 
 
-def predict_classes(base_features: np.ndarray, signature_stack: np.ndarray, bank: PartBank) -> np.ndarray:
-    """Class ids ``int32 [h, w]`` at the analysis resolution of one image (inputs as :func:`raw_cues`)."""
-    h, w = base_features.shape[-2:]
-    proto = nearest(image_descriptors(base_features, signature_stack, bank), bank.prototypes)
-    return bank.prototype_class[proto].reshape(h, w).astype(np.int32)
+def descriptor_classes(X: np.ndarray, bank: PartBank, shape: tuple[int, int]) -> np.ndarray:
+    """Class ids ``int32 [h, w]`` of an image's descriptors ``X [h*w, D]`` (:func:`image_descriptors`)."""
+    return bank.prototype_class[nearest(X, bank.prototypes)].reshape(shape).astype(np.int32)
 
 
-def fine_foreground(base_features: np.ndarray, signature_stack: np.ndarray, bank: PartBank) -> np.ndarray | None:
-    """The fine foreground ``float32 [h, w]`` of one image (inputs as :func:`raw_cues`): each pixel's nearest fine
+def descriptor_foreground(X: np.ndarray, bank: PartBank, shape: tuple[int, int]) -> np.ndarray | None:
+    """The fine foreground ``float32 [h, w]`` of an image's descriptors ``X [h*w, D]``: each pixel's nearest fine
     prototype's pooled foreground rate; ``None`` for a bank without fine prototypes (version 1)."""
     if not len(bank.foreground_prototypes):
         return None
-    h, w = base_features.shape[-2:]
-    X = image_descriptors(base_features, signature_stack, bank)
-    return bank.foreground_rate[nearest(X, bank.foreground_prototypes)].reshape(h, w).astype(np.float32)
+    return bank.foreground_rate[nearest(X, bank.foreground_prototypes)].reshape(shape).astype(np.float32)
+
+
+def predict_classes(base_features: np.ndarray, signature_stack: np.ndarray, bank: PartBank) -> np.ndarray:
+    """Class ids ``int32 [h, w]`` at the analysis resolution of one image (inputs as :func:`raw_cues`)."""
+    return descriptor_classes(image_descriptors(base_features, signature_stack, bank), bank,
+                              base_features.shape[-2:])
 
 
 def foreground_map(classes: np.ndarray, bank: PartBank, consensus: np.ndarray | None = None,
@@ -431,7 +433,7 @@ def foreground_map(classes: np.ndarray, bank: PartBank, consensus: np.ndarray | 
         classes: the bank's class ids ``int [h, w]``.
         bank: the bank (its ``foreground`` setting and class table).
         consensus: the per-image consensus probability ``float [h, w]`` (``combined``, ``consensus``), or ``None``.
-        fine: :func:`fine_foreground` ``float [h, w]`` (``fine``), or ``None``.
+        fine: :func:`descriptor_foreground` ``float [h, w]`` (``fine``), or ``None``.
 
     ``fine``: the fine prototypes' pooled rates, except in a class whose flag the table turns away from its pooled
     verdict (rate above 1/2 or not): there the flag, so that setting ``cloth`` to ``no`` still removes clothing.
@@ -566,7 +568,7 @@ def fit(samples: BankSamples, settings: PartSettings, cfg: Any, crossovers: Sequ
     """The bank of ``samples``: PCA of each cue, prototypes, pooled foreground rates, merge into classes.
     ``consensus_split=False`` merges all prototypes by Ward alone (an ablation: no foreground evidence)."""
     from stylemix.io import compact_seeds, weights_sha256
-    F, S, P, pos = samples.F, samples.S, samples.prob, samples.pos
+    F, S, pos = samples.F, samples.S, samples.pos
     # The PCA is kept at float16 precision (stored so: a bank is tens of KB), and the prototypes are fitted on it.
     f_mean, f_basis, s_mean, s_basis = (_half(a) for a in (*fit_pca(F, settings.feature_components),
                                                           *fit_pca(S, settings.signature_components)))
@@ -674,8 +676,7 @@ def foreground_sheet(bank: PartBank, data: list[tuple[int, np.ndarray, np.ndarra
     tiles, captions = [], []
     for seed, image, F, S, pos in data:
         X = descriptors(F, S, pos, bank)
-        cls = bank.prototype_class[nearest(X, bank.prototypes)].reshape(r, r)
-        fine = bank.foreground_rate[nearest(X, bank.foreground_prototypes)].reshape(r, r)
+        cls, fine = descriptor_classes(X, bank, (r, r)), descriptor_foreground(X, bank, (r, r))
         fg = foreground_map(cls, bank, None, fine) > 0.5
         small = cv2.resize(image, (tile, tile), interpolation=cv2.INTER_AREA).astype(np.float32)
         on = cv2.resize(fg.astype(np.uint8), (tile, tile), interpolation=cv2.INTER_NEAREST) > 0
@@ -841,7 +842,8 @@ class PartStep:
                 with torch.inference_mode():
                     base = image_features(self.G, ws_base, self.cfg.analysis_resolution,
                                           self.cfg.noise_mode)[0].float().cpu().numpy()
-        classes = predict_classes(base, sig, self.bank)
+        X = image_descriptors(base, sig, self.bank)  # one projection for the classes and the fine foreground
+        classes = descriptor_classes(X, self.bank, base.shape[-2:])
         full = None
         if not self.foreground_only:
             xp = array_module(guide)
@@ -853,7 +855,8 @@ class PartStep:
         shape = foreground_shape if foreground_shape is not None else (
             None if consensus is None else tuple(consensus.shape))
         if shape is not None:
-            fine = fine_foreground(base, sig, self.bank) if self.bank.settings.foreground == "fine" else None
+            fine = (descriptor_foreground(X, self.bank, base.shape[-2:]) if self.bank.settings.foreground == "fine"
+                    else None)
             if classes.shape != tuple(shape):
                 classes = cv2.resize(classes, tuple(shape)[::-1], interpolation=cv2.INTER_NEAREST)
                 if fine is not None:
