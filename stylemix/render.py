@@ -113,11 +113,7 @@ def base_image(G: Any, states: dict[int, Any], ws_base: torch.Tensor, resolution
     """The base image ``[1, 3, H, W]`` finished from the deepest of its prefix ``states`` (the least left to run),
     and its feature maps ``{r: [1, C, r, r]}`` at ``resolutions`` (:func:`synthesis_suffix_features`; none asked:
     ``{}``)."""
-    state = states[max(states)]
-    resolutions = list(resolutions)
-    if not resolutions:
-        return synthesis_suffix(G, state, ws_base, None, noise_mode=noise_mode), {}
-    return synthesis_suffix_features(G, state, ws_base, resolutions, noise_mode)
+    return synthesis_suffix_features(G, states[max(states)], ws_base, resolutions, noise_mode)
 
 
 @contextlib.contextmanager
