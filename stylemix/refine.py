@@ -231,7 +231,6 @@ def closed_form_alpha(image: np.ndarray, known: np.ndarray, values: np.ndarray, 
     """
     import scipy.ndimage
     import scipy.sparse
-    import scipy.sparse.linalg
     image = np.asarray(image, dtype=np.float64)
     known = np.asarray(known, dtype=bool)
     h, w = known.shape
@@ -290,16 +289,16 @@ def _solve_spd(A: "scipy.sparse.csr_matrix", b: np.ndarray, max_work: float = 3e
     P = A[perm][:, perm].tocoo()
     upper = P.row <= P.col
     width = int((P.col[upper] - P.row[upper]).max(initial=0))
-    if len(b) * (width + 1) ** 2 > max_work:
-        return scipy.sparse.linalg.spsolve(A.tocsc(), b, permc_spec="MMD_AT_PLUS_A")
-    bands = np.zeros((width + 1, len(b)))
-    bands[width + P.row[upper] - P.col[upper], P.col[upper]] = P.data[upper]
-    x = np.empty_like(b)
-    try:
-        x[perm] = scipy.linalg.solveh_banded(bands, b[perm], check_finite=False)
-    except np.linalg.LinAlgError:  # not numerically positive definite (a nearly free region): the general solve
-        return scipy.sparse.linalg.spsolve(A.tocsc(), b, permc_spec="MMD_AT_PLUS_A")
-    return x
+    if len(b) * (width + 1) ** 2 <= max_work:
+        bands = np.zeros((width + 1, len(b)))
+        bands[width + P.row[upper] - P.col[upper], P.col[upper]] = P.data[upper]
+        x = np.empty_like(b)
+        try:
+            x[perm] = scipy.linalg.solveh_banded(bands, b[perm], check_finite=False)
+            return x
+        except np.linalg.LinAlgError:  # not numerically positive definite (a nearly free region): the general solve
+            pass
+    return scipy.sparse.linalg.spsolve(A.tocsc(), b, permc_spec="MMD_AT_PLUS_A")
 
 
 def cut_band(image: np.ndarray, soft: np.ndarray, band_px: float, cfg: RefineConfig) -> np.ndarray:
