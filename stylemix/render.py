@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from stylemix import mixing
+from stylemix.backend import gathers_variants
 from stylemix.errors import StylemixError
 from stylemix.generators.base import FullSynthesisState, GeneratorBase, resize_image
 from stylemix.vectors import project_channels
@@ -252,7 +253,9 @@ def render_batch(G: Any, batch: list[Subject], cfg: "SegmentConfig", shared: Sha
     any batch (what NVlabs' tools give for the seed, what a resumed export renders again). The latents, crossovers
     and noise of every image are drawn from its own streams, exactly as alone. One image at a time instead (what a
     batch of one gives): ``noise_mode="random"`` (torch's generator is seeded per image), ``exact``, and generators
-    whose prefix states are not dataclasses / dicts of tensors with the batch on the first axis.
+    whose prefix states are not dataclasses / dicts of tensors with the batch on the first axis, and every batch on
+    a CPU (:func:`stylemix.backend.gathers_variants`: one image's groups stay in cache, a batch's do not), where
+    the batch is then byte-identical to its images alone.
 
     ``shared``: every image's variants are these (a part bank's signature variants mixed into each image's styles,
     :meth:`stylemix.parts.PartStep.shared_variants`) instead of its own; the stack is then that of the bank, which
@@ -281,7 +284,7 @@ def render_batch(G: Any, batch: list[Subject], cfg: "SegmentConfig", shared: Sha
             stack = variant_stack(G, st, ws_mix, crossovers, cfg)
         return Rendered(ws_base, crossovers, image, stack, shared is not None, feats)
 
-    if len(batch) == 1 or cfg.exact or cfg.noise_mode == "random":
+    if len(batch) == 1 or cfg.exact or cfg.noise_mode == "random" or not gathers_variants(generator_device(G)):
         return [alone(subject) for subject in batch]
     latents = [latents_of(subject) for subject in batch]
     states, images, features = [], [], []

@@ -53,12 +53,15 @@ def test_deterministic_across_runs(shapes):
     assert a.meta["cluster_scores"] == b.meta["cluster_scores"]
 
 
+@pytest.mark.parametrize("gathered", [False, True], ids=["cpu-policy", "gathered"])
 @pytest.mark.parametrize("options", [{}, {"clusters": 3}, {"descriptor": "rgb"}, {"noise_mode": "random"},
                                      {"exact": True}])
-def test_batches_give_the_results_of_one_image_at_a_time(shapes, monkeypatch, options):
-    """Masks and images byte-equal whatever the batch; floats (scores) to the rounding of batched kernels (the
-    variants of a batch are one call, ~1e-6 apart from the same variants rendered alone)."""
+def test_batches_give_the_results_of_one_image_at_a_time(shapes, monkeypatch, options, gathered):
+    """Masks and images byte-equal whatever the batch. Where a batch's variants are gathered into one call per
+    crossover group (a GPU's policy, forced here), floats (scores) agree to the rounding of batched kernels
+    (~1e-6); under the CPU's policy (each image's groups alone) everything is byte-equal, scores included."""
     from stylemix import render
+    monkeypatch.setattr(render, "gathers_variants", lambda device: gathered)
     if options.get("clusters", 2) > 2:
         shapes = ShapesGenerator(parts=True).eval()  # three real regions: a stable three-way split
     calls = []
@@ -83,8 +86,10 @@ def test_batches_give_the_results_of_one_image_at_a_time(shapes, monkeypatch, op
             np.testing.assert_array_equal(a.image, m.image)
             np.testing.assert_allclose(a.meta["cluster_scores"], m.meta["cluster_scores"], atol=1e-4)
             assert a.meta["crossovers"] == m.meta["crossovers"]
-        if not options.get("exact") and options.get("noise_mode") != "random":  # batched: a group over the batch
-            assert max(calls) >= 2 * batch_size
+            if not gathered:
+                assert a.meta["cluster_scores"] == m.meta["cluster_scores"]
+        one_image_calls = not gathered or options.get("exact") or options.get("noise_mode") == "random"
+        assert (max(calls) < 2 * batch_size) == bool(one_image_calls)  # gathered: a group over the batch
 
 
 def test_gather_states_stacks_the_images_states_per_variant():
