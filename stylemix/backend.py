@@ -81,6 +81,20 @@ def gathers_variants(device: torch.device) -> bool:
     return device.type != "cpu"
 
 
+@functools.lru_cache(maxsize=None)
+def native_bfloat16(device: torch.device) -> bool:
+    """Whether ``device`` computes bfloat16 convolutions natively (a CUDA device that supports it; a CPU whose
+    oneDNN has bfloat16 instructions, AVX-512 BF16 / AMX). Elsewhere bfloat16 is emulated and slower than float32."""
+    if device.type == "cuda":
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    if device.type != "cpu":
+        return False
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a torch build without oneDNN
+        return False
+
+
 def to_numpy(a: Any) -> np.ndarray:
     """Any NumPy/CuPy array or torch tensor as a host NumPy array (the only host copy point)."""
     if isinstance(a, torch.Tensor):

@@ -41,7 +41,7 @@ def method_options(f: Any) -> Any:
     """The method's knobs (shared by ``segment`` and ``export``); defaults are SegmentConfig's."""
     from stylemix.vectors import NORMALIZATIONS
     from stylemix.foreground import RULES
-    from stylemix.config import BOUNDARIES, DESCRIPTORS, REFINEMENTS, SegmentConfig
+    from stylemix.config import BOUNDARIES, DESCRIPTORS, PRECISIONS, REFINEMENTS, SegmentConfig
     d = SegmentConfig()
     options = [
         click.option("--variants", "-n", type=int, default=d.variants, help="Style variants per image (N)."),
@@ -74,6 +74,8 @@ def method_options(f: Any) -> Any:
                      help="Two-way masks: how the boundary is placed."),
         click.option("--batch", "batch_size", type=int, default=d.batch_size,
                      help="Images segmented together (their variants one call per crossover group)."),
+        click.option("--precision", type=click.Choice(PRECISIONS), default=d.precision,
+                     help="Variant stack arithmetic (auto: bfloat16 where the generator and the device support it)."),
         click.option("--exact", is_flag=True, help="Reference pipeline: every variant in full at full resolution."),
     ]
     for opt in reversed(options):

@@ -177,12 +177,11 @@ def weights_sha256(G: Any) -> str | None:
     import torch
     if not isinstance(G, torch.nn.Module):
         return None
-    state = G.state_dict(keep_vars=True)
-    fingerprint = tuple((name, id(t), t.data_ptr(), t._version, t.dtype, tuple(t.shape), str(t.device))
-                        for name, t in sorted(state.items()))
+    fingerprint = weights_fingerprint(G)
     cached = _SHA256_CACHE.get(G)
     if cached is not None and cached[0] == fingerprint:
         return cached[1]
+    state = G.state_dict(keep_vars=True)
     h = hashlib.sha256()
     for name, t in sorted(state.items()):
         t = t.detach().cpu().contiguous()
@@ -195,6 +194,14 @@ def weights_sha256(G: Any) -> str | None:
     except TypeError:  # a module that cannot be weakly referenced: no cache
         pass
     return digest
+
+
+def weights_fingerprint(G: Any) -> tuple:
+    """Which tensors ``G`` holds right now: per state-dict entry its name, object, storage, version counter, dtype,
+    shape and device. Equal fingerprints mean the same weights (bar changes through ``tensor.data``), so what is
+    derived from them (:func:`weights_sha256`, a reduced-precision copy) can be kept until it changes."""
+    return tuple((name, id(t), t.data_ptr(), t._version, t.dtype, tuple(t.shape), str(t.device))
+                 for name, t in sorted(G.state_dict(keep_vars=True).items()))
 
 
 def forget_weights_sha256(G: Any) -> None:

@@ -205,15 +205,15 @@ def _segment_batch(G: Any, batch: list[Subject], cfg: SegmentConfig, backend: Ba
                    instance_step: InstanceStep | None = None, part_step: Any = None, shared: Any = None,
                    feature_resolutions: tuple[int, ...] = ()) -> list[Segmentation]:
     """Segment the images of ``batch``: one :func:`~stylemix.render.render_batch` (of the ``shared`` variants when
-    given, keeping the base images' feature maps at ``feature_resolutions``), one finite check and uint8
-    conversion of the batch, then each image's clustering and post-processing (under one thread limit each); the
+    given, keeping the base images' feature maps at ``feature_resolutions``), one finite check of the batch, then
+    each image's uint8 conversion, clustering and post-processing (under one thread limit each); the
     same masks as one image at a time."""
     with backend.scope():  # CuPy on the generator's cuda:N for this batch only
         t0 = time.perf_counter()
         with torch.inference_mode():
             rendered = render_batch(G, batch, cfg, shared, feature_resolutions)
             _check_finite(batch, rendered)
-            images = to_uint8(torch.cat([r.image for r in rendered]))  # uint8 [B, H, W, 3]
+            images = [to_uint8(r.image)[0] for r in rendered]  # uint8 [H, W, 3] each (one image stays in cache)
         render_s = (time.perf_counter() - t0) / len(batch)  # the batch's render, shared equally
         return [_finish_image(G, subject, r, images[i], cfg, backend, instance_step, part_step, render_s)
                 for i, (subject, r) in enumerate(zip(batch, rendered))]

@@ -49,6 +49,7 @@ def test_default_crossovers_reach_the_analysis_resolution(shapes):
     ({"frame_penalty": -1}, "frame_penalty must lie in"),
     ({"batch_size": 0}, "batch size must be at least 1"),
     ({"feature_dim": 0}, "feature_dim must be at least 1"),
+    ({"precision": "float16"}, "unknown precision 'float16'"),
 ])
 def test_each_bad_value_is_one_clear_error(shapes, options, message):
     with pytest.raises(StylemixError, match=message):
@@ -80,3 +81,27 @@ def test_instance_config_checks(options, message):
     InstanceConfig().check()
     with pytest.raises(StylemixError, match=message):
         InstanceConfig(**options).check()
+
+
+def test_precision_auto_is_bfloat16_only_where_declared_and_native(shapes, monkeypatch):
+    from stylemix import config
+    assert shapes.variant_precision == "float32"  # the base class: nothing measured
+    for native in (False, True):
+        monkeypatch.setattr(config, "native_bfloat16", lambda device, native=native: native)
+        assert SegmentConfig().resolve(shapes).precision == "float32"
+        monkeypatch.setattr(shapes, "variant_precision", "bfloat16")
+        assert SegmentConfig().resolve(shapes).precision == ("bfloat16" if native else "float32")
+        assert SegmentConfig(exact=True).resolve(shapes).precision == "float32"  # the reference: no shortcut
+        assert SegmentConfig(precision="float32").resolve(shapes).precision == "float32"
+        monkeypatch.setattr(shapes, "variant_precision", "float32")
+        assert SegmentConfig(precision="bfloat16").resolve(shapes).precision == "bfloat16"  # asked: given
+
+
+def test_bfloat16_needs_a_module():
+    class Plain:  # the protocol, not a torch module: nothing to convert
+        resolution, num_ws, w_dim, z_dim, c_dim = 16, 4, 8, 8, 0
+        style_layout = type("L", (), {"default_crossover": 2, "slot_resolutions": (4, 8, 16, 16)})()
+        variant_precision = "bfloat16"
+    assert SegmentConfig().resolve(Plain()).precision == "float32"
+    with pytest.raises(StylemixError, match="precision bfloat16 needs a torch.nn.Module generator"):
+        SegmentConfig(precision="bfloat16").resolve(Plain())

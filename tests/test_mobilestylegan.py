@@ -294,6 +294,33 @@ def test_features_suffix_shares_prefixes(G: msg.MobileStyleGANGenerator, renders
                                            project_channels(want, 16), rtol=1e-4, atol=1e-4)
 
 
+def test_inverse_haar_in_bfloat16_is_the_same_transform(G: msg.MobileStyleGANGenerator) -> None:
+    """The bfloat16 path (one small matmul per pixel quad) sums what the transposed conv sums: on bfloat16 inputs,
+    whose products by the +-1/2 taps are exact, both agree to the float32 result's last bit of bfloat16."""
+    idwt = G.synthesis_network.idwt
+    bands = torch.randn(2, 16, 5, 7).bfloat16().contiguous(memory_format=torch.channels_last)
+    want = idwt(bands.float())
+    got = idwt(bands)
+    assert got.dtype == torch.bfloat16 and got.shape == want.shape == (2, 4, 10, 14)
+    torch.testing.assert_close(got.float(), want, rtol=1e-2, atol=1e-2)
+    assert (got.float() - want).abs().max() <= want.abs().max() * 2 ** -7
+
+
+def test_bfloat16_variants_declared_and_close(G: msg.MobileStyleGANGenerator, renders: dict) -> None:
+    from stylemix import render
+    from stylemix.config import SegmentConfig
+    assert G.variant_precision == "bfloat16"
+    stacks = []
+    for precision in ("float32", "bfloat16"):
+        cfg = SegmentConfig(variants=8, precision=precision).resolve(G)
+        with torch.no_grad():
+            base, mixed, crossovers = render.style_latents(G, PARITY_SEEDS[0], cfg)
+            states = G.synthesis_prefixes(base, sorted(set(crossovers.tolist())))
+            stacks.append(render.variant_stack(G, states, mixed, crossovers, cfg))
+    err = (stacks[1] - stacks[0]).norm() / stacks[0].norm()
+    assert stacks[1].dtype == torch.float32 and 0 < err < 0.02
+
+
 def test_synthesis_suffix_features_is_bit_equal_to_separate_renders(G: msg.MobileStyleGANGenerator,
                                                                      renders: dict) -> None:
     """The base image's feature maps taken during its synthesis are the values the boundary stage and the part bank

@@ -62,6 +62,38 @@ def test_features_descriptor_stack_has_feature_dim_channels(shapes):
     assert stack.shape[0] == 5 and stack.shape[1] <= 3 and stack.shape[2:] == (32, 32)
 
 
+def test_bfloat16_variants_are_the_float32_ones_rounded(shapes):
+    """A bfloat16 copy of the generator finishes the variants: a float32 stack within bfloat16's rounding of the
+    float32 one, and the same masks."""
+    kept = {k: v.clone() for k, v in shapes.state_dict().items()}
+    stacks = {}
+    for precision in ("float32", "bfloat16"):
+        cfg = SegmentConfig(variants=8, precision=precision).resolve(shapes)
+        with torch.no_grad():
+            base, mixed, crossovers = render.style_latents(shapes, 3, cfg)
+            stacks[precision] = render.render_variants(shapes, base, mixed, crossovers, cfg)[1]
+    assert stacks["bfloat16"].dtype == torch.float32
+    err = (stacks["bfloat16"] - stacks["float32"]).norm() / stacks["float32"].norm()
+    assert 0 < err < 0.08  # a few layers of bfloat16's 8-bit mantissa (0.4 % each); the masks below are the test
+    assert all(torch.equal(v, kept[k]) for k, v in shapes.state_dict().items())  # the generator itself untouched
+    a, b = (stylemix.segment(shapes, 3, variants=8, precision=p) for p in ("float32", "bfloat16"))
+    assert iou(a.foreground, b.foreground) >= 0.99 and b.meta["settings"]["precision"] == "bfloat16"
+
+
+def test_reduced_precision_copy_follows_the_weights():
+    from stylemix.generators.shapes import ShapesGenerator
+    shapes = ShapesGenerator().eval()  # its own: the session's generator is shared by every test
+    low = render.reduced_precision(shapes, torch.bfloat16)
+    assert render.reduced_precision(shapes, torch.bfloat16) is low  # kept while the weights are the same
+    assert all(t.dtype == torch.bfloat16 for t in low.state_dict().values() if t.is_floating_point())
+    name, weight = next(iter(shapes.state_dict(keep_vars=True).items()))  # the shapes keep theirs as buffers
+    with torch.no_grad():
+        weight.add_(1.0)  # an in-place change bumps the tensor's version counter
+    fresh = render.reduced_precision(shapes, torch.bfloat16)
+    assert fresh is not low
+    torch.testing.assert_close(fresh.state_dict()[name].float(), weight.detach(), rtol=1e-2, atol=1e-2)
+
+
 def test_to_uint8_is_nvidias_conversion():
     x = torch.tensor([-2.0, -1.0, 0.0, 0.999, 1.0]).reshape(1, 1, 1, 5).expand(1, 3, 1, 5)
     out = render.to_uint8(x)

@@ -19,6 +19,10 @@ Style mixing needs two more facts and two hooks:
 Optional, for speed: ``synthesis_prefixes(ws, crossovers)`` (the prefix at several crossovers, sharing the layers
 below each) and ``features_suffix(state, ws, resolution, feature_dim)`` (a variant's feature maps from a prefix state,
 randomly projected where that is cheapest); the base class builds both from the hooks above.
+
+Optional, a measured fact: ``variant_precision`` (``"float32"`` unless an adapter sets ``"bfloat16"``) is the
+arithmetic its variant stacks keep their quality in; ``SegmentConfig(precision="auto")`` uses bfloat16 for them
+where the device computes it natively (:mod:`stylemix.render`). The base image is always rendered in float32.
 """
 
 from __future__ import annotations
@@ -117,6 +121,9 @@ class GeneratorBase(torch.nn.Module):
     resolution: int
     style_layout: StyleLayout
     family: str = "custom"
+    # The variant stack's arithmetic under precision="auto" where the device has bfloat16: an adapter sets
+    # "bfloat16" only once its masks were measured unchanged in it (docs/benchmarks.md).
+    variant_precision: str = "float32"
     # Set by the file loader (stylemix.generators.files): the file's name and sha256, reported by describe().
     source_file: str | None = None
     source_sha256: str | None = None
