@@ -206,13 +206,19 @@ def _small_components(labels: Any, min_area: int) -> Any:
 
 
 def _small_components_host(labels: np.ndarray, min_area: int) -> np.ndarray:
-    """:func:`_small_components` with OpenCV (same 4-connectivity, several times faster than ``ndimage.label``)."""
+    """:func:`_small_components` with OpenCV (same 4-connectivity, several times faster than ``ndimage.label``).
+
+    The areas are a bincount of the component ids: OpenCV's labelling with statistics costs 9x its labelling alone
+    on a 1024 px mask (7 ms against 0.8), and a label with one component needs neither (its area is its count)."""
     import cv2
     drop = np.zeros(labels.shape, dtype=bool)
-    values = np.flatnonzero(np.bincount(labels.ravel())) if labels.min() >= 0 else np.unique(labels)
+    counts = np.bincount(labels.ravel()) if labels.min() >= 0 else None
+    values = np.flatnonzero(counts) if counts is not None else np.unique(labels)
     for value in values.tolist():
-        _, comp, stats, _ = cv2.connectedComponentsWithStats((labels == value).view(np.uint8), connectivity=4)
-        small = stats[:, cv2.CC_STAT_AREA] < min_area
+        n, comp = cv2.connectedComponents((labels == value).view(np.uint8), connectivity=4, ltype=cv2.CV_32S)
+        if n == 2 and counts is not None and counts[value] >= min_area:
+            continue  # one component, large enough
+        small = np.bincount(comp.ravel(), minlength=n) < min_area
         small[0] = False  # 0 is everything else
         if small.any():
             drop |= small[comp]
@@ -229,7 +235,9 @@ def _fill_blobs(out: np.ndarray, drop: np.ndarray, max_blobs: int = 4096) -> boo
     so they take that label with no search. The others search a window around themselves (:func:`_fill_locally`).
     """
     import cv2
-    n, comp, stats, _ = cv2.connectedComponentsWithStats(drop.view(np.uint8), connectivity=4)
+    # The explicit algorithm: OpenCV's default labelling with statistics takes twice as long (7 ms at 1024 px).
+    n, comp, stats, _ = cv2.connectedComponentsWithStatsWithAlgorithm(drop.view(np.uint8), 4, cv2.CV_32S,
+                                                                      cv2.CCL_SPAGHETTI)
     if n - 1 > max_blobs:
         return False
     H, W = drop.shape
