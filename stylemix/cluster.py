@@ -104,6 +104,16 @@ def thread_limit(threads: int | None = 1) -> Any:
     return _controller().limit(limits=threads)
 
 
+def blas_limit(threads: int = 1) -> Any:
+    """A context limiting NumPy's and SciPy's BLAS pools (not OpenMP, so not torch's) to ``threads`` inside it.
+
+    Around a batch of the pipeline (:func:`stylemix.segment.segment_many`): every BLAS call there is small (the
+    analysis resolution, the boundary's 64 px features), and OpenBLAS's idle workers spin for about 0.1 s after a
+    multi-threaded call, taking the cores torch's pool renders the next image on: ``segment`` 1.70x one
+    generation with the default pool, 1.50x with this limit (docs/benchmarks.md, Throughput)."""
+    return _controller().limit(limits=threads, user_api="blas")
+
+
 @functools.lru_cache(maxsize=None)
 def _controller() -> Any:
     import sklearn.cluster  # noqa: F401 (its OpenMP runtime must be loaded when the controller looks)

@@ -18,7 +18,7 @@ import torch
 
 from stylemix import mixing, refine
 from stylemix.backend import Backend, get_backend, to_numpy
-from stylemix.cluster import SMALL_PROBLEM, thread_limit
+from stylemix.cluster import SMALL_PROBLEM, blas_limit, thread_limit
 from stylemix.config import DESCRIPTORS, REFINEMENTS, SegmentConfig, default_crossovers  # noqa: F401 (re-exported)
 from stylemix.errors import StylemixError
 from stylemix.instances import InstanceStep, prepare_instances
@@ -208,7 +208,8 @@ def _segment_batch(G: Any, batch: list[Subject], cfg: SegmentConfig, backend: Ba
     given, keeping the base images' feature maps at ``feature_resolutions``), one finite check of the batch, then
     each image's uint8 conversion, clustering and post-processing (under one thread limit each); the
     same masks as one image at a time."""
-    with backend.scope():  # CuPy on the generator's cuda:N for this batch only
+    # CuPy on the generator's cuda:N for this batch only; NumPy's BLAS on one thread (cluster.blas_limit)
+    with backend.scope(), blas_limit(1):
         t0 = time.perf_counter()
         with torch.inference_mode():
             rendered = render_batch(G, batch, cfg, shared, feature_resolutions)
