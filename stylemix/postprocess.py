@@ -212,16 +212,19 @@ def _small_components_host(labels: np.ndarray, min_area: int) -> np.ndarray:
     on a 1024 px mask (7 ms against 0.8), and a label with one component needs neither (its area is its count)."""
     import cv2
     drop = np.zeros(labels.shape, dtype=bool)
-    counts = np.bincount(labels.ravel()) if labels.min() >= 0 else None
-    values = np.flatnonzero(counts) if counts is not None else np.unique(labels)
-    for value in values.tolist():
-        n, comp = cv2.connectedComponents((labels == value).view(np.uint8), connectivity=4, ltype=cv2.CV_32S)
-        if n == 2 and counts is not None and counts[value] >= min_area:
+    lo, hi = int(labels.min()), int(labels.max())
+    for value in range(lo, hi + 1) if hi - lo < 256 else np.unique(labels).tolist():
+        mask = (labels == value).view(np.uint8)
+        count = cv2.countNonZero(mask)
+        if count == 0:
+            continue
+        n, comp = cv2.connectedComponents(mask, connectivity=4, ltype=cv2.CV_32S)
+        if n == 2 and count >= min_area:
             continue  # one component, large enough
         small = np.bincount(comp.ravel(), minlength=n) < min_area
         small[0] = False  # 0 is everything else
         if small.any():
-            drop |= small[comp]
+            drop |= np.take(small, comp)  # a lookup table: 2-4x faster than small[comp]
     return drop
 
 

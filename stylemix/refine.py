@@ -371,9 +371,11 @@ def classify_band(features: np.ndarray, soft: np.ndarray, band_px: float, compon
     dist = np.where(small, scipy.ndimage.distance_transform_edt(small), scipy.ndimage.distance_transform_edt(~small))
     near = dist <= band_px
     X = feats.reshape(c, -1).T
-    X = X - X.mean(axis=0)
-    # Axes from every 7th pixel: the same to a few percent, at a seventh of the cost.
-    Z = X @ principal_axes(X[::7], min(components, c)).T
+    mean = X.mean(axis=0)
+    # Axes from every 7th pixel: the same to a few percent, at a seventh of the cost. The centring moves into the
+    # projection (X A^T - mean A^T): no centred copy of the [h w, C] maps.
+    axes = principal_axes(X[::7] - mean, min(components, c))
+    Z = X @ axes.T - mean @ axes.T
     d = Z.shape[1]  # fewer than ``components`` when the maps have fewer channels (or pixels)
     if image is not None:  # colour separates what the features blur (a dark background against dark hair)
         import cv2
@@ -434,10 +436,13 @@ def _apply(a: np.ndarray, b: np.ndarray, grey_full: np.ndarray) -> np.ndarray:
 
 
 def _grey(image: np.ndarray) -> np.ndarray:
-    g = image.astype(np.float32)
-    if image.dtype.kind in "ui":  # integer images span their dtype (uint8: 0-255); float ones are in [0, 1]
-        g = g / float(np.iinfo(image.dtype).max)
-    return g @ np.asarray([0.299, 0.587, 0.114], dtype=np.float32)
+    """``float32 [H, W]`` in [0, 1]: the luma of ``image [H, W, 3]`` (integer images span their dtype, uint8:
+    0-255; float ones are in [0, 1])."""
+    import cv2
+    scale = float(np.iinfo(image.dtype).max) if image.dtype.kind in "ui" else 1.0
+    weights = np.asarray([[0.299, 0.587, 0.114]], dtype=np.float32) / np.float32(scale)
+    # OpenCV's per-pixel 1 x 3 transform: 8x faster than the float32 matmul over the channel axis at 1024 px
+    return cv2.transform(np.ascontiguousarray(image, dtype=np.float32), weights)
 
 
 def _working_size(size: tuple[int, int], longer: int) -> tuple[int, int]:

@@ -111,3 +111,16 @@ def test_every_device_upsamples_and_cleans_alike(device):
         assert (to_numpy(got) != want).mean() < 0.002  # float rounding may flip a pixel on a 0.5 tie
     dirty = upsample_labels(coarse, (96, 96), 2)
     np.testing.assert_array_equal(to_numpy(clean_labels(xp.asarray(dirty), 40)), clean_labels(dirty, 40))
+
+
+@pytest.mark.parametrize("offset, labels_count", [(0, 2), (0, 5), (-3, 4), (0, 300)])
+def test_host_small_components_are_ndimages(offset, labels_count):
+    """OpenCV's labelling with the areas by bincount (the CPU path) finds exactly the components
+    ``ndimage.label`` finds (the path CuPy takes), for binary, multi-label, negative and wide-range label maps."""
+    from stylemix.postprocess import _small_components, _small_components_host
+    rng = np.random.default_rng(labels_count)
+    coarse = rng.integers(0, labels_count, size=(12, 16)) + offset
+    labels = np.kron(coarse, np.ones((5, 5), int)).astype(np.int32)
+    labels[rng.random(labels.shape) < 0.03] = offset  # specks
+    for min_area in (1, 3, 26, 400):
+        np.testing.assert_array_equal(_small_components_host(labels, min_area), _small_components(labels, min_area))
