@@ -143,3 +143,17 @@ def test_banded_and_general_sparse_solves_agree():
     x = _solve_spd(A, b)
     np.testing.assert_allclose(A @ x, b, atol=1e-9)
     np.testing.assert_allclose(_solve_spd(A, b, max_work=0), x, atol=1e-9)
+
+
+@pytest.mark.parametrize("n, c, d", [(600, 128, 8), (60, 256, 8), (300, 40, 16)])
+def test_principal_axes_are_the_svds(n, c, d):
+    """Both branches (covariance when rows outnumber channels, Gram otherwise) and both solvers (Lanczos for a few
+    axes of a large matrix, the dense subset otherwise) give the SVD's leading right singular vectors, sign aside."""
+    from stylemix.refine import principal_axes
+    rng = np.random.default_rng(n)
+    X = rng.standard_normal((n, c)) @ np.diag(np.linspace(3, 0.1, c)) @ np.linalg.qr(rng.standard_normal((c, c)))[0]
+    X = (X - X.mean(axis=0)).astype(np.float32)
+    axes = principal_axes(X, d)
+    want = np.linalg.svd(X.astype(np.float64), full_matrices=False)[2][:d]
+    assert axes.shape == (d, c) and axes.dtype == np.float32
+    np.testing.assert_allclose(np.abs(np.sum(axes * want, axis=1)), 1, atol=1e-4)
