@@ -9,7 +9,9 @@ alike), and the median is reported as images/s and as a ratio to the reference:
 
 * ``generate + save``: mapping and 1024 px synthesis of the seeds, ``--gen-batch`` per call, the NVIDIA uint8
   conversion, PNG-encoded and written (what a user pays for the images alone; the reference of the export rows);
-* ``generate one image``: one seed per call (the reference of ``segment one image``);
+* ``generate one image``: one seed per call, saved as above (the reference of ``segment one image``); and
+  ``generate one image, no file``: the same without the PNG (``segment`` writes nothing, so its ratio to this row
+  is reported too: the stricter one);
 * ``export, batch B``: ``export_dataset(format=png)`` of the same seeds with ``batch_size=B`` (images, masks,
   manifest, card); ``segment_many, batch B``: the same without files; ``... N = 16`` with 16 variants;
 * ``segment one image``: ``stylemix.segment(G, seed)`` per seed, at the defaults (a batch of one; on the default
@@ -49,14 +51,16 @@ from stylemix.render import to_uint8
 REPO = Path(__file__).resolve().parents[1]
 
 
-def generate_and_save(G, seeds: list[int], outdir: Path, batch: int) -> None:
-    outdir.mkdir(parents=True, exist_ok=True)
+def generate_and_save(G, seeds: list[int], outdir: Path | None, batch: int) -> None:
+    """Generate ``seeds``, ``batch`` per call, and write each as a PNG into ``outdir`` (``None``: no file)."""
+    if outdir is not None:
+        outdir.mkdir(parents=True, exist_ok=True)
     with torch.inference_mode():
         for i in range(0, len(seeds), batch):
             chunk = seeds[i:i + batch]
             z = torch.from_numpy(np.concatenate([seed_to_z(s, G.z_dim) for s in chunk]))
             images = to_uint8(G.synthesis(G.mapping(z))).numpy()
-            for s, img in zip(chunk, images):
+            for s, img in zip(chunk, images) if outdir is not None else ():
                 ok, png = cv2.imencode(".png", img[:, :, ::-1])
                 (outdir / f"seed{s:04d}.png").write_bytes(png.tobytes())
 
@@ -95,6 +99,7 @@ def main() -> None:
     }
     if not args.no_single:
         rows["generate one image"] = ("", in_tmp(lambda out: generate_and_save(G, seeds, out, 1)))
+        rows["generate one image, no file"] = ("", lambda: generate_and_save(G, seeds, None, 1))
         rows["segment one image"] = ("generate one image", lambda: [stylemix.segment(G, s) for s in seeds])
         rows["segment one image, parts none"] = ("generate one image", lambda: [
             stylemix.segment(G, s, parts="none") for s in seeds])
@@ -146,6 +151,10 @@ def main() -> None:
                        "median_cpu_s": med_cpu[name],
                        "cpu_ratio_to_" + (ref or "itself"): med_cpu[name] / med_cpu[ref] if ref else 1.0,
                        "peak_rss_mib_after_first_run": peak[name]}
+        if ref == "generate one image":  # segment writes no file: also against generation without one
+            strict = "generate one image, no file"
+            table[name]["ratio_to_" + strict] = med[name] / med[strict]
+            table[name]["cpu_ratio_to_" + strict] = med_cpu[name] / med_cpu[strict]
     result = {"command": " ".join(["python", "benchmarks/export_throughput.py"] + sys.argv[1:]),
               "generator": getattr(G, "family", type(G).__name__), "seeds": args.seeds, "repeat": args.repeat,
               "busy_processes": args.busy, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
