@@ -441,6 +441,27 @@ def test_features_suffix_matches_fallback() -> None:
 
 
 @torch.no_grad()
+def test_synthesis_suffix_features_is_bit_equal_to_separate_renders() -> None:
+    """The base image's feature maps taken while it is finished from a prefix are those rendered apart, bit for
+    bit, and the image is the suffix's; blocks inside the prefix are left to the caller, which renders them."""
+    from stylemix import render
+    for label, G in hook_generators():
+        z, c = inputs(G, batch=1, seed=8)
+        ws = G.mapping(z, c)
+        blocks = G.synthesis.block_resolutions
+        for crossover in (0, G.style_layout.default_crossover, G.num_ws):
+            state = G.synthesis_prefix(ws, crossover)
+            image, feats = G.synthesis_suffix_features(state, ws, list(blocks))
+            assert torch.equal(image, G.synthesis_suffix(state, ws)), (label, crossover)
+            assert set(feats) == {r for r in blocks if G.synthesis._features_stop(r) >= state.step}
+            for r, f in feats.items():
+                assert torch.equal(f, G.features(ws, r)), (label, crossover, r)
+            image2, every = render.synthesis_suffix_features(G, state, ws, list(blocks))
+            assert torch.equal(image2, image) and sorted(every) == sorted(blocks)
+            assert all(torch.equal(every[r], G.features(ws, r)) for r in blocks), (label, crossover)
+
+
+@torch.no_grad()
 def test_synthesis_prefixes_equal_separate_prefixes() -> None:
     for label, G in hook_generators():
         z, c = inputs(G, batch=4, seed=7)

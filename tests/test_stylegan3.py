@@ -291,6 +291,24 @@ def test_prefix_suffix_and_features_agree_with_full_synthesis(fx: Fixture) -> No
         assert torch.equal(feats, outs["x"][:, :, 10:26, 10:26])
 
 
+def test_synthesis_suffix_features_is_bit_equal_to_separate_renders(fx: Fixture) -> None:
+    """Feature maps taken while the base image is finished from a prefix are those rendered apart, bit for bit;
+    layers inside the prefix are left to the caller."""
+    from stylemix import render
+    G = fx.G
+    base = torch.from_numpy(fx.expected["ws"][:1])
+    with torch.no_grad():
+        for c in (0, 7, 10):
+            state = G.synthesis_prefix(base, c)
+            image, feats = G.synthesis_suffix_features(state, base, [8, 16, 32])
+            assert torch.equal(image, G.synthesis_suffix(state, base))
+            assert set(feats) == {r for r in (8, 16, 32) if G.synthesis.feature_step(r) + 1 >= state.step}
+            for r, f in feats.items():
+                assert torch.equal(f, G.features(base, r)), (c, r)
+            image2, every = render.synthesis_suffix_features(G, state, base, [8, 16, 32])
+            assert torch.equal(image2, image) and all(torch.equal(every[r], G.features(base, r)) for r in (8, 16, 32))
+
+
 @needs_fixtures
 def test_segment_runs_on_the_fixture_generator(fx: Fixture) -> None:
     if fx.G.family != "stylegan3-t":

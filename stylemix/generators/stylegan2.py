@@ -471,6 +471,24 @@ class SynthesisNetwork(nn.Module):
                                _broadcast(state.shortcut, n))
         return _broadcast(self._run(local, ws, stop, noise_mode, rgb=False).x, n)
 
+    def suffix_features(self, state: SynthesisState, ws: torch.Tensor, resolutions: Sequence[int],
+                        noise_mode: str = "const") -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+        """:meth:`suffix` at full resolution that keeps, on the way, :meth:`features` at each of ``resolutions``
+        whose block output lies at or after ``state``: ``(img [N, C_img, R, R], {r: [N, C, r, r]})``. The same
+        steps on the same inputs as the two renders apart, so the same values."""
+        self._check_ws(ws, noise_mode)
+        n = ws.shape[0]
+        local = SynthesisState(state.crossover, state.step, _broadcast(state.x, n), _broadcast(state.img, n),
+                               dict(state.images), _broadcast(state.shortcut, n))
+        feats = {}
+        for r in sorted({int(r) for r in resolutions if int(r) in self.block_resolutions}):
+            stop = self._features_stop(r)
+            if stop < local.step:
+                continue  # block r ran inside the prefix: the caller renders it
+            local = self._run(local, ws, stop, noise_mode)
+            feats[r] = local.x
+        return self.suffix(local, ws, noise_mode=noise_mode), feats
+
     def _features_stop(self, resolution: int) -> int:
         """Number of steps up to and including block ``resolution``'s ``conv1``."""
         slot = 0 if resolution == 4 else 2 * self.block_resolutions.index(resolution)
@@ -624,6 +642,16 @@ class StyleGAN2Generator(GeneratorBase):
     def features(self, ws: torch.Tensor, resolution: int, noise_mode: str = "const") -> torch.Tensor:
         """Feature maps ``x [B, C, r, r]`` that block ``resolution`` outputs (its ``conv1``)."""
         return self.synthesis.features(ws, resolution, noise_mode=noise_mode)
+
+    def synthesis_suffix_features(self, state: Any, ws: torch.Tensor, resolutions: list[int],
+                                  noise_mode: str = "const") -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+        """:meth:`synthesis_suffix` at full resolution with :meth:`features` at ``resolutions`` taken on the way:
+        ``(img [N, 3, R, R], {r: [N, C, r, r]})``, only the blocks the suffix runs (the caller renders the others,
+        :func:`stylemix.render.synthesis_suffix_features`)."""
+        if not isinstance(state, SynthesisState):  # e.g. GeneratorBase's FullSynthesisState
+            state = self.synthesis.prefix(ws, 0, noise_mode=noise_mode)
+        img, feats = self.synthesis.suffix_features(state, ws, resolutions, noise_mode=noise_mode)
+        return img.contiguous(), {r: f.contiguous() for r, f in feats.items()}
 
     def synthesis_prefixes(self, ws: torch.Tensor, crossovers: list[int], noise_mode: str = "const"
                            ) -> dict[int, SynthesisState]:

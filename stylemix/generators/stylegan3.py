@@ -482,11 +482,27 @@ class AliasFreeSynthesis(nn.Module):
         n, stop = ws.shape[0], step + 1
         if state.step > stop:
             state, ws = AliasFreeState(0, 0, None), ws[:1]
-        x = _broadcast(self._run(state, ws, stop).x, n)
+        return self._feature_map(_broadcast(self._run(state, ws, stop).x, n), step, int(resolution))
+
+    def suffix_features(self, state: AliasFreeState, ws: torch.Tensor, resolutions: Sequence[int],
+                        noise_mode: str = "const") -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+        """:meth:`suffix` that keeps, on the way, :meth:`features_from` at each of ``resolutions`` whose layer lies
+        at or after ``state``: ``(img [N, C_img, R, R], {r: [N, C, r, r]})``, the values of the renders apart."""
+        self._check_ws(ws, noise_mode)
+        n, feats = ws.shape[0], {}
+        for step, r in sorted((self.feature_step(int(r)), int(r)) for r in set(resolutions)):
+            if state.step > step + 1:
+                continue  # the layer ran inside the prefix: the caller renders it
+            state = self._run(state, ws, step + 1)
+            feats[r] = self._feature_map(_broadcast(state.x, n), step, r)
+        return self.suffix(state, ws, noise_mode), feats
+
+    def _feature_map(self, x: torch.Tensor, step: int, resolution: int) -> torch.Tensor:
+        """Step ``step``'s output ``x`` with its margin cropped (its ``s x s`` image area), area-resized to
+        ``resolution`` when ``s`` differs."""
         spec = self.specs[step - 1]
         m = spec.margin
-        x = x[:, :, m:m + spec.out_sampling_rate, m:m + spec.out_sampling_rate]
-        return resize_image(x, int(resolution))
+        return resize_image(x[:, :, m:m + spec.out_sampling_rate, m:m + spec.out_sampling_rate], resolution)
 
     def _run(self, state: AliasFreeState, ws: torch.Tensor, stop: int) -> AliasFreeState:
         """Run steps ``[state.step, stop)``; a new state (``state`` is left untouched for reuse)."""
@@ -641,6 +657,16 @@ class StyleGAN3Generator(GeneratorBase):
     def features(self, ws: torch.Tensor, resolution: int, noise_mode: str = "const") -> torch.Tensor:
         """Feature maps ``[B, C, r, r]`` of the last layer sampled at ``r`` or coarser, margin cropped."""
         return self.synthesis.features_from(AliasFreeState(0, 0, None), ws, resolution, noise_mode=noise_mode)
+
+    def synthesis_suffix_features(self, state: Any, ws: torch.Tensor, resolutions: list[int],
+                                  noise_mode: str = "const") -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+        """:meth:`synthesis_suffix` at full resolution with :meth:`features` at ``resolutions`` taken on the way:
+        ``(img [N, 3, R, R], {r: [N, C, r, r]})``, only the layers the suffix runs (the caller renders the others,
+        :func:`stylemix.render.synthesis_suffix_features`)."""
+        if not isinstance(state, AliasFreeState):  # e.g. GeneratorBase's FullSynthesisState
+            state = AliasFreeState(0, 0, None)
+        img, feats = self.synthesis.suffix_features(state, ws, resolutions, noise_mode=noise_mode)
+        return img.contiguous(), {r: f.contiguous() for r, f in feats.items()}
 
     def features_suffix(self, state: Any, ws: torch.Tensor, resolution: int, feature_dim: int | None = None,
                         noise_mode: str = "const") -> torch.Tensor:
