@@ -574,3 +574,27 @@ def test_bad_shapes(tmp_path: Path) -> None:
     torch.save(sd, tmp_path / "gap.pt")
     with pytest.raises(GeneratorLoadError, match="not the sequence"):
         load_stylegan2_file(tmp_path / "gap.pt")
+
+
+@pytest.mark.parametrize("up, demodulate", [(False, True), (True, True), (False, False)])
+def test_batched_modulated_conv_is_each_samples(up: bool, demodulate: bool) -> None:
+    """A batch takes NVIDIA's non-fused form (modulated activations, the shared kernel), one image the grouped conv of
+    its own kernel: the same convolution to float rounding, in both StyleGAN generations."""
+    from stylemix.generators import stylegan3
+    from stylemix.generators.stylegan2 import modulated_conv2d
+    g = torch.Generator().manual_seed(3)
+    x, weight, styles = torch.randn(4, 6, 9, 9, generator=g), torch.randn(5, 6, 3, 3, generator=g), \
+        torch.randn(4, 6, generator=g)
+    f = torch.tensor([1.0, 3.0, 3.0, 1.0])
+    f = (f[:, None] * f[None, :]) / 64
+    batched = modulated_conv2d(x, weight, styles, demodulate=demodulate, up=up, resample_filter=f)
+    alone = torch.cat([modulated_conv2d(x[i:i + 1], weight, styles[i:i + 1], demodulate=demodulate, up=up,
+                                        resample_filter=f) for i in range(4)])
+    assert batched.shape == alone.shape == (4, 5, 18 if up else 9, 18 if up else 9)
+    assert max_diff(batched, alone) < 1e-6 * alone.abs().max()  # float32 rounding of sums of 54 products
+    if not up:
+        gain = torch.tensor(0.7)
+        batched = stylegan3.modulated_conv2d(x, weight, styles, demodulate=demodulate, padding=2, input_gain=gain)
+        alone = torch.cat([stylegan3.modulated_conv2d(x[i:i + 1], weight, styles[i:i + 1], demodulate=demodulate,
+                                                      padding=2, input_gain=gain) for i in range(4)])
+        assert batched.shape == (4, 5, 11, 11) and max_diff(batched, alone) < 1e-6 * alone.abs().max()

@@ -268,7 +268,8 @@ def filtered_lrelu(x: torch.Tensor, up_filter: torch.Tensor | None, down_filter:
 
 def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, *, demodulate: bool,
                      padding: int, input_gain: torch.Tensor) -> torch.Tensor:
-    """StyleGAN3's modulated convolution as one grouped conv.
+    """StyleGAN3's modulated convolution: one image as a conv with its modulated kernel, a batch as one conv of the
+    modulated activations with the shared kernel.
 
     Args:
         x: ``[B, I, H, W]``.
@@ -287,8 +288,15 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
         weight = weight * weight.square().mean(dim=[1, 2, 3], keepdim=True).rsqrt()
         styles = styles * styles.square().mean(dim=1, keepdim=True).rsqrt()
     w = weight.unsqueeze(0) * styles.reshape(batch, 1, -1, 1, 1)  # [B, O, I, k, k]
-    if demodulate:
-        w = w * (w.square().sum(dim=[2, 3, 4]) + DEMOD_EPS).rsqrt().reshape(batch, -1, 1, 1, 1)
+    dcoefs = (w.square().sum(dim=[2, 3, 4]) + DEMOD_EPS).rsqrt() if demodulate else None  # [B, O]
+    if batch > 1:
+        # Non-fused, as in stylemix.generators.stylegan2.modulated_conv2d: the activations modulated, one conv with
+        # the shared kernel, the outputs scaled; the grouped conv below stays the one image's path.
+        y = F.conv2d(x * styles.reshape(batch, -1, 1, 1).to(x.dtype), weight.to(x.dtype), padding=padding)
+        y = y if dcoefs is None else y * dcoefs.reshape(batch, -1, 1, 1).to(y.dtype)
+        return y * input_gain.to(y.dtype)
+    if dcoefs is not None:
+        w = w * dcoefs.reshape(batch, -1, 1, 1, 1)
     w = w * input_gain
     x = x.reshape(1, batch * in_ch, *x.shape[2:])
     x = F.conv2d(x, w.reshape(batch * out_ch, in_ch, kh, kw).to(x.dtype), padding=padding, groups=batch)
