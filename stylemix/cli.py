@@ -317,7 +317,11 @@ def info(network: str | None, device: str) -> None:
 
 
 def _device(device: str) -> str:
-    from stylemix.backend import get_backend
+    """The torch device of ``--device``; every command that renders asks here first, so this is also where the
+    command's process gets its host allocator tuned (:func:`stylemix.backend.tune_host_allocator`: 1.5x faster
+    generation and segmentation on a CPU)."""
+    from stylemix.backend import get_backend, tune_host_allocator
+    tune_host_allocator()
     return str(get_backend(device).torch_device)
 
 

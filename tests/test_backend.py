@@ -202,3 +202,11 @@ def test_tf32_switch_restores_the_process_settings():
         assert torch.backends.cudnn.allow_tf32 is True  # restored even when the test fails
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+
+
+def test_host_allocator_is_tuned_on_glibc_only(monkeypatch):
+    import platform
+    from stylemix import backend
+    assert backend.tune_host_allocator() == (platform.libc_ver()[0] == "glibc")
+    monkeypatch.setattr(backend.platform, "libc_ver", lambda: ("musl", "1.2"))
+    assert backend.tune_host_allocator() is False  # nothing called where mallopt is not glibc's
