@@ -49,7 +49,7 @@ from stylemix.backend import tune_host_allocator
 from stylemix.export import export_dataset
 from stylemix.io import parse_seeds
 from stylemix.mixing import seed_to_z
-from stylemix.render import to_uint8
+from stylemix.render import generator_device, to_uint8
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -61,8 +61,8 @@ def generate_and_save(G, seeds: list[int], outdir: Path | None, batch: int) -> N
     with torch.inference_mode():
         for i in range(0, len(seeds), batch):
             chunk = seeds[i:i + batch]
-            z = torch.from_numpy(np.concatenate([seed_to_z(s, G.z_dim) for s in chunk]))
-            images = to_uint8(G.synthesis(G.mapping(z))).numpy()
+            z = torch.from_numpy(np.concatenate([seed_to_z(s, G.z_dim) for s in chunk])).to(generator_device(G))
+            images = to_uint8(G.synthesis(G.mapping(z))).cpu().numpy()
             for s, img in zip(chunk, images) if outdir is not None else ():
                 ok, png = cv2.imencode(".png", img[:, :, ::-1])
                 (outdir / f"seed{s:04d}.png").write_bytes(png.tobytes())
@@ -71,6 +71,7 @@ def generate_and_save(G, seeds: list[int], outdir: Path | None, batch: int) -> N
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--network", default=None, help="generator (default: the embedded default)")
+    ap.add_argument("--device", default="cpu", help="where the generator runs: cpu, cuda, cuda:N (bin/gpu-check)")
     ap.add_argument("--seeds", default="200-207")
     ap.add_argument("--batch-sizes", default="1,8", help="SegmentConfig.batch_size values of the export rows")
     ap.add_argument("--gen-batch", type=int, default=8, help="images per synthesis call of the reference")
@@ -84,7 +85,8 @@ def main() -> None:
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     tuned = args.tune_allocator and tune_host_allocator()
-    G = stylemix.load_generator(args.network)
+    G = stylemix.load_generator(args.network, device=args.device)
+    sync = torch.cuda.synchronize if generator_device(G).type == "cuda" else (lambda: None)
     seeds = parse_seeds(args.seeds)
     sizes = [int(b) for b in args.batch_sizes.split(",")]
     best = max(sizes)
@@ -134,8 +136,10 @@ def main() -> None:
     try:
         for r in range(args.repeat):
             for name, (_, fn) in rows.items():
+                sync()
                 t0, c0 = time.perf_counter(), time.process_time()
                 fn()
+                sync()  # a GPU's queued kernels belong to the row that launched them
                 times[name].append(time.perf_counter() - t0)
                 cpu[name].append(time.process_time() - c0)
                 if r == 0:
@@ -166,7 +170,7 @@ def main() -> None:
             table[name]["cpu_ratio_to_" + strict] = med_cpu[name] / med_cpu[strict]
     result = {"command": " ".join(["python", "benchmarks/export_throughput.py"] + sys.argv[1:]),
               "generator": getattr(G, "family", type(G).__name__), "seeds": args.seeds, "repeat": args.repeat,
-              "busy_processes": args.busy, "allocator_tuned": bool(tuned), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+              "device": str(generator_device(G)), "busy_processes": args.busy, "allocator_tuned": bool(tuned), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
               "load_average_before": load_before, "load_average_after_each_repeat": loads,
               "load_average_after": load_after, "rows": table}
     print(json.dumps(result, indent=1))

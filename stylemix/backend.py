@@ -77,8 +77,10 @@ def gathers_variants(device: torch.device) -> bool:
     """Whether the variants of a batch's images are rendered together (one call per crossover group over the
     batch) on ``device``: on a GPU, yes (larger launches fill it); on a CPU, no: each image's groups are their
     own calls, whose activations (a few variants x 512 channels at 32 px, ~12 MB) stay in the last-level cache,
-    where a batch's groups (~100 MB at 8 images) do not. Measured on the default generator: 70 ms per image for
-    its own groups against 118 ms gathered over 8 images (docs/benchmarks.md, Throughput)."""
+    where a batch's groups (~100 MB at 8 images, fresh mappings under glibc's default allocator) do not. On the
+    default generator, float32: 75 ms per image for its own groups against 108 ms gathered over 8 images; with
+    the allocator tuned gathering gains ~15 % (``benchmarks/variant_stack.py``), but per-image calls also make a
+    batch byte-identical to its images alone."""
     return device.type != "cpu"
 
 
@@ -102,9 +104,10 @@ def tune_host_allocator(keep_bytes: int = 1 << 30) -> bool:
 
     torch allocates every CPU tensor afresh. Above glibc's mmap threshold (which its own rule keeps at 32 MB at most)
     each is a new mapping whose pages fault in one by one, and a 1024 px generator's 67 MB activations pay that on
-    every image: on the 2-core machine, generating one image 210 -> 100 ms, ``segment`` 310 -> 195 ms
-    (docs/benchmarks.md, Throughput). The cost: the process keeps its peak heap (3.0 instead of 2.4 GiB in that
-    benchmark). The ``stylemix`` command calls it; a library user may. glibc only: returns whether it took effect.
+    every image: on the 2-core machine, generating one image 179 -> 95 ms, ``segment`` 278 -> 189 ms
+    (``benchmarks/variant_stack.py``; docs/benchmarks.md, Throughput). The cost: the process keeps its peak heap
+    (3.7 instead of 2.4 GiB in ``benchmarks/export_throughput.py``). The ``stylemix`` command calls it; a library
+    user may. glibc only: returns whether it took effect.
     """
     import ctypes
     import ctypes.util

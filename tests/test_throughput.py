@@ -108,3 +108,27 @@ def test_the_base_features_are_taken_during_its_synthesis(G, bank, monkeypatch):
         for a, b in zip(plain, segs):
             _assert_same(a, b, "labels", "parts", "alpha")
     assert Hooked.calls == 2 * len(SEEDS)
+
+
+def test_export_throughput_benchmark_reports_every_ratio(tmp_path):
+    """benchmarks/export_throughput.py on the shapes generator (seconds): every row timed, each ratio against its
+    reference, and the stricter references (generation without a file, one image per call) beside them."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "export_throughput.py"
+    out = tmp_path / "t.json"
+    r = subprocess.run([sys.executable, str(script), "--network", "shapes", "--seeds", "0-1", "--batch-sizes", "2",
+                        "--repeat", "1", "--no-n16", "--out", str(out)], capture_output=True, text=True,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert {"generate + save", "generate one image", "generate one image, no file", "segment one image",
+            "export, batch 2", "segment_many, batch 2"} <= set(rows)
+    seg, export = rows["segment one image"], rows["export, batch 2"]
+    for row, refs in ((seg, ("generate one image", "generate one image, no file")),
+                      (export, ("generate + save", "generate one image"))):
+        for ref in refs:
+            assert row["ratio_to_" + ref] == pytest.approx(row["median_s"] / rows[ref]["median_s"])
