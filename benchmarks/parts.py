@@ -122,11 +122,14 @@ def main() -> None:
     ap.add_argument("--no-ablation", action="store_true")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--cache", default=None, help="keep each seed's renders (bank_image) here and reuse them")
+    ap.add_argument("--precision", default="auto", choices=("auto", "float32", "bfloat16"),
+                    help="the variant stacks' arithmetic (SegmentConfig.precision); the packaged bank was fitted "
+                         "in float32: --precision float32 refits it byte for byte")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     t0 = time.time()
     G = stylemix.load_generator("mobilestylegan-ffhq").eval()
-    cfg = SegmentConfig().resolve(G)
+    cfg = SegmentConfig(precision=a.precision).resolve(G)
     crossovers = tuple(int(c) for c in cfg.crossover)
     base = P.PartSettings(prototypes=a.prototypes)
     fit_seeds, test_seeds = parse_seeds(a.fit), parse_seeds(a.seeds)
