@@ -287,16 +287,18 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
     if demodulate:
         weight = weight * weight.square().mean(dim=[1, 2, 3], keepdim=True).rsqrt()
         styles = styles * styles.square().mean(dim=1, keepdim=True).rsqrt()
-    w = weight.unsqueeze(0) * styles.reshape(batch, 1, -1, 1, 1)  # [B, O, I, k, k]
-    dcoefs = (w.square().sum(dim=[2, 3, 4]) + DEMOD_EPS).rsqrt() if demodulate else None  # [B, O]
     if batch > 1:
         # Non-fused, as in stylemix.generators.stylegan2.modulated_conv2d: the activations modulated, one conv with
-        # the shared kernel, the outputs scaled; the grouped conv below stays the one image's path.
+        # the shared kernel, the outputs scaled (norms from the styles and the kernel's squared sums); the grouped
+        # conv below stays the one image's path.
         y = F.conv2d(x * styles.reshape(batch, -1, 1, 1).to(x.dtype), weight.to(x.dtype), padding=padding)
-        y = y if dcoefs is None else y * dcoefs.reshape(batch, -1, 1, 1).to(y.dtype)
+        if demodulate:
+            dcoefs = (styles.square() @ weight.square().sum(dim=[2, 3]).T + DEMOD_EPS).rsqrt()  # [B, O]
+            y = y * dcoefs.reshape(batch, -1, 1, 1).to(y.dtype)
         return y * input_gain.to(y.dtype)
-    if dcoefs is not None:
-        w = w * dcoefs.reshape(batch, -1, 1, 1, 1)
+    w = weight.unsqueeze(0) * styles.reshape(batch, 1, -1, 1, 1)  # [B, O, I, k, k]
+    if demodulate:
+        w = w * (w.square().sum(dim=[2, 3, 4]) + DEMOD_EPS).rsqrt().reshape(batch, -1, 1, 1, 1)
     w = w * input_gain
     x = x.reshape(1, batch * in_ch, *x.shape[2:])
     x = F.conv2d(x, w.reshape(batch * out_ch, in_ch, kh, kw).to(x.dtype), padding=padding, groups=batch)
