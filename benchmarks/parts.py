@@ -117,6 +117,8 @@ def main() -> None:
     ap.add_argument("--fit", default="200-399")
     ap.add_argument("--seeds", default="0-99")
     ap.add_argument("--prototypes", type=int, default=P.PartSettings.prototypes)
+    ap.add_argument("--signature-variants", type=int, default=P.PartSettings.signature_variants,
+                    help="shared variants of every pixel's signature (the stack segment() reads with the bank)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "parts.json"))
     ap.add_argument("--bank-out", default=None, help="also save the K = 4 bank here (with its sheets)")
     ap.add_argument("--no-ablation", action="store_true")
@@ -131,7 +133,7 @@ def main() -> None:
     G = stylemix.load_generator("mobilestylegan-ffhq").eval()
     cfg = SegmentConfig(precision=a.precision).resolve(G)
     crossovers = tuple(int(c) for c in cfg.crossover)
-    base = P.PartSettings(prototypes=a.prototypes)
+    base = P.PartSettings(prototypes=a.prototypes, signature_variants=a.signature_variants)
     fit_seeds, test_seeds = parse_seeds(a.fit), parse_seeds(a.seeds)
     render = cached_render(a.cache)
     samples = P.collect(G, fit_seeds, base, cfg, crossovers, render=render)
