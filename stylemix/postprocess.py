@@ -24,6 +24,8 @@ def _box(a: Any, radius: int) -> Any:
     size = 2 * radius + 1
     if array_module(a) is np:  # OpenCV's box filter is several times faster than ndimage's on CPU; same border rule
         import cv2
+        if a.ndim == 2:  # one plane: no stacking copy (the boundary stage's maps, up to full size)
+            return cv2.boxFilter(a, -1, (size, size), borderType=cv2.BORDER_REFLECT)
         flat = a.reshape(-1, *a.shape[-2:])
         return np.stack([cv2.boxFilter(p, -1, (size, size), borderType=cv2.BORDER_REFLECT) for p in flat]
                         ).reshape(a.shape)
@@ -41,6 +43,8 @@ def _resize(a: Any, size: tuple[int, int], area: bool = False) -> Any:
     if xp is np:  # OpenCV: several times faster than the products below on a CPU
         import cv2
         mode = cv2.INTER_AREA if area else cv2.INTER_LINEAR
+        if a.ndim == 2:
+            return cv2.resize(a, (W, H), interpolation=mode)
         flat = a.reshape(-1, *a.shape[-2:])
         return np.stack([cv2.resize(p, (W, H), interpolation=mode) for p in flat]).reshape(*a.shape[:-2], H, W)
     h, w = a.shape[-2:]
@@ -237,32 +241,62 @@ def _fill_blobs(out: np.ndarray, drop: np.ndarray, max_blobs: int = 4096) -> boo
     of any of their pixels lies on that ring (a step from a farther kept pixel towards it ends on the ring, nearer),
     so they take that label with no search. The others search a window around themselves (:func:`_fill_locally`).
     """
-    import cv2
-    # The explicit algorithm: OpenCV's default labelling with statistics takes twice as long (7 ms at 1024 px).
-    n, comp, stats, _ = cv2.connectedComponentsWithStatsWithAlgorithm(drop.view(np.uint8), 4, cv2.CV_32S,
-                                                                      cv2.CCL_SPAGHETTI)
-    if n - 1 > max_blobs:
-        return False
     H, W = drop.shape
-    cross = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
-    fills, mixed = [], []
-    for i in range(1, n):
-        x, y, w, h = stats[i, :4]
-        where = (slice(y, y + h), slice(x, x + w))
-        r0, c0, r1, c1 = max(y - 1, 0), max(x - 1, 0), min(y + h + 1, H), min(x + w + 1, W)
-        blob = (comp[r0:r1, c0:c1] == i).view(np.uint8)
-        ring = cv2.dilate(blob, cross).view(bool) & ~blob.view(bool)
-        values = out[r0:r1, c0:c1][ring]
-        mask = blob.view(bool)[y - r0:y - r0 + h, x - c0:x - c0 + w]  # the blob within its own box
-        if values.size and (values == values[0]).all():
-            fills.append((mask, where, values[0]))
-        else:
-            mixed.append((mask, where))
+    pixels, blob, n = _sparse_blobs(drop)
+    if n > max_blobs:
+        return False
+    flat = out.reshape(-1)  # a view: out is C-contiguous (clean_labels' copy)
+    # The ring: each blob pixel's 4-neighbours outside drop (a neighbour in drop is in the same blob).
+    r, c = np.divmod(pixels, W)
+    owners, values = [], []
+    for step, inside in ((-W, r > 0), (W, r < H - 1), (-1, c > 0), (1, c < W - 1)):
+        q = pixels[inside] + step
+        kept = ~drop.reshape(-1)[q]
+        owners.append(blob[inside][kept])
+        values.append(flat[q[kept]])
+    owners, values = np.concatenate(owners), np.concatenate(values)
+    lo = np.full(n, np.iinfo(np.int64).max)
+    hi = np.full(n, np.iinfo(np.int64).min)
+    np.minimum.at(lo, owners, values)
+    np.maximum.at(hi, owners, values)
+    uniform = lo == hi  # False for a ring-less blob (lo > hi): searched, as every mixed one
+    mixed = []
+    if not uniform.all():
+        order = np.argsort(blob, kind="stable")
+        bounds = np.searchsorted(blob[order], np.arange(n + 1))
+        for i in np.flatnonzero(~uniform):
+            rows, cols = r[order[bounds[i]:bounds[i + 1]]], c[order[bounds[i]:bounds[i + 1]]]
+            y, x = int(rows.min()), int(cols.min())
+            mask = np.zeros((int(rows.max()) - y + 1, int(cols.max()) - x + 1), bool)
+            mask[rows - y, cols - x] = True
+            mixed.append((mask, (slice(y, y + mask.shape[0]), slice(x, x + mask.shape[1]))))
     if not _fill_locally(out, drop, mixed):
         return False
-    for mask, where, value in fills:  # after every search: the searches read kept pixels only anyway
-        out[where][mask] = value
+    sel = uniform[blob]  # after every search: the searches read kept pixels only anyway
+    flat[pixels[sel]] = lo[blob[sel]]
     return True
+
+
+def _sparse_blobs(drop: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """The 4-connected blobs of ``drop bool [H, W]`` from its pixels alone: ``(pixels, blob, n)``, the flat indices
+    of its pixels (ascending), the blob of each (``[0, n)``) and how many. A few thousand pixels of a 1024 px mask:
+    a graph of them is ~10x faster than labelling the whole image (OpenCV with statistics, 7-12 ms)."""
+    import scipy.sparse
+    from scipy.sparse.csgraph import connected_components
+    H, W = drop.shape
+    pixels = np.flatnonzero(drop)
+    m = len(pixels)
+    starts, ends = [], []
+    for step, inside in ((1, pixels % W < W - 1), (W, pixels < (H - 1) * W)):  # right and down neighbours
+        q = pixels[inside] + step
+        j = np.minimum(np.searchsorted(pixels, q), m - 1)
+        hit = pixels[j] == q
+        starts.append(np.flatnonzero(inside)[hit])
+        ends.append(j[hit])
+    starts, ends = np.concatenate(starts), np.concatenate(ends)
+    graph = scipy.sparse.coo_matrix((np.ones(len(starts), np.int8), (starts, ends)), shape=(m, m))
+    n, blob = connected_components(graph, directed=False)
+    return pixels, blob, int(n)
 
 
 def _fill_locally(out: np.ndarray, drop: np.ndarray, boxes: list[tuple[np.ndarray, tuple[slice, slice]]],

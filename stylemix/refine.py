@@ -448,7 +448,9 @@ def _coefficients(grey: np.ndarray, src: np.ndarray, radius: int, eps: float) ->
 def _apply(a: np.ndarray, b: np.ndarray, grey_full: np.ndarray) -> np.ndarray:
     """Fast guided filter: coefficients ``[h, w]`` upsampled and applied to ``grey_full [H, W]``, clipped."""
     size = grey_full.shape
-    return np.clip(_resize(a, size) * grey_full + _resize(b, size), 0, 1).astype(np.float32)
+    alpha = _resize(a, size) * grey_full  # float32; the full-size steps below write into it
+    alpha += _resize(b, size)
+    return np.clip(alpha, 0, 1, out=alpha)
 
 
 def _grey(image: np.ndarray) -> np.ndarray:

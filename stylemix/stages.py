@@ -164,12 +164,13 @@ def finish_foreground(prob: Any, size: tuple[int, int], guide: Any | None, *, mi
     else:
         alpha = upsample_probability(prob, size, guide)
         full = (alpha > 0.5).astype(xp.int32)
-    full = clean_labels(full, min_pixels)
-    alpha = np.clip(to_numpy(alpha), 0, 1).astype(np.float32, copy=False)
-    labels = to_numpy(full)
-    flipped = labels != (alpha > 0.5)
+    cleaned = clean_labels(full, min_pixels)
+    alpha = to_numpy(alpha).astype(np.float32, copy=False)  # made above, so ours to overwrite
+    np.clip(alpha, 0, 1, out=alpha)
+    labels = to_numpy(cleaned)
+    flipped = labels != to_numpy(full)  # full is alpha > 1/2
     alpha[flipped] = labels[flipped]
-    return full, alpha
+    return cleaned, alpha
 
 
 def finish_labels(labels: Any, size: tuple[int, int], n_clusters: int, guide: Any | None, *, min_pixels: int,

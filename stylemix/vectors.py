@@ -8,6 +8,7 @@ between two standardised vectors is then a monotone function of the correlation 
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -35,6 +36,12 @@ def project_channels(features: torch.Tensor, dim: int) -> torch.Tensor:
 
 def projection_matrix(channels: int, dim: int) -> np.ndarray:
     """The fixed projection :func:`project_channels` applies: ``float32 [dim, channels]``, entries N(0, 1/channels)."""
+    return _projection_matrix(channels, dim).copy()  # the caller's own: the cached one stays as drawn
+
+
+@functools.lru_cache(maxsize=16)
+def _projection_matrix(channels: int, dim: int) -> np.ndarray:
+    # Drawn once per shape: ~1 ms a draw, and every image's stack and feature maps are projected.
     matrix = np.random.RandomState(PROJECTION_SEED).randn(dim, channels).astype(np.float32) / np.sqrt(channels)
     return matrix.astype(np.float32)  # NumPy 2 promotes the float64 scalar
 

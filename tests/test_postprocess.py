@@ -124,3 +124,19 @@ def test_host_small_components_are_ndimages(offset, labels_count):
     labels[rng.random(labels.shape) < 0.03] = offset  # specks
     for min_area in (1, 3, 26, 400):
         np.testing.assert_array_equal(_small_components_host(labels, min_area), _small_components(labels, min_area))
+
+
+@pytest.mark.parametrize("density", [0.0005, 0.05, 0.4])
+def test_sparse_blobs_are_ndimages_components(density):
+    """The blobs _fill_blobs finds from the dropped pixels alone are the 4-connected components of the whole mask."""
+    import scipy.ndimage
+    from stylemix.postprocess import _sparse_blobs
+    drop = np.random.default_rng(3).random((61, 47)) < density
+    drop[0, :3] = drop[-1, -3:] = True  # blobs on the borders, where a neighbour step would wrap
+    pixels, blob, n = _sparse_blobs(drop)
+    comp, m = scipy.ndimage.label(drop)
+    assert n == m
+    np.testing.assert_array_equal(pixels, np.flatnonzero(drop))
+    ids = comp.ravel()[pixels]
+    # the same partition: each blob is one component and each component one blob
+    assert len(set(zip(blob.tolist(), ids.tolist()))) == n
