@@ -9,6 +9,7 @@ explains each). :func:`segment_many` works in batches of ``batch_size`` images: 
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import time
 from typing import Any, Iterable, Iterator
@@ -216,8 +217,32 @@ def _segment_batch(G: Any, batch: list[Subject], cfg: SegmentConfig, backend: Ba
             _check_finite(batch, rendered)
             images = [to_uint8(r.image)[0] for r in rendered]  # uint8 [H, W, 3] each (one image stays in cache)
         render_s = (time.perf_counter() - t0) / len(batch)  # the batch's render, shared equally
-        return [_finish_image(G, subject, r, images[i], cfg, backend, instance_step, part_step, render_s)
-                for i, (subject, r) in enumerate(zip(batch, rendered))]
+
+        def finish(i: int) -> Segmentation:
+            return _finish_image(G, batch[i], rendered[i], images[i], cfg, backend, instance_step, part_step,
+                                 render_s)
+
+        workers = finish_workers(len(batch), backend, rendered, feature_resolutions, instance_step, part_step)
+        if workers == 1:
+            return [finish(i) for i in range(len(batch))]
+        # Each image's finish is NumPy / SciPy / OpenCV on one thread, which release the GIL, while torch's pool idles
+        # between batches: the images of a batch finish side by side, each as it would alone (the same bytes).
+        with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="stylemix-finish") as pool:
+            return list(pool.map(finish, range(len(batch))))
+
+
+def finish_workers(images: int, backend: Backend, rendered: list[Rendered], feature_resolutions: tuple[int, ...],
+                   instance_step: InstanceStep | None, part_step: Any) -> int:
+    """How many threads finish the ``images`` of a batch side by side: up to torch's thread count (what the
+    process may use; ``torch.set_num_threads(1)`` keeps everything on one), where the finish runs on the CPU and
+    renders nothing (no detector, the bank's stack shared, the base features captured); else 1."""
+    if images == 1 or backend.xp is not np or instance_step is not None:
+        return 1
+    if part_step is not None and not all(r.shared for r in rendered):  # the bank renders its own stack
+        return 1
+    if not all(res in r.features for r in rendered for res in feature_resolutions):  # a fallback render
+        return 1
+    return max(1, min(images, torch.get_num_threads()))
 
 
 def _check_finite(batch: list[Subject], rendered: list[Rendered]) -> None:

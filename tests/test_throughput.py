@@ -132,3 +132,33 @@ def test_export_throughput_benchmark_reports_every_ratio(tmp_path):
                       (export, ("generate + save", "generate one image"))):
         for ref in refs:
             assert row["ratio_to_" + ref] == pytest.approx(row["median_s"] / rows[ref]["median_s"])
+
+
+@pytest.mark.parametrize("with_bank", [True, False])
+def test_a_batch_finishes_side_by_side_into_the_same_bytes(G, bank, monkeypatch, with_bank):
+    """With two torch threads the images of a batch are finished on two threads (segment.finish_workers), and give
+    exactly the masks, mattes and parts of one image at a time; with one torch thread they finish on one."""
+    import importlib
+    import threading
+    import torch
+    segment_module = importlib.import_module("stylemix.segment")  # the module: stylemix.segment is the function
+    spec = bank if with_bank else "none"
+    alone = [stylemix.segment(G, s, parts=spec, variants=8) for s in SEEDS]
+    names = set()
+    finish = segment_module._finish_image
+
+    def spy(*args, **kwargs):
+        names.add(threading.current_thread().name)
+        return finish(*args, **kwargs)
+    monkeypatch.setattr(segment_module, "_finish_image", spy)
+    before = torch.get_num_threads()
+    try:
+        for threads in (2, 1):
+            torch.set_num_threads(threads)
+            names.clear()
+            batch = list(stylemix.segment_many(G, SEEDS, parts=spec, variants=8, batch_size=3))
+            assert len(names) == threads and all(n.startswith("stylemix-finish") for n in names) == (threads > 1)
+            for a, b in zip(alone, batch):
+                _assert_same(a, b, "labels", "alpha", "image", *(("parts",) if with_bank else ()))
+    finally:
+        torch.set_num_threads(before)
