@@ -245,7 +245,7 @@ def _fill_blobs(out: np.ndarray, drop: np.ndarray, max_blobs: int = 4096) -> boo
     pixels, blob, n = _sparse_blobs(drop)
     if n > max_blobs:
         return False
-    flat = out.reshape(-1)  # a view: out is C-contiguous (clean_labels' copy)
+    flat = out.reshape(-1)  # read only: written below through np.put, which also takes a strided out
     # The ring: each blob pixel's 4-neighbours outside drop (a neighbour in drop is in the same blob).
     r, c = np.divmod(pixels, W)
     owners, values = [], []
@@ -273,7 +273,7 @@ def _fill_blobs(out: np.ndarray, drop: np.ndarray, max_blobs: int = 4096) -> boo
     if not _fill_locally(out, drop, mixed):
         return False
     sel = uniform[blob]  # after every search: the searches read kept pixels only anyway
-    flat[pixels[sel]] = lo[blob[sel]]
+    np.put(out, pixels[sel], lo[blob[sel]])
     return True
 
 
