@@ -68,6 +68,14 @@ def generate_and_save(G, seeds: list[int], outdir: Path | None, batch: int) -> N
                 (outdir / f"seed{s:04d}.png").write_bytes(png.tobytes())
 
 
+def report(result: dict, out: str | None) -> None:
+    """Print ``result`` as JSON and, with ``out``, write it there (its folder made)."""
+    print(json.dumps(result, indent=1))
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(json.dumps(result, indent=1) + "\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--network", default=None, help="generator (default: the embedded default)")
@@ -173,10 +181,7 @@ def main() -> None:
               "device": str(generator_device(G)), "busy_processes": args.busy, "allocator_tuned": bool(tuned), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
               "load_average_before": load_before, "load_average_after_each_repeat": loads,
               "load_average_after": load_after, "rows": table}
-    print(json.dumps(result, indent=1))
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+    report(result, args.out)
 
 
 if __name__ == "__main__":

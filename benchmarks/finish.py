@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import pickle
 import sys
 import time
@@ -31,11 +30,15 @@ from stylemix.postprocess import clean_labels
 from stylemix.refine import RefineConfig, binary, refine_boundary
 from stylemix.stages import finish_foreground
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from export_throughput import report  # noqa: E402
 
-def capture(seeds: list[int]) -> list[dict]:
-    """The inputs (and outputs) of ``finish_foreground`` for each seed's default ``segment``."""
+
+def capture(seeds: list[int], network: str | None = None) -> list[dict]:
+    """The inputs (and outputs) of ``finish_foreground`` for each seed's default ``segment`` (``network``: a generator
+    for :func:`stylemix.load_generator`, default the embedded one)."""
     segment_module = importlib.import_module("stylemix.segment")
-    G = stylemix.load_generator(None)
+    G = stylemix.load_generator(network)
     inputs, original = [], segment_module.finish_foreground
 
     def keep(prob, size, guide, **kw):
@@ -54,6 +57,7 @@ def capture(seeds: list[int]) -> list[dict]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--network", default=None, help="generator (default: the embedded default)")
     ap.add_argument("--seeds", default="300-339")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--inputs", default=None, help="pickle of the captured inputs: written, or read if it exists")
@@ -63,7 +67,7 @@ def main() -> None:
     if args.inputs and Path(args.inputs).is_file():
         inputs = pickle.loads(Path(args.inputs).read_bytes())
     else:
-        inputs = capture(parse_seeds(args.seeds))
+        inputs = capture(parse_seeds(args.seeds), args.network)
         if args.inputs:
             Path(args.inputs).write_bytes(pickle.dumps(inputs, protocol=5))
     times: dict[str, list[list[float]]] = {"finish_foreground": [], "refine_boundary": [], "clean_labels": []}
@@ -80,7 +84,7 @@ def main() -> None:
                 same &= bool(np.array_equal(labels, x["labels"]) and np.array_equal(alpha, x["alpha"]))
                 t = time.perf_counter()
                 matte = refine_boundary(x["guide"], x["prob"].astype(np.float32),
-                                        RefineConfig(method=x["kw"]["boundary"]), x["kw"]["features"])
+                                        RefineConfig(method=x["kw"]["boundary"]), x["kw"].get("features"))
                 times["refine_boundary"][-1].append(time.perf_counter() - t)
                 mask = binary(matte)
                 t = time.perf_counter()
@@ -90,10 +94,7 @@ def main() -> None:
     result = {"command": " ".join(["python", "benchmarks/finish.py"] + sys.argv[1:]), "stylemix": stylemix.__file__,
               "images": len(inputs), "repeat": args.repeat, "ms_per_image_fastest_of_repeats": ms,
               "outputs_equal_stored": same}
-    print(json.dumps(result, indent=1))
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+    report(result, args.out)
     if args.check and not same:
         sys.exit("finish outputs differ from the stored ones")
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import shutil
 import statistics
 import sys
@@ -28,7 +27,7 @@ from stylemix.export import export_dataset
 from stylemix.io import parse_seeds
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from export_throughput import generate_and_save  # noqa: E402
+from export_throughput import generate_and_save, report  # noqa: E402
 
 
 def main() -> None:
@@ -86,10 +85,7 @@ def main() -> None:
               "batch": args.batch, "s_per_image_median": {k: statistics.median(v) for k, v in rows.items()},
               "ratio_to_generate_and_save_median_of_chunks": {
                   k: statistics.median(a / b for a, b in zip(v, ref)) for k, v in rows.items()}}
-    print(json.dumps(result, indent=1))
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+    report(result, args.out)
 
 
 if __name__ == "__main__":

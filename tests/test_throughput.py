@@ -162,3 +162,28 @@ def test_a_batch_finishes_side_by_side_into_the_same_bytes(G, bank, monkeypatch,
                 _assert_same(a, b, "labels", "alpha", "image", *(("parts",) if with_bank else ()))
     finally:
         torch.set_num_threads(before)
+
+
+def test_finish_benchmark_checks_its_outputs_against_the_stored_ones(tmp_path):
+    """benchmarks/finish.py on the shapes generator: a second run on the stored inputs reproduces the stored
+    outputs (--check passes), and a stored output changed by one pixel makes --check fail."""
+    import os
+    import pickle
+    import subprocess
+    import sys
+    from pathlib import Path
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "finish.py"
+    inputs = tmp_path / "in.pkl"
+
+    def run():
+        return subprocess.run([sys.executable, str(script), "--network", "shapes", "--seeds", "0-1", "--repeat", "1",
+                               "--inputs", str(inputs), "--check"], capture_output=True, text=True,
+                              env={**os.environ, "OMP_NUM_THREADS": "1"})
+    for _ in range(2):  # captures and stores, then reads the stored inputs
+        r = run()
+        assert r.returncode == 0, r.stderr[-2000:]
+    stored = pickle.loads(inputs.read_bytes())
+    stored[1]["labels"][0, 0] ^= 1
+    inputs.write_bytes(pickle.dumps(stored))
+    r = run()
+    assert r.returncode != 0 and "differ" in r.stderr
