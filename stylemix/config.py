@@ -61,10 +61,11 @@ class SegmentConfig:
             from torch's generator seeded by the seed's noise stream (same inputs, same masks).
         batch_size: images segmented together: on a GPU their variants in one call per crossover group (each base
             image is always rendered alone), their clustering and post-processing in one pass without per-image
-            setup, side by side on up to torch's thread count (:func:`stylemix.segment.finish_workers`; ``exact``: full-resolution variants rendered this many per call). A performance knob: the masks
-            do not depend on it (gathered variants' floats differ by the rounding of batched kernels,
-            docs/benchmarks.md; on a CPU each image's variants are their own calls,
-            :func:`stylemix.backend.gathers_variants`, and a batch is byte-identical to its images alone).
+            setup, side by side on up to torch's thread count (:func:`stylemix.segment.finish_workers`; ``exact``:
+            full-resolution variants rendered this many per call). A performance knob: the masks do not depend on
+            it (gathered variants' floats differ by the rounding of batched kernels, docs/benchmarks.md; on a CPU
+            each image's variants are their own calls, :func:`stylemix.backend.gathers_variants`, and a batch is
+            byte-identical to its images alone).
         precision: the variant stack's arithmetic: ``float32``, ``bfloat16`` (a bfloat16 copy of the generator
             finishes the variants; half the memory traffic, 1.5-2x faster on CPUs with AVX-512 BF16 / AMX and on
             GPUs) or ``auto`` (bfloat16 where the generator declares its masks unchanged in it,
