@@ -24,12 +24,16 @@ def _box(a: Any, radius: int) -> Any:
     size = 2 * radius + 1
     if array_module(a) is np:  # OpenCV's box filter is several times faster than ndimage's on CPU; same border rule
         import cv2
-        if a.ndim == 2:  # one plane: no stacking copy (the boundary stage's maps, up to full size)
-            return cv2.boxFilter(a, -1, (size, size), borderType=cv2.BORDER_REFLECT)
-        flat = a.reshape(-1, *a.shape[-2:])
-        return np.stack([cv2.boxFilter(p, -1, (size, size), borderType=cv2.BORDER_REFLECT) for p in flat]
-                        ).reshape(a.shape)
+        planes = [cv2.boxFilter(p, -1, (size, size), borderType=cv2.BORDER_REFLECT)
+                  for p in a.reshape(-1, *a.shape[-2:])]
+        return _unflatten(planes, a.shape)
     return ndimage_module(a).uniform_filter(a, size=(1,) * (a.ndim - 2) + (size, size), mode="reflect")
+
+
+def _unflatten(planes: list[np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
+    """OpenCV's per-plane results as one array of ``shape``; a single plane without the stacking copy (the boundary
+    stage's maps, up to full size)."""
+    return planes[0].reshape(shape) if len(planes) == 1 else np.stack(planes).reshape(shape)
 
 
 def _resize(a: Any, size: tuple[int, int], area: bool = False) -> Any:
@@ -43,10 +47,8 @@ def _resize(a: Any, size: tuple[int, int], area: bool = False) -> Any:
     if xp is np:  # OpenCV: several times faster than the products below on a CPU
         import cv2
         mode = cv2.INTER_AREA if area else cv2.INTER_LINEAR
-        if a.ndim == 2:
-            return cv2.resize(a, (W, H), interpolation=mode)
-        flat = a.reshape(-1, *a.shape[-2:])
-        return np.stack([cv2.resize(p, (W, H), interpolation=mode) for p in flat]).reshape(*a.shape[:-2], H, W)
+        planes = [cv2.resize(p, (W, H), interpolation=mode) for p in a.reshape(-1, *a.shape[-2:])]
+        return _unflatten(planes, (*a.shape[:-2], H, W))
     h, w = a.shape[-2:]
     rows = xp.asarray(resample_matrix(h, H, area))
     cols = xp.asarray(resample_matrix(w, W, area))
