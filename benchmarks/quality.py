@@ -264,7 +264,7 @@ class SeedCase:
 
 
 def score_seeds(G: Any, seeds: Iterable[int], cfg: SegmentConfig, gts: dict[int, np.ndarray], *,
-                baselines: bool = True, oracle: bool = True, band: int = 3) -> list[SeedCase]:
+                baselines: bool = True, oracle: bool = True, band: int = 3, parts: str = "auto") -> list[SeedCase]:
     """Segment ``seeds`` with the method and score it, the image baselines and the oracle against ``gts``.
 
     Args:
@@ -273,6 +273,8 @@ def score_seeds(G: Any, seeds: Iterable[int], cfg: SegmentConfig, gts: dict[int,
         gts: ``{seed: bool [h, w]}`` ground truth.
         baselines, oracle: also score the k-means baselines / the oracle (each about one more render per seed).
         band: trimap band half-width in ground-truth pixels.
+        parts: :func:`stylemix.segment`'s ``parts``: ``auto`` (the bank shipped for ``G`` decides the foreground
+            where one exists) or ``none`` (the per-image consensus, what a generator without a bank gets).
 
     Returns:
         One :class:`SeedCase` per seed, in order. The average-mask baseline needs every seed's ground truth, so
@@ -283,7 +285,7 @@ def score_seeds(G: Any, seeds: Iterable[int], cfg: SegmentConfig, gts: dict[int,
     seeds = list(seeds)
     cases = []
     from tqdm import tqdm
-    for seg in tqdm(stylemix.segment_many(G, seeds, config=cfg), total=len(seeds), unit="img", desc="quality",
+    for seg in tqdm(stylemix.segment_many(G, seeds, config=cfg, parts=parts), total=len(seeds), unit="img", desc="quality",
                     disable=None):
         gt = gts[seg.seed]
         t = seg.meta["timing_s"]
@@ -379,12 +381,13 @@ def format_table(summary: dict[str, dict[str, float]]) -> str:
 
 def run(G: Any, seeds: list[int], cfg: SegmentConfig, gt_folder: str | os.PathLike, out: str | os.PathLike, *,
         baselines: bool = True, oracle: bool = True, band: int = 3, worst: int = 8, network: str | None = None,
-        command: str = "") -> dict[str, Any]:
+        command: str = "", parts: str = "auto") -> dict[str, Any]:
     """Score, write ``out`` (JSON) and ``<out stem>_worst.png``; returns the report written."""
     t0 = time.perf_counter()
     cfg = cfg.resolve(G)
     gts = load_gt(gt_folder, seeds)  # first, so a missing ground truth fails before any rendering
-    cases = score_seeds(G, seeds, cfg, gts, baselines=baselines, oracle=oracle, band=band)
+    cases = score_seeds(G, seeds, cfg, gts, baselines=baselines, oracle=oracle, band=band,
+                        parts=parts)
     add_average_mask(cases, gts, band)
     summary = summaries(cases)
     out = Path(out)
@@ -399,6 +402,7 @@ def run(G: Any, seeds: list[int], cfg: SegmentConfig, gt_folder: str | os.PathLi
         "network": network or "mobilestylegan-ffhq",
         "generator": {k: v for k, v in G.describe().items() if isinstance(v, (int, float, str))},
         "settings": cfg.as_dict(),
+        "parts": parts,
         "seeds": seeds,
         "ground_truth": {"folder": os.fspath(gt_folder), "resolution": list(gt_shape)},
         "protocol": {
@@ -436,9 +440,11 @@ def run(G: Any, seeds: list[int], cfg: SegmentConfig, gt_folder: str | os.PathLi
 @click.option("--no-baselines", is_flag=True, help="Skip the RGB and feature k-means baselines.")
 @click.option("--no-oracle", is_flag=True, help="Skip the oracle (saves one variant render per seed).")
 @click.option("--threads", type=int, default=None, help="torch threads (default: torch's choice).")
+@click.option("--parts", type=click.Choice(["auto", "none"]), default="auto",
+              help="Foreground from the bank shipped for the generator (auto) or the per-image consensus (none).")
 @method_options
 def main(network: str | None, device: str, seeds: str, limit: int | None, gt_folder: str, out: str, band: int,
-         worst: int, no_baselines: bool, no_oracle: bool, threads: int | None, **options: Any) -> None:
+         worst: int, no_baselines: bool, no_oracle: bool, threads: int | None, parts: str, **options: Any) -> None:
     """Score the method and its baselines against pseudo ground truth; print a table, write JSON + a sheet.
 
     \b
@@ -455,7 +461,8 @@ def main(network: str | None, device: str, seeds: str, limit: int | None, gt_fol
         cfg = SegmentConfig(**method_kwargs(options))
         G = stylemix.load_generator(network, device=get_backend(device).torch_device)
         report = run(G, seed_list, cfg, gt_folder, out, baselines=not no_baselines, oracle=not no_oracle,
-                     band=band, worst=worst, network=network, command=shlex.join(["python", *sys.argv]))
+                     band=band, worst=worst, network=network, command=shlex.join(["python", *sys.argv]),
+                     parts=parts)
     except StylemixError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(format_table(report["summary"]))

@@ -187,3 +187,27 @@ def test_finish_benchmark_checks_its_outputs_against_the_stored_ones(tmp_path):
     inputs.write_bytes(pickle.dumps(stored))
     r = run()
     assert r.returncode != 0 and "differ" in r.stderr
+
+
+def test_segment_stages_benchmark_accounts_for_the_call(tmp_path):
+    """benchmarks/segment_stages.py on the shapes generator: the stages the pipeline reaches are timed, they fit
+    inside the call (two seeds: the medians are means, so the stages' sum cannot exceed the call's), and the ratio
+    and the budget are what the medians give."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "segment_stages.py"
+    out = tmp_path / "s.json"
+    r = subprocess.run([sys.executable, str(script), "--network", "shapes", "--seeds", "0-1", "--parts", "none",
+                        "--out", str(out)], capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    result = json.loads(out.read_text())
+    ms = result["median_ms"]
+    assert {"variant stack", "consensus k-means and votes", "finish (boundary, cleaning)",
+            "base image and its feature maps"} <= set(ms)
+    assert ms["other (segment less its stages)"] >= 0
+    assert result["ratio_segment_to_generation"] == pytest.approx(ms["segment"] / ms["generate one image, no file"])
+    base = ms["base image and its feature maps"] + ms.get("prefix states of the crossovers", 0.0)
+    assert result["own_work_budget_ms"] == pytest.approx(1.25 * ms["generate one image, no file"] - base)
