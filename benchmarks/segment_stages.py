@@ -2,6 +2,7 @@
 
     python benchmarks/segment_stages.py --seeds 300-315 --out benchmarks/results/segment_stages.json
     python benchmarks/segment_stages.py --parts none ...      # the per-image consensus (a generator without a bank)
+    python benchmarks/segment_stages.py --busy 1 ...          # with a competing process ('while True: pass')
     python benchmarks/segment_stages.py --device cuda ...     # on a GPU (bin/gpu-check's machine)
 
 Per seed, one after the other: generating the image alone (mapping, synthesis, NVIDIA's uint8 conversion, on the
@@ -20,7 +21,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -87,6 +90,7 @@ def main() -> None:
     ap.add_argument("--seeds", default="300-315")
     ap.add_argument("--parts", default="auto", choices=["auto", "none"], help="segment()'s parts")
     ap.add_argument("--goal", type=float, default=1.25, help="the ratio segment / generation aimed at")
+    ap.add_argument("--busy", type=int, default=0, help="competing processes spinning meanwhile")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     G = stylemix.load_generator(args.network, device=args.device)
@@ -103,13 +107,22 @@ def main() -> None:
     stylemix.segment(G, seeds[0], parts=args.parts)  # warm-up: imports, the bfloat16 copy, thread pools
     stages = instrument(sync)
     gen, seg = [], []
-    for seed in seeds:
-        for fn, out in ((lambda: generate(seed), gen), (lambda: stylemix.segment(G, seed, parts=args.parts), seg)):
-            sync()
-            t0 = time.perf_counter()
-            fn()
-            sync()
-            out.append(time.perf_counter() - t0)
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.busy)]
+    load_before = os.getloadavg()
+    try:
+        for seed in seeds:
+            for fn, out in ((lambda: generate(seed), gen),
+                            (lambda: stylemix.segment(G, seed, parts=args.parts), seg)):
+                sync()
+                t0 = time.perf_counter()
+                fn()
+                sync()
+                out.append(time.perf_counter() - t0)
+    finally:
+        for p in spinners:
+            p.kill()
+            p.wait()
+    load_after = os.getloadavg()
     ms = {name: 1e3 * statistics.median(v) for name, v in stages.items() if v}
     generation, segment = 1e3 * statistics.median(gen), 1e3 * statistics.median(seg)
     base = sum(ms.get(name, 0.0) for name in BASE)
@@ -123,7 +136,8 @@ def main() -> None:
           f"leaves {budget:.1f} ms")
     report({"command": " ".join(["python", "benchmarks/segment_stages.py"] + sys.argv[1:]),
             "generator": getattr(G, "family", type(G).__name__), "device": str(device), "seeds": args.seeds,
-            "parts": args.parts, "torch_threads": torch.get_num_threads(), "median_ms": rows,
+            "parts": args.parts, "torch_threads": torch.get_num_threads(), "busy_processes": args.busy,
+            "load_average_before": load_before, "load_average_after": load_after, "median_ms": rows,
             "ratio_segment_to_generation": segment / generation, "own_work_ms": own,
             "goal": args.goal, "own_work_budget_ms": budget}, args.out)
 
