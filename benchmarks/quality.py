@@ -285,8 +285,8 @@ def score_seeds(G: Any, seeds: Iterable[int], cfg: SegmentConfig, gts: dict[int,
     seeds = list(seeds)
     cases = []
     from tqdm import tqdm
-    for seg in tqdm(stylemix.segment_many(G, seeds, config=cfg, parts=parts), total=len(seeds), unit="img", desc="quality",
-                    disable=None):
+    for seg in tqdm(stylemix.segment_many(G, seeds, config=cfg, parts=parts), total=len(seeds), unit="img",
+                    desc="quality", disable=None):
         gt = gts[seg.seed]
         t = seg.meta["timing_s"]
         prediction = to_gt_size(seg.foreground, gt.shape)
@@ -386,8 +386,7 @@ def run(G: Any, seeds: list[int], cfg: SegmentConfig, gt_folder: str | os.PathLi
     t0 = time.perf_counter()
     cfg = cfg.resolve(G)
     gts = load_gt(gt_folder, seeds)  # first, so a missing ground truth fails before any rendering
-    cases = score_seeds(G, seeds, cfg, gts, baselines=baselines, oracle=oracle, band=band,
-                        parts=parts)
+    cases = score_seeds(G, seeds, cfg, gts, baselines=baselines, oracle=oracle, band=band, parts=parts)
     add_average_mask(cases, gts, band)
     summary = summaries(cases)
     out = Path(out)

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 import stylemix
+from stylemix.errors import StylemixError
 from stylemix.io import parse_seeds
 from stylemix.mixing import seed_to_z
 from stylemix.render import generator_device, to_uint8
@@ -93,7 +94,11 @@ def main() -> None:
     ap.add_argument("--busy", type=int, default=0, help="competing processes spinning meanwhile")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
-    G = stylemix.load_generator(args.network, device=args.device)
+    try:
+        G = stylemix.load_generator(args.network, device=args.device)
+        seeds = parse_seeds(args.seeds)
+    except StylemixError as exc:  # a bad network, device or seed range: one line, no traceback
+        sys.exit(f"segment_stages: {exc}")
     device = generator_device(G)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
@@ -102,7 +107,6 @@ def main() -> None:
             z = torch.from_numpy(seed_to_z(seed, G.z_dim)).to(device)
             return to_uint8(G.synthesis(G.mapping(z))).cpu().numpy()
 
-    seeds = parse_seeds(args.seeds)
     generate(seeds[0])
     stylemix.segment(G, seeds[0], parts=args.parts)  # warm-up: imports, the bfloat16 copy, thread pools
     stages = instrument(sync)
