@@ -302,7 +302,8 @@ def info(network: str | None, device: str) -> None:
     facts: dict[str, Any] = {"stylemix": stylemix.__version__, "devices": available_devices()}
     try:
         G = stylemix.load_generator(network, device=_device(device))
-        facts["generator"] = G.describe()
+        from stylemix.identity import generator_id
+        facts["generator"] = {**G.describe(), "id": generator_id(G)}
     except StylemixError as exc:
         if network is not None:
             raise
@@ -462,7 +463,7 @@ def discover(network: str | None, device: str, seeds: str, out: str, prototypes:
     """Fit a part bank of K = -k classes that mean the same part in every image of the generator (docs/parts.md).
 
     \b
-    Writes OUT (safetensors: arrays + settings, generator sha256; loading runs no code), beside it
+    Writes OUT (safetensors: arrays + settings, the generator's id; loading runs no code), beside it
     OUT_STEM.classes.csv (class names and foreground flags: edit them) and OUT_STEM.classNN.png (each class
     highlighted on the first 16 seeds, to name it by looking).
 

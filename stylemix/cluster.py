@@ -21,9 +21,6 @@ from stylemix.backend import array_module, gpu_kmeans_available, host_kmeans_not
 from stylemix.errors import StylemixError
 
 
-SMALL_PROBLEM = 128 * 128  # pixels up to which k-means runs on one CPU thread
-
-
 class KMeans:
     """k-means with k-means++ initialisation, the best of ``n_init`` runs.
 
@@ -33,6 +30,9 @@ class KMeans:
         max_iter: Lloyd iterations per run.
         tol: relative centre-shift tolerance for convergence.
         random_state: seed for initialisation (an int, so results repeat exactly).
+
+    On the CPU the fit runs on one thread, so the same input gives the same labels and centres at any thread
+    count; float64 input is clustered in float64 (the part banks' fits).
 
     Attributes:
         labels_: ``int32 [n_samples]``, cluster ids ordered by cluster size (0 = largest), same array type as input.
@@ -77,10 +77,10 @@ class KMeans:
         """scikit-learn's fit of ``X [n_samples, n_features]``."""
         from sklearn.cluster import KMeans as Impl
         from sklearn.exceptions import ConvergenceWarning
-        # Analysis-resolution problems (<= 128 px) take milliseconds: starting OpenMP/BLAS threads next to
-        # torch's spinning pool cost 5x more than the work (0.28 s vs 0.06 s for the default consensus).
-        threads = 1 if X.shape[0] <= SMALL_PROBLEM else None
-        with warnings.catch_warnings(), thread_limit(threads):
+        # One thread always: scikit-learn's threaded Lloyd step adds per-thread partial sums in arrival order, so
+        # the centres (and, through them, the labels) would depend on the thread count and the scheduling.
+        # At the analysis resolution one thread is also the faster choice beside torch's spinning pool.
+        with warnings.catch_warnings(), thread_limit(1):
             # Flat images have fewer distinct vectors than k; the empty clusters are handled downstream.
             warnings.simplefilter("ignore", ConvergenceWarning)
             return Impl(n_clusters=self.n_clusters, n_init=self.n_init, max_iter=self.max_iter, tol=self.tol,

@@ -9,6 +9,7 @@ import dataclasses
 import math
 from typing import Any
 
+import numpy as np
 import torch
 
 from stylemix import mixing, refine
@@ -100,6 +101,7 @@ class SegmentConfig:
 
     def resolve(self, G: Any) -> "SegmentConfig":
         """Fill generator-dependent defaults and check every value; one clear :class:`StylemixError` if bad."""
+        self.check_types()
         analysis_resolution = min(self.analysis_resolution, G.resolution)
         crossover = default_crossovers(G, analysis_resolution) if self.crossover is None else self.crossover
         descriptor = self.descriptor
@@ -137,12 +139,33 @@ class SegmentConfig:
             raise StylemixError(f"frame_penalty must lie in [0, 10], got {cfg.frame_penalty}")
         if cfg.batch_size < 1:
             raise StylemixError(f"batch size must be at least 1, got {cfg.batch_size}")
+        if cfg.n_init < 1 or cfg.max_iter < 1:
+            raise StylemixError(f"n_init and max_iter must be at least 1, got {cfg.n_init} and {cfg.max_iter}")
         if cfg.feature_dim < 1:
             raise StylemixError(f"feature_dim must be at least 1, got {cfg.feature_dim}")
         if cfg.descriptor == "features" and not has_features(G):
             raise StylemixError(f"{getattr(G, 'family', type(G).__name__)} exposes no feature maps: use descriptor rgb")
         mixing.check_crossover(crossover, G.num_ws)
         return cfg
+
+    def check_types(self) -> None:
+        """One :class:`StylemixError` line for a value of the wrong type (a string where a number belongs, ...),
+        before any comparison could fail on it with a bare ``TypeError``."""
+        def is_int(v: Any) -> bool:
+            return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+        def is_real(v: Any) -> bool:
+            return (is_int(v) or isinstance(v, (float, np.floating))) and not isinstance(v, bool)
+
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            ok = {"int": is_int(v), "int | None": v is None or is_int(v), "float": is_real(v),
+                  "str": isinstance(v, str), "bool": isinstance(v, (bool, np.bool_)),
+                  "tuple[int, ...]": isinstance(v, (tuple, list)) and all(is_int(k) for k in v),
+                  }.get(str(f.type), True)  # crossover: mixing.check_crossover
+            if not ok:
+                kind = str(f.type).replace("tuple[int, ...]", "a sequence of ints").replace(" | None", " or None")
+                raise StylemixError(f"{f.name} must be {kind}, got {v!r}")
 
     def kmeans_options(self) -> dict[str, Any]:
         """The settings of every stage that runs k-means (:mod:`stylemix.stages`): ``normalization``, ``n_init``,

@@ -32,7 +32,8 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 
 from stylemix.errors import StylemixError
-from stylemix.io import compact_seeds, file_sha256, stem, weights_sha256  # noqa: F401 (export.* documented names)
+from stylemix.identity import arithmetic, check_arithmetic, generator_id
+from stylemix.io import compact_seeds, file_sha256, stem  # noqa: F401 (export.* documented names)
 
 FORMATS = ("png", "coco", "yolo")
 LAYOUT_VERSION = 2  # bumped whenever the files written for a seed change; part of the digest
@@ -95,14 +96,16 @@ def shard_manifest(shard: tuple[int, int] | None) -> str:
 
 
 def generator_identity(G: Any, source: str | os.PathLike | None) -> dict[str, Any]:
-    """What the card says about the generator: its source (file name or registered name), a hash, and
-    ``G.describe()``. For files the hash is the file's sha256; otherwise that of the weights."""
+    """What the card says about the generator: its source (file name or registered name), its id
+    (:func:`stylemix.identity.generator_id`, the same on every machine), ``G.describe()`` and, for a file, the
+    file's sha256."""
     facts = json.loads(json.dumps(G.describe() if hasattr(G, "describe") else {}, default=str))
-    ident: dict[str, Any] = {"family": getattr(G, "family", type(G).__name__), "describe": facts}
+    ident: dict[str, Any] = {"family": getattr(G, "family", type(G).__name__), "describe": facts,
+                             "id": generator_id(G)}
     if source is not None and os.path.isfile(source):
         ident.update(source=Path(source).name, sha256=file_sha256(source))
     else:
-        ident.update(source=None if source is None else os.fspath(source), weights_sha256=weights_sha256(G))
+        ident.update(source=None if source is None else os.fspath(source))
     return ident
 
 
@@ -613,6 +616,7 @@ def plan_export(generator: Any, seeds: str | Iterable[int] | None, *, ws: Any = 
     from stylemix.instances import prepare_instances
     from stylemix.io import parse_seeds
     from stylemix.outputs import check_alpha
+    from stylemix.render import generator_device
     from stylemix.segment import SegmentConfig, _known
 
     if format not in FORMATS:
@@ -643,7 +647,8 @@ def plan_export(generator: Any, seeds: str | Iterable[int] | None, *, ws: Any = 
             "generator": generator_identity(G, source),
             "settings": {k: v for k, v in cfg.as_dict().items() if k not in _PERFORMANCE_SETTINGS},
             "instances": instance_identity(step), "min_margin": float(min_margin),
-            "seeds": compact_seeds(seed_list), "shards": "seed s belongs to shard s mod N"}
+            "seeds": compact_seeds(seed_list), "shards": "seed s belongs to shard s mod N",
+            "arithmetic": arithmetic(cfg.precision, generator_device(G))}
     if latents_identity is not None:  # only then: a seed export's card and digest stay what they were
         core["latents"] = latents_identity
     if alpha:  # likewise
@@ -971,6 +976,8 @@ def _check_existing(out: Path, core: dict[str, Any], card: dict[str, Any] | None
             f"another part bank (sha256 {str(theirs.get('sha256'))[:12]}), not this one "
             f"({str(ours.get('sha256'))[:12]})" if theirs and ours else
             "a part bank" if theirs else "no part bank") + "; use --overwrite or another folder")
+    if card is not None:  # the arithmetic first: its line says how to resume
+        check_arithmetic(card.get("arithmetic"), core["arithmetic"], repr(os.fspath(out)))
     _check_digests(out, core["digest"], [card, *records.values()] if card else records.values())
     if card is not None and card.get("seeds") != core["seeds"]:
         raise StylemixError(f"{os.fspath(out)!r} was exported for seeds {card.get('seeds')}, not {core['seeds']}; "

@@ -7,7 +7,6 @@ import json
 import os
 import re
 import tempfile
-import weakref
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -163,51 +162,3 @@ def compact_seeds(seeds: Iterable[int]) -> str:
     if run:
         parts.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
     return ",".join(parts)
-
-
-def weights_sha256(G: Any) -> str | None:
-    """sha256 over ``G``'s state dict (names, dtypes, shapes, bytes, in name order); ``None`` without weights.
-
-    Hashing the default generator's weights takes ~60 ms, and :func:`stylemix.segment` asks on every call (the part
-    bank's check), so the digest is kept per generator while its tensors stay the same ones: the same names, the
-    same tensor objects at the same storage, and the same version counters (every in-place change through the
-    tensor, ``load_state_dict`` included, bumps its counter). A change made behind autograd's back, through
-    ``tensor.data``, is not seen: call :func:`forget_weights_sha256` after one.
-    """
-    import torch
-    if not isinstance(G, torch.nn.Module):
-        return None
-    fingerprint = weights_fingerprint(G)
-    cached = _SHA256_CACHE.get(G)
-    if cached is not None and cached[0] == fingerprint:
-        return cached[1]
-    state = G.state_dict(keep_vars=True)
-    h = hashlib.sha256()
-    for name, t in sorted(state.items()):
-        t = t.detach().cpu().contiguous()
-        h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
-        # reshape: a 0-dim tensor (StyleGAN3's magnitude_ema) has no uint8 view; same bytes for the others
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    digest = h.hexdigest()
-    try:
-        _SHA256_CACHE[G] = (fingerprint, digest)
-    except TypeError:  # a module that cannot be weakly referenced: no cache
-        pass
-    return digest
-
-
-def weights_fingerprint(G: Any) -> tuple:
-    """Which tensors ``G`` holds right now: per state-dict entry its name, object, storage, version counter, dtype,
-    shape and device. Equal fingerprints mean the same weights (bar changes through ``tensor.data``), so what is
-    derived from them (:func:`weights_sha256`, a reduced-precision copy) can be kept until it changes."""
-    return tuple((name, id(t), t.data_ptr(), t._version, t.dtype, tuple(t.shape), str(t.device))
-                 for name, t in sorted(G.state_dict(keep_vars=True).items()))
-
-
-def forget_weights_sha256(G: Any) -> None:
-    """Drop the cached digest of ``G`` (after changing its weights through ``tensor.data``)."""
-    _SHA256_CACHE.pop(G, None)
-
-
-# generator -> (fingerprint of its tensors, digest); weak, so a cached generator is still freed.
-_SHA256_CACHE: "weakref.WeakKeyDictionary[Any, tuple[tuple, str]]" = weakref.WeakKeyDictionary()

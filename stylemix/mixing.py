@@ -20,11 +20,16 @@ import torch
 
 from stylemix.errors import StylemixError
 
-# Stream ids for numpy.random.default_rng([seed, stream]).
-STREAM_VARIANTS = 1
-STREAM_CROSSOVER = 2
-STREAM_KMEANS = 3
-STREAM_NOISE = 4  # torch's seed for noise_mode="random" (stylemix.render.noise_stream)
+# The one registry of random streams, ``numpy.random.default_rng([seed, stream])``: each use has its own id, so no
+# two draws share bits. A new use takes a new id here; an id is never reused or renumbered (results depend on it).
+STREAM_VARIANTS = 1  # the variants' latents
+STREAM_CROSSOVER = 2  # per-variant crossovers drawn from a range
+STREAM_KMEANS = 3  # k-means initialisation of one image
+STREAM_SIGNATURE = 4  # a part bank's shared signature latents, keyed by its signature_seed (stylemix.parts)
+STREAM_NOISE = 5  # torch's seed for noise_mode="random" (stylemix.render.noise_stream)
+STREAM_BANK_PIXELS = 6  # the pixels a part bank's fit samples from one image (stylemix.parts.collect)
+STREAMS = {"variants": STREAM_VARIANTS, "crossover": STREAM_CROSSOVER, "kmeans": STREAM_KMEANS,
+           "signature": STREAM_SIGNATURE, "noise": STREAM_NOISE, "bank_pixels": STREAM_BANK_PIXELS}
 
 # The first entry of the stream key of a latent row; any value works, it only has to be fixed forever ("ws").
 WS_STREAM_TAG = 0x7773
@@ -52,6 +57,8 @@ def row_key(row: int, base: int = 0) -> tuple[int, int, int]:
 def stream(seed: StreamKey, stream_id: int) -> np.random.Generator:
     """The random stream ``stream_id`` of ``seed`` (a seed or a :func:`row_key`), independent of every other stream
     and of NVlabs' z."""
+    if stream_id not in STREAMS.values():
+        raise StylemixError(f"unknown random stream {stream_id}: every stream has its id in stylemix.mixing.STREAMS")
     key = [int(seed)] if isinstance(seed, (int, np.integer)) else [int(k) for k in seed]
     return np.random.default_rng(key + [int(stream_id)])
 
@@ -76,6 +83,10 @@ def parse_crossover(spec: str) -> Crossover:
 
 def check_crossover(crossover: Crossover, num_ws: int) -> None:
     """Raise :class:`StylemixError` unless every crossover ``crossover`` can produce lies in ``[1, num_ws - 1]``."""
+    if isinstance(crossover, bool) or not isinstance(crossover, (int, np.integer, tuple, list, np.ndarray)) or (
+            not isinstance(crossover, (int, np.integer))
+            and not all(isinstance(c, (int, np.integer)) and not isinstance(c, bool) for c in crossover)):
+        raise StylemixError(f"bad crossover {crossover!r}: use an int, a (low, high) tuple or a list of ints")
     if isinstance(crossover, (int, np.integer)):
         values = [int(crossover)]
     elif isinstance(crossover, tuple) and len(crossover) == 2:

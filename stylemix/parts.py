@@ -40,7 +40,6 @@ from stylemix import mixing
 from stylemix.errors import StylemixError
 from stylemix.vectors import pixel_vectors
 
-STREAM_PARTS = 4  # mixing.stream id of the bank's signature latents and of its pixel subsampling
 FORMAT = "stylemix-partbank"
 FORMAT_VERSION = 2  # 2: the fine foreground prototypes (version 1 banks load, their foreground stays by class)
 FOREGROUND_MODES = ("fine", "combined", "bank", "consensus")
@@ -59,7 +58,7 @@ class PartSettings:
         n_parts: K, the number of classes (class 0 is the background when the bank finds one).
         prototypes: M, the number of k-means prototypes of the pooled descriptors (M >> K).
         signature_variants: shared style variants that give every pixel its co-variation signature.
-        signature_seed: seed of their latents, ``default_rng([signature_seed, STREAM_PARTS])``.
+        signature_seed: seed of their latents, ``mixing.stream(signature_seed, mixing.STREAM_SIGNATURE)``.
         crossovers: the variants' crossovers, cycled (``[]``: the segmentation's default crossovers).
         feature_components, signature_components: PCA dimensions kept of each cue.
         feature_weight, signature_weight, position_weight: how each cue weighs in the descriptor.
@@ -120,7 +119,7 @@ class PartBank:
             bank: the foreground then follows the classes).
         class_names, class_foreground: per class (the table; ``foreground`` flags decide the mask).
         class_share ``float [K]``: each class's share of the bank's pixels.
-        generator: ``{"family", "weights_sha256"}``; fit_seeds: the seeds it was fitted on (NVlabs ranges).
+        generator: ``{"family", "id"}`` (:func:`stylemix.identity.generator_id`); fit_seeds: the seeds it was fitted on (NVlabs ranges).
         sheets: per class a contact sheet ``uint8 [h, w, 3]`` (only right after :func:`discover`; not stored).
         foreground_sheet: the same for the fine foreground (``<stem>.foreground.png``; not stored).
     """
@@ -228,12 +227,32 @@ class PartBank:
         return bank
 
     def check_generator(self, G: Any) -> None:
-        """Refuse a generator whose weights are not the bank's (one line)."""
-        from stylemix.io import weights_sha256
-        want, got = self.generator.get("weights_sha256"), weights_sha256(G)
-        if want != got:
-            raise StylemixError(f"this part bank was fitted on another generator ({self.generator.get('family')}, "
-                                f"weights sha256 {str(want)[:12]}), not this one ({str(got)[:12]})")
+        """Refuse a generator that is not the bank's (one line saying why and what to do)."""
+        reason = self.mismatch(G)
+        if reason is not None:
+            raise StylemixError(reason)
+
+    def mismatch(self, G: Any) -> str | None:
+        """Why ``G`` is not the generator this bank was fitted on, in one line; ``None`` when it is.
+
+        A bank names its generator by :func:`stylemix.identity.generator_id`. A bank written before ids stored
+        the hash of the whole state dict (``weights_sha256``): it matches where that hash can be recomputed
+        here (generators read from a file), else the line says how to refit it.
+        """
+        from stylemix.identity import generator_id, legacy_weights_sha256
+        family = self.generator.get("family")
+        if "id" in self.generator:
+            want, got = self.generator["id"], generator_id(G)
+            if want == got:
+                return None
+            return (f"this part bank was fitted on another generator ({family}, id {str(want)[:12]}), "
+                    f"not this one ({getattr(G, 'family', type(G).__name__)}, id {str(got)[:12]})")
+        legacy = legacy_weights_sha256(G)
+        if legacy is not None and self.generator.get("weights_sha256") == legacy:
+            return None
+        return (f"this part bank ({family}) predates machine-independent generator ids and cannot be matched to "
+                f"this generator: refit it with `stylemix discover --seeds {self.fit_seeds or '200-399'} "
+                f"-k {self.n_parts} --out BANK`")
 
     def table(self) -> list[dict[str, Any]]:
         """The class table: ``id``, ``name``, ``foreground``, ``pixel_share``, ``foreground_rate``."""
@@ -346,20 +365,28 @@ def raw_cues(base_features: np.ndarray, signature_stack: np.ndarray) -> tuple[np
 
 def fit_pca(X: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Mean ``[D]`` and the first ``n`` principal axes ``[n, D]`` of ``X [P, D]`` (signs fixed: the largest
-    coordinate of each axis is positive, so the result does not depend on the SVD's choice)."""
+    coordinate of each axis is positive, so the result does not depend on the SVD's choice).
+
+    In float64, rounded to float32 at the end: LAPACK's rounding differs between CPUs and thread counts in the
+    last float64 digits, which the rounding removes (call it inside :func:`stylemix.cluster.thread_limit` ``(1)``
+    for the same bytes at any thread count)."""
+    X = np.asarray(X, np.float64)
     mean = X.mean(0)
-    _, _, vt = np.linalg.svd((X - mean).astype(np.float64), full_matrices=False)
+    _, _, vt = np.linalg.svd(X - mean, full_matrices=False)
     vt = vt[:min(n, vt.shape[0])]
     vt *= np.sign(vt[np.arange(len(vt)), np.abs(vt).argmax(1)])[:, None]
     return mean.astype(np.float32), vt.astype(np.float32)
 
 
-def descriptors(F: np.ndarray, S: np.ndarray, pos: np.ndarray, bank: PartBank) -> np.ndarray:
-    """``float32 [P, Pf + Ps + 2]`` descriptors of pixels with cues ``F [P, C]``, ``S [P, N*D]``, ``pos [P, 2]``."""
+def descriptors(F: np.ndarray, S: np.ndarray, pos: np.ndarray, bank: PartBank, dtype: Any = np.float32
+                ) -> np.ndarray:
+    """``[P, Pf + Ps + 2]`` descriptors of pixels with cues ``F [P, C]``, ``S [P, N*D]``, ``pos [P, 2]``, computed
+    in ``dtype`` (float32 per image; a fit uses float64, see :func:`fit`)."""
     s = bank.settings
-    return np.concatenate([s.feature_weight * ((F - bank.feature_mean) @ bank.feature_basis.T),
-                           s.signature_weight * ((S - bank.signature_mean) @ bank.signature_basis.T),
-                           s.position_weight * pos], 1).astype(np.float32)
+    F, S, pos = (np.asarray(a, dtype) for a in (F, S, pos))
+    return np.concatenate([s.feature_weight * ((F - bank.feature_mean) @ bank.feature_basis.T.astype(dtype, copy=False)),
+                           s.signature_weight * ((S - bank.signature_mean) @ bank.signature_basis.T.astype(dtype, copy=False)),
+                           s.position_weight * pos], 1).astype(dtype)
 
 
 def nearest(X: np.ndarray, centres: np.ndarray) -> np.ndarray:
@@ -459,7 +486,7 @@ def foreground_map(classes: np.ndarray, bank: PartBank, consensus: np.ndarray | 
 
 def signature_latents(G: Any, settings: PartSettings) -> np.ndarray:
     """``float32 [N, z_dim]``: the shared variants' latents (the same for every seed)."""
-    rng = mixing.stream(settings.signature_seed, STREAM_PARTS)
+    rng = mixing.stream(settings.signature_seed, mixing.STREAM_SIGNATURE)
     return rng.standard_normal((settings.signature_variants, G.z_dim)).astype(np.float32)
 
 
@@ -473,17 +500,17 @@ def image_cues(G: Any, ws_base: torch.Tensor, latents: np.ndarray, crossovers: S
     truncation, noise mode, batch size). ``base``: those features already rendered (the boundary stage's, the same
     values), else they are rendered here.
     """
-    from stylemix.render import generator_device, variant_stack
+    from stylemix.render import features_suffix, generator_device, synthesis_prefixes, variant_stack
     device = generator_device(G)
     z = torch.from_numpy(latents).to(device)
     c = torch.zeros(len(z), G.c_dim, device=device) if G.c_dim else None
     ws_other = G.mapping(z, c, truncation_psi=cfg.truncation_psi, truncation_cutoff=cfg.truncation_cutoff)
     cx = mixing.variant_crossovers(0, len(latents), list(crossovers), G.num_ws)
     ws_mix = mixing.mix_styles(ws_base, ws_other, cx)
-    states = G.synthesis_prefixes(ws_base, sorted({int(x) for x in cx}), noise_mode=cfg.noise_mode)
+    states = synthesis_prefixes(G, ws_base, sorted({int(x) for x in cx}), noise_mode=cfg.noise_mode)
     r = cfg.analysis_resolution
     if base is None:
-        base = G.features_suffix(states[min(states)], ws_base, r, None, noise_mode=cfg.noise_mode)[0]
+        base = features_suffix(G, states[min(states)], ws_base, r, None, noise_mode=cfg.noise_mode)[0]
         base = base.float().cpu().numpy()
     stack = variant_stack(G, states, ws_mix, cx, cfg, descriptor="features")
     return base, stack.float().cpu().numpy()
@@ -547,18 +574,37 @@ def collect(G: Any, seeds: Sequence[int], settings: PartSettings, cfg: Any, cros
             sheet_seeds: int = 16, progress: Any = None, render: Any = None) -> BankSamples:
     """Render the bank's images and sample their pixels (``settings.pixels_per_image`` each, drawn from the
     seed's own stream, so a sample never depends on the other seeds). ``render``: a stand-in for
-    :func:`bank_image` with its signature (benchmarks/parts.py passes a cached one)."""
+    :func:`bank_image` with its signature (benchmarks/parts.py passes a cached one).
+
+    On a CPU each image renders on one torch thread, images side by side on as many threads as torch had: torch's
+    kernels (oneDNN's 1x1 convolutions among them) round differently with the thread count, and a bank must be
+    the same bytes at any thread count. Side by side costs about what one image on every thread costs.
+    """
+    from stylemix.cluster import thread_limit
+    from stylemix.outputs import ordered_map
+    from stylemix.render import generator_device
     latents = signature_latents(G, settings)
     render = render or bank_image
+    on_cpu = not isinstance(G, torch.nn.Module) or generator_device(G).type == "cpu"
+    workers = min(torch.get_num_threads(), len(seeds)) if on_cpu else 0
     samples, sheet_data = [], []
-    for i, seed in enumerate(seeds):
-        F, S, prob, image, pos = render(G, seed, cfg, latents, crossovers)
-        pick = np.sort(mixing.stream(seed, STREAM_PARTS).permutation(len(F))[:settings.pixels_per_image])
-        samples.append((F[pick], S[pick], prob.ravel()[pick], pos[pick]))
-        if i < sheet_seeds:
-            sheet_data.append((seed, image, F, S, pos))
-        if progress is not None:
-            progress(i + 1, len(seeds))
+    before = torch.get_num_threads()
+    try:
+        if on_cpu:
+            torch.set_num_threads(1)
+        with thread_limit(1):
+            rendered = ordered_map(lambda seed: render(G, seed, cfg, latents, crossovers), seeds,
+                                   threads=workers if workers > 1 else 0, queue=2 * max(workers, 1))
+            for i, (seed, (F, S, prob, image, pos)) in enumerate(zip(seeds, rendered)):
+                pick = np.sort(mixing.stream(seed, mixing.STREAM_BANK_PIXELS).permutation(len(F))
+                               [:settings.pixels_per_image])
+                samples.append((F[pick], S[pick], prob.ravel()[pick], pos[pick]))
+                if i < sheet_seeds:
+                    sheet_data.append((seed, image, F, S, pos))
+                if progress is not None:
+                    progress(i + 1, len(seeds))
+    finally:
+        torch.set_num_threads(before)
     F, S, P, pos = (np.concatenate(x) for x in zip(*samples))
     return BankSamples(F, S, P, pos, list(seeds), sheet_data)
 
@@ -567,27 +613,41 @@ def fit(samples: BankSamples, settings: PartSettings, cfg: Any, crossovers: Sequ
         consensus_split: bool = True) -> PartBank:
     """The bank of ``samples``: PCA of each cue, prototypes, pooled foreground rates, merge into classes.
     ``consensus_split=False`` merges all prototypes by Ward alone (an ablation: no foreground evidence)."""
-    from stylemix.io import compact_seeds, weights_sha256
+    from stylemix.cluster import thread_limit
+    from stylemix.identity import generator_id
+    from stylemix.io import compact_seeds
     F, S, pos = samples.F, samples.S, samples.pos
-    # The PCA is kept at float16 precision (stored so: a bank is tens of KB), and the prototypes are fitted on it.
-    f_mean, f_basis, s_mean, s_basis = (_half(a) for a in (*fit_pca(F, settings.feature_components),
-                                                          *fit_pca(S, settings.signature_components)))
-    bank = PartBank(settings, cfg.analysis_resolution, cfg.feature_dim, tuple(crossovers), f_mean, f_basis, s_mean,
-                    s_basis, np.zeros((0, 0), np.float32), np.zeros(0, np.int32), np.zeros(0, np.float32), [], [],
-                    [], {"family": getattr(G, "family", type(G).__name__), "weights_sha256": weights_sha256(G)},
-                    compact_seeds(samples.seeds))
-    X = descriptors(F, S, pos, bank)
-    centres, _ = _prototypes(X, settings)
-    # The fine foreground prototypes: the same descriptors, many more centres (kept at float16, as stored).
-    fine, _ = _prototypes(X, dataclasses.replace(settings, prototypes=settings.foreground_prototypes))
-    bank = dataclasses.replace(bank, prototypes=centres.astype(np.float32), foreground_prototypes=_half(fine))
-    return regroup(bank, samples, settings.n_parts, consensus_split)
+    # One thread and float64 throughout, rounded where stored: the same samples give the same bank bytes at any
+    # thread count (threaded BLAS and k-means sum partials in arrival order) and, but for last-digit ties, on
+    # any CPU.
+    with thread_limit(1):
+        # The PCA is kept at float16 precision (stored so: a bank is tens of KB); the prototypes are fitted on it.
+        f_mean, f_basis, s_mean, s_basis = (_half(a) for a in (*fit_pca(F, settings.feature_components),
+                                                              *fit_pca(S, settings.signature_components)))
+        bank = PartBank(settings, cfg.analysis_resolution, cfg.feature_dim, tuple(crossovers), f_mean, f_basis,
+                        s_mean, s_basis, np.zeros((0, 0), np.float32), np.zeros(0, np.int32),
+                        np.zeros(0, np.float32), [], [], [],
+                        {"family": getattr(G, "family", type(G).__name__), "id": generator_id(G)},
+                        compact_seeds(samples.seeds))
+        X = descriptors(F, S, pos, bank, np.float64)
+        centres, _ = _prototypes(X, settings)
+        # The fine foreground prototypes: the same descriptors, many more centres (kept at float16, as stored).
+        fine, _ = _prototypes(X, dataclasses.replace(settings, prototypes=settings.foreground_prototypes))
+        bank = dataclasses.replace(bank, prototypes=centres.astype(np.float32), foreground_prototypes=_half(fine))
+        return regroup(bank, samples, settings.n_parts, consensus_split)
 
 
 def regroup(bank: PartBank, samples: BankSamples, n_parts: int, consensus_split: bool = True) -> PartBank:
     """The bank's prototypes merged into ``n_parts`` classes from the pooled statistics of ``samples`` (the
-    prototypes are kept, so banks of several K share them)."""
-    proto = nearest(descriptors(samples.F, samples.S, samples.pos, bank), bank.prototypes)
+    prototypes are kept, so banks of several K share them). One thread and float64, as :func:`fit`."""
+    from stylemix.cluster import thread_limit
+    with thread_limit(1):
+        return _regroup(bank, samples, n_parts, consensus_split)
+
+
+def _regroup(bank: PartBank, samples: BankSamples, n_parts: int, consensus_split: bool) -> PartBank:
+    X = descriptors(samples.F, samples.S, samples.pos, bank, np.float64)
+    proto = nearest(X, bank.prototypes)
     M = len(bank.prototypes)
     count = np.bincount(proto, minlength=M).astype(np.float64)
     rate = np.bincount(proto, weights=samples.prob, minlength=M) / np.maximum(count, 1)
@@ -599,7 +659,6 @@ def regroup(bank: PartBank, samples: BankSamples, n_parts: int, consensus_split:
     names = ["background" if k == 0 and rates[0] <= 0.5 else f"part{k}" for k in range(K)]
     fine_rate = bank.foreground_rate
     if len(bank.foreground_prototypes):  # each fine prototype's pooled consensus rate, as the prototypes' above
-        X = descriptors(samples.F, samples.S, samples.pos, bank)
         fine = nearest(X, bank.foreground_prototypes)
         n = len(bank.foreground_prototypes)
         fine_rate = (np.bincount(fine, weights=samples.prob, minlength=n)
@@ -615,6 +674,7 @@ def regroup(bank: PartBank, samples: BankSamples, n_parts: int, consensus_split:
 
 def _prototypes(X: np.ndarray, settings: PartSettings) -> tuple[np.ndarray, np.ndarray]:
     from stylemix.cluster import KMeans
+    """k-means centres ``[M, D]`` (float32) and labels ``[P]`` of the descriptors ``X [P, D]`` (float64 in a fit)."""
     M = min(settings.prototypes, len(np.unique(X.round(4), axis=0)))
     km = KMeans(max(M, settings.n_parts), n_init=2, random_state=settings.random_state).fit(X)
     return km.cluster_centers_, np.asarray(km.labels_)
@@ -624,13 +684,12 @@ def bank_image(G: Any, seed: int, cfg: Any, latents: np.ndarray, crossovers: Seq
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """One bank image: its cues, its consensus foreground probability ``[r, r]``, its image and positions."""
     from stylemix.render import render_variants, style_latents, to_uint8
-    from stylemix.stages import anchor_vote, consensus_foreground
+    from stylemix.stages import anchor_vote, consensus_foreground, kmeans_seed
     with torch.inference_mode():
         ws_base, ws_mix, cx = style_latents(G, seed, cfg)
         image, stack = render_variants(G, ws_base, ws_mix, cx, cfg)
         image_u8 = to_uint8(image)[0].cpu().numpy()
-    random_state = int(mixing.stream(seed, mixing.STREAM_KMEANS).integers(2 ** 31))
-    prob, _ = consensus_foreground(stack.float().cpu().numpy(), cfg.consensus, random_state,
+    prob, _ = consensus_foreground(stack.float().cpu().numpy(), cfg.consensus, kmeans_seed(seed),
                                    anchor_vote(cfg.foreground_rule, cfg.frame_penalty), **cfg.kmeans_options())
     base, sig = image_cues(G, ws_base, latents, crossovers, cfg)
     F, S = raw_cues(base, sig)
@@ -700,14 +759,21 @@ def load_bank(spec: "str | os.PathLike | PartBank", G: Any = None) -> PartBank:
 
 
 def packaged_bank_for(G: Any) -> PartBank | None:
-    """The bank shipped with stylemix for ``G`` (its family in :data:`PACKAGED_FOR` and the bank's weights sha256
-    equal to ``G``'s), else ``None``. The family is checked first, so other generators are never hashed."""
+    """The bank shipped with stylemix for ``G`` (its family in :data:`PACKAGED_FOR` and the bank's generator id
+    equal to ``G``'s), else ``None``. The family is checked first, so other generators are never hashed; a
+    generator of a family with a packaged bank that is not the bank's generator (another checkpoint, changed
+    weights) is told once per process why the bank does not apply."""
     name = PACKAGED_FOR.get(getattr(G, "family", None))
     if name is None or not resolve_bank_path(name).is_file():
         return None
-    from stylemix.io import weights_sha256
     bank = _load_packaged(name)
-    return bank if bank.generator.get("weights_sha256") == weights_sha256(G) else None
+    reason = bank.mismatch(G)
+    if reason is not None:
+        from stylemix.backend import warn_once
+        warn_once(f"the part bank shipped for {G.family} ('{name}') is not used, so the foreground comes from the "
+                  f"per-image consensus: {reason}")
+        return None
+    return bank
 
 
 def _load_packaged(name: str) -> PartBank:
@@ -744,7 +810,7 @@ def part_step(G: Any, parts: Any, cfg: Any) -> "PartStep | None":
     return PartStep(G, parts, cfg)
 
 
-# generator -> {(weights sha256, device, latents, truncation): mapped styles of a bank's signature latents}
+# generator -> {(generator id, device, latents, truncation): mapped styles of a bank's signature latents}
 _SIGNATURE_STYLES: "weakref.WeakKeyDictionary[Any, dict[tuple, torch.Tensor]]" = weakref.WeakKeyDictionary()
 
 
@@ -789,12 +855,12 @@ class PartStep:
         """The bank's signature variants as :class:`stylemix.render.SharedVariants`: their latents mapped once (the
         same for every image) and their crossovers, for :func:`stylemix.render.render_batch`."""
         if self._shared is None:
-            from stylemix.io import weights_sha256
+            from stylemix.identity import generator_id
             from stylemix.render import SharedVariants, generator_device
             G, cfg = self.G, self.cfg
             device = generator_device(G)
             # Mapped once per generator's weights, not per segment() call (a mapping call costs ~10-40 ms).
-            digest = weights_sha256(G)
+            digest = generator_id(G)
             key = (digest, str(device), self.latents.tobytes(), cfg.truncation_psi, cfg.truncation_cutoff)
             cache = _SIGNATURE_STYLES.setdefault(G, {}) if digest is not None else {}
             if key not in cache:

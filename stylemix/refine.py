@@ -118,6 +118,14 @@ class RefineConfig:
         return scale * analysis_resolution
 
 
+def method_run(method: str, has_features: bool) -> str:
+    """The boundary method that runs for ``method``: a :data:`FEATURE_METHODS` one without feature maps runs
+    ``cascade`` (for ``features``) or ``matting`` (for ``features-matting``); the pipeline records it and says so."""
+    if method in FEATURE_METHODS and not has_features:
+        return "cascade" if method == "features" else "matting"
+    return method
+
+
 def refine_boundary(image: np.ndarray, probability: np.ndarray, config: RefineConfig | None = None,
                     features: np.ndarray | None = None) -> np.ndarray:
     """Alpha matte of the foreground.
@@ -135,8 +143,7 @@ def refine_boundary(image: np.ndarray, probability: np.ndarray, config: RefineCo
         ``float32 [H, W]`` alpha in [0, 1]; the binary mask is ``alpha > 0.5``.
     """
     cfg = (config or RefineConfig()).check()
-    if cfg.method in FEATURE_METHODS and features is None:
-        cfg = dataclasses.replace(cfg, method="cascade" if cfg.method == "features" else "matting")
+    cfg = dataclasses.replace(cfg, method=method_run(cfg.method, features is not None))
     image = np.asarray(image)
     prob = np.asarray(probability, dtype=np.float32)
     if image.ndim != 3 or image.shape[2] != 3:

@@ -382,8 +382,8 @@ def variant_stack(G: Any, states: dict[int, Any] | list[dict[int, Any]], ws_mix:
 
 def reduced_precision(G: Any, dtype: torch.dtype) -> Any:
     """A copy of the generator module ``G`` with its floating-point weights and buffers in ``dtype``, made once and
-    kept while ``G``'s weights stay the same tensors (:func:`stylemix.io.weights_fingerprint`)."""
-    from stylemix.io import weights_fingerprint
+    kept while ``G``'s weights stay the same tensors (:func:`stylemix.identity.weights_fingerprint`)."""
+    from stylemix.identity import weights_fingerprint
     fingerprint = weights_fingerprint(G)
     cached = _REDUCED.get(G, {}).get(dtype)
     if cached is not None and cached[0] == fingerprint:

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 from stylemix import mixing, refine
-from stylemix.backend import Backend, get_backend, to_numpy
-from stylemix.cluster import SMALL_PROBLEM, blas_limit, thread_limit
+from stylemix.backend import Backend, get_backend, to_numpy, warn_once
+from stylemix.cluster import blas_limit, thread_limit
 from stylemix.config import DESCRIPTORS, REFINEMENTS, SegmentConfig, default_crossovers  # noqa: F401 (re-exported)
 from stylemix.errors import StylemixError
 from stylemix.instances import InstanceStep, prepare_instances
@@ -266,14 +266,14 @@ def _finish_image(G: Any, subject: Subject, rendered: Rendered, image_u8: torch.
     xp = backend.xp
     random_state = kmeans_seed(subject.key)
     stack = backend.from_torch(rendered.stack.float())
-    # Analysis-resolution arrays are small: BLAS / OpenMP threads cost more than they save (cluster.thread_limit).
+    # One BLAS / OpenMP thread: the masks do not depend on the thread count (a threaded reduction sums in arrival
+    # order), and analysis-resolution arrays are small, so threads would cost more than they save.
     # Not around the part bank's step: it renders, and torch's OpenMP pool is one of those threadpoolctl limits.
-    threads = 1 if cfg.analysis_resolution ** 2 <= SMALL_PROBLEM else None
     extra = {}
     # A two-way mask reads the consensus unless the part bank's foreground ignores it: then nothing is clustered.
     use_consensus = cfg.clusters == 2 and (part_step is None or part_step.needs_consensus)
     prob = None
-    with thread_limit(threads):
+    with thread_limit(1):
         if use_consensus:
             prob, scores, margin, extra["consensus_agreement"] = foreground_probability(
                 stack, random_state, consensus=cfg.consensus, foreground_rule=cfg.foreground_rule,
@@ -299,7 +299,7 @@ def _finish_image(G: Any, subject: Subject, rendered: Rendered, image_u8: torch.
     size = tuple(image_u8.shape[:2])
     area = min_pixels(cfg.min_area, size)
     alpha = None
-    with thread_limit(threads):
+    with thread_limit(1):
         if cfg.clusters == 2:
             full, alpha = finish_foreground(prob, size, guide, min_pixels=area, refine=cfg.refine,
                                             boundary=cfg.boundary, features=features)
@@ -308,6 +308,12 @@ def _finish_image(G: Any, subject: Subject, rendered: Rendered, image_u8: torch.
             full = finish_labels(labels, size, cfg.clusters, guide, min_pixels=area, refine=cfg.refine)
             foreground = is_fg[full]
     t3 = time.perf_counter()
+    boundary_run = None
+    if cfg.clusters == 2 and cfg.refine == "guided":
+        boundary_run = refine.method_run(cfg.boundary, features is not None)
+        if boundary_run != cfg.boundary:
+            warn_once(f"boundary {cfg.boundary} needs the generator's feature maps, which "
+                      f"{getattr(G, 'family', type(G).__name__)} does not expose: the boundary runs {boundary_run}")
     meta = {
         "seed": subject.seed,
         **({} if subject.row is None else {"ws_row": subject.row, "latent_kind": subject.kind,
@@ -316,6 +322,7 @@ def _finish_image(G: Any, subject: Subject, rendered: Rendered, image_u8: torch.
         "resolution": int(G.resolution),
         "settings": cfg.as_dict(),
         "crossovers": rendered.crossovers.tolist(),
+        "boundary": boundary_run,
         "foreground_margin": round(margin, 6),
         "cluster_scores": [round(float(s), 6) for s in to_numpy(scores)],
         "foreground_clusters": [int(i) for i in np.flatnonzero(to_numpy(is_fg))],

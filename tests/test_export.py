@@ -20,6 +20,7 @@ import pytest
 import stylemix
 from stylemix import export as ex
 from stylemix.errors import StylemixError
+from stylemix.identity import generator_id
 
 REPO = Path(__file__).resolve().parents[1]
 OPTS = {"variants": 4}
@@ -138,7 +139,8 @@ def test_png_format(reference, G):
     assert card["complete"] and card["seeds"] == "0-5" and card["format"] == "png"
     assert card["classes"] == {"0": "background", "1": "foreground"}
     assert card["settings"]["variants"] == 4 and card["generator"]["source"] == "shapes"
-    assert card["generator"]["weights_sha256"] == ex.weights_sha256(G)
+    assert card["generator"]["id"] == generator_id(G)
+    assert card["arithmetic"] == {"precision": "float32", "device": "cpu"}
     assert card["counts"]["written"] == 6 and card["counts"]["skipped"] == 0
     lines = (root / "manifest.jsonl").read_text().splitlines()
     assert [json.loads(line)["seed"] for line in lines] == list(range(6))
@@ -163,7 +165,7 @@ def test_png_multiclass_ranks_clusters(tmp_path):
     card = json.loads((tmp_path / "dataset.json").read_text())
     assert card["classes"] == {"0": "rank0", "1": "rank1", "2": "rank2"}
     assert card["generator"]["source"] is None  # a generator object, identified by its weights
-    assert card["generator"]["weights_sha256"]
+    assert card["generator"]["id"]
 
 
 def test_coco_format(reference, G):

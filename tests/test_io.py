@@ -43,23 +43,3 @@ def test_atomic_writes_are_ordinary_files_not_private_ones(tmp_path):
     from stylemix import io
     io.atomic_write_bytes(tmp_path / "a.bin", b"x")
     assert (tmp_path / "a.bin").stat().st_mode & 0o777 == 0o666 & ~io._umask()
-
-
-def test_weights_sha256_is_cached_until_the_weights_change():
-    import torch
-    net = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Linear(2, 1))
-    first = io.weights_sha256(net)
-    assert io.weights_sha256(net) == first and net in io._SHA256_CACHE
-    with torch.no_grad():
-        net[0].weight.add_(1.0)  # in place: the version counter moves
-    changed = io.weights_sha256(net)
-    assert changed != first
-    io.forget_weights_sha256(net)
-    assert io.weights_sha256(net) == changed  # a fresh hash agrees with the cached one
-    net.load_state_dict({k: torch.zeros_like(v) for k, v in net.state_dict().items()})
-    assert io.weights_sha256(net) not in (first, changed)
-    net[1].weight = torch.nn.Parameter(torch.ones(1, 2))  # a new tensor object
-    zeros = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Linear(2, 1))
-    zeros.load_state_dict({k: torch.zeros_like(v) for k, v in zeros.state_dict().items()})
-    assert io.weights_sha256(net) != io.weights_sha256(zeros)
-    assert io.weights_sha256(object()) is None

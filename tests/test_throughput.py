@@ -101,7 +101,7 @@ def test_the_base_features_are_taken_during_its_synthesis(G, bank, monkeypatch):
         raise AssertionError("the base features were rendered a second time")
     monkeypatch.setattr(segment, "image_features", refuse)
     monkeypatch.setattr(render, "image_features", refuse)
-    monkeypatch.setattr(bank, "generator", {**bank.generator, "weights_sha256": None})  # Hooked has no weights hash
+    monkeypatch.setattr(bank, "generator", {**bank.generator, "id": None})  # Hooked has no generator id
     monkeypatch.setattr(parts.PartBank, "check_generator", lambda self, G: None)
     for batch_size in (1, 3):
         segs = list(stylemix.segment_many(hooked, SEEDS, parts=bank, variants=8, batch_size=batch_size))

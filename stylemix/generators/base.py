@@ -23,6 +23,10 @@ randomly projected where that is cheapest); the base class builds both from the 
 Optional, a measured fact: ``variant_precision`` (``"float32"`` unless an adapter sets ``"bfloat16"``) is the
 arithmetic its variant stacks keep their quality in; ``SegmentConfig(precision="auto")`` uses bfloat16 for them
 where the device computes it natively (:mod:`stylemix.render`). The base image is always rendered in float32.
+
+Optional, for identity: ``derived_state`` (state-dict names of buffers computed at load, such as an estimated
+``w_avg``), left out of the generator's id (:func:`stylemix.identity.generator_id`) so that the id names the learned
+tensors only and is the same on every machine.
 """
 
 from __future__ import annotations
@@ -124,6 +128,8 @@ class GeneratorBase(torch.nn.Module):
     # The variant stack's arithmetic under precision="auto" where the device has bfloat16: an adapter sets
     # "bfloat16" only once its masks were measured unchanged in it (docs/benchmarks.md).
     variant_precision: str = "float32"
+    # State-dict names of buffers computed at load, not read from a file: outside the generator's id.
+    derived_state: tuple[str, ...] = ()
     # Set by the file loader (stylemix.generators.files): the file's name and sha256, reported by describe().
     source_file: str | None = None
     source_sha256: str | None = None

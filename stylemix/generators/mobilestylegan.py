@@ -32,6 +32,7 @@ the final image was traced), so the IR has no partial images below 1024 px; see 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import importlib.metadata
 import os
@@ -534,7 +535,8 @@ class MobileStyleGANGenerator(GeneratorBase):
     """MobileStyleGAN FFHQ 1024 px with NVIDIA's mapping/synthesis interface and real prefix/suffix hooks.
 
     ``mapping`` truncates towards ``w_avg``: the IR carries no running average, so it is the mean of the mapping over
-    ``w_avg_samples`` latents ``RandomState(0).randn(w_avg_samples, 512)``, computed once at load in float64.
+    ``w_avg_samples`` latents ``RandomState(0).randn(w_avg_samples, 512)``, computed in float64 on the first
+    truncation (``None`` until then).
     """
 
     #: First colour/texture slot: slots ``[0, DEFAULT_CROSSOVER)`` (conv1 and blocks 0-1, i.e. everything up to
@@ -554,15 +556,20 @@ class MobileStyleGANGenerator(GeneratorBase):
         slot_resolutions = tuple(synthesis.step_resolutions[:-1]) + (self.resolution,)
         self.style_layout = StyleLayout.from_slot_resolutions(slot_resolutions, self.DEFAULT_CROSSOVER)
         self.w_avg_samples = int(w_avg_samples)
-        self.register_buffer("w_avg", self._mean_w(self.w_avg_samples))
+        # Computed on the first truncation, not at load, and not saved: it is no learned tensor, so it stays out of
+        # the state dict and of the generator's id (stylemix.identity).
+        self.register_buffer("w_avg", None, persistent=False)
 
     @torch.no_grad()
     def _mean_w(self, n: int, chunk: int = 2_000) -> torch.Tensor:
-        """Mean mapped ``w [512]`` of ``RandomState(0).randn(n, 512)`` (float64 sum, so chunking does not matter)."""
+        """Mean mapped ``w [512]`` of ``RandomState(0).randn(n, 512)``, computed in float64 by a float64 copy of the
+        mapping network and rounded to float32: float32 matmuls round differently on every CPU and GPU, float64
+        ones only in digits the rounding drops, so ``w_avg`` is the same on every machine."""
+        mapping = copy.deepcopy(self.mapping_network).cpu().double()
         z = np.random.RandomState(0).randn(n, self.z_dim).astype(np.float32)
         total = torch.zeros(self.w_dim, dtype=torch.float64)
         for i in range(0, n, chunk):
-            total += self.mapping_network(torch.from_numpy(z[i:i + chunk])).double().sum(dim=0)
+            total += mapping(torch.from_numpy(z[i:i + chunk]).double()).sum(dim=0)
         return (total / n).float()
 
     def mapping(self, z: torch.Tensor, c: torch.Tensor | None = None, truncation_psi: float = 1.0,
@@ -570,8 +577,11 @@ class MobileStyleGANGenerator(GeneratorBase):
         """``z [B, 512]`` -> ``ws [B, 23, 512]`` (one ``w`` repeated; ``c`` is ignored, the model is unconditional)."""
         if z.ndim != 2 or z.shape[1] != self.z_dim:
             raise ValueError(f"z must be [B, {self.z_dim}], got {list(z.shape)}")
-        w = self.mapping_network(z.to(self.w_avg.device, torch.float32))
+        device = self.mapping_network.weights[0].device
+        w = self.mapping_network(z.to(device, torch.float32))
         ws = w.unsqueeze(1).repeat(1, self.num_ws, 1)
+        if truncation_psi != 1 and self.w_avg is None:
+            self.w_avg = self._mean_w(self.w_avg_samples).to(device)
         return truncate(ws, self.w_avg, truncation_psi, truncation_cutoff)
 
     def synthesis(self, ws: torch.Tensor, noise_mode: str = "const") -> torch.Tensor:

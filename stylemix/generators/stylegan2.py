@@ -631,6 +631,12 @@ class StyleGAN2Generator(GeneratorBase):
         self.w_avg_source = "stored"  # loaders set "estimated" when a checkpoint has no average latent
 
     @property
+    def derived_state(self) -> tuple[str, ...]:
+        """State-dict entries computed at load rather than read from the file: an estimated ``w_avg``
+        (:mod:`stylemix.identity` leaves them out of the generator's id)."""
+        return ("mapping.w_avg",) if self.w_avg_source.startswith("estimated") else ()
+
+    @property
     def channels(self) -> dict[int, int]:
         """``{resolution: feature channels}`` of every block."""
         return dict(self.synthesis.channels)

@@ -18,11 +18,13 @@ resnet blocks) is inferred from tensor names and shapes; anything else is a
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import re
 from typing import Any, Mapping
 
+import numpy as np
 import torch
 
 from stylemix.errors import GeneratorLoadError
@@ -401,13 +403,19 @@ def generator_from_rosinality_state_dict(sd: Mapping[str, torch.Tensor], latent_
 
 @torch.no_grad()
 def estimate_w_avg(G: StyleGAN2Generator, num_samples: int = _W_AVG_SAMPLES, seed: int = 0) -> torch.Tensor:
-    """Mean mapping output ``[w_dim]`` over ``num_samples`` latents from ``seed`` (unconditional generators)."""
-    gen = torch.Generator().manual_seed(seed)
-    z = torch.randn([num_samples, G.z_dim], generator=gen)
+    """Mean mapping output ``[w_dim]`` over ``num_samples`` latents ``RandomState(seed).randn`` (unconditional
+    generators; conditional ones average over labels drawn uniformly from the same stream).
+
+    Computed by a float64 copy of the mapping network and rounded to float32, from NumPy's legacy generator (the
+    same numbers on every machine): the estimate is the same everywhere, though it stays out of the generator's
+    id (``derived_state``) as every buffer computed at load does."""
+    rs = np.random.RandomState(seed)
+    z = torch.from_numpy(rs.randn(num_samples, G.z_dim)).double()
     c = None
-    if G.c_dim:  # average over uniformly drawn one-hot labels
-        c = torch.nn.functional.one_hot(torch.randint(G.c_dim, [num_samples], generator=gen), G.c_dim).float()
-    return G.mapping(z, c)[:, 0].mean(dim=0)
+    if G.c_dim:
+        c = torch.nn.functional.one_hot(torch.from_numpy(rs.randint(G.c_dim, size=num_samples)), G.c_dim).double()
+    mapping = copy.deepcopy(G.mapping).cpu().double()
+    return mapping(z, c)[:, 0].mean(dim=0).float()
 
 
 def rosinality_checkpoint(G: StyleGAN2Generator) -> dict[str, Any]:
