@@ -33,14 +33,17 @@ from stylemix.errors import GeneratorLoadError
 from stylemix.generators.pickles import PersistentRecord, classify_network, read_pickle
 from stylemix.io import file_sha256
 
-# What a file holds -> "module:function(network, *, source, conv_clamp)" building its generator. The StyleGAN3 entries
-# are filled by stylemix.generators.stylegan3; without it they fail with one line saying so.
+__all__ = ["GENERATOR_CLASSES", "READERS", "SAFETENSORS_FORMAT", "SAFETENSORS_VERSION", "is_safetensors_head",
+           "load_network_file"]
+
+# What a file holds -> "module:function(network, *, source, conv_clamp)" building its generator. A reader whose module
+# is missing fails with one line saying so.
 READERS: dict[str, str] = {
     "stylegan2": "stylemix.generators.stylegan2_formats:generator_from_record",
     "stylegan2-tf": "stylemix.generators.stylegan2_tf:generator_from_tf_network",
     "stylegan2-checkpoint": "stylemix.generators.stylegan2_formats:generator_from_checkpoint",
-    "stylegan3": "stylemix.generators.stylegan3:generator_from_record",
-    "stylegan3-state-dict": "stylemix.generators.stylegan3:generator_from_state_dict",
+    "stylegan3": "stylemix.generators.stylegan3_formats:generator_from_record",
+    "stylegan3-state-dict": "stylemix.generators.stylegan3_formats:generator_from_state_dict",
 }
 
 # family (``G.family``) -> "module:Class"; ``Class(**G.config())`` + ``load_state_dict`` rebuilds ``G``.
