@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 __all__ = ["LayerSpec", "design_lowpass_filter", "filtered_lrelu", "layer_specs", "synthesis_schedule", "upfirdn2d"]
 
+
 # ----------------------------------------------------------------------------------------------------------------
 # Layer schedule (all derived from the constructor arguments)
 
@@ -154,7 +155,7 @@ def design_lowpass_filter(numtaps: int, cutoff: float, width: float, fs: float, 
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Pure ops
+# FIR resampling ops
 
 
 def upfirdn2d(x: torch.Tensor, f: torch.Tensor | None, *, up: int = 1, down: int = 1,
