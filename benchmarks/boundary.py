@@ -15,7 +15,7 @@ rendered again, to time them in the run); every :data:`stylemix.refine.METHODS` 
 (:func:`stylemix.refine.refine_boundary`, then the pipeline's small-component cleaning), so rows differ only in
 the boundary stage. Scoring follows benchmarks/quality.py (area reduction to the ground truth's 256 px,
 ``> 0.5``): mIoU, trimap IoU at bands 1, 3 and 5 px, boundary F-score at 2 px (``stylemix.metrics``). The tuning
-seeds were 0-49 (session 5) and 20-79 (session 6), so the table shows seeds 0-49, 50-99 and all side by side. Each row's ``ms`` is its own cost per
+seeds were 0-49 and 20-79 (two rounds of choices), so the table shows seeds 0-49, 50-99 and all side by side. Each row's ``ms`` is its own cost per
 image (refinement + cleaning, plus rendering the feature maps for the methods that read them; one process,
 median over seeds), beside ``generate_ms``, the median time of one plain generation (mapping + synthesis) in the
 same run, so that the stage's cost can be read against the throughput goal (segment <= 1.25x one generation).

@@ -1,4 +1,4 @@
-"""Class-consistent parts and the bank's foreground on the default generator (issue #14; docs/benchmarks.md).
+"""Class-consistent parts and the bank's foreground on the default generator (docs/benchmarks.md, Parts).
 
 Protocol of ``../shared/eval/mobilestylegan-ffhq-parts`` (README there): banks fitted on seeds that are never
 scored (``--fit``, default 200-399), scored on ``--seeds`` (0-99); each 1024 px part map is reduced to 256 px by

@@ -6,7 +6,7 @@
 without refitting: ``seg.parts`` (1024 px class ids, the pipeline's own finish) reduced to 256 px by the block mode,
 confusion over the set, one Hungarian matching for the label set with as many classes as the bank (coarse4), with the helpers and protocol of parts.py
 (``../shared/eval/mobilestylegan-ffhq-parts``). Run once per ``SegmentConfig.precision``: whether the bank's part
-maps hold when the variants are rendered in bfloat16 (docs/benchmarks.md, Throughput, session 7).
+maps hold when the variants are rendered in bfloat16 (docs/benchmarks.md, Parts).
 """
 
 from __future__ import annotations

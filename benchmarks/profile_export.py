@@ -1,7 +1,7 @@
 """Where the time of an export goes: cProfile of ``export_dataset`` and of ``segment_many`` at the default settings.
 
     python benchmarks/profile_export.py                       # default generator, seeds 300-307, png
-    python benchmarks/profile_export.py --seeds 300-315 --batch-size 1 --out benchmarks/results/profile_b1.json
+    python benchmarks/profile_export.py --seeds 300-315 --batch-size 1 --out /tmp/profile_b1.json
 
 Warms up on one seed, then profiles (1) ``segment_many`` over the seeds (no files) and (2) ``export_dataset`` of
 the same seeds (PNG encoding, atomic writes, manifest). Prints, per run, the wall time per image, the share of the

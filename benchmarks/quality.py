@@ -2,7 +2,7 @@
 
     python benchmarks/quality.py                                  # default method, seeds 0-99 of the default generator
     python benchmarks/quality.py --seeds 0-2 -n 4 --threads 1     # smoke check (a few minutes on one core)
-    python benchmarks/quality.py --limit 10 -n 32 --fg-rule combined --out benchmarks/results/n32_combined.json
+    python benchmarks/quality.py --limit 10 -n 32 --fg-rule combined --out /tmp/n32_combined.json
 
 Protocol (docs/benchmarks.md, "Quality"):
 
@@ -450,7 +450,7 @@ def main(network: str | None, device: str, seeds: str, limit: int | None, gt_fol
     Examples:
       python benchmarks/quality.py
       python benchmarks/quality.py --seeds 0-2 -n 4 --threads 1 --out /tmp/q.json
-      python benchmarks/quality.py -n 32 --fg-rule combined --out benchmarks/results/n32_combined.json
+      python benchmarks/quality.py -n 32 --fg-rule combined --out /tmp/n32_combined.json
     """
     from stylemix.backend import get_backend
     try:

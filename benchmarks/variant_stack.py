@@ -3,7 +3,7 @@
     python benchmarks/variant_stack.py                    # -> JSON on stdout
     python benchmarks/variant_stack.py --tune-allocator   # glibc's allocator tuned first (the stylemix command's)
 
-Two measurements (docs/benchmarks.md, Throughput, session 7):
+Two measurements (docs/benchmarks.md, Throughput):
 
 * ``stack``: milliseconds per image of the 24-variant stack of 8 images (seeds 0-7, crossovers 4-7, 32 px, 16
   channels), each crossover group finished ``rows`` variants per call over the batch (6 = one image's group, what

@@ -13,8 +13,10 @@ import stylemix
 from stylemix.errors import GeneratorLoadError, StylemixError
 from stylemix.generators.pickles import classify_network, read_pickle as _read_pickle
 from stylemix.generators.stylegan2_formats import load_stylegan2_file
-from stylemix.generators.stylegan3 import (StyleGAN3Generator, input_transform_matrix,
-                                           modulated_conv2d, stylegan3_config, stylegan3_from_state_dict)
+from stylemix.generators.stylegan3 import (StyleGAN3Generator, input_transform_matrix, modulated_conv2d,
+                                           stylegan3_layout)
+from stylemix.generators.stylegan3_formats import infer_stylegan3_config, stylegan3_config, stylegan3_from_state_dict
+from stylemix.generators.stylegan3_filters import layer_specs, synthesis_schedule
 from stylemix.segment import default_crossovers
 from test_stylegan2 import IMG_ATOL, WS_ATOL, max_diff
 
@@ -249,7 +251,6 @@ def test_describe_and_layout(fx: Fixture) -> None:
 
 
 def test_layout_of_a_1024_px_network_matches_the_official_layers() -> None:
-    from stylemix.generators.stylegan3 import layer_specs, stylegan3_layout, synthesis_schedule
     schedule = synthesis_schedule(1024, 3)
     names = [s.name for s in layer_specs(schedule)]
     assert names[:5] == ["L0_36_512", "L1_36_512", "L2_52_512", "L3_52_512", "L4_84_512"]
@@ -330,7 +331,6 @@ def test_bare_state_dict_loads_with_inferred_kwargs(name: str) -> None:
 
 
 def test_inferred_kwargs_rebuild_other_configurations() -> None:
-    from stylemix.generators.stylegan3 import infer_stylegan3_config
     G = small_generator(resolution=64, c_dim=2, channel_base=1000, channel_max=16, margin_size=8, mapping_layers=4)
     inferred = StyleGAN3Generator(**infer_stylegan3_config(G.state_dict()))
     assert [s for s in inferred.synthesis.specs] == [s for s in G.synthesis.specs]

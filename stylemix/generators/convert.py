@@ -13,9 +13,11 @@ from typing import Any
 
 import stylemix
 from stylemix.errors import GeneratorLoadError
-from stylemix.generators.files import _KEPT_ATTRIBUTES, GENERATOR_CLASSES, SAFETENSORS_FORMAT, SAFETENSORS_VERSION
+from stylemix.generators.files import GENERATOR_CLASSES, KEPT_ATTRIBUTES, SAFETENSORS_FORMAT, SAFETENSORS_VERSION
 from stylemix.generators.registry import load_generator
 from stylemix.io import file_sha256
+
+__all__ = ["convert_to_safetensors"]
 
 
 def convert_to_safetensors(source: str | os.PathLike, out: str | os.PathLike, *, overwrite: bool = False
@@ -55,7 +57,7 @@ def convert_to_safetensors(source: str | os.PathLike, out: str | os.PathLike, *,
         "style_layout": json.dumps({"slot_resolutions": list(layout.slot_resolutions),
                                     "groups": {k: list(v) for k, v in layout.groups.items()},
                                     "default_crossover": layout.default_crossover}),
-        "attributes": json.dumps({k: getattr(G, k) for k in _KEPT_ATTRIBUTES if hasattr(G, k)}),
+        "attributes": json.dumps({k: getattr(G, k) for k in KEPT_ATTRIBUTES if hasattr(G, k)}),
         "source_name": getattr(G, "source_file", None) or os.fspath(source),
         "source_sha256": getattr(G, "source_sha256", None) or "",
         "stylemix_version": stylemix.__version__,

@@ -33,14 +33,17 @@ from stylemix.errors import GeneratorLoadError
 from stylemix.generators.pickles import PersistentRecord, classify_network, read_pickle
 from stylemix.io import file_sha256
 
-# What a file holds -> "module:function(network, *, source, conv_clamp)" building its generator. The StyleGAN3 entries
-# are filled by stylemix.generators.stylegan3; without it they fail with one line saying so.
+__all__ = ["GENERATOR_CLASSES", "KEPT_ATTRIBUTES", "READERS", "SAFETENSORS_FORMAT", "SAFETENSORS_VERSION",
+           "is_safetensors_head", "load_network_file"]
+
+# What a file holds -> "module:function(network, *, source, conv_clamp)" building its generator. A reader whose module
+# is missing fails with one line saying so.
 READERS: dict[str, str] = {
     "stylegan2": "stylemix.generators.stylegan2_formats:generator_from_record",
     "stylegan2-tf": "stylemix.generators.stylegan2_tf:generator_from_tf_network",
     "stylegan2-checkpoint": "stylemix.generators.stylegan2_formats:generator_from_checkpoint",
-    "stylegan3": "stylemix.generators.stylegan3:generator_from_record",
-    "stylegan3-state-dict": "stylemix.generators.stylegan3:generator_from_state_dict",
+    "stylegan3": "stylemix.generators.stylegan3_formats:generator_from_record",
+    "stylegan3-state-dict": "stylemix.generators.stylegan3_formats:generator_from_state_dict",
 }
 
 # family (``G.family``) -> "module:Class"; ``Class(**G.config())`` + ``load_state_dict`` rebuilds ``G``.
@@ -55,7 +58,7 @@ GENERATOR_CLASSES: dict[str, str] = {
 SAFETENSORS_FORMAT = "stylemix.generator"
 SAFETENSORS_VERSION = "1"
 _TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C  # torch.save's legacy (non-zip) format starts with this pickled int
-_KEPT_ATTRIBUTES = ("w_avg_source",)  # plain attributes of a generator that describe() reports and a rebuild keeps
+KEPT_ATTRIBUTES = ("w_avg_source",)  # plain attributes of a generator that describe() reports and a rebuild keeps
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -193,7 +196,7 @@ def _from_safetensors(path: str, name: str, conv_clamp: float | None | str) -> A
                                                                  layout.get("default_crossover")):
         raise GeneratorLoadError(f"{name}: the metadata style layout disagrees with the rebuilt generator's")
     for key, value in attributes.items():
-        if key in _KEPT_ATTRIBUTES:
+        if key in KEPT_ATTRIBUTES:
             setattr(G, key, value)
     G.converted_from = {"name": metadata.get("source_name"), "sha256": metadata.get("source_sha256"),
                         "stylemix_version": metadata.get("stylemix_version")}

@@ -32,6 +32,9 @@ import torch
 
 from stylemix.errors import GeneratorLoadError
 
+__all__ = ["PersistentRecord", "RestrictedUnpickler", "TFNetworkRecord", "allowed_globals", "classify_network",
+           "read_pickle"]
+
 # ----------------------------------------------------------------------------------------------------------------
 # Records
 

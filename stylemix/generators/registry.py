@@ -10,6 +10,8 @@ import torch
 
 from stylemix.errors import GeneratorLoadError
 
+__all__ = ["DEFAULT_GENERATOR", "load_generator", "register_generator", "registered_generators"]
+
 # name -> "module:callable"; the callable takes no arguments and returns a generator. Imported lazily so that
 # `import stylemix` never pulls in an adapter's optional dependencies.
 _REGISTRY: dict[str, str | Callable[[], Any]] = {

@@ -27,6 +27,12 @@ from torch import nn
 from stylemix.vectors import project_channels
 from stylemix.generators.base import GeneratorBase, StyleLayout, resize_image, truncate
 
+__all__ = ["ARCHITECTURES", "DEMOD_EPS", "LRELU_GAIN", "LRELU_SLOPE", "NOISE_MODES", "FullyConnected",
+           "MappingNetwork", "NoiseMode", "SkipLayer", "Step", "StyleGAN2Generator", "SynthesisBlock",
+           "SynthesisLayer", "SynthesisNetwork", "SynthesisState", "ToRGBLayer", "bias_act", "block_resolutions",
+           "broadcast_batch", "default_crossover", "fir_filter2d", "make_resample_filter", "modulated_conv2d",
+           "normalize_2nd_moment", "nvidia_channels", "rosinality_channels", "upsample2d"]
+
 NoiseMode = Literal["const", "random", "none"]
 NOISE_MODES: tuple[str, ...] = ("const", "random", "none")
 # Block architectures of NVIDIA's generator: "skip" (config F, every block adds its ToRGB to an up-sampled image)
@@ -122,7 +128,7 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
         # NVIDIA's non-fused form: modulate the activations, one conv with the shared kernel, demodulate the
         # outputs, whose norms come from the styles and the kernel's squared sums ([B, I] @ [I, O]) without the
         # per-sample kernels. The same products summed in another order (~3e-7 apart); for a batch (the variants)
-        # 1.5-2x faster on a CPU than the grouped conv of per-sample kernels, which stays the one image's path.
+        # faster on a CPU than the grouped conv of per-sample kernels, which stays the one image's path.
         kernel = (weight.transpose(0, 1) if up else weight).to(x.dtype)  # conv_transpose2d wants [in, out, k, k]
         y = _conv(x * styles.reshape(batch, -1, 1, 1).to(x.dtype), kernel, up, resample_filter)
         if not demodulate:
@@ -462,9 +468,9 @@ class SynthesisNetwork(nn.Module):
             return resize_image(self.suffix(state, ws, noise_mode=noise_mode), resolution)
         stop = self.steps.index(Step("torgb", resolution, self._torgb_slot(resolution))) + 1
         if state.step >= stop:  # the prefix already went past this block
-            return _broadcast(state.images[resolution], n)
-        local = SynthesisState(state.crossover, state.step, _broadcast(state.x, n), _broadcast(state.img, n), {},
-                               _broadcast(state.shortcut, n))
+            return broadcast_batch(state.images[resolution], n)
+        local = SynthesisState(state.crossover, state.step, broadcast_batch(state.x, n), broadcast_batch(state.img, n),
+                               {}, broadcast_batch(state.shortcut, n))
         return self._run(local, ws, stop, noise_mode).img
 
     def features(self, ws: torch.Tensor, resolution: int, noise_mode: str = "const") -> torch.Tensor:
@@ -488,10 +494,10 @@ class SynthesisNetwork(nn.Module):
             raise ValueError(f"resolution must be one of {self.block_resolutions}, got {resolution}")
         n, stop = ws.shape[0], self._features_stop(resolution)
         if state.step > stop:
-            return _broadcast(self.features(ws[:1], resolution, noise_mode), n)
-        local = SynthesisState(state.crossover, state.step, _broadcast(state.x, n), None, {},
-                               _broadcast(state.shortcut, n))
-        return _broadcast(self._run(local, ws, stop, noise_mode, rgb=False).x, n)
+            return broadcast_batch(self.features(ws[:1], resolution, noise_mode), n)
+        local = SynthesisState(state.crossover, state.step, broadcast_batch(state.x, n), None, {},
+                               broadcast_batch(state.shortcut, n))
+        return broadcast_batch(self._run(local, ws, stop, noise_mode, rgb=False).x, n)
 
     def suffix_features(self, state: SynthesisState, ws: torch.Tensor, resolutions: Sequence[int],
                         noise_mode: str = "const") -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
@@ -500,8 +506,8 @@ class SynthesisNetwork(nn.Module):
         steps on the same inputs as the two renders apart, so the same values."""
         self._check_ws(ws, noise_mode)
         n = ws.shape[0]
-        local = SynthesisState(state.crossover, state.step, _broadcast(state.x, n), _broadcast(state.img, n),
-                               dict(state.images), _broadcast(state.shortcut, n))
+        local = SynthesisState(state.crossover, state.step, broadcast_batch(state.x, n), broadcast_batch(state.img, n),
+                               dict(state.images), broadcast_batch(state.shortcut, n))
         feats = {}
         for r in sorted({int(r) for r in resolutions if int(r) in self.block_resolutions}):
             stop = self._features_stop(r)
@@ -556,7 +562,7 @@ class SynthesisNetwork(nn.Module):
             raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
 
 
-def _broadcast(t: torch.Tensor | None, n: int) -> torch.Tensor | None:
+def broadcast_batch(t: torch.Tensor | None, n: int) -> torch.Tensor | None:
     """A batch-1 tensor ``[1, ...]`` viewed as ``[n, ...]``; a batch-``n`` tensor unchanged."""
     if t is None or t.shape[0] == n:
         return t

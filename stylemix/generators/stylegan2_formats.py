@@ -31,6 +31,12 @@ from stylemix.errors import GeneratorLoadError
 from stylemix.generators.pickles import PersistentRecord
 from stylemix.generators.stylegan2 import ARCHITECTURES, StyleGAN2Generator, make_resample_filter
 
+__all__ = ["StateDict", "estimate_w_avg", "flatten_record", "generator_from_checkpoint",
+           "generator_from_nvidia_state_dict", "generator_from_record", "generator_from_rosinality_state_dict",
+           "infer_nvidia_config", "load_checked", "load_stylegan2_file", "nvidia_state_dict", "record_init_kwargs",
+           "rosinality_checkpoint", "rosinality_to_nvidia_state_dict", "save_nvidia_state_dict",
+           "save_rosinality_checkpoint"]
+
 StateDict = dict[str, torch.Tensor]
 
 _DEFAULT_LR_MULTIPLIER = 0.01  # both reference codes; not recoverable from a bare state dict
@@ -232,11 +238,11 @@ def generator_from_nvidia_state_dict(sd: Mapping[str, torch.Tensor], *, conv_cla
                                family=family)
     except ValueError as exc:
         raise GeneratorLoadError(f"{source}: these weights do not form a StyleGAN2 generator ({exc})") from None
-    _load_checked(G, sd, source, renamed or {})
+    load_checked(G, sd, source, renamed or {})
     return G
 
 
-def _load_checked(G: StyleGAN2Generator, sd: Mapping[str, torch.Tensor], source: str,
+def load_checked(G: StyleGAN2Generator, sd: Mapping[str, torch.Tensor], source: str,
                   renamed: Mapping[str, str]) -> None:
     """``G.load_state_dict(sd)`` with one clear line naming the first missing, unexpected or mis-shaped tensor."""
     expected = G.state_dict()
@@ -316,7 +322,7 @@ def _rosinality_pairs(resolutions: list[int], mapping_layers: int, use_noise: bo
 def _to_nvidia(t: torch.Tensor, kind: str) -> torch.Tensor:
     """rosinality tensor -> NVIDIA shape: drop leading singleton axes, scalar noise strength, ``[3]`` ToRGB bias."""
     if kind == "lead1":
-        return t[0] if t.ndim >= 1 and t.shape[0] == 1 else t.reshape(-1)  # bad shapes surface in _load_checked
+        return t[0] if t.ndim >= 1 and t.shape[0] == 1 else t.reshape(-1)  # bad shapes surface in load_checked
     if kind == "lead2":
         return t[0, 0] if t.ndim == 4 and t.shape[:2] == (1, 1) else t.reshape(-1)
     if kind == "scalar":
@@ -362,7 +368,7 @@ def rosinality_to_nvidia_state_dict(sd: Mapping[str, torch.Tensor], latent_avg: 
     renamed: dict[str, str] = {}
     for ros, nv, kind in _rosinality_pairs(resolutions, mapping_layers, use_noise):
         renamed[nv] = ros
-        if ros in sd:  # absent ones are reported by _load_checked under their rosinality names
+        if ros in sd:  # absent ones are reported by load_checked under their rosinality names
             out[nv] = _to_nvidia(sd[ros], kind)
     known = {ros for ros, _, _ in _rosinality_pairs(resolutions, mapping_layers, use_noise)}
     kernels = [sd[k] for k in sd if k.endswith(".kernel")]

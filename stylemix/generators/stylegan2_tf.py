@@ -31,7 +31,9 @@ import torch
 from stylemix.errors import GeneratorLoadError
 from stylemix.generators.pickles import TFNetworkRecord
 from stylemix.generators.stylegan2 import ARCHITECTURES, StyleGAN2Generator, block_resolutions
-from stylemix.generators.stylegan2_formats import _load_checked
+from stylemix.generators.stylegan2_formats import load_checked
+
+__all__ = ["TF_IGNORED_KWARGS", "TF_KWARGS", "generator_from_tf_network", "tf_pairs", "tf_static_kwargs", "tf_variables"]
 
 # static kwarg -> default, as NVIDIA's converter reads them
 TF_KWARGS: dict[str, Any] = {
@@ -109,9 +111,9 @@ def generator_from_tf_network(net: TFNetworkRecord, *, source: str = "TensorFlow
     renamed = {}
     for nv_key, tf_key, kind in pairs:
         renamed[nv_key] = tf_key
-        if tf_key in variables:  # absent ones are reported by _load_checked under their TensorFlow names
+        if tf_key in variables:  # absent ones are reported by load_checked under their TensorFlow names
             sd[nv_key] = _to_nvidia(variables[tf_key], kind, tf_key, source)
-    _load_checked(G, sd, source, renamed)
+    load_checked(G, sd, source, renamed)
     return G.eval().requires_grad_(False)
 
 

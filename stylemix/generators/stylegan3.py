@@ -1,15 +1,11 @@
-"""A StyleGAN3 (alias-free) generator, T and R configurations, in plain torch, written for stylemix.
+"""A StyleGAN3 generator (alias-free, T and R configurations) in plain torch, written for stylemix.
 
 Parameters and buffers live in NVIDIA's layout (``mapping.fc0.weight``, ``synthesis.input.freqs``,
 ``synthesis.L3_52_512.magnitude_ema``, ...), so ``G.state_dict()`` is key-for-key the ``state_dict()`` of the
 official ``training/networks_stylegan3.py`` ``Generator`` built with the same keyword arguments. The mapping network
-and truncation are StyleGAN2's (:mod:`stylemix.generators.stylegan2`); only the synthesis is new.
-
-Everything per layer (cutoff, stopband, sampling rate, size, channels, up/down factors, filter taps, padding) follows
-from the constructor arguments through :func:`synthesis_schedule` and :func:`layer_specs`, which apply the formulas of
-the paper's Appendix F the way the official code does (float64 numpy), and the low-pass filters are designed with
-scipy's Kaiser-windowed ``firwin`` or, for R's down-sampling, a windowed jinc (:func:`design_lowpass_filter`). Loading
-weights overwrites the filters anyway; designing them identically is what lets a freshly built network match.
+and truncation are StyleGAN2's (:mod:`stylemix.generators.stylegan2`); only the synthesis is new. Its layer schedule,
+filter design and resampling ops are in :mod:`stylemix.generators.stylegan3_filters`; reading NVIDIA's files and
+kwargs is :mod:`stylemix.generators.stylegan3_formats`.
 
 Numerics are those of the official reference (non-CUDA) ops in fp32, with one deliberate difference: the
 pre-normalisation of the styles before demodulation divides by their mean square *per sample*, not over the whole
@@ -26,151 +22,27 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stylemix.errors import GeneratorLoadError, StylemixError
+from stylemix.errors import StylemixError
 from stylemix.vectors import project_channels
 from stylemix.generators.base import GeneratorBase, StyleLayout, resize_image
-from stylemix.generators.stylegan2 import DEMOD_EPS, NOISE_MODES, FullyConnected, MappingNetwork, _broadcast
+from stylemix.generators.stylegan2 import (DEMOD_EPS, LRELU_GAIN, LRELU_SLOPE, NOISE_MODES, FullyConnected,
+                                           MappingNetwork, broadcast_batch)
+from stylemix.generators.stylegan3_filters import (LayerSpec, design_lowpass_filter, filtered_lrelu, layer_specs,
+                                                   synthesis_schedule)
 
-LRELU_SLOPE = 0.2
-LRELU_GAIN = math.sqrt(2.0)
+__all__ = ["AliasFreeLayer", "AliasFreeState", "AliasFreeSynthesis", "FourierInput", "StyleGAN3Generator",
+           "input_transform_matrix", "modulated_conv2d", "stylegan3_layout"]
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Layer schedule (all derived from the constructor arguments)
-
-
-@dataclasses.dataclass(frozen=True)
-class LayerSpec:
-    """Everything one synthesis layer needs that is not a weight (official attribute names)."""
-
-    index: int
-    name: str
-    is_torgb: bool
-    is_critically_sampled: bool
-    in_channels: int
-    out_channels: int
-    in_size: int
-    out_size: int
-    in_sampling_rate: int
-    out_sampling_rate: int
-    tmp_sampling_rate: int
-    in_cutoff: float
-    out_cutoff: float
-    in_half_width: float
-    out_half_width: float
-    conv_kernel: int
-    up_factor: int
-    down_factor: int
-    up_taps: int
-    down_taps: int
-    down_radial: bool
-    padding: tuple[int, int, int, int]  # x0, x1, y0, y1 of the filtered leaky ReLU; negative values crop
-
-    @property
-    def margin(self) -> int:
-        """Pixels of the output outside the image area on each side."""
-        return (self.out_size - self.out_sampling_rate) // 2
-
-
-def synthesis_schedule(resolution: int, img_channels: int, *, channel_base: int = 32768, channel_max: int = 512,
-                       num_layers: int = 14, num_critical: int = 2, first_cutoff: float = 2,
-                       first_stopband: float = 2 ** 2.1, last_stopband_rel: float = 2 ** 0.3,
-                       margin_size: int = 10) -> dict[str, np.ndarray]:
-    """Per-entry quantities ``[num_layers + 1]`` (float64) of the geometric cutoff/stopband progression.
-
-    Returns ``cutoffs``, ``stopbands``, ``sampling_rates``, ``half_widths``, ``sizes`` and ``channels``; entry 0 also
-    describes the Fourier input, entry ``i`` the output of layer ``L{i}``.
-    """
-    if num_layers <= num_critical:
-        raise ValueError(f"num_layers ({num_layers}) must exceed num_critical ({num_critical})")
-    last_cutoff = resolution / 2
-    last_stopband = last_cutoff * last_stopband_rel
-    exponents = np.minimum(np.arange(num_layers + 1) / (num_layers - num_critical), 1)
-    cutoffs = first_cutoff * (last_cutoff / first_cutoff) ** exponents
-    stopbands = first_stopband * (last_stopband / first_stopband) ** exponents
-    sampling_rates = np.exp2(np.ceil(np.log2(np.minimum(stopbands * 2, resolution))))
-    half_widths = np.maximum(stopbands, sampling_rates / 2) - cutoffs
-    sizes = sampling_rates + margin_size * 2
-    sizes[-2:] = resolution  # the last two layers drop the margin (L{N-1} crops it)
-    channels = np.rint(np.minimum((channel_base / 2) / cutoffs, channel_max))
-    channels[-1] = img_channels
-    return dict(cutoffs=cutoffs, stopbands=stopbands, sampling_rates=sampling_rates, half_widths=half_widths,
-                sizes=sizes, channels=channels)
-
-
-def layer_specs(schedule: Mapping[str, np.ndarray], *, num_critical: int = 2, conv_kernel: int = 3,
-                filter_size: int = 6, lrelu_upsampling: int = 2, use_radial_filters: bool = False
-                ) -> list[LayerSpec]:
-    """The ``num_layers + 1`` layers (the last is ToRGB) of a :func:`synthesis_schedule`."""
-    rates, sizes = schedule["sampling_rates"], schedule["sizes"]
-    cutoffs, half_widths, channels = schedule["cutoffs"], schedule["half_widths"], schedule["channels"]
-    n = len(rates) - 1
-    specs = []
-    for idx in range(n + 1):
-        prev = max(idx - 1, 0)
-        is_torgb = idx == n
-        in_rate, out_rate = int(rates[prev]), int(rates[idx])
-        tmp_rate = max(in_rate, out_rate) * (1 if is_torgb else lrelu_upsampling)  # leaky ReLU at 2x the rate
-        up, down = tmp_rate // in_rate, tmp_rate // out_rate
-        if in_rate * up != tmp_rate or out_rate * down != tmp_rate:
-            raise ValueError(f"layer {idx}: sampling rates {in_rate} -> {tmp_rate} -> {out_rate} are not integer "
-                             "multiples")
-        up_taps = filter_size * up if up > 1 and not is_torgb else 1
-        down_taps = filter_size * down if down > 1 and not is_torgb else 1
-        kernel = 1 if is_torgb else conv_kernel
-        in_size, out_size = int(sizes[prev]), int(sizes[idx])
-        # Padding that keeps sample positions symmetric about the centre (paper, Appendix C.3).
-        total = (out_size - 1) * down + 1 - (in_size + kernel - 1) * up + up_taps + down_taps - 2
-        lo = (total + up) // 2
-        padding = (lo, total - lo, lo, total - lo)
-        out_ch = int(channels[idx])
-        specs.append(LayerSpec(
-            index=idx, name=f"L{idx}_{out_size}_{out_ch}", is_torgb=is_torgb,
-            is_critically_sampled=idx >= n - num_critical, in_channels=int(channels[prev]), out_channels=out_ch,
-            in_size=in_size, out_size=out_size, in_sampling_rate=in_rate, out_sampling_rate=out_rate,
-            tmp_sampling_rate=tmp_rate, in_cutoff=float(cutoffs[prev]), out_cutoff=float(cutoffs[idx]),
-            in_half_width=float(half_widths[prev]), out_half_width=float(half_widths[idx]), conv_kernel=kernel,
-            up_factor=up, down_factor=down, up_taps=up_taps, down_taps=down_taps,
-            down_radial=bool(use_radial_filters) and idx < n - num_critical, padding=padding))
-    return specs
-
-
-def design_lowpass_filter(numtaps: int, cutoff: float, width: float, fs: float, radial: bool = False
-                          ) -> torch.Tensor | None:
-    """Low-pass FIR: ``[numtaps]`` separable Kaiser design, ``[numtaps, numtaps]`` radial jinc, ``None`` for 1 tap.
-
-    Args:
-        numtaps: filter length (even for every layer StyleGAN3 builds, so the jinc never meets radius 0).
-        cutoff: cutoff frequency ``f_c``.
-        width: transition band width (``2 * f_h``).
-        fs: sampling rate the filter runs at.
-        radial: the radially symmetric 2-D design (StyleGAN3-R down-sampling), sum 1.
-    """
-    import scipy.signal
-    import scipy.special
-
-    if numtaps < 1:
-        raise ValueError(f"numtaps must be >= 1, got {numtaps}")
-    if numtaps == 1:
-        return None
-    if not radial:
-        return torch.as_tensor(scipy.signal.firwin(numtaps=numtaps, cutoff=cutoff, width=width, fs=fs),
-                               dtype=torch.float32)
-    pos = (np.arange(numtaps) - (numtaps - 1) / 2) / fs
-    radius = np.hypot(*np.meshgrid(pos, pos))
-    jinc = scipy.special.j1(2 * cutoff * (np.pi * radius)) / (np.pi * radius)
-    beta = scipy.signal.kaiser_beta(scipy.signal.kaiser_atten(numtaps, width / (fs / 2)))
-    window = np.kaiser(numtaps, beta)
-    jinc *= np.outer(window, window)
-    jinc /= np.sum(jinc)
-    return torch.as_tensor(jinc, dtype=torch.float32)
+# Pure functions
 
 
 def input_transform_matrix(rotate_deg: float = 0.0, translate: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
@@ -184,86 +56,6 @@ def input_transform_matrix(rotate_deg: float = 0.0, translate: tuple[float, floa
                   [-math.sin(a), math.cos(a), float(translate[1])],
                   [0.0, 0.0, 1.0]], dtype=np.float64)
     return np.linalg.inv(m).astype(np.float32)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Pure ops
-
-
-def upfirdn2d(x: torch.Tensor, f: torch.Tensor | None, *, up: int = 1, down: int = 1,
-              padding: Sequence[int] = (0, 0, 0, 0), gain: float = 1.0) -> torch.Tensor:
-    """Up-sample by zero insertion, pad (negative crops), FIR-filter, keep every ``down``-th sample.
-
-    Args:
-        x: ``[B, C, H, W]``.
-        f: ``[k]`` (applied separably, along x then y, each pass scaled by ``sqrt(gain)``), ``[k, k]`` (one 2-D
-            pass scaled by ``gain``), or ``None`` (identity).
-        padding: ``(x0, x1, y0, y1)`` applied after the zero insertion.
-
-    Returns:
-        ``[B, C, (H*up + y0 + y1 - k + 1) // down (rounded up), ...]``, filtered as a true convolution.
-    """
-    b, c, h, w = x.shape
-    if up > 1 and f is not None and f.ndim == 1:
-        return _upsample_separable(x, f, up, padding, gain, down)
-    if up > 1:
-        x = x.reshape(b, c, h, 1, w, 1)
-        x = F.pad(x, [0, up - 1, 0, 0, 0, up - 1]).reshape(b, c, h * up, w * up)
-    x0, x1, y0, y1 = (int(p) for p in padding)
-    x = F.pad(x, [max(x0, 0), max(x1, 0), max(y0, 0), max(y1, 0)])
-    x = x[:, :, max(-y0, 0):x.shape[2] - max(-y1, 0), max(-x0, 0):x.shape[3] - max(-x1, 0)]
-    if f is not None:
-        f = f.to(x.dtype).flip(list(range(f.ndim)))  # flipped: conv2d correlates, the op convolves
-        if f.ndim == 1:
-            f = f * math.sqrt(gain)
-            x = F.conv2d(_nhwc(x), f.reshape(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c, stride=(1, down))
-            x = F.conv2d(_nhwc(x), f.reshape(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c, stride=(down, 1))
-            return x
-        x = F.conv2d(_nhwc(x), (f * gain)[None, None].expand(c, 1, -1, -1), groups=c, stride=down)
-        return x
-    if gain != 1:
-        x = x * gain
-    return x[:, :, ::down, ::down] if down > 1 else x
-
-
-def _upsample_separable(x: torch.Tensor, f: torch.Tensor, up: int, padding: Sequence[int], gain: float,
-                        down: int) -> torch.Tensor:
-    """:func:`upfirdn2d` for a 1-D filter and ``up > 1``, as strided transposed convolutions.
-
-    The same products as zero insertion followed by the filter, without the ``up - 1`` zeros per sample. The
-    transposed conv of a length-``n`` axis spans ``(n - 1) * up + k`` samples; the padded, zero-inserted axis
-    corresponds to its window starting at ``k - 1 - p0``, ``F.pad`` (negative = crop) cuts it out.
-    """
-    c, k = x.shape[1], f.shape[0]
-    g = (f * math.sqrt(gain)).to(x.dtype)
-    x0, x1, y0, y1 = (int(p) for p in padding)
-    x = F.conv_transpose2d(_nhwc(x), g.reshape(1, 1, 1, k).expand(c, 1, 1, k), stride=(1, up), groups=c)
-    x = F.conv_transpose2d(_nhwc(x), g.reshape(1, 1, k, 1).expand(c, 1, k, 1), stride=(up, 1), groups=c)
-    x = F.pad(x, [x0 - (k - 1), x1 + up - k, y0 - (k - 1), y1 + up - k])
-    return x[:, :, ::down, ::down] if down > 1 else x
-
-
-def _nhwc(x: torch.Tensor) -> torch.Tensor:
-    # Depthwise FIR convolutions run several times faster on CPU in channels-last layout.
-    return x.contiguous(memory_format=torch.channels_last)
-
-
-def filtered_lrelu(x: torch.Tensor, up_filter: torch.Tensor | None, down_filter: torch.Tensor | None,
-                   bias: torch.Tensor, *, up: int, down: int, padding: Sequence[int], gain: float, slope: float,
-                   clamp: float | None) -> torch.Tensor:
-    """Bias, ×``up`` up-sampling (FIR gain ``up**2``), leaky ReLU × ``gain``, clamp, ×``down`` down-sampling.
-
-    ``x [B, C, H, W]`` -> ``[B, C, H', W']`` with ``H' = (H*up + y0 + y1 - (ku-1) - (kd-1) + down - 1) // down``.
-    """
-    x = x + bias.to(x.dtype).reshape(1, -1, 1, 1)
-    x = upfirdn2d(x, up_filter, up=up, padding=padding, gain=up ** 2)
-    if slope != 1:
-        x = F.leaky_relu(x, slope)
-    if gain != 1:
-        x = x * gain
-    if clamp is not None:
-        x = x.clamp(-clamp, clamp)
-    return upfirdn2d(x, down_filter, down=down)
 
 
 def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, *, demodulate: bool,
@@ -467,7 +259,7 @@ class AliasFreeSynthesis(nn.Module):
         """Finish ``ws [N, num_ws, w_dim]`` from ``state`` (batch 1 broadcasts) -> ``img [N, img_channels, R, R]``."""
         self._check_ws(ws, noise_mode)
         x = self._run(state, ws, self.num_ws).x
-        x = _broadcast(x, ws.shape[0])
+        x = broadcast_batch(x, ws.shape[0])
         if self.output_scale != 1:
             x = x * self.output_scale
         return x.to(torch.float32)
@@ -492,7 +284,7 @@ class AliasFreeSynthesis(nn.Module):
         n, stop = ws.shape[0], step + 1
         if state.step > stop:
             state, ws = AliasFreeState(0, 0, None), ws[:1]
-        return self._feature_map(_broadcast(self._run(state, ws, stop).x, n), step, int(resolution))
+        return self._feature_map(broadcast_batch(self._run(state, ws, stop).x, n), step, int(resolution))
 
     def suffix_features(self, state: AliasFreeState, ws: torch.Tensor, resolutions: Sequence[int],
                         noise_mode: str = "const") -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
@@ -504,7 +296,7 @@ class AliasFreeSynthesis(nn.Module):
             if state.step > step + 1:
                 continue  # the layer ran inside the prefix: the caller renders it
             state = self._run(state, ws, step + 1)
-            feats[r] = self._feature_map(_broadcast(state.x, n), step, r)
+            feats[r] = self._feature_map(broadcast_batch(state.x, n), step, r)
         return self.suffix(state, ws, noise_mode), feats
 
     def _feature_map(self, x: torch.Tensor, step: int, resolution: int) -> torch.Tensor:
@@ -523,7 +315,7 @@ class AliasFreeSynthesis(nn.Module):
             if step == 0:
                 x = self.input(w)
             else:
-                x = self.layer(step - 1)(_broadcast(x, ws.shape[0]), w)
+                x = self.layer(step - 1)(broadcast_batch(x, ws.shape[0]), w)
         return AliasFreeState(state.crossover, max(stop, state.step), x)
 
     def _check_ws(self, ws: torch.Tensor, noise_mode: str) -> None:
@@ -707,172 +499,3 @@ class StyleGAN3Generator(GeneratorBase):
             "parameters": sum(p.numel() for p in self.parameters()),
         })
         return info
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Loading from NVIDIA's layout
-
-# NVlabs synthesis kwargs that map one-to-one onto ours; img_resolution and mapping_kwargs are translated.
-_SYNTHESIS_KWARGS = ("channel_base", "channel_max", "num_layers", "num_critical", "first_cutoff", "first_stopband",
-                     "last_stopband_rel", "margin_size", "output_scale", "num_fp16_res", "conv_kernel",
-                     "filter_size", "lrelu_upsampling", "use_radial_filters", "conv_clamp", "magnitude_ema_beta")
-_MAPPING_KWARGS = {"num_layers": "mapping_layers", "lr_multiplier": "mapping_lr_multiplier"}
-_IGNORED_MAPPING_KWARGS = ("w_avg_beta",)  # training-only
-
-
-def stylegan3_config(init_kwargs: Mapping[str, Any], source: str = "StyleGAN3 kwargs") -> dict[str, Any]:
-    """Official ``Generator`` kwargs (``config.json`` ``init_kwargs`` or a pickle's record) -> ours.
-
-    Raises:
-        GeneratorLoadError: a kwarg the official StyleGAN3 generator does not take (naming it).
-    """
-    kw = dict(init_kwargs)
-    out: dict[str, Any] = {}
-    for key in ("z_dim", "c_dim", "w_dim", "img_channels"):
-        if key in kw:
-            out[key] = _plain(kw.pop(key))
-    if "img_resolution" in kw:
-        out["resolution"] = _plain(kw.pop("img_resolution"))
-    for key, value in dict(kw.pop("mapping_kwargs", None) or {}).items():
-        if key in _MAPPING_KWARGS:
-            out[_MAPPING_KWARGS[key]] = _plain(value)
-        elif key not in _IGNORED_MAPPING_KWARGS:
-            raise GeneratorLoadError(f"{source}: unknown StyleGAN3 mapping argument {key!r}")
-    for key in _SYNTHESIS_KWARGS:
-        if key in kw:
-            out[key] = _plain(kw.pop(key))
-    if kw:
-        raise GeneratorLoadError(f"{source}: unknown StyleGAN3 generator argument {sorted(kw)[0]!r}")
-    missing = [k for k in ("z_dim", "c_dim", "w_dim", "resolution", "img_channels") if k not in out]
-    if missing:
-        raise GeneratorLoadError(f"{source}: StyleGAN3 kwargs lack {missing[0]!r}")
-    return out
-
-
-def stylegan3_from_state_dict(sd: Mapping[str, torch.Tensor], init_kwargs: Mapping[str, Any] | None, *,
-                              conv_clamp: float | None | str = "auto", source: str = "state dict"
-                              ) -> StyleGAN3Generator:
-    """Build the generator ``init_kwargs`` describe (NVlabs names) and load ``sd`` (NVlabs keys) into it.
-
-    Args:
-        sd: ``G.state_dict()`` of the official module (``weights.pt``, or a pickle's flattened record).
-        init_kwargs: the official ``G.init_kwargs``; ``None`` infers them (:func:`infer_stylegan3_config`).
-        conv_clamp: ``"auto"`` takes the kwargs' value (default 256), a number or ``None`` overrides it.
-
-    Returns:
-        The generator in eval mode, fp32, on CPU.
-
-    Raises:
-        GeneratorLoadError: unknown kwargs, or a tensor missing, unexpected, mis-shaped or not floating point.
-    """
-    config = infer_stylegan3_config(sd, source) if init_kwargs is None else stylegan3_config(init_kwargs, source)
-    if conv_clamp != "auto":
-        config["conv_clamp"] = conv_clamp
-    try:
-        G = StyleGAN3Generator(**config)
-    except (ValueError, TypeError) as exc:
-        raise GeneratorLoadError(f"{source}: these kwargs do not form a StyleGAN3 generator ({exc})") from None
-    expected = G.state_dict()
-    where = f"{source} ({G.family}, {G.resolution} px)"
-    missing = [k for k in expected if k not in sd]
-    unexpected = [k for k in sd if k not in expected]
-    for what, keys in (("missing", missing), ("unexpected tensor", unexpected)):
-        if keys:
-            more = f" and {len(keys) - 1} more" if len(keys) > 1 else ""
-            raise GeneratorLoadError(f"{where}: {what} {keys[0]!r}{more}; the weights do not match the recorded "
-                                     "configuration")
-    for k, ref in expected.items():
-        t = sd[k]
-        if not isinstance(t, torch.Tensor) or not t.is_floating_point() or t.shape != ref.shape:
-            got = list(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
-            raise GeneratorLoadError(f"{where}: {k!r} is {got}, expected a float tensor of shape {list(ref.shape)}")
-    G.load_state_dict({k: sd[k].detach().to(torch.float32) for k in expected})
-    return G.eval().requires_grad_(False)
-
-
-def generator_from_record(record: Any, *, source: str = "network pickle",
-                          conv_clamp: float | None | str = "auto") -> StyleGAN3Generator:
-    """A StyleGAN3 ``Generator`` record of an NVIDIA pickle (``G_ema``) -> generator, from its weights and kwargs.
-
-    The record was classified as StyleGAN3 by its state (:func:`stylemix.generators.pickles.classify_network`).
-    """
-    from stylemix.generators.stylegan2_formats import flatten_record, record_init_kwargs
-    return stylegan3_from_state_dict(flatten_record(record, source), record_init_kwargs(record),
-                                     conv_clamp=conv_clamp, source=source)
-
-
-def generator_from_state_dict(sd: Mapping[str, torch.Tensor], *, source: str = "state dict",
-                              conv_clamp: float | None | str = "auto") -> StyleGAN3Generator:
-    """A bare NVlabs StyleGAN3 state dict -> generator, its kwargs inferred from names and shapes."""
-    return stylegan3_from_state_dict(sd, None, conv_clamp=conv_clamp, source=source)
-
-
-def _plain(value: Any) -> Any:
-    """numpy scalars (as pickles hold them) -> Python numbers; everything else unchanged."""
-    return value.item() if isinstance(value, np.generic) else value
-
-
-def infer_stylegan3_config(sd: Mapping[str, torch.Tensor], source: str = "state dict") -> dict[str, Any]:
-    """Constructor kwargs of :class:`StyleGAN3Generator` for a bare NVlabs state dict (no recorded kwargs).
-
-    Read from names and shapes: mapping depth, ``z_dim``/``c_dim``/``w_dim``, layer count, resolution, channels,
-    margin, kernel size and whether the down filters are radial; ``channel_base``/``channel_max`` are chosen to
-    reproduce every layer's channels. The progression's defaults (first cutoff and stopband, last stopband, two
-    critical layers) are assumed and then *checked*: the filters designed from the result must equal the stored
-    ones, else the file needs its kwargs. ``conv_clamp`` is not stored in weights and gets NVIDIA's default 256.
-
-    Raises:
-        GeneratorLoadError: names or shapes that do not form a StyleGAN3 generator, or a non-default progression.
-    """
-    import re
-
-    def fail(why: str) -> GeneratorLoadError:
-        return GeneratorLoadError(f"{source}: {why}; pass the generator's init kwargs (a network pickle records them)")
-
-    mapping_layers = 0
-    while f"mapping.fc{mapping_layers}.weight" in sd:
-        mapping_layers += 1
-    layers = sorted((int(m.group(1)), int(m.group(2)), int(m.group(3)))
-                    for m in {re.match(r"synthesis\.L(\d+)_(\d+)_(\d+)\.weight$", str(k)) for k in sd} if m)
-    if not mapping_layers or len(layers) < 4 or [i for i, _, _ in layers] != list(range(len(layers))) \
-            or "synthesis.input.freqs" not in sd:
-        raise fail("not a StyleGAN3 state dict (mapping.fcK, synthesis.input.*, synthesis.L{i}_{size}_{channels})")
-    c_dim = embed = 0
-    if "mapping.embed.weight" in sd:
-        embed, c_dim = sd["mapping.embed.weight"].shape
-    num_layers, (_, resolution, img_channels) = len(layers) - 1, layers[-1]
-    channels = [ch for _, _, ch in layers[:-1]]
-    first = sd[f"synthesis.L0_{layers[0][1]}_{layers[0][2]}.weight"]
-    radial = any(k.endswith(".down_filter") and sd[k].ndim == 2 for k in sd)
-    config = dict(z_dim=int(sd["mapping.fc0.weight"].shape[1] - embed), c_dim=int(c_dim),
-                  w_dim=int(sd[f"mapping.fc{mapping_layers - 1}.weight"].shape[0]), resolution=resolution,
-                  img_channels=img_channels, mapping_layers=mapping_layers, num_layers=num_layers,
-                  conv_kernel=int(first.shape[-1]), use_radial_filters=radial)
-    defaults = synthesis_schedule(resolution, img_channels, channel_base=1, channel_max=1, num_layers=num_layers)
-    config["margin_size"] = (layers[0][1] - int(defaults["sampling_rates"][0])) // 2
-    # channels_i = rint(min(base / 2 / cutoff_i, max)): max is the largest, each unsaturated layer bounds base.
-    cutoffs = defaults["cutoffs"][:-1]
-    channel_max = max(channels)
-    low, high = 0.0, math.inf
-    for ch, fc in zip(channels, cutoffs):
-        if ch < channel_max:
-            low, high = max(low, 2 * fc * (ch - 0.5)), min(high, 2 * fc * (ch + 0.5))
-        else:
-            low = max(low, 2 * fc * (channel_max - 0.5))
-    if math.isinf(high):
-        high = 2 * low
-    powers = [2 ** p for p in range(40) if low <= 2 ** p <= high]
-    config["channel_base"] = powers[0] if powers else math.ceil(low)
-    config["channel_max"] = channel_max
-    try:
-        G = StyleGAN3Generator(**config)
-    except ValueError as exc:
-        raise fail(f"these weights do not form a StyleGAN3 generator ({exc})") from None
-    built = G.state_dict()
-    for k, v in built.items():
-        stored = sd.get(k)
-        if not isinstance(stored, torch.Tensor) or stored.shape != v.shape:
-            raise fail(f"{k!r} does not match a StyleGAN3 generator with the default progression")
-        if k.endswith("_filter") and not torch.allclose(stored.to(torch.float32), v, atol=1e-6):
-            raise fail(f"the stored {k!r} is not the default progression's filter")
-    return config
