@@ -147,6 +147,8 @@ def subjects(seeds: Iterable[int] | None, latents: Any) -> Iterator[Subject]:
     """The images to segment: each seed (checked), or each row of ``latents`` (a :class:`~stylemix.latents.LatentRows`)."""
     if latents is None:
         for seed in seeds if seeds is not None else ():
+            if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+                raise StylemixError(f"a seed is an integer in [0, 2**32), got {seed!r}")
             seed = int(seed)
             if seed < 0 or seed >= 2 ** 32:
                 raise StylemixError(f"seed must be in [0, 2**32), got {seed}")

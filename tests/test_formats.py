@@ -395,6 +395,7 @@ def test_tf_record_drops_module_source() -> None:
 def test_safetensors_conversion_is_exact(source: str, tmp_path: Path) -> None:
     from safetensors import safe_open
 
+    from stylemix.identity import generator_id
     src = SHARED / source
     out = tmp_path / "G.safetensors"
     summary = convert_to_safetensors(src, out)
@@ -403,6 +404,7 @@ def test_safetensors_conversion_is_exact(source: str, tmp_path: Path) -> None:
     G, H = load_network_file(src), load_network_file(out)
     assert type(H) is type(G) and H.family == G.family and H.config() == G.config()
     assert H.style_layout == G.style_layout and getattr(H, "w_avg_source", None) == getattr(G, "w_avg_source", None)
+    assert generator_id(H) == generator_id(G)  # one network, one id, whatever file holds it
     z, c = inputs(G, batch=3, seed=4)
     for psi, cutoff in ((1.0, None), (0.6, G.num_ws // 2)):
         ws = G.mapping(z, c, truncation_psi=psi, truncation_cutoff=cutoff)

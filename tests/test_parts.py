@@ -205,3 +205,57 @@ def test_auto_resolves_to_the_packaged_bank_on_the_default_generator_only(G):
         pytest.skip(f"the MobileStyleGAN wheel is not installed: {exc}")
     bank = packaged_bank_for(face)
     assert bank is not None and bank.class_names == ["background", "hair", "skin", "cloth"]
+
+
+@pytest.mark.slow
+def test_discover_writes_the_same_bank_at_any_thread_count(tmp_path):
+    """The same seeds give the same bank bytes under one and two threads (torch, OpenMP and BLAS alike): its renders
+    run on one thread each and its fit in float64 on one thread. 17 images x 1,024 pixels put the k-means above
+    the size at which scikit-learn would use its threads."""
+    import os
+    import subprocess
+    import sys
+    script = ("import sys, torch; torch.set_num_threads(int(sys.argv[1])); import stylemix; "
+              "from stylemix.parts import discover; G = stylemix.load_generator('mobilestylegan-ffhq'); "
+              "discover(G, range(200, 217), 4, pixels_per_image=1024).save(sys.argv[2], sheets=False)")
+    files = []
+    for threads in (1, 2):
+        out = tmp_path / f"t{threads}.parts"
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "OPENBLAS_NUM_THREADS": str(threads)}
+        run = subprocess.run([sys.executable, "-c", script, str(threads), str(out)], env=env, capture_output=True,
+                             text=True, timeout=600)
+        if run.returncode and "random-face" in run.stderr:
+            pytest.skip("the MobileStyleGAN wheel is not installed")
+        assert run.returncode == 0, run.stderr[-2000:]
+        files.append(out.read_bytes())
+    assert files[0] == files[1]
+
+
+class _Plain:
+    """The generator protocol as a plain object (no torch module, no prefix or suffix hooks): mapping, synthesis
+    and features, delegated to a shapes generator."""
+
+    def __init__(self, net: ShapesGenerator) -> None:
+        self._net = net
+        for name in ("z_dim", "c_dim", "w_dim", "num_ws", "resolution", "style_layout"):
+            setattr(self, name, getattr(net, name))
+        self.family = "plain"
+
+    def mapping(self, z, c=None, truncation_psi=1.0, truncation_cutoff=None):
+        return self._net.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
+
+    def synthesis(self, ws, noise_mode="const"):
+        return self._net.synthesis(ws, noise_mode=noise_mode)
+
+    def features(self, ws, resolution, noise_mode="const"):
+        return self._net.features(ws, resolution, noise_mode=noise_mode)
+
+
+def test_a_plain_protocol_object_fits_and_uses_a_bank(G):
+    """discover and the bank's per-image step render through the protocol's fallbacks, not the hooks of a
+    generator module."""
+    plain = _Plain(G)
+    bank = discover(plain, FIT, n_parts=3, **OPTIONS)
+    assert bank.generator == {"family": "plain", "id": None}
+    seg = stylemix.segment(plain, 0, parts=bank, variants=8)
+    assert seg.parts is not None and seg.parts.shape == seg.labels.shape

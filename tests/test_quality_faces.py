@@ -45,10 +45,15 @@ def to_gt_size(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return cv2.resize(mask.astype(np.float32), shape[::-1], interpolation=cv2.INTER_AREA) > 0.5
 
 
-def test_default_pipeline_quality_on_real_faces(faces, one_thread):
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_default_pipeline_quality_on_real_faces(faces, one_thread, precision):
+    """Both arithmetics of the variant stack hold the bars (``auto`` picks one by the CPU), with the packaged bank
+    deciding the foreground on every CPU kind."""
     G, gts = faces
     per = {}
-    for seg in stylemix.segment_many(G, SEEDS):
+    for seg in stylemix.segment_many(G, SEEDS, precision=precision):
+        assert seg.meta["foreground_from"] == "part bank (fine)", seg.meta["foreground_from"]
+        assert seg.meta["settings"]["precision"] == precision
         per[seg.seed] = metrics.mask_scores(to_gt_size(seg.foreground, gts[seg.seed].shape), gts[seg.seed])
     summary = metrics.summarize(per)
     report = f"mIoU {summary['miou']:.4f}, trimap IoU {summary['trimap_iou']:.4f}, per seed " + \
