@@ -335,7 +335,8 @@ def _masks_by_seed(folder: str) -> dict[int, Path]:
     return found
 
 
-# ---- export (issue #5): pseudo-label datasets; the library is stylemix/export.py ----------------------------------
+# ---- export (issue #5): pseudo-label datasets; the library is stylemix/export/ -------------------------------------
+
 
 
 @main.command()
@@ -383,22 +384,21 @@ def export(network: str | None, device: str, seeds: str | None, outdir: str, fmt
       stylemix export --seeds 0-9999 --format coco --parts default --outdir PARTS  # consistent part classes
     """
     from stylemix import export as ex
+    from stylemix.config import SegmentConfig
     if merge:
         card = ex.finalize(outdir)
         click.echo(f"merged {card['counts']['written']} images ({card['counts']['skipped']} seeds skipped) "
                    f"into {os.path.join(outdir, ex.CARD)}")
         return
     _check_subjects(seeds, ws_file, ws_are_z)
-    kwargs = method_kwargs(options)
-    kwargs.update(detector=options["detector"], classes=options["classes"], conf=options["det_conf"],
-                  iou=options["det_iou"])
     from stylemix.generators.registry import DEFAULT_GENERATOR
-    summary = ex.export_dataset(network or DEFAULT_GENERATOR, seeds, outdir, ws=ws_file,
-                                ws_kind="z" if ws_are_z else "w", stream_base=stream_base, format=fmt,
-                                min_margin=min_margin,
-                                resume=resume, overwrite=overwrite, shard=shard, batch_seeds=batch_seeds,
-                                ray=use_ray, ray_address=ray_address, workers=workers, device=_device(device),
-                                alpha=alpha, parts=parts, **kwargs)
+    subjects = seeds if ws_file is None else ex.LatentsFile(ws_file, "z" if ws_are_z else "w", stream_base)
+    dataset = ex.DatasetSettings(min_margin=min_margin, alpha=alpha, parts=parts, detector=options["detector"],
+                                 classes=options["classes"], conf=options["det_conf"], iou=options["det_iou"])
+    run = ex.RunOptions(resume=resume, overwrite=overwrite, shard=shard, batch_seeds=batch_seeds, ray=use_ray,
+                        ray_address=ray_address, workers=workers, device=_device(device))
+    summary = ex.export_dataset(network or DEFAULT_GENERATOR, subjects, outdir, fmt,
+                                SegmentConfig(**method_kwargs(options)), dataset, run)
     rate = f", {summary['images_per_s']} img/s" if summary["images_per_s"] else ""
     click.echo(f"exported {summary['exported']} seeds in {summary['elapsed_s']} s{rate} "
                f"({summary['done']} were already done)")
