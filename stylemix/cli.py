@@ -444,7 +444,7 @@ def convert(src: str, out: str, overwrite: bool) -> None:
 
 
 
-# ---- discover (issue #14): part banks; the library is stylemix/parts.py ---------------------------------------
+# ---- discover (issue #14): part banks; the library is stylemix/parts/ -------------------------------------------
 
 
 @main.command()
@@ -476,7 +476,7 @@ def discover(network: str | None, device: str, seeds: str, out: str, prototypes:
 
     import stylemix
     from stylemix import io
-    from stylemix.parts import discover as fit_bank
+    from stylemix.parts.fit import discover as fit_bank
 
     seed_list = io.parse_seeds(seeds)
     kwargs = method_kwargs(options)

@@ -27,7 +27,7 @@ STREAM_CROSSOVER = 2  # per-variant crossovers drawn from a range
 STREAM_KMEANS = 3  # k-means initialisation of one image
 STREAM_SIGNATURE = 4  # a part bank's shared signature latents, keyed by its signature_seed (stylemix.parts)
 STREAM_NOISE = 5  # torch's seed for noise_mode="random" (stylemix.render.noise_stream)
-STREAM_BANK_PIXELS = 6  # the pixels a part bank's fit samples from one image (stylemix.parts.collect)
+STREAM_BANK_PIXELS = 6  # the pixels a part bank's fit samples from one image (stylemix.parts.fit.collect)
 STREAMS = {"variants": STREAM_VARIANTS, "crossover": STREAM_CROSSOVER, "kmeans": STREAM_KMEANS,
            "signature": STREAM_SIGNATURE, "noise": STREAM_NOISE, "bank_pixels": STREAM_BANK_PIXELS}
 

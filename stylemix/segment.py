@@ -23,7 +23,7 @@ from stylemix.cluster import blas_limit, thread_limit
 from stylemix.config import DESCRIPTORS, REFINEMENTS, SegmentConfig, default_crossovers  # noqa: F401 (re-exported)
 from stylemix.errors import StylemixError
 from stylemix.instances import InstanceStep, prepare_instances
-from stylemix.parts import part_step
+from stylemix.parts.step import part_step
 from stylemix.render import (Rendered, Subject, generator_device, has_features, image_features,  # noqa: F401
                              noise_stream, render_batch, render_variants, style_latents, subjects, to_uint8)
 from stylemix.stages import (cluster_stack, consensus_foreground, decide_foreground, finish_foreground,  # noqa: F401

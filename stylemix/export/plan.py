@@ -133,8 +133,8 @@ def plan_export(generator: Any, seeds: Subjects, format: str = "png", config: Se
     if parts is None or (isinstance(parts, str) and parts in ("auto", "none")):  # no parts dataset: what decides
         foreground, parts = parts or "none", None  # the fg/bg masks (None: the consensus, as in segment_many)
     if parts is None and foreground == "auto":
-        from stylemix.parts import PACKAGED_FOR, part_step, resolve_bank_path
-
+        from stylemix.parts.bank import PACKAGED_FOR, resolve_bank_path
+        from stylemix.parts.step import part_step
         auto = part_step(G, "auto", cfg)
         if auto is not None:  # the packaged bank decides the masks (as in stylemix segment): it is in the digest
             name = PACKAGED_FOR[G.family]
@@ -176,8 +176,8 @@ def export_bank(parts: Any, G: Any, seeds: Sequence[int], cfg: Any, rows: bool =
         rows: the export is of latents rows (fitting needs seeds).
         reuse: a bank stored by an earlier run, used when it was fitted with the same settings on the same seeds.
     """
-    from stylemix.parts import PartBank, PartSettings, discover, load_bank
-
+    from stylemix.parts.bank import PartBank, PartSettings, load_bank
+    from stylemix.parts.fit import discover
     if isinstance(parts, str) and parts.isdigit():
         parts = int(parts)
     if isinstance(parts, bool) or not isinstance(parts, (int, PartSettings)):
