@@ -15,7 +15,12 @@ import numpy as np
 
 from stylemix.errors import StylemixError
 
+__all__ = ["alpha_option", "convert", "detector_options", "discover", "evaluate", "export", "info", "latents_options",
+           "main", "method_kwargs", "method_options", "network_option", "parts_option", "segment"]
+
+
 class _Group(click.Group):
+
     """Turns every :class:`StylemixError` into one ``Error: ...`` line and exit status 1."""
 
     def invoke(self, ctx: click.Context) -> Any:

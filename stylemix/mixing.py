@@ -20,6 +20,10 @@ import torch
 
 from stylemix.errors import StylemixError
 
+__all__ = ["Crossover", "STREAMS", "STREAM_BANK_PIXELS", "STREAM_CROSSOVER", "STREAM_KMEANS", "STREAM_NOISE",
+           "STREAM_SIGNATURE", "STREAM_VARIANTS", "StreamKey", "WS_STREAM_TAG", "check_crossover", "mix_styles",
+           "parse_crossover", "row_key", "seed_to_z", "stream", "variant_crossovers", "variant_latents"]
+
 # The one registry of random streams, ``numpy.random.default_rng([seed, stream])``: each use has its own id, so no
 # two draws share bits. A new use takes a new id here; an id is never reused or renumbered (results depend on it).
 STREAM_VARIANTS = 1  # the variants' latents

@@ -30,6 +30,9 @@ import numpy as np
 
 from stylemix.errors import StylemixError
 
+__all__ = ["WRITER_QUEUE", "WRITER_THREADS", "alpha_image", "check_alpha", "instance_files", "mask_image",
+           "ordered_map", "seed_files", "write_files", "write_seed"]
+
 T = TypeVar("T")
 R = TypeVar("R")
 

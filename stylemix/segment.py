@@ -1,10 +1,10 @@
 """The pipeline: seed -> base image + N style variants -> per-pixel vectors -> k-means -> foreground -> masks.
 
-:func:`segment` is the library entry point; :class:`SegmentConfig` holds every knob with its default (docs/method.md
+:func:`segment` is the library entry point; :class:`~stylemix.config.SegmentConfig` holds every knob with its default (docs/method.md
 explains each). :func:`segment_many` works in batches of ``batch_size`` images: one
 :func:`~stylemix.render.render_batch`, then per image the stages of :mod:`stylemix.stages` (the k = 2 pipeline
-:func:`foreground_probability` -> :func:`finish_probability`, the k > 2 one :func:`part_labels` ->
-:func:`finish_labels`), which the instance mode and the benchmarks reuse.
+:func:`~stylemix.stages.foreground_probability` -> :func:`~stylemix.stages.finish_probability`, the k > 2 one
+:func:`~stylemix.stages.part_labels` -> :func:`~stylemix.stages.finish_labels`), which the instance mode and the benchmarks reuse.
 """
 
 from __future__ import annotations
@@ -20,15 +20,16 @@ import torch
 from stylemix import mixing, refine
 from stylemix.backend import Backend, get_backend, to_numpy, warn_once
 from stylemix.cluster import blas_limit, thread_limit
-from stylemix.config import DESCRIPTORS, REFINEMENTS, SegmentConfig, default_crossovers  # noqa: F401 (re-exported)
+from stylemix.config import SegmentConfig
 from stylemix.errors import StylemixError
 from stylemix.instances import InstanceStep, prepare_instances
 from stylemix.parts.step import part_step
-from stylemix.render import (Rendered, Subject, generator_device, has_features, image_features,  # noqa: F401
-                             noise_stream, render_batch, render_variants, style_latents, subjects, to_uint8)
-from stylemix.stages import (cluster_stack, consensus_foreground, decide_foreground, finish_foreground,  # noqa: F401
-                             finish_labels, finish_probability, foreground_probability, kmeans_seed, min_pixels,
-                             order_binary, part_labels, split_scores)
+from stylemix.render import (Rendered, Subject, generator_device, has_features, image_features, noise_stream,
+                             render_batch, subjects, to_uint8)
+from stylemix.stages import (finish_foreground, finish_labels, foreground_probability, kmeans_seed, min_pixels,
+                             part_labels, split_scores)
+
+__all__ = ["Segmentation", "boundary_features", "boundary_resolution", "finish_workers", "segment", "segment_many"]
 
 
 @dataclasses.dataclass
@@ -87,7 +88,7 @@ def segment(G: Any, seed: int = 0, *, ws: Any = None, z: Any = None, stream_base
         config: a :class:`SegmentConfig`; keyword ``options`` (its field names) override it.
         detector, classes, conf, iou, instance_config: instance mode, off when ``detector`` is ``None``: a weights
             path or a callable (:mod:`stylemix.detect`), a class filter (``"person,horse"`` or ids), the detector's
-            confidence and NMS IoU thresholds, an :class:`~stylemix.instances.InstanceConfig`. Fills the
+            confidence and NMS IoU thresholds, an :class:`~stylemix.config.InstanceConfig`. Fills the
             result's ``instances``, ``instance_records`` and ``semantic``.
         parts: ``"auto"`` (default): two-way masks take their foreground from the part bank shipped for ``G``
             where one exists (the default generator: it measures better than the per-image consensus,
