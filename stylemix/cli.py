@@ -15,12 +15,12 @@ import numpy as np
 
 from stylemix.errors import StylemixError
 
-__all__ = ["alpha_option", "convert", "detector_options", "discover", "evaluate", "export", "info", "latents_options",
-           "main", "method_kwargs", "method_options", "network_option", "parts_option", "segment"]
+__all__ = ["BANK_FIT_FIXED", "METHOD_OPTION_FIELDS", "alpha_option", "bank_fit_options", "convert", "detector_options",
+           "discover", "evaluate", "export", "info", "latents_options", "main", "method_kwargs", "method_options",
+           "network_option", "parts_option", "segment"]
 
 
 class _Group(click.Group):
-
     """Turns every :class:`StylemixError` into one ``Error: ...`` line and exit status 1."""
 
     def invoke(self, ctx: click.Context) -> Any:
@@ -42,8 +42,16 @@ def network_option(f: Any) -> Any:
                         help="Generator: a file (.pkl/.pt/.pth) or a registered name. Default: mobilestylegan-ffhq.")(f)
 
 
-def method_options(f: Any) -> Any:
-    """The method's knobs (shared by ``segment`` and ``export``); defaults are SegmentConfig's."""
+# The SegmentConfig field of each option of method_options, in its order.
+METHOD_OPTION_FIELDS = ("variants", "clusters", "crossover", "truncation_psi", "truncation_cutoff",
+                        "analysis_resolution", "normalization", "descriptor", "feature_dim", "foreground_rule",
+                        "consensus", "frame_penalty", "min_area", "refine", "boundary", "batch_size", "precision",
+                        "exact")
+
+
+def method_options(f: Any, leave_out: tuple[str, ...] = ()) -> Any:
+    """The method's knobs (shared by ``segment`` and ``export``); defaults are SegmentConfig's. ``leave_out``: the
+    SegmentConfig fields whose options a command does not offer, because they change nothing there."""
     from stylemix.vectors import NORMALIZATIONS
     from stylemix.foreground import RULES
     from stylemix.config import BOUNDARIES, DESCRIPTORS, PRECISIONS, REFINEMENTS, SegmentConfig
@@ -83,9 +91,20 @@ def method_options(f: Any) -> Any:
                      help="Variant stack arithmetic (auto: bfloat16 where the generator and the device support it)."),
         click.option("--exact", is_flag=True, help="Reference pipeline: every variant in full at full resolution."),
     ]
-    for opt in reversed(options):
-        f = opt(f)
+    for name, opt in reversed(list(zip(METHOD_OPTION_FIELDS, options, strict=True))):
+        if name not in leave_out:
+            f = opt(f)
     return f
+
+
+# A bank's fit clusters the generator's features at k = 2 and upsamples nothing, so these settings do nothing in
+# ``discover`` (its -k is the number of part classes).
+BANK_FIT_FIXED = ("descriptor", "min_area", "refine", "boundary")
+
+
+def bank_fit_options(f: Any) -> Any:
+    """:func:`method_options` without the settings a bank's fit does not read (:data:`BANK_FIT_FIXED`)."""
+    return method_options(f, leave_out=BANK_FIT_FIXED)
 
 
 def detector_options(f: Any) -> Any:
@@ -343,7 +362,6 @@ def _masks_by_seed(folder: str) -> dict[int, Path]:
 # ---- export (issue #5): pseudo-label datasets; the library is stylemix/export/ -------------------------------------
 
 
-
 @main.command()
 @network_option
 @click.option("--seeds", "--seed", "seeds", default=None,
@@ -462,7 +480,7 @@ def convert(src: str, out: str, overwrite: bool) -> None:
 @click.option("--foreground", type=click.Choice(("fine", "bank", "combined", "consensus")), default=None,
               help="The mask of `segment --parts`: the fine foreground prototypes (default), the bank's classes, "
                    "their mean with the consensus, or the latter.")
-@method_options
+@bank_fit_options
 def discover(network: str | None, device: str, seeds: str, out: str, prototypes: int | None,
              signature_variants: int | None, foreground: str | None, **options: Any) -> None:
     """Fit a part bank of K = -k classes that mean the same part in every image of the generator (docs/parts.md).
