@@ -52,10 +52,10 @@ def class_map(seg: Any) -> np.ndarray:
         if seg.semantic.max(initial=0) > 255:
             raise StylemixError("the png format holds at most 255 detector classes")
         return seg.semantic.astype(np.uint8)
-    k = int(seg.meta["settings"]["clusters"])
+    k = int(seg.meta.settings["clusters"])
     if k == 2:
         return seg.foreground.astype(np.uint8)
-    order = np.argsort(np.asarray(seg.meta["cluster_scores"]), kind="stable")
+    order = np.argsort(np.asarray(seg.meta.cluster_scores), kind="stable")
     rank = np.empty(k, np.uint8)
     rank[order] = np.arange(k, dtype=np.uint8)
     return rank[seg.labels]
@@ -70,7 +70,7 @@ def instances(seg: Any) -> list[tuple[np.ndarray, int, str]]:
     regions the YOLO polygons outline).
     """
     if getattr(seg, "parts", None) is not None:
-        names = seg.meta["parts"]["classes"]
+        names = seg.meta.parts["classes"]
         return [(seg.parts == c, int(c), str(names[c])) for c in np.unique(seg.parts)]
     if getattr(seg, "instances", None) is not None:
         return [(seg.instances == r.id, int(r.class_id), str(r.class_name))
@@ -111,10 +111,10 @@ def encode_seed(seg: Any, fmt: str, digest: str, min_margin: float, alpha: bool 
     """
     from stylemix.io import encode_palette_png, encode_png
     seed, meta = int(seg.seed if seg.row is None else seg.row), seg.meta
-    record: dict[str, Any] = {"seed": seed, "digest": digest, "foreground_margin": meta["foreground_margin"],
-                              "foreground_fraction": meta["foreground_fraction"], "size": list(seg.image.shape[:2])}
-    if meta["foreground_margin"] < min_margin:
-        record["skipped"] = f"foreground margin {meta['foreground_margin']} < min margin {min_margin}"
+    record: dict[str, Any] = {"seed": seed, "digest": digest, "foreground_margin": meta.foreground_margin,
+                              "foreground_fraction": meta.foreground_fraction, "size": list(seg.image.shape[:2])}
+    if meta.foreground_margin < min_margin:
+        record["skipped"] = f"foreground margin {meta.foreground_margin} < min margin {min_margin}"
         return SeedResult(seed, {}, record)
     name = seg.name
     files: dict[str, bytes] = {}
