@@ -168,6 +168,12 @@ def latents_options(f: Any) -> Any:
     return f
 
 
+def _fields(cls: Any, options: dict[str, Any]) -> dict[str, Any]:
+    """The ``options`` named as fields of the dataclass ``cls``."""
+    import dataclasses
+    return {f.name: options[f.name] for f in dataclasses.fields(cls) if f.name in options}
+
+
 def _check_subjects(seeds: str | None, ws_file: str | None, ws_are_z: bool) -> None:
     """Exactly one of ``--seeds`` and ``--ws``; ``--z`` only with ``--ws``."""
     if (ws_file is None) == (seeds is None):
@@ -384,13 +390,11 @@ def _masks_by_seed(folder: str) -> dict[int, Path]:
               help="Export only seeds s with s mod N = I; auto: torchrun's RANK/WORLD_SIZE.")
 @click.option("--batch-seeds", type=int, default=16, help="Seeds per work unit (one Ray task).")
 @click.option("--merge", is_flag=True, help="Only merge the shard manifests of OUTDIR into one dataset.")
-@click.option("--ray", "use_ray", is_flag=True, help="Segment on a Ray cluster (pip install stylemix[ray]).")
+@click.option("--ray", is_flag=True, help="Segment on a Ray cluster (pip install stylemix[ray]).")
 @click.option("--ray-address", default=None, metavar="ADDR", help="Ray cluster to join. Default: a local one.")
 @click.option("--workers", type=int, default=None, help="Ray actors. Default: one per GPU, else one per CPU.")
-def export(network: str | None, device: str, seeds: str | None, outdir: str, fmt: str, ws_file: str | None,
-           ws_are_z: bool, stream_base: int, alpha: bool, parts: str | None, min_margin: float,
-           resume: bool, overwrite: bool, shard: str | None, batch_seeds: int, merge: bool, use_ray: bool,
-           ray_address: str | None, workers: int | None, **options: Any) -> None:
+def export(network: str | None, device: str, seeds: str | None, outdir: str, fmt: str, merge: bool,
+           **options: Any) -> None:
     """Export the segmentations of SEEDS as a dataset a trainer reads as it is (docs/export.md).
 
     \b
@@ -413,13 +417,14 @@ def export(network: str | None, device: str, seeds: str | None, outdir: str, fmt
         click.echo(f"merged {card['counts']['written']} images ({card['counts']['skipped']} seeds skipped) "
                    f"into {os.path.join(outdir, ex.CARD)}")
         return
+    ws_file, ws_are_z = options["ws_file"], options["ws_are_z"]
     _check_subjects(seeds, ws_file, ws_are_z)
     from stylemix.generators.registry import DEFAULT_GENERATOR
-    subjects = seeds if ws_file is None else ex.LatentsFile(ws_file, "z" if ws_are_z else "w", stream_base)
-    dataset = ex.DatasetSettings(min_margin=min_margin, alpha=alpha, parts=parts, detector=options["detector"],
-                                 classes=options["classes"], conf=options["det_conf"], iou=options["det_iou"])
-    run = ex.RunOptions(resume=resume, overwrite=overwrite, shard=shard, batch_seeds=batch_seeds, ray=use_ray,
-                        ray_address=ray_address, workers=workers, device=_device(device))
+    subjects = seeds if ws_file is None else ex.LatentsFile(ws_file, "z" if ws_are_z else "w", options["stream_base"])
+    # The options named as the settings' fields fill them; the detector's thresholds are --det-conf, --det-iou.
+    dataset = ex.DatasetSettings(**_fields(ex.DatasetSettings, options), conf=options["det_conf"],
+                                 iou=options["det_iou"])
+    run = ex.RunOptions(**_fields(ex.RunOptions, options), device=_device(device))
     summary = ex.export_dataset(network or DEFAULT_GENERATOR, subjects, outdir, fmt,
                                 SegmentConfig(**method_kwargs(options)), dataset, run)
     rate = f", {summary['images_per_s']} img/s" if summary["images_per_s"] else ""
