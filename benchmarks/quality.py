@@ -48,7 +48,7 @@ import torch
 
 import stylemix
 from stylemix import io, metrics, visualize
-from stylemix.cli import method_kwargs, method_options, network_option
+from stylemix.cli_options import method_kwargs, method_options, network_option
 from stylemix.cluster import KMeans
 from stylemix.config import SegmentConfig
 from stylemix.errors import StylemixError
