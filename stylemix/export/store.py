@@ -213,7 +213,8 @@ def _remove_strays(out: Path, dirs: Sequence[str], keep: set[str]) -> None:
         for p in folder.iterdir():
             rel = f"{d}/{p.name}"
             stray_tmp = p.name.startswith(".") and p.name.endswith(".tmp")
-            if p.is_file() and (stray_tmp or (re.fullmatch(r"(seed|ws)\d+(_alpha)?\.(png|txt)", p.name) and rel not in keep)):
+            seed_file = re.fullmatch(r"(seed|ws)\d+(_alpha)?\.(png|txt)", p.name)
+            if p.is_file() and (stray_tmp or (seed_file and rel not in keep)):
                 p.unlink()
     for p in out.glob(".*.tmp"):
         p.unlink()
@@ -294,8 +295,8 @@ def open_export(plan: ExportPlan, outdir: str | os.PathLike, *, resume: bool = F
 
 def commit_results(out: Path, plan: ExportPlan, results: Iterable[SeedResult], *, done: int = 0,
                    progress: bool | None = None, queue: int = 8) -> int:
-    """Commit ``results`` in order on one writer thread, so that the fsyncs (about 10-20 ms a seed on a plain
-    disk) overlap the next seeds' segmentation instead of adding to it; returns how many were committed. At most
+    """Commit ``results`` in order on one writer thread, so that the fsyncs (a disk round trip per seed)
+    overlap the next seeds' segmentation instead of adding to it; returns how many were committed. At most
     ``queue`` seeds wait. An error in a commit stops the export at that seed; an error in ``results`` (a seed
     that failed to segment or encode) is raised once the seeds before it are committed. ``done``: seeds of this
     shard committed before (where the progress bar starts)."""

@@ -99,7 +99,8 @@ class PartBank:
             bank: the foreground then follows the classes).
         class_names, class_foreground: per class (the table; ``foreground`` flags decide the mask).
         class_share ``float [K]``: each class's share of the bank's pixels.
-        generator: ``{"family", "id"}`` (:func:`stylemix.identity.generator_id`); fit_seeds: the seeds it was fitted on (NVlabs ranges).
+        generator: ``{"family", "id"}`` (:func:`stylemix.identity.generator_id`); fit_seeds: the seeds it was
+            fitted on (NVlabs ranges).
         sheets: per class a contact sheet ``uint8 [h, w, 3]`` (only right after :func:`discover`; not stored).
         foreground_sheet: the same for the fine foreground (``<stem>.foreground.png``; not stored).
     """
@@ -345,7 +346,7 @@ def packaged_bank_for(G: Any) -> PartBank | None:
 
 def _load_packaged(name: str) -> PartBank:
     """:meth:`PartBank.load` of a packaged bank, read once while its file and class table stay unchanged (a load
-    costs ~30 ms, which ``segment(G, seed)`` would pay on every call)."""
+    reads and converts every array, which ``segment(G, seed)`` would otherwise repeat on every call)."""
     path = resolve_bank_path(name)
     stamp = tuple((st.st_mtime_ns, st.st_size) if p.is_file() and (st := p.stat()) else None
                   for p in (path, table_path(path)))

@@ -76,7 +76,8 @@ class PartStep:
         image instead of two (:meth:`shared_variants`). Not under ``exact`` or ``noise_mode="random"`` (whose
         variants draw their own noise)."""
         return (cfg.descriptor == "features" and not cfg.exact and cfg.noise_mode != "random"
-                and cfg.analysis_resolution == self.bank.analysis_resolution and cfg.feature_dim == self.bank.feature_dim)
+                and cfg.analysis_resolution == self.bank.analysis_resolution
+                and cfg.feature_dim == self.bank.feature_dim)
 
     def shared_variants(self) -> Any:
         """The bank's signature variants as :class:`stylemix.render.SharedVariants`: their latents mapped once (the
@@ -86,7 +87,7 @@ class PartStep:
             from stylemix.render import SharedVariants, generator_device
             G, cfg = self.G, self.cfg
             device = generator_device(G)
-            # Mapped once per generator's weights, not per segment() call (a mapping call costs ~10-40 ms).
+            # Mapped once per generator's weights, not per segment() call (each call would run the mapping network).
             digest = generator_id(G)
             key = (digest, str(device), self.latents.tobytes(), cfg.truncation_psi, cfg.truncation_cutoff)
             cache = _SIGNATURE_STYLES.setdefault(G, {}) if digest is not None else {}
