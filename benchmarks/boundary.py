@@ -6,7 +6,7 @@
     python benchmarks/boundary.py --figures docs/images             # only the close-ups of docs/benchmarks.md
     python benchmarks/boundary.py --cache /tmp/bcache --parts none  # stages cached; the per-image consensus decides
 
-Per seed the method's stages run once (:func:`stylemix.segment.style_latents`, ``render_variants``,
+Per seed the method's stages run once (:func:`stylemix.render.style_latents`, ``render_variants``,
 ``consensus_foreground``, then, as ``segment`` with ``parts="auto"``, the packaged part bank's foreground where
 the generator has one; ``--parts none`` keeps the consensus), and :func:`stylemix.segment.boundary_features` for
 the methods that read the generator's features; ``--cache DIR`` keeps each seed's image and both foreground
@@ -151,7 +151,9 @@ def run_stages(G, cfg, s: int, bank_step) -> dict:
     is given, the bank's (``prob:auto``, as ``segment`` with ``parts="auto"``), each feature method's maps and
     their render time."""
     from stylemix import mixing, refine
-    from stylemix.segment import boundary_features, consensus_foreground, render_variants, style_latents, to_uint8
+    from stylemix.render import render_variants, style_latents, to_uint8
+    from stylemix.segment import boundary_features
+    from stylemix.stages import consensus_foreground
     from stylemix.stages import anchor_vote
     with torch.inference_mode():
         ws_base, ws_mix, crossovers = style_latents(G, s, cfg)
@@ -226,7 +228,9 @@ def main() -> None:
     from stylemix import io, mixing, refine
     from stylemix.postprocess import clean_labels
     from stylemix.parts import part_step
-    from stylemix.segment import SegmentConfig, boundary_features, style_latents
+    from stylemix.config import SegmentConfig
+    from stylemix.render import style_latents
+    from stylemix.segment import boundary_features
 
     seeds = list(FIGURE_SEEDS) if args.figures else io.parse_seeds(args.seeds)
     gts = load_gt(args.gt, seeds)

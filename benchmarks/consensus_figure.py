@@ -17,9 +17,11 @@ import torch
 
 import stylemix
 from stylemix import io, mixing, visualize
+from stylemix.config import SegmentConfig
 from stylemix.foreground import anchor_foreground
 from stylemix.metrics import mask_scores
-from stylemix.segment import SegmentConfig, consensus_foreground, render_variants, style_latents
+from stylemix.render import render_variants, style_latents
+from stylemix.stages import consensus_foreground
 
 ROOT = Path(__file__).resolve().parents[1]
 GT = ROOT.parent / "shared" / "eval" / "mobilestylegan-ffhq"

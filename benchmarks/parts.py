@@ -32,10 +32,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import stylemix  # noqa: E402
-from stylemix import parts as P  # noqa: E402
+from stylemix.config import SegmentConfig  # noqa: E402
 from stylemix.io import parse_seeds  # noqa: E402
 from stylemix.metrics import mask_scores  # noqa: E402
-from stylemix.segment import SegmentConfig, boundary_features, style_latents  # noqa: E402
+from stylemix.parts import bank as part_bank  # noqa: E402
+from stylemix.parts import cues as part_cues  # noqa: E402
+from stylemix.parts import descriptors as part_maths  # noqa: E402
+from stylemix.parts import fit as part_fit  # noqa: E402
+from stylemix.render import style_latents  # noqa: E402
+from stylemix.segment import boundary_features  # noqa: E402
 from stylemix.stages import (finish_labels, finish_probability, foreground_probability, kmeans_seed,  # noqa: E402
                              min_pixels)
 
@@ -79,18 +84,18 @@ def scores(C: np.ndarray, mode: str) -> dict:
 
 
 def cached_render(cache: str | None):
-    """:func:`stylemix.parts.bank_image`, its results kept per seed under ``cache`` (``seedSSSS.npz``) when given,
+    """:func:`stylemix.parts.fit.bank_image`, its results kept per seed under ``cache`` (``seedSSSS.npz``) when given,
     so that a rerun (or another method on the same renders) does not render again."""
     if not cache:
-        return P.bank_image
+        return part_fit.bank_image
 
     def render(G, seed, cfg, latents, crossovers):
         path = Path(cache) / f"{seed:04d}.npz"
         if path.is_file():
             d = np.load(path)
             r = cfg.analysis_resolution
-            return d["F"], d["S"], d["prob"], d["image"], P.positions(r, r)
-        F, S, prob, image, pos = P.bank_image(G, seed, cfg, latents, crossovers)
+            return d["F"], d["S"], d["prob"], d["image"], part_maths.positions(r, r)
+        F, S, prob, image, pos = part_fit.bank_image(G, seed, cfg, latents, crossovers)
         path.parent.mkdir(parents=True, exist_ok=True)
         np.savez(str(path) + ".tmp.npz", F=F, S=S, prob=prob, image=image)
         Path(str(path) + ".tmp.npz").replace(path)
@@ -101,9 +106,9 @@ def cached_render(cache: str | None):
 
 def signature_consensus(S: np.ndarray, seed: int, cfg: SegmentConfig, variants: int) -> np.ndarray:
     """The consensus foreground probability ``[r, r]`` of the bank's shared signature stack, from the pixels'
-    standardised signatures ``S [r*r, N*D]`` (:func:`stylemix.parts.raw_cues`): standardising is idempotent, so
-    the stack rebuilt from them gives :func:`~stylemix.stages.foreground_probability` the vectors of the rendered
-    stack (checked equal on seeds 0-4)."""
+    standardised signatures ``S [r*r, N*D]`` (:func:`stylemix.parts.descriptors.raw_cues`): standardising is
+    idempotent, so the stack rebuilt from them gives :func:`~stylemix.stages.foreground_probability` the vectors
+    of the rendered stack (checked equal on seeds 0-4)."""
     r = cfg.analysis_resolution
     stack = (np.asarray(S, np.float32) * np.float32(np.sqrt(S.shape[1]))).reshape(r, r, variants, -1)
     prob, _, _, _ = foreground_probability(np.ascontiguousarray(stack.transpose(2, 3, 0, 1)), kmeans_seed(seed),
@@ -116,8 +121,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--fit", default="200-399")
     ap.add_argument("--seeds", default="0-99")
-    ap.add_argument("--prototypes", type=int, default=P.PartSettings.prototypes)
-    ap.add_argument("--signature-variants", type=int, default=P.PartSettings.signature_variants,
+    ap.add_argument("--prototypes", type=int, default=part_bank.PartSettings.prototypes)
+    ap.add_argument("--signature-variants", type=int, default=part_bank.PartSettings.signature_variants,
                     help="shared variants of every pixel's signature (the stack segment() reads with the bank)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "parts.json"))
     ap.add_argument("--bank-out", default=None, help="also save the K = 4 bank here (with its sheets)")
@@ -133,10 +138,10 @@ def main() -> None:
     G = stylemix.load_generator("mobilestylegan-ffhq").eval()
     cfg = SegmentConfig(precision=a.precision).resolve(G)
     crossovers = tuple(int(c) for c in cfg.crossover)
-    base = P.PartSettings(prototypes=a.prototypes, signature_variants=a.signature_variants)
+    base = part_bank.PartSettings(prototypes=a.prototypes, signature_variants=a.signature_variants)
     fit_seeds, test_seeds = parse_seeds(a.fit), parse_seeds(a.seeds)
     render = cached_render(a.cache)
-    samples = P.collect(G, fit_seeds, base, cfg, crossovers, render=render)
+    samples = part_fit.collect(G, fit_seeds, base, cfg, crossovers, render=render)
     t_fit = time.time()
     ks = sorted({k for k in SETS.values()} | {2 * k for k in SETS.values()})
     banks = {}
@@ -144,12 +149,12 @@ def main() -> None:
         if a.no_ablation and name != "features + signature + position":
             continue
         s = dataclasses.replace(base, feature_weight=wf, signature_weight=ws, position_weight=wp)
-        first = P.fit(samples, dataclasses.replace(s, n_parts=4), cfg, crossovers, G)
+        first = part_fit.fit(samples, dataclasses.replace(s, n_parts=4), cfg, crossovers, G)
         for k in ks if name == "features + signature + position" else [4, 5]:
-            banks[(name, k)] = P.regroup(first, samples, k)
+            banks[(name, k)] = part_fit.regroup(first, samples, k)
     default = "features + signature + position"
     for k in (4, 5):
-        banks[("no consensus split (Ward on all prototypes)", k)] = P.regroup(banks[(default, 4)], samples, k,
+        banks[("no consensus split (Ward on all prototypes)", k)] = part_fit.regroup(banks[(default, 4)], samples, k,
                                                                               consensus_split=False)
     # The SiS-like baseline with the same fit / test split: one k-means of the L2-normalised base features.
     from stylemix.cluster import KMeans
@@ -157,7 +162,7 @@ def main() -> None:
     t_banks = time.time()
     if a.bank_out:
         banks[(default, 4)].save(a.bank_out)
-    latents = P.signature_latents(G, base)
+    latents = part_cues.signature_latents(G, base)
     # The default bank's maps are finished as segment() does (guided at 1024 px, then the block mode to 256 px);
     # the cue ablation compares every bank with plain nearest upsampling of the 32 px classes (a guided finish of
     # 20 maps per image at 1024 px would take an hour here), the default's rows included.
@@ -182,19 +187,21 @@ def main() -> None:
                                             min_pixels=min_pixels(cfg.min_area, image.shape[:2])), 256, k)
 
         for key, b in banks.items():
-            cls = b.prototype_class[P.nearest(P.descriptors(F, S, pos, b), b.prototypes)].reshape(r, r)
+            X = part_maths.descriptors(F, S, pos, b)
+            cls = b.prototype_class[part_maths.nearest(X, b.prototypes)].reshape(r, r)
             if key[0] == default:  # the bank segment() uses: its maps as segment() makes them
                 conf[key] += confusion(finish(cls, b.n_parts), gt19, b.n_parts, 19)
             if key[0] != default or key[1] in (4, 5):  # the ablation table: every bank, one cheap upsampling
                 conf_nearest[key] += confusion(np.kron(cls, np.ones((256 // r, 256 // r), np.int32)), gt19,
                                                b.n_parts, 19)
         for k, c in sis.items():
-            conf_sis[k] += confusion(finish(P.nearest(F, c).reshape(r, r), k), gt19, k, 19)
+            conf_sis[k] += confusion(finish(part_maths.nearest(F, c).reshape(r, r), k), gt19, k, 19)
         b = banks[(default, 4)]
-        X = P.descriptors(F, S, pos, b)
-        cls = b.prototype_class[P.nearest(X, b.prototypes)].reshape(r, r)
+        X = part_maths.descriptors(F, S, pos, b)
+        cls = b.prototype_class[part_maths.nearest(X, b.prototypes)].reshape(r, r)
         bank_fg = np.asarray(b.class_foreground, np.float32)[cls]
-        fine = P.foreground_map(cls, b, None, b.foreground_rate[P.nearest(X, b.foreground_prototypes)].reshape(r, r))
+        fine_rate = b.foreground_rate[part_maths.nearest(X, b.foreground_prototypes)].reshape(r, r)
+        fine = part_maths.foreground_map(cls, b, None, fine_rate)
         sig = signature_consensus(S, seed, cfg, b.settings.signature_variants)
         with torch.inference_mode():  # the boundary stage's features, as segment() renders them
             features = boundary_features(G, style_latents(G, seed, cfg)[0], cfg, seed)
@@ -230,7 +237,7 @@ def main() -> None:
         fg_summary[name]["miou_second_half"] = round(float(np.mean([x["miou"] for x in v[half:]])), 4)
         fg_summary[name]["median_miou"] = round(float(np.median([x["miou"] for x in v])), 4)
     result = {"command": " ".join(sys.argv), "fit_seeds": a.fit, "seeds": a.seeds,
-              "settings": P._settings_dict(base), "segment": cfg.as_dict(), "rows": rows, "foreground": fg_summary,
+              "settings": part_bank.settings_dict(base), "segment": cfg.as_dict(), "rows": rows, "foreground": fg_summary,
               "foreground_miou_per_seed": {name: {str(sd): round(x["miou"], 4) for sd, x in zip(test_seeds, v)}
                                            for name, v in fg.items()},
               "default_bank_table": banks[(default, 4)].table(),

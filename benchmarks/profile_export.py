@@ -40,7 +40,7 @@ BUCKETS = [
     ("anchor merge / scores", ("foreground.py",)),
     ("guided filter / boundary", ("boxFilter", "refine.py", "postprocess.py:_box", "guided", "resize")),
     ("component cleaning", ("connectedComponents", "distance_transform", "_fill", "clean_labels", "_small_comp")),
-    ("PNG encoding / files", ("zlib", "crc32", "imencode", "png", "write", "fsync", "io.py", "export.py")),
+    ("PNG encoding / files", ("zlib", "crc32", "imencode", "png", "write", "fsync", "io.py", "export/")),
 ]
 
 

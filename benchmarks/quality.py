@@ -48,10 +48,11 @@ import torch
 
 import stylemix
 from stylemix import io, metrics, visualize
-from stylemix.cli import method_kwargs, method_options, network_option
+from stylemix.cli_options import method_kwargs, method_options, network_option
 from stylemix.cluster import KMeans
+from stylemix.config import SegmentConfig
 from stylemix.errors import StylemixError
-from stylemix.segment import SegmentConfig, render_variants, style_latents
+from stylemix.render import render_variants, style_latents
 from stylemix.stages import (cluster_stack, decide_foreground, finish_labels, finish_probability, kmeans_seed,
                              min_pixels, order_binary)
 

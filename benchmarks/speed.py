@@ -29,9 +29,10 @@ import torch
 
 import stylemix
 from stylemix import io, metrics
+from stylemix.config import SegmentConfig
 from stylemix.export import export_dataset
 from stylemix.mixing import seed_to_z
-from stylemix.segment import SegmentConfig, to_uint8
+from stylemix.render import to_uint8
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -9,11 +9,12 @@
 
 __version__ = "0.1.0"
 
+from stylemix.config import SegmentConfig
 from stylemix.errors import GeneratorLoadError, StylemixError
 from stylemix.generators import (Generator, GeneratorBase, StyleLayout, load_generator, register_generator,
                                  wrap_generator)
 from stylemix.parts import PartBank, discover
-from stylemix.segment import Segmentation, SegmentConfig, segment, segment_many
+from stylemix.segment import Segmentation, segment, segment_many
 
 __all__ = ["Generator", "GeneratorBase", "GeneratorLoadError", "PartBank", "SegmentConfig", "Segmentation", "StyleLayout",
            "StylemixError", "__version__", "discover", "load_generator", "register_generator", "segment", "segment_many",

@@ -31,6 +31,10 @@ import torch
 
 from stylemix.errors import StylemixError
 
+__all__ = ["Backend", "OK", "array_module", "available_devices", "cuda_status", "fallback_message", "gathers_variants",
+           "get_backend", "gpu_kmeans_available", "host_kmeans_notice", "native_bfloat16", "ndimage_module", "to_numpy",
+           "tune_host_allocator", "warn_once"]
+
 OK = "ok"
 
 

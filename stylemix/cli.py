@@ -13,7 +13,12 @@ from typing import Any
 import click
 import numpy as np
 
+from stylemix.cli_options import (alpha_option, bank_fit_options, detector_options, latents_options, method_kwargs,
+                                  method_options, network_option, parts_option)
 from stylemix.errors import StylemixError
+
+__all__ = ["convert", "discover", "evaluate", "export", "info", "main", "segment"]
+
 
 class _Group(click.Group):
     """Turns every :class:`StylemixError` into one ``Error: ...`` line and exit status 1."""
@@ -31,117 +36,10 @@ def main() -> None:
     """Training-free segmentation of images from style-based GANs by style mixing."""
 
 
-def network_option(f: Any) -> Any:
-    f = click.option("--device", default="auto", help="cpu, cuda, cuda:N or auto (CUDA when usable).")(f)
-    return click.option("--network", "network", metavar="SRC", default=None,
-                        help="Generator: a file (.pkl/.pt/.pth) or a registered name. Default: mobilestylegan-ffhq.")(f)
-
-
-def method_options(f: Any) -> Any:
-    """The method's knobs (shared by ``segment`` and ``export``); defaults are SegmentConfig's."""
-    from stylemix.vectors import NORMALIZATIONS
-    from stylemix.foreground import RULES
-    from stylemix.config import BOUNDARIES, DESCRIPTORS, PRECISIONS, REFINEMENTS, SegmentConfig
-    d = SegmentConfig()
-    options = [
-        click.option("--variants", "-n", type=int, default=d.variants, help="Style variants per image (N)."),
-        click.option("--clusters", "-k", type=int, default=d.clusters, help="k-means clusters; 2 = fg/bg."),
-        click.option("--crossover", default=None, metavar="C|LO-HI|C,C,..",
-                     help="Slots [0, C) kept from the base. LO-HI: drawn per variant; a list: cycled. "
-                          "Default: C-3..C ending at the generator's C (lowered to reach the analysis res)."),
-        click.option("--trunc", "truncation_psi", type=float, default=d.truncation_psi, help="Truncation psi."),
-        click.option("--trunc-cutoff", "truncation_cutoff", type=int, default=None,
-                     help="Truncate only slots < this (default: all)."),
-        click.option("--analysis-res", "analysis_resolution", type=int, default=d.analysis_resolution,
-                     help="Resolution at which variants are rendered and clustered."),
-        click.option("--normalization", type=click.Choice(NORMALIZATIONS), default=d.normalization,
-                     help="Per-pixel vector normalisation."),
-        click.option("--descriptor", type=click.Choice(DESCRIPTORS), default=d.descriptor,
-                     help="Cluster the generator's feature maps or the variants' RGB (auto: features if any)."),
-        click.option("--feature-dim", type=int, default=d.feature_dim,
-                     help="Channels per variant kept by the random projection of feature maps."),
-        click.option("--fg-rule", "foreground_rule", type=click.Choice(RULES), default=d.foreground_rule,
-                     help="How the foreground cluster is chosen."),
-        click.option("--consensus", default=",".join(map(str, d.consensus)), metavar="K,K,..",
-                     help="For k = 2: cluster counts whose foreground decisions are averaged (2 = plain split)."),
-        click.option("--frame-penalty", type=float, default=d.frame_penalty,
-                     help="How much touching the image frame holds a cluster back from the foreground (0: off)."),
-        click.option("--min-area", type=float, default=d.min_area,
-                     help="Merge components smaller than this fraction of the image."),
-        click.option("--refine", type=click.Choice(REFINEMENTS), default=d.refine,
-                     help="Upsample labels guided by the image, or nearest."),
-        click.option("--boundary", type=click.Choice(BOUNDARIES), default=d.boundary,
-                     help="Two-way masks: how the boundary is placed."),
-        click.option("--batch", "batch_size", type=int, default=d.batch_size,
-                     help="Images segmented together (their variants one call per crossover group)."),
-        click.option("--precision", type=click.Choice(PRECISIONS), default=d.precision,
-                     help="Variant stack arithmetic (auto: bfloat16 where the generator and the device support it)."),
-        click.option("--exact", is_flag=True, help="Reference pipeline: every variant in full at full resolution."),
-    ]
-    for opt in reversed(options):
-        f = opt(f)
-    return f
-
-
-def detector_options(f: Any) -> Any:
-    """Instance mode (stylemix/instances.py): a detector proposes boxes, each box is segmented by style mixing."""
-    options = [
-        click.option("--detector", metavar="PATH", default=None,
-                     help="Detector weights (.pt/.onnx/.tflite, Ultralytics YOLO) for instance masks. Default: off."),
-        click.option("--classes", default=None, metavar="NAME|ID,..",
-                     help="Keep only these detector classes, e.g. person,horse. Default: all."),
-        click.option("--det-conf", type=float, default=0.25, help="Detector confidence threshold."),
-        click.option("--det-iou", type=float, default=0.7, help="Detector NMS IoU threshold."),
-    ]
-    for opt in reversed(options):
-        f = opt(f)
-    return f
-
-
-def method_kwargs(options: dict[str, Any]) -> dict[str, Any]:
-    """CLI option values -> :func:`stylemix.segment` keyword arguments."""
+def _fields(cls: Any, options: dict[str, Any]) -> dict[str, Any]:
+    """The ``options`` named as fields of the dataclass ``cls``."""
     import dataclasses
-
-    from stylemix.config import SegmentConfig
-    from stylemix.mixing import parse_crossover
-    kwargs = {f.name: options[f.name] for f in dataclasses.fields(SegmentConfig) if f.name in options}
-    if kwargs.get("crossover") is not None:
-        kwargs["crossover"] = parse_crossover(kwargs["crossover"])
-    if isinstance(kwargs.get("consensus"), str):
-        try:
-            kwargs["consensus"] = tuple(int(k) for k in kwargs["consensus"].split(","))
-        except ValueError:
-            raise StylemixError(f"bad --consensus {kwargs['consensus']!r}: give cluster counts like 2,3,4,5") from None
-    return kwargs
-
-
-def alpha_option(f: Any) -> Any:
-    return click.option("--alpha", is_flag=True,
-                        help="Also write seedSSSS_alpha.png: the 8-bit soft matte of the boundary stage "
-                             "(>= 128 is the mask). Two-way masks (-k 2) only.")(f)
-
-
-def parts_option(values: str, help: str) -> Any:
-    """``--parts VALUES|auto|none``: what ``help`` says, or (``auto``, the default) fg/bg masks from the part bank
-    shipped for the generator where one exists, or (``none``) from the per-image consensus."""
-    return click.option("--parts", "parts", metavar=f"{values}|auto|none", default="auto", show_default=True,
-                        help=f"{help} 'auto': fg/bg masks from the bank shipped for the generator where it has one "
-                             "(no part files); 'none': the per-image consensus.")
-
-
-def latents_options(f: Any) -> Any:
-    """Images given by latents instead of seeds (stylemix/latents.py)."""
-    options = [
-        click.option("--ws", "ws_file", metavar="FILE", default=None,
-                     help="Segment the rows of FILE instead of seeds: .npz with 'w' (NVlabs projector output) or "
-                          ".npy of w+ [B, num_ws, w_dim] / w [B, w_dim]. Files are named wsRRRR after the row."),
-        click.option("--z", "ws_are_z", is_flag=True, help="FILE holds z rows [B, z_dim] (mapped, truncated)."),
-        click.option("--stream-base", type=int, default=0,
-                     help="Base of each row's variant streams; change it to draw other variants."),
-    ]
-    for opt in reversed(options):
-        f = opt(f)
-    return f
+    return {f.name: options[f.name] for f in dataclasses.fields(cls) if f.name in options}
 
 
 def _check_subjects(seeds: str | None, ws_file: str | None, ws_are_z: bool) -> None:
@@ -335,7 +233,7 @@ def _masks_by_seed(folder: str) -> dict[int, Path]:
     return found
 
 
-# ---- export (issue #5): pseudo-label datasets; the library is stylemix/export.py ----------------------------------
+# ---- export (issue #5): pseudo-label datasets; the library is stylemix/export/ -------------------------------------
 
 
 @main.command()
@@ -360,13 +258,11 @@ def _masks_by_seed(folder: str) -> dict[int, Path]:
               help="Export only seeds s with s mod N = I; auto: torchrun's RANK/WORLD_SIZE.")
 @click.option("--batch-seeds", type=int, default=16, help="Seeds per work unit (one Ray task).")
 @click.option("--merge", is_flag=True, help="Only merge the shard manifests of OUTDIR into one dataset.")
-@click.option("--ray", "use_ray", is_flag=True, help="Segment on a Ray cluster (pip install stylemix[ray]).")
+@click.option("--ray", is_flag=True, help="Segment on a Ray cluster (pip install stylemix[ray]).")
 @click.option("--ray-address", default=None, metavar="ADDR", help="Ray cluster to join. Default: a local one.")
 @click.option("--workers", type=int, default=None, help="Ray actors. Default: one per GPU, else one per CPU.")
-def export(network: str | None, device: str, seeds: str | None, outdir: str, fmt: str, ws_file: str | None,
-           ws_are_z: bool, stream_base: int, alpha: bool, parts: str | None, min_margin: float,
-           resume: bool, overwrite: bool, shard: str | None, batch_seeds: int, merge: bool, use_ray: bool,
-           ray_address: str | None, workers: int | None, **options: Any) -> None:
+def export(network: str | None, device: str, seeds: str | None, outdir: str, fmt: str, merge: bool,
+           **options: Any) -> None:
     """Export the segmentations of SEEDS as a dataset a trainer reads as it is (docs/export.md).
 
     \b
@@ -383,22 +279,22 @@ def export(network: str | None, device: str, seeds: str | None, outdir: str, fmt
       stylemix export --seeds 0-9999 --format coco --parts default --outdir PARTS  # consistent part classes
     """
     from stylemix import export as ex
+    from stylemix.config import SegmentConfig
     if merge:
         card = ex.finalize(outdir)
         click.echo(f"merged {card['counts']['written']} images ({card['counts']['skipped']} seeds skipped) "
                    f"into {os.path.join(outdir, ex.CARD)}")
         return
+    ws_file, ws_are_z = options["ws_file"], options["ws_are_z"]
     _check_subjects(seeds, ws_file, ws_are_z)
-    kwargs = method_kwargs(options)
-    kwargs.update(detector=options["detector"], classes=options["classes"], conf=options["det_conf"],
-                  iou=options["det_iou"])
     from stylemix.generators.registry import DEFAULT_GENERATOR
-    summary = ex.export_dataset(network or DEFAULT_GENERATOR, seeds, outdir, ws=ws_file,
-                                ws_kind="z" if ws_are_z else "w", stream_base=stream_base, format=fmt,
-                                min_margin=min_margin,
-                                resume=resume, overwrite=overwrite, shard=shard, batch_seeds=batch_seeds,
-                                ray=use_ray, ray_address=ray_address, workers=workers, device=_device(device),
-                                alpha=alpha, parts=parts, **kwargs)
+    subjects = seeds if ws_file is None else ex.LatentsFile(ws_file, "z" if ws_are_z else "w", options["stream_base"])
+    # The options named as the settings' fields fill them; the detector's thresholds are --det-conf, --det-iou.
+    dataset = ex.DatasetSettings(**_fields(ex.DatasetSettings, options), conf=options["det_conf"],
+                                 iou=options["det_iou"])
+    run = ex.RunOptions(**_fields(ex.RunOptions, options), device=_device(device))
+    summary = ex.export_dataset(network or DEFAULT_GENERATOR, subjects, outdir, fmt,
+                                SegmentConfig(**method_kwargs(options)), dataset, run)
     rate = f", {summary['images_per_s']} img/s" if summary["images_per_s"] else ""
     click.echo(f"exported {summary['exported']} seeds in {summary['elapsed_s']} s{rate} "
                f"({summary['done']} were already done)")
@@ -444,7 +340,7 @@ def convert(src: str, out: str, overwrite: bool) -> None:
 
 
 
-# ---- discover (issue #14): part banks; the library is stylemix/parts.py ---------------------------------------
+# ---- discover (issue #14): part banks; the library is stylemix/parts/ -------------------------------------------
 
 
 @main.command()
@@ -457,7 +353,7 @@ def convert(src: str, out: str, overwrite: bool) -> None:
 @click.option("--foreground", type=click.Choice(("fine", "bank", "combined", "consensus")), default=None,
               help="The mask of `segment --parts`: the fine foreground prototypes (default), the bank's classes, "
                    "their mean with the consensus, or the latter.")
-@method_options
+@bank_fit_options
 def discover(network: str | None, device: str, seeds: str, out: str, prototypes: int | None,
              signature_variants: int | None, foreground: str | None, **options: Any) -> None:
     """Fit a part bank of K = -k classes that mean the same part in every image of the generator (docs/parts.md).
@@ -476,7 +372,7 @@ def discover(network: str | None, device: str, seeds: str, out: str, prototypes:
 
     import stylemix
     from stylemix import io
-    from stylemix.parts import discover as fit_bank
+    from stylemix.parts.fit import discover as fit_bank
 
     seed_list = io.parse_seeds(seeds)
     kwargs = method_kwargs(options)

@@ -20,6 +20,8 @@ import numpy as np
 from stylemix.backend import array_module, gpu_kmeans_available, host_kmeans_notice, to_numpy
 from stylemix.errors import StylemixError
 
+__all__ = ["KMeans", "blas_limit", "thread_limit"]
+
 
 class KMeans:
     """k-means with k-means++ initialisation, the best of ``n_init`` runs.

@@ -19,6 +19,9 @@ from stylemix.backend import native_bfloat16
 from stylemix.render import generator_device, has_features
 from stylemix.vectors import NORMALIZATIONS
 
+__all__ = ["BOUNDARIES", "DESCRIPTORS", "InstanceConfig", "PRECISIONS", "REFINEMENTS", "SegmentConfig",
+           "default_crossovers", "variant_precision"]
+
 DESCRIPTORS = ("auto", "features", "rgb")
 PRECISIONS = ("auto", "float32", "bfloat16")
 REFINEMENTS = ("guided", "nearest")

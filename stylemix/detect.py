@@ -29,6 +29,9 @@ import numpy as np
 
 from stylemix.errors import StylemixError
 
+__all__ = ["Detections", "Detector", "INSTALL_HINT", "YoloDetector", "check_thresholds", "class_ids", "detect",
+           "detector_name", "load_detector"]
+
 INSTALL_HINT = "pip install stylemix[detect]"
 
 

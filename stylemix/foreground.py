@@ -13,7 +13,7 @@ For k > 2 every cluster with a positive score is foreground (over-segment, then 
 smallest absolute score, the least certain of those decisions.
 
 :func:`anchor_foreground` is the better merge of an over-segmentation into foreground and background, used by the
-consensus of :func:`stylemix.segment.consensus_foreground`: the most central cluster anchors the foreground, the
+consensus of :func:`stylemix.stages.consensus_foreground`: the most central cluster anchors the foreground, the
 cluster filling most of the *frame* (top and side bands, :func:`frame_map`) anchors the background, and every other
 cluster joins the foreground when its mean clustering vector is nearer the foreground anchor's by a margin that grows
 with its own share of the frame. Position alone cannot place hair, neck or clothing (they reach the frame and the
@@ -26,6 +26,8 @@ from typing import Any
 
 from stylemix.backend import array_module
 from stylemix.errors import StylemixError
+
+__all__ = ["RULES", "anchor_foreground", "centrality_map", "cluster_scores", "foreground_clusters", "frame_map"]
 
 RULES = ("centre", "border", "combined")
 

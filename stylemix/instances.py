@@ -9,7 +9,7 @@ boxes hold for every variant. For each box:
    the box holds too little background for k-means to find object versus background) or a mask that the crop
    cuts (it covers more than ``max_edge_cover`` of a crop side inside the image: the object goes on beyond).
    When no margin gives an uncut plausible mask, the widest plausible one is kept;
-2. **cluster** the crop's pixels with the same :func:`~stylemix.segment.cluster_stack` as the whole image
+2. **cluster** the crop's pixels with the same :func:`~stylemix.stages.cluster_stack` as the whole image
    (k = ``clusters``, default 2);
 3. **pick the object** with :func:`~stylemix.foreground.cluster_scores` and a *box prior* as centrality map
    (:func:`box_prior`): 0 outside the box (on the margin ring), ``(1 + centre bump) / 2`` inside it, the bump
@@ -44,11 +44,15 @@ from typing import Any, Iterable, NamedTuple
 import numpy as np
 
 from stylemix.backend import array_module, ndimage_module, to_numpy
-from stylemix.config import InstanceConfig, SegmentConfig  # noqa: F401 (InstanceConfig re-exported)
+from stylemix.config import InstanceConfig, SegmentConfig
 from stylemix.detect import (Detections, Detector, check_thresholds, class_ids, detect, detector_name,
                              load_detector)
 from stylemix.foreground import anchor_foreground, centrality_map, cluster_scores, foreground_clusters
 from stylemix.stages import cluster_stack, consensus_foreground, finish_probability, order_binary
+
+__all__ = ["Claim", "InstanceRecord", "InstanceStep", "Instances", "box_overlap", "box_prior", "boxes_intersect",
+           "crop_consensus", "crop_window", "detach_outside", "edge_cover", "mask_overlap", "merge_duplicates",
+           "overlay_instances", "prepare_instances", "resolve_overlaps", "segment_instances"]
 
 
 @dataclasses.dataclass
@@ -167,7 +171,7 @@ def segment_instances(image: Any, stack: Any, detections: Detections, cfg: Segme
         image: ``uint8 [H, W, 3]`` base image (NumPy or CuPy; the guide for upsampling).
         stack: ``float [N, C, h, w]`` variant stack at the analysis resolution (same array type).
         detections: boxes in ``image`` pixels (:func:`stylemix.detect.detect`).
-        cfg: the resolved :class:`~stylemix.segment.SegmentConfig` (normalisation, k-means, refinement).
+        cfg: the resolved :class:`~stylemix.config.SegmentConfig` (normalisation, k-means, refinement).
         random_state: k-means seed, the same for every crop.
         config: :class:`InstanceConfig`.
         features: ``float32 [C, r, r]`` the base image's feature maps for the boundary stage
@@ -328,7 +332,7 @@ def boxes_intersect(a: np.ndarray, b: np.ndarray) -> bool:
 def crop_consensus(crop: Any, prior: Any, cfg: SegmentConfig, random_state: int) -> Any:
     """Object probability ``float32 [h, w]`` of a crop ``[N, C, h, w]`` of the variant stack.
 
-    :func:`stylemix.segment.consensus_foreground` inside the crop: one k-means per k in ``cfg.consensus``; each
+    :func:`stylemix.stages.consensus_foreground` inside the crop: one k-means per k in ``cfg.consensus``; each
     clustering has its pieces outside the box detached (:func:`detach_outside`, always background) and is merged by
     :func:`~stylemix.foreground.anchor_foreground` with the box prior as centrality map and the ring outside the
     box as the background's frame; the probability is the fraction of votes for "object". Used for boxes that

@@ -14,6 +14,9 @@ import numpy as np
 
 from stylemix.errors import StylemixError
 
+__all__ = ["atomic_write_bytes", "compact_seeds", "encode_json", "encode_palette_png", "encode_png", "file_sha256",
+           "parse_seeds", "prepare_outdir", "read_png", "stem", "write_json", "write_png"]
+
 
 def file_sha256(path: str | os.PathLike) -> str:
     """Hex sha256 of a file's bytes (what exports and metadata record for network, detector and latents files)."""

@@ -21,6 +21,8 @@ import numpy as np
 
 from stylemix.errors import StylemixError
 
+__all__ = ["KINDS", "LatentRows", "latent_rows", "load_latents", "read_latent_file"]
+
 KINDS = ("w", "z")
 
 

@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 import scipy.ndimage
 
+__all__ = ["METRICS", "boundary_fscore", "boundary_pixels", "mask_scores", "summarize", "trimap_band", "trimap_ious"]
+
 METRICS = ("fg_iou", "bg_iou", "miou", "trimap_iou")
 
 

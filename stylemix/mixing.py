@@ -20,6 +20,10 @@ import torch
 
 from stylemix.errors import StylemixError
 
+__all__ = ["Crossover", "STREAMS", "STREAM_BANK_PIXELS", "STREAM_CROSSOVER", "STREAM_KMEANS", "STREAM_NOISE",
+           "STREAM_SIGNATURE", "STREAM_VARIANTS", "StreamKey", "WS_STREAM_TAG", "check_crossover", "mix_styles",
+           "parse_crossover", "row_key", "seed_to_z", "stream", "variant_crossovers", "variant_latents"]
+
 # The one registry of random streams, ``numpy.random.default_rng([seed, stream])``: each use has its own id, so no
 # two draws share bits. A new use takes a new id here; an id is never reused or renumbered (results depend on it).
 STREAM_VARIANTS = 1  # the variants' latents
@@ -27,7 +31,7 @@ STREAM_CROSSOVER = 2  # per-variant crossovers drawn from a range
 STREAM_KMEANS = 3  # k-means initialisation of one image
 STREAM_SIGNATURE = 4  # a part bank's shared signature latents, keyed by its signature_seed (stylemix.parts)
 STREAM_NOISE = 5  # torch's seed for noise_mode="random" (stylemix.render.noise_stream)
-STREAM_BANK_PIXELS = 6  # the pixels a part bank's fit samples from one image (stylemix.parts.collect)
+STREAM_BANK_PIXELS = 6  # the pixels a part bank's fit samples from one image (stylemix.parts.fit.collect)
 STREAMS = {"variants": STREAM_VARIANTS, "crossover": STREAM_CROSSOVER, "kmeans": STREAM_KMEANS,
            "signature": STREAM_SIGNATURE, "noise": STREAM_NOISE, "bank_pixels": STREAM_BANK_PIXELS}
 

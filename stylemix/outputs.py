@@ -30,6 +30,9 @@ import numpy as np
 
 from stylemix.errors import StylemixError
 
+__all__ = ["WRITER_QUEUE", "WRITER_THREADS", "alpha_image", "check_alpha", "instance_files", "mask_image",
+           "ordered_map", "seed_files", "write_files", "write_seed"]
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -42,7 +45,7 @@ WRITER_QUEUE = 8  # results that may wait for a writer: bounds the memory held b
 def mask_image(seg: Any) -> np.ndarray:
     """``uint8 [H, W]`` of ``seedSSSS_mask.png``: k = 2 (or a part bank's foreground): 255 foreground, 0
     background; k > 2: the cluster ids."""
-    if int(seg.meta["settings"]["clusters"]) == 2:
+    if int(seg.meta.settings["clusters"]) == 2:
         return seg.foreground.astype(np.uint8) * np.uint8(255)
     return seg.labels.astype(np.uint8)
 
@@ -79,19 +82,19 @@ def seed_files(seg: Any, *, alpha: bool = False, meta: dict[str, Any] | None = N
     """
     from stylemix import io, visualize
     name = seg.name
-    two_way = int(seg.meta["settings"]["clusters"]) == 2
+    two_way = int(seg.meta.settings["clusters"]) == 2
     files = {
         f"{name}.png": io.encode_png(seg.image),
         f"{name}_mask.png": io.encode_png(mask_image(seg)),
         f"{name}_overlay.png": io.encode_png(visualize.overlay(seg.image, seg.labels, background=not two_way)),
-        f"{name}.json": io.encode_json({**seg.meta, **(meta or {})}),
+        f"{name}.json": io.encode_json({**seg.meta.as_dict(), **(meta or {})}),
     }
     if alpha:
         files[f"{name}_alpha.png"] = io.encode_png(alpha_image(seg))
     if getattr(seg, "instances", None) is not None:
         files.update(instance_files(seg))
     if getattr(seg, "parts", None) is not None:
-        names = seg.meta.get("parts", {}).get("classes") or [f"class{i}" for i in range(int(seg.parts.max()) + 1)]
+        names = (seg.meta.parts or {}).get("classes") or [f"class{i}" for i in range(int(seg.parts.max()) + 1)]
         files[f"{name}_parts.png"] = io.encode_png(seg.parts.astype(np.uint8))
         files[f"{name}_parts_overlay.png"] = io.encode_png(visualize.parts_overlay(seg.image, seg.parts, names))
     return files
@@ -106,7 +109,7 @@ def instance_files(seg: Any) -> dict[str, bytes]:
     files = {}
     for suffix, ids in (("_instances", seg.instances), ("_semantic", seg.semantic)):
         files[f"{name}{suffix}.png"] = io.encode_png(ids.astype(np.uint8 if ids.max(initial=0) <= 255 else np.uint16))
-    files[f"{name}_instances.json"] = io.encode_json({"seed": seg.seed, **seg.meta["instances"],
+    files[f"{name}_instances.json"] = io.encode_json({"seed": seg.seed, **seg.meta.instances,
                                                       "instances": [r.as_dict() for r in seg.instance_records]})
     files[f"{name}_instances_overlay.png"] = io.encode_png(
         overlay_instances(seg.image, seg.instances, seg.instance_records))

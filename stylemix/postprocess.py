@@ -18,6 +18,9 @@ import numpy as np
 
 from stylemix.backend import array_module, ndimage_module
 
+__all__ = ["clean_labels", "guided_coefficients", "guided_filter", "resample_matrix", "resize_maps", "upsample_labels",
+           "upsample_mask", "upsample_probability"]
+
 
 def _box(a: Any, radius: int) -> Any:
     """Mean over ``(2 radius + 1)^2`` windows of each ``[..., H, W]`` plane, reflected at the border."""
@@ -36,7 +39,7 @@ def _unflatten(planes: list[np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
     return planes[0].reshape(shape) if len(planes) == 1 else np.stack(planes).reshape(shape)
 
 
-def _resize(a: Any, size: tuple[int, int], area: bool = False) -> Any:
+def resize_maps(a: Any, size: tuple[int, int], area: bool = False) -> Any:
     """``a [..., h, w]`` float32 -> ``[..., H, W]``: bilinear, pixel-centre aligned with the edge pixels repeated
     (``area``: the mean over each output pixel's footprint, to shrink). OpenCV's ``INTER_LINEAR`` / ``INTER_AREA``
     on NumPy; the same weights as two matrix products on CuPy (:func:`resample_matrix`)."""
@@ -159,7 +162,7 @@ def _upsample_maps(maps: Any, size: tuple[int, int], guide: Any | None, radius: 
     h, w = maps.shape[1:]
     H, W = size
     if guide is None:
-        return _resize(maps, (H, W))
+        return resize_maps(maps, (H, W))
     g = guide.astype(xp.float32)
     if guide.dtype.kind in "ui":  # integer images span their dtype (uint8: 0-255); float ones are in [0, 1]
         g = g / float(np.iinfo(guide.dtype).max)
@@ -167,8 +170,8 @@ def _upsample_maps(maps: Any, size: tuple[int, int], guide: Any | None, radius: 
     radius = max(1, 2 * H // h) if radius is None else radius
     scale = 1.0 if filter_resolution is None else min(1.0, max(filter_resolution, h, w) / max(H, W))
     lo = (max(1, round(H * scale)), max(1, round(W * scale)))
-    a, b = guided_coefficients(_resize(grey, lo, area=True), _resize(maps, lo), max(1, round(radius * scale)), eps)
-    return _resize(a, (H, W)) * grey + _resize(b, (H, W))
+    a, b = guided_coefficients(resize_maps(grey, lo, area=True), resize_maps(maps, lo), max(1, round(radius * scale)), eps)
+    return resize_maps(a, (H, W)) * grey + resize_maps(b, (H, W))
 
 
 def clean_labels(labels: Any, min_area: int) -> Any:

@@ -45,6 +45,9 @@ import numpy as np
 
 from stylemix.errors import StylemixError
 
+__all__ = ["FEATURE_METHODS", "METHODS", "RefineConfig", "alpha_uint8", "binary", "classify_band", "closed_form_alpha",
+           "cut_band", "foreground_matte", "guided", "matte_band", "method_run", "principal_axes", "refine_boundary"]
+
 METHODS = ("guided", "cascade", "matting", "grabcut", "features", "features-matting")
 FEATURE_METHODS = ("features", "features-matting")  # the methods that use the generator's feature maps
 
@@ -477,7 +480,7 @@ def _working_size(size: tuple[int, int], longer: int) -> tuple[int, int]:
 
 
 def _resize(a: np.ndarray, size: tuple[int, int], area: bool = False) -> np.ndarray:
-    from stylemix.postprocess import _resize as resize
+    from stylemix.postprocess import resize_maps as resize
     return resize(np.ascontiguousarray(a, dtype=np.float32), size, area)
 
 

@@ -27,6 +27,11 @@ from stylemix.vectors import project_channels
 if TYPE_CHECKING:
     from stylemix.config import SegmentConfig
 
+__all__ = ["Rendered", "SharedVariants", "Subject", "base_image", "cast_floats", "features_suffix", "gather_states",
+           "generator_device", "has_features", "image_features", "noise_stream", "reduced_precision", "render_batch",
+           "render_variants", "style_latents", "subjects", "synthesis_prefix", "synthesis_prefixes", "synthesis_suffix",
+           "synthesis_suffix_features", "to_uint8", "variant_stack"]
+
 
 def generator_device(G: Any) -> torch.device:
     """The device of ``G``'s weights (CPU when it has none)."""

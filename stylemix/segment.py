@@ -1,14 +1,15 @@
 """The pipeline: seed -> base image + N style variants -> per-pixel vectors -> k-means -> foreground -> masks.
 
-:func:`segment` is the library entry point; :class:`SegmentConfig` holds every knob with its default (docs/method.md
+:func:`segment` is the library entry point; :class:`~stylemix.config.SegmentConfig` holds every knob with its default (docs/method.md
 explains each). :func:`segment_many` works in batches of ``batch_size`` images: one
 :func:`~stylemix.render.render_batch`, then per image the stages of :mod:`stylemix.stages` (the k = 2 pipeline
-:func:`foreground_probability` -> :func:`finish_probability`, the k > 2 one :func:`part_labels` ->
-:func:`finish_labels`), which the instance mode and the benchmarks reuse.
+:func:`~stylemix.stages.foreground_probability` -> :func:`~stylemix.stages.finish_probability`, the k > 2 one
+:func:`~stylemix.stages.part_labels` -> :func:`~stylemix.stages.finish_labels`), which the instance mode and the benchmarks reuse.
 """
 
 from __future__ import annotations
 
+import collections.abc
 import concurrent.futures
 import dataclasses
 import time
@@ -20,15 +21,78 @@ import torch
 from stylemix import mixing, refine
 from stylemix.backend import Backend, get_backend, to_numpy, warn_once
 from stylemix.cluster import blas_limit, thread_limit
-from stylemix.config import DESCRIPTORS, REFINEMENTS, SegmentConfig, default_crossovers  # noqa: F401 (re-exported)
+from stylemix.config import SegmentConfig
 from stylemix.errors import StylemixError
 from stylemix.instances import InstanceStep, prepare_instances
-from stylemix.parts import part_step
-from stylemix.render import (Rendered, Subject, generator_device, has_features, image_features,  # noqa: F401
-                             noise_stream, render_batch, render_variants, style_latents, subjects, to_uint8)
-from stylemix.stages import (cluster_stack, consensus_foreground, decide_foreground, finish_foreground,  # noqa: F401
-                             finish_labels, finish_probability, foreground_probability, kmeans_seed, min_pixels,
-                             order_binary, part_labels, split_scores)
+from stylemix.parts.step import part_step
+from stylemix.render import (Rendered, Subject, generator_device, has_features, image_features, noise_stream,
+                             render_batch, subjects, to_uint8)
+from stylemix.stages import (finish_foreground, finish_labels, foreground_probability, kmeans_seed, min_pixels,
+                             part_labels, split_scores)
+
+__all__ = ["Segmentation", "SegmentationMeta", "boundary_features", "boundary_resolution", "finish_workers", "segment", "segment_many"]
+
+
+@dataclasses.dataclass(eq=False)  # equal to any mapping with the same JSON object (Mapping.__eq__)
+class SegmentationMeta(collections.abc.Mapping):
+    """What one segmentation records beside its arrays; ``seedSSSS.json`` is :meth:`as_dict`.
+
+    Read as attributes (``meta.foreground_margin``) or, as the JSON's keys, like a dict (``meta["settings"]``).
+
+    Attributes:
+        seed: the NVlabs seed (``None`` for a latents row).
+        generator, resolution: the generator's family and its image side.
+        settings: every setting (:meth:`~stylemix.config.SegmentConfig.as_dict`).
+        crossovers: the crossover of each variant.
+        boundary: the boundary method that ran (k = 2 under guided refinement), else ``None``.
+        foreground_margin, foreground_fraction: how clearly the foreground was chosen, and its share of the image.
+        cluster_scores, foreground_clusters: each cluster's foreground score, and the clusters judged foreground.
+        foreground_from: what decided the mask: ``clusters`` (k > 2), ``consensus`` or ``part bank (MODE)``.
+        timing_s: seconds per stage (``render``, ``cluster``, ``postprocess``, and ``instances`` when it ran).
+        ws_row, latent_kind, stream_key: the latents row, its kind and its random-stream key (rows only).
+        consensus_agreement: how far the consensus's votes agree (when a consensus ran).
+        parts: the part bank's record (:meth:`~stylemix.parts.step.PartStep.describe`) when a bank ran.
+        instances: the instance mode's record when a detector ran.
+    """
+
+    seed: int | None
+    generator: str
+    resolution: int
+    settings: dict[str, Any]
+    crossovers: list[int]
+    boundary: str | None
+    foreground_margin: float
+    cluster_scores: list[float]
+    foreground_clusters: list[int]
+    foreground_fraction: float
+    foreground_from: str
+    timing_s: dict[str, float]
+    ws_row: int | None = None
+    latent_kind: str | None = None
+    stream_key: list[Any] | None = None
+    consensus_agreement: float | None = None
+    parts: dict[str, Any] | None = None
+    instances: dict[str, Any] | None = None
+
+    # Recorded only when they apply: a seed's JSON has no latents keys, a k > 2 one no consensus agreement.
+    _OPTIONAL = ("ws_row", "latent_kind", "stream_key", "consensus_agreement", "parts", "instances")
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON object: every field, the optional ones only when set (the values themselves, not copies)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.name not in self._OPTIONAL or getattr(self, f.name) is not None}
+
+    def __getitem__(self, key: str) -> Any:
+        try:
+            return self.as_dict()[key]
+        except KeyError:
+            raise KeyError(key) from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.as_dict())
+
+    def __len__(self) -> int:
+        return len(self.as_dict())
 
 
 @dataclasses.dataclass
@@ -40,7 +104,8 @@ class Segmentation:
         image: ``uint8 [H, W, 3]`` the base image.
         labels: ``int32 [H, W]`` cluster ids; for k = 2, 1 = foreground and 0 = background.
         foreground: ``bool [H, W]`` (for k > 2, the union of the clusters judged foreground).
-        meta: every setting, the per-variant crossovers, cluster scores, the foreground margin and timings.
+        meta: a :class:`SegmentationMeta`: every setting, the per-variant crossovers, cluster scores, the
+            foreground margin and timings.
         parts: with ``segment(..., parts=bank)``, ``int32 [H, W]`` the bank's class ids (:mod:`stylemix.parts`);
             the foreground then follows the bank's setting (default ``fine``: its fine prototypes' pooled
             rates; ``bank``: the union of its foreground classes; ``combined`` averages those with the consensus).
@@ -55,7 +120,7 @@ class Segmentation:
     image: np.ndarray
     labels: np.ndarray
     foreground: np.ndarray
-    meta: dict[str, Any]
+    meta: SegmentationMeta
     # Instance mode (issue #4): the stylemix.instances.Instances that InstanceStep returns.
     instances: np.ndarray | None = None
     instance_records: list[Any] | None = None
@@ -87,7 +152,7 @@ def segment(G: Any, seed: int = 0, *, ws: Any = None, z: Any = None, stream_base
         config: a :class:`SegmentConfig`; keyword ``options`` (its field names) override it.
         detector, classes, conf, iou, instance_config: instance mode, off when ``detector`` is ``None``: a weights
             path or a callable (:mod:`stylemix.detect`), a class filter (``"person,horse"`` or ids), the detector's
-            confidence and NMS IoU thresholds, an :class:`~stylemix.instances.InstanceConfig`. Fills the
+            confidence and NMS IoU thresholds, an :class:`~stylemix.config.InstanceConfig`. Fills the
             result's ``instances``, ``instance_records`` and ``semantic``.
         parts: ``"auto"`` (default): two-way masks take their foreground from the part bank shipped for ``G``
             where one exists (the default generator: it measures better than the per-image consensus,
@@ -314,31 +379,25 @@ def _finish_image(G: Any, subject: Subject, rendered: Rendered, image_u8: torch.
         if boundary_run != cfg.boundary:
             warn_once(f"boundary {cfg.boundary} needs the generator's feature maps, which "
                       f"{getattr(G, 'family', type(G).__name__)} does not expose: the boundary runs {boundary_run}")
-    meta = {
-        "seed": subject.seed,
+    meta = SegmentationMeta(
+        seed=subject.seed, generator=getattr(G, "family", type(G).__name__), resolution=int(G.resolution),
+        settings=cfg.as_dict(), crossovers=rendered.crossovers.tolist(), boundary=boundary_run,
+        foreground_margin=round(margin, 6), cluster_scores=[round(float(s), 6) for s in to_numpy(scores)],
+        foreground_clusters=[int(i) for i in np.flatnonzero(to_numpy(is_fg))],
+        foreground_fraction=round(float(foreground.mean()), 6),
+        foreground_from=("clusters" if cfg.clusters != 2 else "consensus" if part_step is None else
+                         f"part bank ({part_step.bank.settings.foreground})"),
+        timing_s={"render": render_s, "cluster": t2 - t1, "postprocess": t3 - t2},
         **({} if subject.row is None else {"ws_row": subject.row, "latent_kind": subject.kind,
                                            "stream_key": list(subject.key)}),
-        "generator": getattr(G, "family", type(G).__name__),
-        "resolution": int(G.resolution),
-        "settings": cfg.as_dict(),
-        "crossovers": rendered.crossovers.tolist(),
-        "boundary": boundary_run,
-        "foreground_margin": round(margin, 6),
-        "cluster_scores": [round(float(s), 6) for s in to_numpy(scores)],
-        "foreground_clusters": [int(i) for i in np.flatnonzero(to_numpy(is_fg))],
-        "foreground_fraction": round(float(foreground.mean()), 6),
-        "foreground_from": ("clusters" if cfg.clusters != 2 else "consensus" if part_step is None else
-                            f"part bank ({part_step.bank.settings.foreground})"),
-        **{key: round(value, 6) for key, value in extra.items()},
-        "timing_s": {"render": render_s, "cluster": t2 - t1, "postprocess": t3 - t2},
-    }
+        **{key: round(value, 6) for key, value in extra.items()})
     seg = Segmentation(subject.seed, to_numpy(image_u8), to_numpy(full).astype(np.int32),
                        to_numpy(foreground).astype(bool), meta, row=subject.row, parts=bank_parts, alpha=alpha)
     if part_step is not None:
-        meta["parts"] = part_step.describe()
+        meta.parts = part_step.describe()
     if instance_step is not None:  # instance mode (stylemix/instances.py): per-box clustering of the same stack
         t4 = time.perf_counter()
-        inst, seg.meta["instances"] = instance_step(seg.image, stack, cfg, random_state, guide, features)
+        inst, meta.instances = instance_step(seg.image, stack, cfg, random_state, guide, features)
         seg.instances, seg.semantic, seg.instance_records = inst.labels, inst.semantic, inst.records
-        seg.meta["timing_s"]["instances"] = time.perf_counter() - t4
+        meta.timing_s["instances"] = time.perf_counter() - t4
     return seg

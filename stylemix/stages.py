@@ -21,6 +21,10 @@ from stylemix.postprocess import clean_labels, upsample_labels, upsample_probabi
 from stylemix.refine import RefineConfig, binary, refine_boundary
 from stylemix.vectors import pixel_vectors
 
+__all__ = ["Vote", "anchor_vote", "cluster_stack", "consensus_foreground", "decide_foreground", "finish_foreground",
+           "finish_labels", "finish_probability", "foreground_probability", "kmeans_seed", "min_pixels", "order_binary",
+           "part_labels", "split_scores"]
+
 Vote = Callable[[Any, Any, int], Any]
 """``vote(vectors [h*w, D], labels [h, w], k) -> bool [h, w]``: one clustering merged into foreground (True)."""
 

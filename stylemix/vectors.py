@@ -17,6 +17,8 @@ import torch
 from stylemix.backend import array_module
 from stylemix.errors import StylemixError
 
+__all__ = ["NORMALIZATIONS", "PROJECTION_SEED", "pixel_vectors", "project_channels", "projection_matrix"]
+
 NORMALIZATIONS = ("standardize", "center", "none")
 PROJECTION_SEED = 0
 

@@ -6,6 +6,8 @@ from typing import Sequence
 
 import numpy as np
 
+__all__ = ["PALETTE", "colorize", "contact_sheet", "draw_boxes", "overlay", "palette", "parts_overlay"]
+
 # Distinct colours for label ids 1.. (0 = background stays uncoloured in overlays); Glasbey-like, fixed.
 PALETTE = np.array([
     [0, 0, 0], [255, 64, 64], [64, 160, 255], [255, 200, 0], [64, 220, 120], [200, 80, 255], [255, 128, 0],

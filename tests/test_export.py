@@ -1,4 +1,4 @@
-"""Tests for stylemix/export.py and ``stylemix export``: formats, resume under SIGKILL, refusal, filter, shards, Ray.
+"""Tests for stylemix/export/ and ``stylemix export``: formats, resume under SIGKILL, refusal, filter, shards, Ray.
 
 Every export uses the 64 px shapes generator with 4 variants (about 0.1 s a seed) so the whole file stays short;
 the kill tests run the CLI in subprocesses, which dominates their time (importing torch).
@@ -20,7 +20,9 @@ import pytest
 import stylemix
 from stylemix import export as ex
 from stylemix.errors import StylemixError
+from stylemix.export import distributed
 from stylemix.identity import generator_id
+from stylemix.io import compact_seeds, file_sha256
 
 REPO = Path(__file__).resolve().parents[1]
 OPTS = {"variants": 4}
@@ -82,9 +84,9 @@ def reference(tmp_path_factory, G) -> dict[str, Path]:
 
 def test_compact_seeds_inverts_parse_seeds():
     from stylemix.io import parse_seeds
-    assert ex.compact_seeds([5, 0, 1, 2, 9, 10]) == "0-2,5,9-10"
-    assert parse_seeds(ex.compact_seeds([3, 7, 8, 100])) == [3, 7, 8, 100]
-    assert ex.compact_seeds([]) == ""
+    assert compact_seeds([5, 0, 1, 2, 9, 10]) == "0-2,5,9-10"
+    assert parse_seeds(compact_seeds([3, 7, 8, 100])) == [3, 7, 8, 100]
+    assert compact_seeds([]) == ""
 
 
 def test_parse_shard(monkeypatch):
@@ -269,7 +271,7 @@ def test_parts_export_holds_the_bank_classes_in_every_format(tmp_path, parts_G, 
     for fmt in ex.FORMATS:
         card = json.loads((tmp_path / fmt / "dataset.json").read_text())
         assert card["classes"] == {str(i): n for i, n in enumerate(names)}
-        assert card["parts"]["sha256"] == ex.file_sha256(tmp_path / fmt / "parts.parts")
+        assert card["parts"]["sha256"] == file_sha256(tmp_path / fmt / "parts.parts")
         assert [r["name"] for r in card["parts"]["classes"]] == names
         assert (tmp_path / fmt / "parts.classes.csv").is_file()
     doc = json.loads((tmp_path / "coco" / "annotations" / "instances.json").read_text())
@@ -356,7 +358,7 @@ def test_min_margin_skips_and_records(tmp_path, G):
     kept = sorted(set(range(6)) - set(low))
     assert sorted(int(p.stem[4:]) for p in (tmp_path / "images").iterdir()) == kept
     card = json.loads((tmp_path / "dataset.json").read_text())
-    assert card["counts"]["skipped"] == len(low) and card["skipped_seeds"] == ex.compact_seeds(low)
+    assert card["counts"]["skipped"] == len(low) and card["skipped_seeds"] == compact_seeds(low)
 
 
 def test_refuses_other_settings_and_reruns(tmp_path):
@@ -505,18 +507,18 @@ def test_sigkill_at_every_event(tmp_path, reference, fmt):
 def test_writer_threads_change_no_byte_and_errors_arrive_in_order(tmp_path, reference, monkeypatch):
     ex.export_dataset("shapes", "0-5", tmp_path / "inline", format="png", writer_threads=0, **OPTS)
     assert tree(tmp_path / "inline") == tree(reference["png"])  # the reference encoded on writer threads
-    real = ex.render_seed
+    real = distributed.encode_seed
 
     def failing(seg, *args, **kwargs):
         if seg.seed == 3:
             raise StylemixError("could not encode seed 3")
         return real(seg, *args, **kwargs)
-    monkeypatch.setattr(ex, "render_seed", failing)
+    monkeypatch.setattr(distributed, "encode_seed", failing)
     out = tmp_path / "failed"
     with pytest.raises(StylemixError, match="seed 3"):
         ex.export_dataset("shapes", "0-5", out, format="png", **OPTS)
     assert [r["seed"] for r in ex.read_manifest(out / "manifest.jsonl")] == [0, 1, 2]  # those before it, committed
-    monkeypatch.setattr(ex, "render_seed", real)
+    monkeypatch.setattr(distributed, "encode_seed", real)
     ex.export_dataset("shapes", "0-5", out, format="png", resume=True, **OPTS)
     assert tree(out) == tree(reference["png"])
 

@@ -52,5 +52,34 @@ def test_cycle_finder_finds_a_cycle():
 
 def test_no_import_cycle_in_the_package():
     graph = module_imports()
-    assert "stylemix.segment" in graph and "stylemix.parts" in graph["stylemix.segment"]
+    assert "stylemix.segment" in graph and "stylemix.parts.step" in graph["stylemix.segment"]
     assert cycles(graph) == []
+
+
+def declared_names() -> dict[str, set[str]]:
+    """``{module: its __all__}`` for every module of the package that declares one."""
+    found = {}
+    for path in PACKAGE.rglob("*.py"):
+        name = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts).removesuffix(".__init__")
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "__all__" for t in node.targets):
+                found[name] = set(ast.literal_eval(node.value))
+    return found
+
+
+def test_every_module_declares_its_public_names():
+    graph = module_imports()
+    assert sorted(set(graph) - set(declared_names())) == []
+
+
+def test_names_are_imported_from_the_module_that_declares_them():
+    """Library and benchmark code imports each name from a module whose ``__all__`` lists it (or a submodule)."""
+    declared, modules = declared_names(), set(module_imports())
+    files = [*PACKAGE.rglob("*.py"), *(PACKAGE.parent / "benchmarks").glob("*.py")]
+    wrong = []
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module in declared:
+                wrong += [f"{path.name}:{node.lineno} {a.name} from {node.module}" for a in node.names
+                          if a.name not in declared[node.module] and f"{node.module}.{a.name}" not in modules]
+    assert wrong == []

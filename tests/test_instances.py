@@ -17,11 +17,12 @@ import torch
 
 import stylemix
 from stylemix import io
+from stylemix.config import InstanceConfig
 from stylemix.detect import Detections, class_ids, detect
 from stylemix.errors import GeneratorLoadError, StylemixError
 from stylemix.generators.shapes import ShapesGenerator
-from stylemix.instances import (Claim, InstanceConfig, InstanceRecord, box_prior, crop_window, mask_overlap,
-                                merge_duplicates, resolve_overlaps, segment_instances)
+from stylemix.instances import (Claim, InstanceRecord, box_prior, crop_window, mask_overlap, merge_duplicates,
+                                resolve_overlaps, segment_instances)
 
 from conftest import SHARED, base_styles, iou
 

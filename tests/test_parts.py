@@ -156,6 +156,16 @@ def test_cli_discover_then_segment_with_parts(tmp_path):
     assert (tmp_path / "out" / "seed0000_parts_overlay.png").is_file()
 
 
+@pytest.mark.parametrize("option", ["--boundary=cascade", "--refine=nearest", "--min-area=0.1", "--descriptor=rgb"])
+def test_cli_discover_offers_only_the_settings_a_fit_reads(tmp_path, option):
+    from click.testing import CliRunner
+
+    from stylemix.cli import main
+    r = CliRunner().invoke(main, ["discover", "--network", "shapes", "--seeds", "100-107", option,
+                                  "--out", str(tmp_path / "b.parts")])
+    assert r.exit_code == 2 and "No such option" in r.output and not (tmp_path / "b.parts").exists()
+
+
 def test_auto_takes_the_foreground_from_a_packaged_bank_of_these_weights_only(G, bank, tmp_path, monkeypatch):
     from stylemix import parts
     plain = stylemix.segment(G, 3, variants=8, parts=None)

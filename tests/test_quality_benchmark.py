@@ -12,7 +12,7 @@ import pytest
 
 import stylemix
 from stylemix import io
-from stylemix.segment import SegmentConfig
+from stylemix.config import SegmentConfig
 
 from conftest import base_styles
 

@@ -3,6 +3,7 @@
 import numpy as np
 
 import stylemix
+import stylemix.config as config
 import stylemix.instances as instances
 from stylemix.detect import Detections
 
@@ -24,7 +25,7 @@ def test_instance_crops_get_the_cropped_feature_maps(monkeypatch):
     monkeypatch.setattr(instances, "finish_probability", spy)
     found = Detections([[6, 8, 22, 24]], [0], [0.9], {0: "thing"})
     inst = instances.segment_instances(image, stack, found, stylemix.SegmentConfig(), 0,
-                                       instances.InstanceConfig(max_box_fill=1.0), features=features)
+                                       config.InstanceConfig(max_box_fill=1.0), features=features)
     assert inst.records[0].kept
     x0, y0, x1, y1 = inst.records[0].crop  # image pixels = analysis pixels here (32 px image)
     (shape, boundary, crop), *_ = seen
@@ -32,5 +33,5 @@ def test_instance_crops_get_the_cropped_feature_maps(monkeypatch):
     np.testing.assert_array_equal(crop, features[:, 2 * y0:2 * y1, 2 * x0:2 * x1])
     seen.clear()
     instances.segment_instances(image, stack, found, stylemix.SegmentConfig(), 0,
-                                instances.InstanceConfig(max_box_fill=1.0))
+                                config.InstanceConfig(max_box_fill=1.0))
     assert seen[0][2] is None  # no maps given: the method's image-only fallback

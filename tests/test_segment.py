@@ -111,7 +111,8 @@ def test_fast_and_exact_agree(shapes):
 
 
 def test_consensus_is_the_mean_of_its_votes(shapes):
-    from stylemix.segment import consensus_foreground, render_variants, style_latents
+    from stylemix.render import render_variants, style_latents
+    from stylemix.stages import consensus_foreground
     from stylemix.stages import anchor_vote
     cfg = stylemix.SegmentConfig(variants=8, **FULL).resolve(shapes)
     with torch.no_grad():
@@ -145,7 +146,8 @@ def test_meta_records_every_setting(shapes):
 
 
 def test_default_crossovers_all_change_the_analysis_stack(shapes):
-    from stylemix.segment import default_crossovers, render_variants, style_latents
+    from stylemix.config import default_crossovers
+    from stylemix.render import render_variants, style_latents
     for r in (16, 32, 64):
         crossovers = default_crossovers(shapes, r)
         reaching = sum(1 for res in shapes.style_layout.slot_resolutions if res <= r)

@@ -10,14 +10,14 @@ import pytest
 import torch
 
 import stylemix
+from stylemix.config import default_crossovers
 from stylemix.errors import GeneratorLoadError, StylemixError
 from stylemix.generators.pickles import classify_network, read_pickle as _read_pickle
 from stylemix.generators.stylegan2_formats import load_stylegan2_file
 from stylemix.generators.stylegan3 import (StyleGAN3Generator, input_transform_matrix, modulated_conv2d,
                                            stylegan3_layout)
-from stylemix.generators.stylegan3_formats import infer_stylegan3_config, stylegan3_config, stylegan3_from_state_dict
 from stylemix.generators.stylegan3_filters import layer_specs, synthesis_schedule
-from stylemix.segment import default_crossovers
+from stylemix.generators.stylegan3_formats import infer_stylegan3_config, stylegan3_config, stylegan3_from_state_dict
 from test_stylegan2 import IMG_ATOL, WS_ATOL, max_diff
 
 FIXTURES = Path(__file__).parents[1].parent / "shared" / "fixtures" / "stylegan3"

@@ -10,6 +10,7 @@ import pytest
 import stylemix
 from stylemix import parts, stages
 from stylemix.generators.shapes import ShapesGenerator
+from stylemix.parts import step
 from stylemix.parts import PartStep, discover
 
 SEEDS = [0, 3, 7]
@@ -28,7 +29,7 @@ def bank(G, one_thread):
 def _no_second_stack(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("the bank's step rendered its own signature stack")
-    monkeypatch.setattr(parts, "image_cues", refuse)
+    monkeypatch.setattr(step, "image_cues", refuse)
 
 
 def _assert_same(a, b, *fields: str) -> None:

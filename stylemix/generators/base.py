@@ -40,6 +40,9 @@ import torch.nn.functional as F
 from stylemix.errors import StylemixError
 from stylemix.vectors import project_channels
 
+__all__ = ["FullSynthesisState", "Generator", "GeneratorBase", "StyleLayout", "WrappedGenerator", "resize_image",
+           "truncate", "wrap_generator"]
+
 
 @dataclasses.dataclass(frozen=True)
 class StyleLayout:

@@ -48,6 +48,10 @@ from stylemix.errors import GeneratorLoadError
 from stylemix.vectors import projection_matrix
 from stylemix.generators.base import GeneratorBase, StyleLayout, resize_image, truncate
 
+__all__ = ["IDWTUpsample", "IRGraph", "InverseHaar", "MappingNetwork", "MobileStyleGANGenerator", "MobileStyleGANState",
+           "MobileSynthesisNetwork", "Modulation", "SLOT_MODULES", "StyledConv", "WHEEL_REQUIREMENT", "WaveletHead",
+           "find_ir_dir", "load_mobilestylegan_ffhq", "quad_order"]
+
 WHEEL_REQUIREMENT = "random-face==2021.7.21.1"
 _IR_FILES = ("MappingNetwork.xml", "MappingNetwork.bin", "SynthesisNetwork.xml", "SynthesisNetwork.bin")
 _NUM_BLOCKS = 7

@@ -16,6 +16,8 @@ import torch
 
 from stylemix.generators.base import GeneratorBase, StyleLayout, truncate
 
+__all__ = ["ShapesGenerator"]
+
 
 class ShapesGenerator(GeneratorBase):
     """Known-truth generator.

@@ -1,0 +1,208 @@
+"""Planning an export: check every setting, load the generator, the latents, the detector and the part bank once
+(or fit the bank), and compute the card's settings and their digest, before any seed is segmented.
+
+The digest (generator weights, method settings, format, filter, part bank, stylemix version) is stored in the card
+and in every record; a run whose digest differs is refused unless the dataset is cleared with ``overwrite``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+from stylemix.config import SegmentConfig
+from stylemix.errors import StylemixError
+from stylemix.export.card import generator_identity, instance_identity, settings_digest
+from stylemix.export.layout import BANK, FORMATS, LAYOUT_VERSION
+from stylemix.export.options import DatasetSettings, LatentsFile, Subjects
+from stylemix.export.seeds import parse_shard, shard_seeds
+from stylemix.identity import arithmetic
+from stylemix.io import compact_seeds, file_sha256
+
+__all__ = ["DISCOVER_SEEDS", "ExportPlan", "bank_files", "export_bank", "plan_export"]
+
+# How many of the first seeds of a run `--parts K` fits its bank on (all of them when there are fewer).
+DISCOVER_SEEDS = 100
+# Not part of the digest or the card: the segment docstring guarantees results do not depend on it.
+_PERFORMANCE_SETTINGS = ("batch_size",)
+
+
+@dataclasses.dataclass
+class ExportPlan:
+    """What an export decides before it renders a seed (:func:`plan_export`); every later job reads it.
+
+    Attributes:
+        G: the generator, loaded once; ``source``: the file or registered name it came from (what Ray actors
+            load), ``None`` for a generator object.
+        config: the resolved :class:`~stylemix.config.SegmentConfig` (resolved once, here).
+        fmt, min_margin: the format and the margin filter.
+        seeds: every seed of the export (or latents row), in the order given; ``shard``: ``(I, N)`` or ``None``.
+        core: the card's settings, with their ``digest``.
+        latents: the :class:`~stylemix.latents.LatentRows` of a latents export, else ``None``.
+        instances: the instance mode's :class:`~stylemix.instances.InstanceStep` (detector loaded once), or
+            ``None``.
+        alpha: every seed also writes its matte (``alpha/seedSSSS_alpha.png``).
+        bank: the :class:`~stylemix.parts.PartBank` of a parts export, else ``None``; ``bank_files``: its files as
+            the export stores them (``parts.parts``, ``parts.classes.csv``, contact sheets), by name.
+        foreground: without a bank, what decides two-way masks: ``"auto"`` (the packaged bank where the generator
+            has one, as ``stylemix segment`` does by default) or ``"none"`` (the per-image consensus).
+    """
+
+    G: Any
+    source: str | None
+    config: Any
+    fmt: str
+    min_margin: float
+    seeds: list[int]
+    shard: tuple[int, int] | None
+    core: dict[str, Any]
+    latents: Any = None
+    instances: Any = None
+    alpha: bool = False
+    bank: Any = None
+    bank_files: dict[str, bytes] = dataclasses.field(default_factory=dict)
+    foreground: str = "auto"
+
+    @property
+    def digest(self) -> str:
+        return self.core["digest"]
+
+    @property
+    def mine(self) -> list[int]:
+        """The seeds this process exports (its shard's)."""
+        return self.seeds if self.shard is None else shard_seeds(self.seeds, *self.shard)
+
+    def segment_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`stylemix.segment.segment_many` for this export's seeds."""
+        return {"config": self.config, "detector": self.instances,
+                "parts": self.bank if self.bank is not None else self.foreground}
+
+
+def plan_export(generator: Any, seeds: Subjects, format: str = "png", config: SegmentConfig | None = None,
+                dataset: DatasetSettings | None = None, *, shard: str | tuple[int, int] | None = None,
+                device: str = "cpu", reuse_bank: str | os.PathLike | None = None) -> ExportPlan:
+    """Check every setting, load the generator, the latents, the detector and the part bank once (or fit the
+    bank), and compute the card's settings and digest; writes nothing.
+
+    Args:
+        generator, seeds, format, config, dataset: as for :func:`stylemix.export.export_dataset`.
+        shard, device: as in :class:`~stylemix.export.options.RunOptions`.
+        reuse_bank: a bank file an earlier run of this export stored, loaded instead of fitting ``parts=K`` again
+            when it was fitted with the same settings on the same seeds.
+    """
+    import stylemix
+    from stylemix.instances import prepare_instances
+    from stylemix.io import parse_seeds
+    from stylemix.outputs import check_alpha
+    from stylemix.render import generator_device
+
+    ds = dataset or DatasetSettings()
+    if format not in FORMATS:
+        raise StylemixError(f"unknown format {format!r}: use one of {', '.join(FORMATS)}")
+    if seeds is None:
+        raise StylemixError("no seeds to export")
+    seed_list: list[int] = []
+    if not isinstance(seeds, LatentsFile):
+        seed_list = parse_seeds(seeds) if isinstance(seeds, str) else list(dict.fromkeys(int(s) for s in seeds))
+        if not seed_list:
+            raise StylemixError("no seeds to export")
+    shard_t = parse_shard(shard)
+    source = os.fspath(generator) if isinstance(generator, (str, os.PathLike)) else None
+    G = stylemix.load_generator(source, device=device) if source is not None else generator
+    latents, latents_identity = None, None
+    if isinstance(seeds, LatentsFile):
+        latents, latents_identity = _load_latents(seeds, G)
+        seed_list = [latents.row(i) for i in range(len(latents))]
+    cfg = (config or SegmentConfig()).resolve(G)
+    check_alpha(ds.alpha, cfg.clusters)
+    step = prepare_instances(ds.detector, ds.classes, ds.conf, ds.iou, ds.instance_config)  # checks, loads once
+    core = {"stylemix": stylemix.__version__, "layout": LAYOUT_VERSION, "format": format,
+            "generator": generator_identity(G, source),
+            "settings": {k: v for k, v in cfg.as_dict().items() if k not in _PERFORMANCE_SETTINGS},
+            "instances": instance_identity(step), "min_margin": float(ds.min_margin),
+            "seeds": compact_seeds(seed_list), "shards": "seed s belongs to shard s mod N",
+            "arithmetic": arithmetic(cfg.precision, generator_device(G))}
+    if latents_identity is not None:  # only then: a seed export's card and digest stay what they were
+        core["latents"] = latents_identity
+    if ds.alpha:  # likewise
+        core["alpha"] = True
+    bank, files, foreground, parts = None, {}, "auto", ds.parts
+    if parts is None or (isinstance(parts, str) and parts in ("auto", "none")):  # no parts dataset: what decides
+        foreground, parts = parts or "none", None  # the fg/bg masks (None: the consensus, as in segment_many)
+    if parts is None and foreground == "auto":
+        from stylemix.parts.bank import PACKAGED_FOR, resolve_bank_path
+        from stylemix.parts.step import part_step
+        auto = part_step(G, "auto", cfg)
+        if auto is not None:  # the packaged bank decides the masks (as in stylemix segment): it is in the digest
+            name = PACKAGED_FOR[G.family]
+            core["foreground_bank"] = {"source": f"auto: {name}", "sha256": file_sha256(resolve_bank_path(name)),
+                                       "classes": auto.bank.table()}
+    if parts is not None:
+        if step is not None:
+            raise StylemixError("--parts and --detector cannot be combined in an export: export the parts and the "
+                                "instances as two datasets")
+        bank, label = export_bank(parts, G, seed_list, cfg, latents is not None, reuse_bank)
+        files = bank_files(bank)
+        core["parts"] = {"source": label, "file": BANK, "sha256": hashlib.sha256(files[BANK]).hexdigest(),
+                         "fit_seeds": bank.fit_seeds, "classes": bank.table()}
+    core["digest"] = settings_digest(core)
+    return ExportPlan(G, source, cfg, format, float(ds.min_margin), seed_list, shard_t, core, latents, step,
+                      ds.alpha, bank, files, foreground)
+
+
+def _load_latents(spec: LatentsFile, G: Any) -> tuple[Any, dict[str, Any]]:
+    """The :class:`~stylemix.latents.LatentRows` of ``spec`` and what the card says about them."""
+    from stylemix.latents import LatentRows, load_latents
+    ws = spec.path
+    latents = ws if isinstance(ws, LatentRows) else load_latents(ws, G, kind=spec.kind, stream_base=spec.stream_base)
+    identity = {"file": latents.source, "kind": latents.kind, "stream_base": latents.stream_base,
+                "rows": len(latents), "sha256": file_sha256(ws) if not isinstance(ws, LatentRows)
+                else hashlib.sha256(latents.values.tobytes()).hexdigest()}
+    return latents, identity
+
+
+def export_bank(parts: Any, G: Any, seeds: Sequence[int], cfg: Any, rows: bool = False,
+                reuse: str | os.PathLike | None = None) -> tuple[Any, str]:
+    """The part bank of ``export --parts`` and what the card calls its source.
+
+    Args:
+        parts: a bank (:class:`~stylemix.parts.PartBank`, a file, ``"default"``), or what to fit: K (an int, or
+            its string) or a :class:`~stylemix.parts.PartSettings`, fitted on the first :data:`DISCOVER_SEEDS` of
+            ``seeds`` with the export's settings ``cfg`` (deterministic: every shard and every resume gets the
+            same bank).
+        rows: the export is of latents rows (fitting needs seeds).
+        reuse: a bank stored by an earlier run, used when it was fitted with the same settings on the same seeds.
+    """
+    from stylemix.parts.bank import PartBank, PartSettings, load_bank
+    from stylemix.parts.fit import discover
+    if isinstance(parts, str) and parts.isdigit():
+        parts = int(parts)
+    if isinstance(parts, bool) or not isinstance(parts, (int, PartSettings)):
+        bank = load_bank(parts, G)
+        label = "bank object" if isinstance(parts, PartBank) else "default" if str(parts) == "default" \
+            else Path(parts).name
+        return bank, label
+    settings = parts if isinstance(parts, PartSettings) else PartSettings(n_parts=parts)
+    if rows:
+        raise StylemixError("--parts K fits a bank on seeds: with --ws give a bank file (stylemix discover)")
+    fit_seeds = list(seeds[:DISCOVER_SEEDS])
+    if reuse is not None and Path(reuse).is_file():
+        stored = PartBank.load(reuse, G)
+        if stored.settings == settings and stored.fit_seeds == compact_seeds(fit_seeds):
+            return stored, f"discovered, K = {settings.n_parts}"
+    from tqdm import tqdm
+    with tqdm(total=len(fit_seeds), unit="img", desc=f"fit part bank K={settings.n_parts}", disable=None) as bar:
+        bank = discover(G, fit_seeds, settings.n_parts, settings=settings, config=cfg,
+                        progress=lambda done, total: bar.update(1))
+    return bank, f"discovered, K = {settings.n_parts}"
+
+
+def bank_files(bank: Any) -> dict[str, bytes]:
+    """``bank`` as an export stores it: ``parts.parts`` (the bank file; its sha256 is in the digest),
+    ``parts.classes.csv`` (the class table) and, right after fitting, ``parts.classNN.png`` (contact sheets)."""
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        return {p.name: p.read_bytes() for p in bank.save(Path(tmp) / BANK)}

@@ -1,0 +1,197 @@
+"""Fitting a part bank: render the bank's images (:func:`bank_image`), sample their pixels (:func:`collect`),
+then PCA, prototypes, pooled foreground rates and the merge into classes (:func:`fit`, :func:`regroup`);
+:func:`discover` does all of it."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import torch
+
+from stylemix import mixing
+from stylemix.errors import StylemixError
+from stylemix.parts.bank import PartBank, PartSettings, round_half
+from stylemix.parts.cues import image_cues, signature_latents
+from stylemix.parts.descriptors import class_rates, descriptors, fit_pca, merge_prototypes, nearest, positions, raw_cues
+from stylemix.parts.sheets import class_sheets, foreground_sheet
+
+__all__ = ["BankSamples", "bank_image", "collect", "discover", "fit", "regroup"]
+
+
+def discover(G: Any, seeds: Iterable[int], n_parts: int = 4, *, settings: PartSettings | None = None,
+             config: Any = None, sheet_seeds: int = 16, progress: Any = None, **options: Any) -> PartBank:
+    """Fit a :class:`PartBank` of ``n_parts`` classes on the images of ``seeds``.
+
+    Args:
+        G: the generator (its device picks the backend for the consensus).
+        seeds: NVlabs seeds of the bank's images (keep them apart from the seeds you evaluate on).
+        n_parts: K.
+        settings: :class:`PartSettings` (``n_parts`` and ``options`` naming its fields override it).
+        config: the :class:`~stylemix.config.SegmentConfig` of the per-image consensus (``options`` naming its
+            fields override it).
+        sheet_seeds: how many of the first seeds go on the contact sheets.
+        progress: optional callable ``progress(done, total)``.
+
+    Returns:
+        The bank, with ``bank.sheets`` (one contact sheet per class) for :meth:`PartBank.save`.
+    """
+    from stylemix.config import SegmentConfig
+    seeds = [int(s) for s in seeds]
+    part_fields = {f.name for f in dataclasses.fields(PartSettings)}
+    seg_fields = {f.name for f in dataclasses.fields(SegmentConfig)}
+    unknown = sorted(set(options) - part_fields - seg_fields)
+    if unknown:
+        raise StylemixError(f"unknown option {unknown[0]!r}")
+    settings = dataclasses.replace(settings or PartSettings(), n_parts=int(n_parts),
+                                   **{k: v for k, v in options.items() if k in part_fields})
+    settings.check()
+    cfg = dataclasses.replace(config or SegmentConfig(), **{k: v for k, v in options.items() if k in seg_fields})
+    cfg = dataclasses.replace(cfg, clusters=2, descriptor="features").resolve(G)
+    crossovers = tuple(settings.crossovers) or tuple(int(c) for c in np.atleast_1d(cfg.crossover))
+    if len(seeds) < 2:
+        raise StylemixError("a part bank needs at least 2 seeds")
+    samples = collect(G, seeds, settings, cfg, crossovers, sheet_seeds, progress)
+    return fit(samples, settings, cfg, crossovers, G)
+
+
+@dataclasses.dataclass
+class BankSamples:
+    """What :func:`collect` gathers from the bank's images: per sampled pixel its cues ``F [P, C]``, ``S [P, N*D]``,
+    consensus foreground probability ``prob [P]`` and position ``pos [P, 2]``; the seeds; and, for the contact
+    sheets, ``(seed, image, F, S, pos)`` of the first images with every pixel."""
+
+    F: np.ndarray
+    S: np.ndarray
+    prob: np.ndarray
+    pos: np.ndarray
+    seeds: list[int]
+    sheet_data: list[tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
+
+
+def collect(G: Any, seeds: Sequence[int], settings: PartSettings, cfg: Any, crossovers: Sequence[int],
+            sheet_seeds: int = 16, progress: Any = None, render: Any = None) -> BankSamples:
+    """Render the bank's images and sample their pixels (``settings.pixels_per_image`` each, drawn from the
+    seed's own stream, so a sample never depends on the other seeds). ``render``: a stand-in for
+    :func:`bank_image` with its signature (benchmarks/parts.py passes a cached one).
+
+    On a CPU each image renders on one torch thread, images side by side on as many threads as torch had: torch's
+    kernels (oneDNN's 1x1 convolutions among them) round differently with the thread count, and a bank must be
+    the same bytes at any thread count. Side by side costs about what one image on every thread costs.
+    """
+    from stylemix.cluster import thread_limit
+    from stylemix.outputs import ordered_map
+    from stylemix.render import generator_device
+    latents = signature_latents(G, settings)
+    render = render or bank_image
+    on_cpu = not isinstance(G, torch.nn.Module) or generator_device(G).type == "cpu"
+    workers = min(torch.get_num_threads(), len(seeds)) if on_cpu else 0
+    samples, sheet_data = [], []
+    before = torch.get_num_threads()
+    try:
+        if on_cpu:
+            torch.set_num_threads(1)
+        with thread_limit(1):
+            rendered = ordered_map(lambda seed: render(G, seed, cfg, latents, crossovers), seeds,
+                                   threads=workers if workers > 1 else 0, queue=2 * max(workers, 1))
+            for i, (seed, (F, S, prob, image, pos)) in enumerate(zip(seeds, rendered)):
+                pick = np.sort(mixing.stream(seed, mixing.STREAM_BANK_PIXELS).permutation(len(F))
+                               [:settings.pixels_per_image])
+                samples.append((F[pick], S[pick], prob.ravel()[pick], pos[pick]))
+                if i < sheet_seeds:
+                    sheet_data.append((seed, image, F, S, pos))
+                if progress is not None:
+                    progress(i + 1, len(seeds))
+    finally:
+        torch.set_num_threads(before)
+    F, S, P, pos = (np.concatenate(x) for x in zip(*samples))
+    return BankSamples(F, S, P, pos, list(seeds), sheet_data)
+
+
+def fit(samples: BankSamples, settings: PartSettings, cfg: Any, crossovers: Sequence[int], G: Any,
+        consensus_split: bool = True) -> PartBank:
+    """The bank of ``samples``: PCA of each cue, prototypes, pooled foreground rates, merge into classes.
+    ``consensus_split=False`` merges all prototypes by Ward alone (an ablation: no foreground evidence)."""
+    from stylemix.cluster import thread_limit
+    from stylemix.identity import generator_id
+    from stylemix.io import compact_seeds
+    F, S, pos = samples.F, samples.S, samples.pos
+    # One thread and float64 throughout, rounded where stored: the same samples give the same bank bytes at any
+    # thread count (threaded BLAS and k-means sum partials in arrival order) and, but for last-digit ties, on
+    # any CPU.
+    with thread_limit(1):
+        # The PCA is kept at float16 precision (stored so: a bank is tens of KB); the prototypes are fitted on it.
+        f_mean, f_basis, s_mean, s_basis = (round_half(a) for a in (*fit_pca(F, settings.feature_components),
+                                                              *fit_pca(S, settings.signature_components)))
+        bank = PartBank(settings, cfg.analysis_resolution, cfg.feature_dim, tuple(crossovers), f_mean, f_basis,
+                        s_mean, s_basis, np.zeros((0, 0), np.float32), np.zeros(0, np.int32),
+                        np.zeros(0, np.float32), [], [], [],
+                        {"family": getattr(G, "family", type(G).__name__), "id": generator_id(G)},
+                        compact_seeds(samples.seeds))
+        X = descriptors(F, S, pos, bank, np.float64)
+        centres, _ = _prototypes(X, settings)
+        # The fine foreground prototypes: the same descriptors, many more centres (kept at float16, as stored).
+        fine, _ = _prototypes(X, dataclasses.replace(settings, prototypes=settings.foreground_prototypes))
+        bank = dataclasses.replace(bank, prototypes=centres.astype(np.float32), foreground_prototypes=round_half(fine))
+        return regroup(bank, samples, settings.n_parts, consensus_split)
+
+
+def regroup(bank: PartBank, samples: BankSamples, n_parts: int, consensus_split: bool = True) -> PartBank:
+    """The bank's prototypes merged into ``n_parts`` classes from the pooled statistics of ``samples`` (the
+    prototypes are kept, so banks of several K share them). One thread and float64, as :func:`fit`."""
+    from stylemix.cluster import thread_limit
+    with thread_limit(1):
+        return _regroup(bank, samples, n_parts, consensus_split)
+
+
+def _regroup(bank: PartBank, samples: BankSamples, n_parts: int, consensus_split: bool) -> PartBank:
+    X = descriptors(samples.F, samples.S, samples.pos, bank, np.float64)
+    proto = nearest(X, bank.prototypes)
+    M = len(bank.prototypes)
+    count = np.bincount(proto, minlength=M).astype(np.float64)
+    rate = np.bincount(proto, weights=samples.prob, minlength=M) / np.maximum(count, 1)
+    mean_y = np.bincount(proto, weights=samples.pos[:, 0], minlength=M) / np.maximum(count, 1)
+    cls = merge_prototypes(bank.prototypes, rate if consensus_split else np.ones(M), count, n_parts, mean_y)
+    K = int(cls.max()) + 1
+    share = np.bincount(cls[proto], minlength=K) / len(proto)
+    rates = class_rates(cls, rate.astype(np.float32), K)
+    names = ["background" if k == 0 and rates[0] <= 0.5 else f"part{k}" for k in range(K)]
+    fine_rate = bank.foreground_rate
+    if len(bank.foreground_prototypes):  # each fine prototype's pooled consensus rate, as the prototypes' above
+        fine = nearest(X, bank.foreground_prototypes)
+        n = len(bank.foreground_prototypes)
+        fine_rate = (np.bincount(fine, weights=samples.prob, minlength=n)
+                     / np.maximum(np.bincount(fine, minlength=n), 1)).astype(np.float32)
+    bank = dataclasses.replace(bank, settings=dataclasses.replace(bank.settings, n_parts=int(n_parts)),
+                               prototype_class=cls, prototype_foreground=rate.astype(np.float32), class_names=names,
+                               class_foreground=[bool(r > 0.5) for r in rates], class_share=list(share),
+                               foreground_rate=fine_rate)
+    bank.sheets = class_sheets(bank, samples.sheet_data)
+    bank.foreground_sheet = foreground_sheet(bank, samples.sheet_data) if len(bank.foreground_prototypes) else None
+    return bank
+
+
+def _prototypes(X: np.ndarray, settings: PartSettings) -> tuple[np.ndarray, np.ndarray]:
+    """k-means centres ``[M, D]`` (float32) and labels ``[P]`` of the descriptors ``X [P, D]`` (float64 in a fit)."""
+    from stylemix.cluster import KMeans
+    M = min(settings.prototypes, len(np.unique(X.round(4), axis=0)))
+    km = KMeans(max(M, settings.n_parts), n_init=2, random_state=settings.random_state).fit(X)
+    return km.cluster_centers_, np.asarray(km.labels_)
+
+
+def bank_image(G: Any, seed: int, cfg: Any, latents: np.ndarray, crossovers: Sequence[int]
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One bank image: its cues, its consensus foreground probability ``[r, r]``, its image and positions."""
+    from stylemix.render import render_variants, style_latents, to_uint8
+    from stylemix.stages import anchor_vote, consensus_foreground, kmeans_seed
+    with torch.inference_mode():
+        ws_base, ws_mix, cx = style_latents(G, seed, cfg)
+        image, stack = render_variants(G, ws_base, ws_mix, cx, cfg)
+        image_u8 = to_uint8(image)[0].cpu().numpy()
+    prob, _ = consensus_foreground(stack.float().cpu().numpy(), cfg.consensus, kmeans_seed(seed),
+                                   anchor_vote(cfg.foreground_rule, cfg.frame_penalty), **cfg.kmeans_options())
+    base, sig = image_cues(G, ws_base, latents, crossovers, cfg)
+    F, S = raw_cues(base, sig)
+    r = cfg.analysis_resolution
+    return F, S, np.asarray(prob), image_u8, positions(r, r)
