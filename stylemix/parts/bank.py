@@ -320,6 +320,8 @@ def read_table(path: Path, n_parts: int) -> list[dict[str, Any]]:
 
 def load_bank(spec: "str | os.PathLike | PartBank", G: Any = None) -> PartBank:
     """A bank from a :class:`PartBank`, a file or ``"default"``; checked against ``G`` when given."""
+    if not isinstance(spec, (str, os.PathLike, PartBank)):
+        raise StylemixError(f"parts must be 'auto', 'none', 'default', a bank file or a PartBank, got {spec!r}")
     bank = spec if isinstance(spec, PartBank) else PartBank.load(spec)
     if G is not None:
         bank.check_generator(G)
