@@ -111,8 +111,8 @@ def blas_limit(threads: int = 1) -> Any:
 
     Around a batch of the pipeline (:func:`stylemix.segment.segment_many`): every BLAS call there is small (the
     analysis resolution, the boundary's 64 px features), and OpenBLAS's idle workers spin for about 0.1 s after a
-    multi-threaded call, taking the cores torch's pool renders the next image on: ``segment`` 1.70x one
-    generation with the default pool, 1.50x with this limit (docs/benchmarks.md, Throughput)."""
+    multi-threaded call, taking the cores torch's pool renders the next image on (docs/benchmarks.md,
+    Throughput, has the measured cost)."""
     return _controller().limit(limits=threads, user_api="blas")
 
 

@@ -285,8 +285,8 @@ def _fill_blobs(out: np.ndarray, drop: np.ndarray, max_blobs: int = 4096) -> boo
 def _sparse_blobs(drop: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
     """The 4-connected blobs of ``drop bool [H, W]`` from its pixels alone: ``(pixels, blob, n)``, the flat indices
     of its pixels (ascending), the blob of each (``[0, n)``) and how many. They are a few thousand pixels of a
-    1024 px mask: a graph of them takes 1.0 ms, OpenCV's labelling of the whole image with statistics 10.6 ms (the
-    default generator's masks, docs/benchmarks.md, session 9)."""
+    1024 px mask, so a graph of them costs a tenth of labelling the whole image with statistics
+    (docs/benchmarks.md, Throughput)."""
     import scipy.sparse
     from scipy.sparse.csgraph import connected_components
     H, W = drop.shape
