@@ -95,11 +95,11 @@ class KMeans:
 def thread_limit(threads: int | None = 1) -> Any:
     """A context limiting the BLAS / OpenMP pools to ``threads`` (``None``: no limit) inside it.
 
-    For the analysis-resolution steps (k-means, the anchors' cluster means, the per-pixel scores): their arrays are
-    small, and waking BLAS threads next to torch's pool cost more than the work (an anchor merge's means, 1,024 x 384
-    floats: 46 ms with the default pool against 0.9 ms on one thread, on the shared 2-core machine). One
+    For the analysis-resolution steps (k-means, the anchors' cluster means, the per-pixel scores) and for fits: their
+    arrays are small, waking BLAS threads next to torch's pool costs more than the work, and a threaded reduction
+    adds its partial sums in arrival order, so one thread also gives the same bytes at any thread count. One
     ``threadpoolctl.ThreadpoolController`` per process: ``threadpool_limits`` rescans the loaded libraries on each
-    call (4 ms, four times per image before).
+    call.
     """
     if threads is None:
         return contextlib.nullcontext()
