@@ -8,6 +8,8 @@ import json
 
 import pytest
 
+import stylemix
+
 from stylemix.config import InstanceConfig, SegmentConfig, default_crossovers
 from stylemix.errors import StylemixError
 
@@ -105,3 +107,37 @@ def test_bfloat16_needs_a_module():
     assert SegmentConfig().resolve(Plain()).precision == "float32"
     with pytest.raises(StylemixError, match="precision bfloat16 needs a torch.nn.Module generator"):
         SegmentConfig(precision="bfloat16").resolve(Plain())
+
+
+@pytest.mark.parametrize("field, value", [("crossover", "x"), ("crossover", [1, "a"]), ("variants", "24"),
+                                          ("truncation_psi", None), ("consensus", 5), ("frame_penalty", "x"),
+                                          ("feature_dim", 1.5), ("exact", "yes"), ("n_init", 0)])
+def test_every_bad_value_is_one_stylemix_error(shapes, field, value):
+    with pytest.raises(StylemixError, match=field.split("_")[0]):
+        stylemix.segment(shapes, seed=0, **{field: value})
+
+
+@pytest.mark.parametrize("seed", ["x", 1.5, True, -1])
+def test_bad_seeds_and_parts_are_one_stylemix_error(shapes, seed):
+    with pytest.raises(StylemixError, match="seed"):
+        stylemix.segment(shapes, seed=seed)
+    with pytest.raises(StylemixError, match="parts must be"):
+        stylemix.segment(shapes, seed=0, parts=5)
+
+
+def test_meta_names_the_boundary_that_ran(shapes):
+    """features-matting needs feature maps: a generator without them gets matting, said in meta and a warning."""
+    class Plain:  # the protocol without feature maps
+        z_dim, c_dim, w_dim, num_ws, resolution = shapes.z_dim, 0, shapes.w_dim, shapes.num_ws, shapes.resolution
+        style_layout = shapes.style_layout
+
+        def mapping(self, z, c=None, truncation_psi=1.0, truncation_cutoff=None):
+            return shapes.mapping(z)
+
+        def synthesis(self, ws, noise_mode="const"):
+            return shapes.synthesis(ws, noise_mode=noise_mode)
+
+    with pytest.warns(RuntimeWarning, match="boundary features-matting needs the generator's feature maps"):
+        seg = stylemix.segment(Plain(), seed=0, variants=6)
+    assert seg.meta["boundary"] == "matting" and seg.meta["settings"]["boundary"] == "features-matting"
+    assert stylemix.segment(shapes, seed=0, variants=6).meta["boundary"] == "features-matting"
