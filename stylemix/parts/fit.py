@@ -17,7 +17,17 @@ from stylemix.parts.cues import image_cues, signature_latents
 from stylemix.parts.descriptors import class_rates, descriptors, fit_pca, merge_prototypes, nearest, positions, raw_cues
 from stylemix.parts.sheets import class_sheets, foreground_sheet
 
-__all__ = ["BankSamples", "bank_image", "collect", "discover", "fit", "regroup"]
+__all__ = ["FIT_SEEDS", "FLOW_SEEDS", "MIN_FLOW_SEEDS", "BankSamples", "bank_image", "collect", "discover", "fit",
+           "fit_flow_bank", "regroup"]
+
+# The bank a generator gets without a separate step (``export`` with ``parts="auto"``, ``parts="fit"``): fitted
+# with the default :class:`PartSettings` on FLOW_SEEDS images (the fine foreground needs about 200 to be stable;
+# docs/parts.md). An export fits on its first FLOW_SEEDS seeds, on at least MIN_FLOW_SEEDS (a bank of 100
+# images still beats the per-image consensus, by less); ``segment --parts fit`` on FIT_SEEDS, a fixed range, so
+# its bank does not depend on which seeds are segmented and is the one `stylemix discover --seeds 200-399` writes.
+FLOW_SEEDS = 200
+MIN_FLOW_SEEDS = 100
+FIT_SEEDS = range(200, 400)
 
 
 def discover(G: Any, seeds: Iterable[int], n_parts: int = 4, *, settings: PartSettings | None = None,
@@ -54,6 +64,26 @@ def discover(G: Any, seeds: Iterable[int], n_parts: int = 4, *, settings: PartSe
         raise StylemixError("a part bank needs at least 2 seeds")
     samples = collect(G, seeds, settings, cfg, crossovers, sheet_seeds, progress)
     return fit(samples, settings, cfg, crossovers, G)
+
+
+def fit_flow_bank(G: Any, seeds: Sequence[int], cfg: Any, cache: bool = True) -> tuple[PartBank, Any]:
+    """Fit the flow's bank of ``G`` (default :class:`PartSettings`) on ``seeds`` under the segmentation settings
+    ``cfg``, with a progress bar (on a terminal), and store it in the user's bank cache when ``cache`` (and ``G``
+    has an id). Returns the bank and its cache file (``None`` when not cached)."""
+    from tqdm import tqdm
+
+    from stylemix.parts.cache import store_bank
+    with tqdm(total=len(seeds), unit="img", desc="fit part bank", disable=None) as bar:
+        bank = discover(G, seeds, settings=PartSettings(), config=cfg, progress=lambda done, total: bar.update(1))
+    if not cache:
+        return bank, None
+    from stylemix.identity import generator_id
+    if generator_id(G) is None:
+        from stylemix.backend import warn_once
+        warn_once(f"the part bank fitted for {getattr(G, 'family', type(G).__name__)} is not cached: a generator "
+                  "that is not a torch.nn.Module has no id to find it by later (save it with PartBank.save)")
+        return bank, None
+    return bank, store_bank(bank, G)
 
 
 @dataclasses.dataclass
