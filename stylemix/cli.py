@@ -140,14 +140,14 @@ def segment(network: str | None, device: str, seeds: str | None, outdir: str, ws
     # segment_many checks every setting and loads the detector and the part bank once, when its first result is
     # asked for: take that result before the folder is created, so that bad input writes nothing.
     first = next(segs)
+    out = io.prepare_outdir(outdir)
     if parts == "auto" and first.meta.foreground_from == "consensus" and not kwargs.get("exact"):
         click.echo(BANK_HINT, err=True)
-    elif parts == "fit":
+    elif parts == "fit" and first.meta.parts is not None:
         from stylemix.parts.cache import cached_bank_path
         where = cached_bank_path(G)
         click.echo(f"stylemix: {first.meta.parts['bank']}; the masks come from this bank"
                    + ("" if where is None or not where.is_file() else f", cached as {where}"), err=True)
-    out = io.prepare_outdir(outdir)
     extra: dict[str, Any] = {} if transform is None else {"input_transform": transform}
     if latents is not None:
         extra["latents_file"] = {"name": latents.source, "sha256": io.file_sha256(ws_file)}
@@ -217,7 +217,8 @@ def evaluate(pred: str, gt: str, as_json: bool, band: int) -> None:
 @main.command()
 @network_option
 def info(network: str | None, device: str) -> None:
-    """Describe a generator (family, resolution, style slots) and the available backends.
+    """Describe a generator (family, resolution, style slots, id, the part bank --parts auto uses) and the
+    available backends.
 
     \b
     Example:
@@ -229,7 +230,12 @@ def info(network: str | None, device: str) -> None:
     try:
         G = stylemix.load_generator(network, device=_device(device))
         from stylemix.identity import generator_id
-        facts["generator"] = {**G.describe(), "id": generator_id(G)}
+        from stylemix.parts.cache import cached_bank_path
+        from stylemix.parts.step import auto_bank
+        found = auto_bank(G)  # what --parts auto takes the foreground from
+        facts["generator"] = {**G.describe(), "id": generator_id(G), "part bank": (
+            "none (the per-image consensus; --parts fit fits and caches one)" if found is None else
+            f"{found.source} ({cached_bank_path(G)})" if found.source == "auto: cached" else found.source)}
     except StylemixError as exc:
         if network is not None:
             raise

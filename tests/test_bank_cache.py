@@ -99,6 +99,8 @@ def test_parts_fit_fits_on_the_fixed_range_caches_and_replaces(G, flow_bank, cac
     bank, _ = cached_bank(G)
     assert bank.fit_seeds == "200-211"
     assert stylemix.segment(G, 3, **OPTIONS).meta.parts["bank"] == "auto: cached"
+    with pytest.raises(StylemixError, match="clusters = 2"):
+        stylemix.segment(G, 3, parts="fit", clusters=3, **OPTIONS)
 
 
 def test_a_plain_protocol_object_is_never_cached(G, cache):

@@ -60,6 +60,9 @@ def part_step(G: Any, parts: Any, cfg: Any) -> "PartStep | None":
         return None
     foreground_only = isinstance(parts, ForegroundBank) or (isinstance(parts, str) and parts in ("auto", "fit"))
     if foreground_only and (cfg.clusters != 2 or cfg.exact):  # the bank decides fg/bg only
+        if isinstance(parts, str) and parts == "fit":
+            from stylemix.errors import StylemixError
+            raise StylemixError("parts='fit' decides two-way masks: use it with clusters = 2 and without exact")
         return None
     if isinstance(parts, str) and parts == "fit":
         from stylemix.parts.fit import FIT_SEEDS, fit_flow_bank
