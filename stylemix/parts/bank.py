@@ -339,8 +339,8 @@ def packaged_bank_for(G: Any) -> PartBank | None:
     reason = bank.mismatch(G)
     if reason is not None:
         from stylemix.backend import warn_once
-        warn_once(f"the part bank shipped for {G.family} ('{name}') is not used, so the foreground comes from the "
-                  f"per-image consensus: {reason}")
+        warn_once(f"the part bank shipped for {G.family} ('{name}') is not used, so the foreground comes from this "
+                  f"generator's cached bank where it has one, else the per-image consensus: {reason}")
         return None
     return bank
 
