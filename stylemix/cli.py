@@ -334,6 +334,10 @@ def export(network: str | None, device: str, seeds: str | None, outdir: str, fmt
     rate = f", {summary['images_per_s']} img/s" if summary["images_per_s"] else ""
     click.echo(f"exported {summary['exported']} seeds in {summary['elapsed_s']} s{rate} "
                f"({summary['done']} were already done)")
+    if summary["foreground_bank"]:
+        fg = summary["foreground_bank"]
+        click.echo(f"masks: foreground from the part bank {fg['sha256'][:12]} ({fg['source']}"
+                   + (f", fitted on seeds {fg['fit_seeds']})" if fg.get("fit_seeds") else ")"))
     if summary["complete"]:
         counts = summary["card"]["counts"]
         click.echo(f"dataset complete: {counts['written']} images, {counts['skipped']} seeds skipped; "

@@ -5,7 +5,6 @@ consensus, parts="fit", an export that fits and caches its bank, the CLI's one-l
 from __future__ import annotations
 
 import json
-import os
 import warnings
 
 import numpy as np
@@ -182,3 +181,15 @@ def test_cli_segment_hints_once_then_fit_caches_and_the_next_command_uses_it(cac
     meta = json.loads((tmp_path / "b" / "seed0000.json").read_text())
     assert meta["parts"]["bank"] == "auto: cached" and meta["foreground_from"] == "part bank (fine)"
     assert not (tmp_path / "b" / "seed0000_parts.png").exists()
+
+
+def test_cli_export_fits_the_bank_then_segment_uses_it(cache, tmp_path):
+    r = CliRunner().invoke(main, ["export", "--network", "shapes", "--seeds", "0-15", "-n", "8",
+                                  "--outdir", str(tmp_path / "DS")])
+    assert r.exit_code == 0, r.output
+    assert "masks: foreground from the part bank" in r.stdout and "auto: fitted on the run's first 12 seeds" in r.stdout
+    assert (tmp_path / "DS" / ex.BANK).is_file()
+    r = CliRunner().invoke(main, ["segment", "--network", "shapes", "--seeds", "3", "-n", "8",
+                                  "--outdir", str(tmp_path / "out")])
+    assert r.exit_code == 0 and BANK_HINT not in r.stderr
+    assert json.loads((tmp_path / "out" / "seed0003.json").read_text())["parts"]["bank"] == "auto: cached"
