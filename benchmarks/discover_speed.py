@@ -6,7 +6,8 @@
 Rows, each on the same seeds after one warm-up seed, interleaved ``--repeats`` times (medians reported): ``segment`` (``segment_many`` with the defaults: the packaged
 bank's foreground), ``segment, --parts none`` (the per-image consensus), ``discover`` (``collect``: render and
 sample every bank image; then ``fit``: PCA, prototypes, merge; the fit is reported on its own, as it is paid once per
-bank, not per seed). Prints a table and writes ``--out`` (JSON) with the CPU model and the date.
+bank, not per seed); ``collect`` with every image (what the first 16 seeds of a fit cost: their images go on the
+contact sheets) and without (``sheet_seeds=0``: every later seed, whose full-resolution image is not rendered). Prints a table and writes ``--out`` (JSON) with the CPU model and the date.
 """
 
 from __future__ import annotations
@@ -46,7 +47,9 @@ def main(network: str | None, seeds: str, threads: int | None, repeats: int, out
     crossovers = tuple(int(c) for c in np.atleast_1d(cfg.crossover))  # as discover picks them
     jobs = {"segment": lambda: list(stylemix.segment_many(G, seed_list)),
             "segment, --parts none": lambda: list(stylemix.segment_many(G, seed_list, parts="none")),
-            "discover: render and sample (collect)": lambda: collect(G, seed_list, settings, cfg, crossovers)}
+            "discover: render and sample (collect)": lambda: collect(G, seed_list, settings, cfg, crossovers),
+            "discover: collect, seeds past the sheets": lambda: collect(G, seed_list, settings, cfg, crossovers,
+                                                                        sheet_seeds=0)}
     times: dict[str, list[float]] = {name: [] for name in jobs}
     samples = None
     for _ in range(repeats):  # the rows interleaved, so that a change of the machine's load reaches all of them

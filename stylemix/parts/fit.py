@@ -104,7 +104,8 @@ def collect(G: Any, seeds: Sequence[int], settings: PartSettings, cfg: Any, cros
             sheet_seeds: int = 16, progress: Any = None, render: Any = None) -> BankSamples:
     """Render the bank's images and sample their pixels (``settings.pixels_per_image`` each, drawn from the
     seed's own stream, so a sample never depends on the other seeds). ``render``: a stand-in for
-    :func:`bank_image` with its signature (benchmarks/parts.py passes a cached one).
+    :func:`bank_image` with its signature (benchmarks/parts.py passes a cached one); asked for the image only
+    for the first ``sheet_seeds`` seeds.
 
     On a CPU each image renders on one torch thread, images side by side on as many threads as torch had: torch's
     kernels (oneDNN's 1x1 convolutions among them) round differently with the thread count, and a bank must be
@@ -123,8 +124,11 @@ def collect(G: Any, seeds: Sequence[int], settings: PartSettings, cfg: Any, cros
         if on_cpu:
             torch.set_num_threads(1)
         with thread_limit(1):
-            rendered = ordered_map(lambda seed: render(G, seed, cfg, latents, crossovers), seeds,
-                                   threads=workers if workers > 1 else 0, queue=2 * max(workers, 1))
+            # Only the contact sheets' seeds need their image: the others skip its full-resolution synthesis (a
+            # large share of a bank image's cost at 1024 px; no byte of the bank depends on it).
+            rendered = ordered_map(lambda i: render(G, seeds[i], cfg, latents, crossovers, image=i < sheet_seeds),
+                                   range(len(seeds)), threads=workers if workers > 1 else 0,
+                                   queue=2 * max(workers, 1))
             for i, (seed, (F, S, prob, image, pos)) in enumerate(zip(seeds, rendered)):
                 pick = np.sort(mixing.stream(seed, mixing.STREAM_BANK_PIXELS).permutation(len(F))
                                [:settings.pixels_per_image])
@@ -210,15 +214,17 @@ def _prototypes(X: np.ndarray, settings: PartSettings) -> tuple[np.ndarray, np.n
     return km.cluster_centers_, np.asarray(km.labels_)
 
 
-def bank_image(G: Any, seed: int, cfg: Any, latents: np.ndarray, crossovers: Sequence[int]
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """One bank image: its cues, its consensus foreground probability ``[r, r]``, its image and positions."""
+def bank_image(G: Any, seed: int, cfg: Any, latents: np.ndarray, crossovers: Sequence[int], image: bool = True
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
+    """One bank image: its cues ``F [r*r, C]``, ``S [r*r, N*D]``, its consensus foreground probability
+    ``[r, r]``, its image ``uint8 [H, W, 3]`` (``None`` with ``image=False``, where its synthesis can be skipped:
+    :func:`stylemix.render.render_variants`) and the positions ``[r*r, 2]``."""
     from stylemix.render import render_variants, style_latents, to_uint8
     from stylemix.stages import anchor_vote, consensus_foreground, kmeans_seed
     with torch.inference_mode():
         ws_base, ws_mix, cx = style_latents(G, seed, cfg)
-        image, stack = render_variants(G, ws_base, ws_mix, cx, cfg)
-        image_u8 = to_uint8(image)[0].cpu().numpy()
+        full, stack = render_variants(G, ws_base, ws_mix, cx, cfg, with_image=image)
+        image_u8 = None if full is None else to_uint8(full)[0].cpu().numpy()
     prob, _ = consensus_foreground(stack.float().cpu().numpy(), cfg.consensus, kmeans_seed(seed),
                                    anchor_vote(cfg.foreground_rule, cfg.frame_penalty), **cfg.kmeans_options())
     base, sig = image_cues(G, ws_base, latents, crossovers, cfg)
