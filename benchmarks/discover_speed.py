@@ -3,11 +3,13 @@
     python benchmarks/discover_speed.py --seeds 1000-1015          # the default generator, torch's thread count
     python benchmarks/discover_speed.py --seeds 1000-1015 --threads 1
 
-Rows, each on the same seeds after one warm-up seed, interleaved ``--repeats`` times (medians reported): ``segment`` (``segment_many`` with the defaults: the packaged
-bank's foreground), ``segment, --parts none`` (the per-image consensus), ``discover`` (``collect``: render and
-sample every bank image; then ``fit``: PCA, prototypes, merge; the fit is reported on its own, as it is paid once per
-bank, not per seed); ``collect`` with every image (what the first 16 seeds of a fit cost: their images go on the
-contact sheets) and without (``sheet_seeds=0``: every later seed, whose full-resolution image is not rendered). Prints a table and writes ``--out`` (JSON) with the CPU model and the date.
+Rows, each on the same seeds after one warm-up seed, interleaved ``--repeats`` times (medians reported):
+``segment`` (``segment_many`` with the defaults: the packaged bank's foreground), ``segment, --parts none`` (the
+per-image consensus), ``discover: render and sample`` (``parts.collect`` with every image: what the first 16 seeds of
+a fit cost, whose images go on the contact sheets) and ``discover: collect, seeds past the sheets``
+(``sheet_seeds=0``: every later seed, whose full-resolution image is not rendered); then ``parts.fit`` once (PCA,
+prototypes, merge: paid once per bank, not per seed). Prints a table and writes ``--out`` (JSON) with the CPU model
+and the date.
 """
 
 from __future__ import annotations
