@@ -44,9 +44,9 @@ def _show_warning(message: Warning | str, category: type[Warning], filename: str
 
 # Printed by `segment` when the masks come from the per-image consensus for want of a part bank.
 BANK_HINT = ("stylemix: no part bank for this generator, so the masks come from the per-image consensus; for the "
-             "bank's better masks add --parts fit once (fits one on seeds 200-399, minutes on a CPU, and caches it "
-             "for every later command) or run `stylemix discover --seeds 200-399 --out BANK.parts` and pass "
-             "--parts BANK.parts")
+             "bank's better masks add --parts fit once (fits one on seeds 200-399, a minute or two on a CPU, and "
+             "caches it for every later command) or run `stylemix discover --seeds 200-399 --out BANK.parts` and "
+             "pass --parts BANK.parts")
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
