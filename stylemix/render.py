@@ -205,7 +205,8 @@ def render_variants(G: Any, ws_base: torch.Tensor, ws_mix: torch.Tensor, crossov
     renders everything in full, ``batch_size`` variants per call, and area-resizes the RGB. Uses
     ``cfg.analysis_resolution``, ``noise_mode``, ``exact``, ``descriptor``, ``feature_dim`` and ``batch_size``.
     ``with_image=False`` skips the base image's full-resolution synthesis where the variants do not depend on it
-    (not under ``exact``, nor under ``noise_mode="random"``, whose variants draw after it): the image is then ``None``.
+    (not under ``exact``, nor under ``noise_mode="random"``, whose variants draw after it): the image is then
+    ``None``.
 
     Returns:
         ``(image [1, 3, H, W] or None, stack [N, C, r, r])``, variants in their original order.
