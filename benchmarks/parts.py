@@ -89,7 +89,7 @@ def cached_render(cache: str | None):
     if not cache:
         return part_fit.bank_image
 
-    def render(G, seed, cfg, latents, crossovers):
+    def render(G, seed, cfg, latents, crossovers, image=True):  # the image is always kept in the cache
         path = Path(cache) / f"{seed:04d}.npz"
         if path.is_file():
             d = np.load(path)

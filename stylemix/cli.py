@@ -17,17 +17,36 @@ from stylemix.cli_options import (alpha_option, bank_fit_options, detector_optio
                                   method_options, network_option, parts_option)
 from stylemix.errors import StylemixError
 
-__all__ = ["convert", "discover", "evaluate", "export", "info", "main", "segment"]
+__all__ = ["BANK_HINT", "convert", "discover", "evaluate", "export", "info", "main", "segment"]
 
 
 class _Group(click.Group):
-    """Turns every :class:`StylemixError` into one ``Error: ...`` line and exit status 1."""
+    """Turns every :class:`StylemixError` into one ``Error: ...`` line and exit status 1, and every warning into one
+    ``Warning: ...`` line on stderr (a warning says what stylemix did instead of what was asked; the source line
+    Python adds would only hide it)."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        import warnings
+        before = warnings.showwarning
+        warnings.showwarning = _show_warning
         try:
             return super().invoke(ctx)
         except StylemixError as exc:
             raise click.ClickException(str(exc)) from None
+        finally:
+            warnings.showwarning = before
+
+
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None,
+                  line: str | None = None) -> None:
+    click.echo(f"Warning: {message}", err=True)
+
+
+# Printed by `segment` when the masks come from the per-image consensus for want of a part bank.
+BANK_HINT = ("stylemix: no part bank for this generator, so the masks come from the per-image consensus; for the "
+             "bank's better masks add --parts fit once (fits one on seeds 200-399, a minute or two on a CPU, and "
+             "caches it for every later command) or run `stylemix discover --seeds 200-399 --out BANK.parts` and "
+             "pass --parts BANK.parts")
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
@@ -72,8 +91,10 @@ def _latents(G: Any, ws_file: str | None, ws_are_z: bool, stream_base: int, seed
               help="StyleGAN3 only: translate the image by X,Y (units of the image side) through that transform.")
 @method_options
 @detector_options
-@parts_option("FILE|default", "A part bank (stylemix discover; 'default': the one shipped for the default generator): "
-              "writes seedSSSS_parts.png and its overlay, and the mask from the bank's foreground classes.")
+@parts_option("FILE|default|fit", "A part bank (stylemix discover; 'default': the one shipped for the default "
+              "generator): writes seedSSSS_parts.png and its overlay, and the mask from the bank's foreground. "
+              "'fit': fit the generator's bank on seeds 200-399 now and cache it (fg/bg masks from it, no part "
+              "files), even where a shipped or cached one exists.")
 @alpha_option
 def segment(network: str | None, device: str, seeds: str | None, outdir: str, ws_file: str | None, ws_are_z: bool,
             stream_base: int, rotate: float | None, translate: str | None, parts: str | None, alpha: bool,
@@ -120,6 +141,13 @@ def segment(network: str | None, device: str, seeds: str | None, outdir: str, ws
     # asked for: take that result before the folder is created, so that bad input writes nothing.
     first = next(segs)
     out = io.prepare_outdir(outdir)
+    if parts == "auto" and first.meta.foreground_from == "consensus" and not kwargs.get("exact"):
+        click.echo(BANK_HINT, err=True)
+    elif parts == "fit" and first.meta.parts is not None:
+        from stylemix.parts.cache import cached_bank_path
+        where = cached_bank_path(G)
+        click.echo(f"stylemix: {first.meta.parts['bank']}; the masks come from this bank"
+                   + ("" if where is None or not where.is_file() else f", cached as {where}"), err=True)
     extra: dict[str, Any] = {} if transform is None else {"input_transform": transform}
     if latents is not None:
         extra["latents_file"] = {"name": latents.source, "sha256": io.file_sha256(ws_file)}
@@ -189,7 +217,8 @@ def evaluate(pred: str, gt: str, as_json: bool, band: int) -> None:
 @main.command()
 @network_option
 def info(network: str | None, device: str) -> None:
-    """Describe a generator (family, resolution, style slots) and the available backends.
+    """Describe a generator (family, resolution, style slots, id, the part bank --parts auto uses) and the
+    available backends.
 
     \b
     Example:
@@ -201,7 +230,12 @@ def info(network: str | None, device: str) -> None:
     try:
         G = stylemix.load_generator(network, device=_device(device))
         from stylemix.identity import generator_id
-        facts["generator"] = {**G.describe(), "id": generator_id(G)}
+        from stylemix.parts.cache import cached_bank_path
+        from stylemix.parts.step import auto_bank
+        found = auto_bank(G)  # what --parts auto takes the foreground from
+        facts["generator"] = {**G.describe(), "id": generator_id(G), "part bank": (
+            "none (the per-image consensus; --parts fit fits and caches one)" if found is None else
+            f"{found.source} ({cached_bank_path(G)})" if found.source == "auto: cached" else found.source)}
     except StylemixError as exc:
         if network is not None:
             raise
@@ -247,9 +281,11 @@ def _masks_by_seed(folder: str) -> dict[int, Path]:
 @method_options
 @detector_options
 @alpha_option
-@parts_option("FILE|default|K", "A parts dataset: masks, COCO categories and YOLO classes are the classes of a "
-              "part bank (a file of stylemix discover, or 'default'), or of one fitted with K classes on the first "
-              "100 seeds.")
+@parts_option("FILE|default|K|fit", "A parts dataset: masks, COCO categories and YOLO classes are the classes of "
+              "a part bank (a file of stylemix discover, or 'default'), or of one fitted with K classes on the "
+              "first 100 seeds. 'fit': fg/bg masks from the generator's bank fitted on the run's first 200 seeds "
+              "and cached, even where a shipped or cached one exists. 'auto' fits that bank too where the generator "
+              "has no shipped or cached one (at least 100 seeds in the run).")
 @click.option("--min-margin", type=float, default=0.0,
               help="Skip seeds whose foreground margin is below this (recorded in the manifest).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted export of the same settings and seeds.")
@@ -298,6 +334,10 @@ def export(network: str | None, device: str, seeds: str | None, outdir: str, fmt
     rate = f", {summary['images_per_s']} img/s" if summary["images_per_s"] else ""
     click.echo(f"exported {summary['exported']} seeds in {summary['elapsed_s']} s{rate} "
                f"({summary['done']} were already done)")
+    if summary["foreground_bank"]:
+        fg = summary["foreground_bank"]
+        click.echo(f"masks: foreground from the part bank {fg['sha256'][:12]} ({fg['source']}"
+                   + (f", fitted on seeds {fg['fit_seeds']})" if fg.get("fit_seeds") else ")"))
     if summary["complete"]:
         counts = summary["card"]["counts"]
         click.echo(f"dataset complete: {counts['written']} images, {counts['skipped']} seeds skipped; "

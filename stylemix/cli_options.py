@@ -124,10 +124,11 @@ def alpha_option(f: Any) -> Any:
 
 def parts_option(values: str, help: str) -> Any:
     """``--parts VALUES|auto|none``: what ``help`` says, or (``auto``, the default) fg/bg masks from the part bank
-    shipped for the generator where one exists, or (``none``) from the per-image consensus."""
+    shipped for the generator, else its bank in the user's cache, or (``none``) from the per-image consensus."""
     return click.option("--parts", "parts", metavar=f"{values}|auto|none", default="auto", show_default=True,
-                        help=f"{help} 'auto': fg/bg masks from the bank shipped for the generator where it has one "
-                             "(no part files); 'none': the per-image consensus.")
+                        help=f"{help} 'auto': fg/bg masks from the bank shipped for the generator, else its bank "
+                             "in the cache ($STYLEMIX_CACHE, else ~/.cache/stylemix; no part files); 'none': the "
+                             "per-image consensus.")
 
 
 def latents_options(f: Any) -> Any:

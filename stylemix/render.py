@@ -196,7 +196,7 @@ def style_latents(G: Any, seed: int | Subject, cfg: SegmentConfig
 
 
 def render_variants(G: Any, ws_base: torch.Tensor, ws_mix: torch.Tensor, crossovers: np.ndarray,
-                    cfg: "SegmentConfig") -> tuple[torch.Tensor, torch.Tensor]:
+                    cfg: "SegmentConfig", with_image: bool = True) -> tuple[torch.Tensor | None, torch.Tensor]:
     """The base image at full resolution and the variant stack at the analysis resolution, for one image.
 
     The fast path runs the base's layers below each crossover once (:func:`synthesis_prefixes`), finishes each group
@@ -204,9 +204,12 @@ def render_variants(G: Any, ws_base: torch.Tensor, ws_mix: torch.Tensor, crossov
     maps (projected to ``feature_dim`` channels, :func:`features_suffix`) or their partial RGB image; ``cfg.exact``
     renders everything in full, ``batch_size`` variants per call, and area-resizes the RGB. Uses
     ``cfg.analysis_resolution``, ``noise_mode``, ``exact``, ``descriptor``, ``feature_dim`` and ``batch_size``.
+    ``with_image=False`` skips the base image's full-resolution synthesis where the variants do not depend on it
+    (not under ``exact``, nor under ``noise_mode="random"``, whose variants draw after it): the image is then
+    ``None``.
 
     Returns:
-        ``(image [1, 3, H, W], stack [N, C, r, r])``, variants in their original order.
+        ``(image [1, 3, H, W] or None, stack [N, C, r, r])``, variants in their original order.
     """
     r, nm = cfg.analysis_resolution, cfg.noise_mode
     if cfg.exact:
@@ -214,7 +217,7 @@ def render_variants(G: Any, ws_base: torch.Tensor, ws_mix: torch.Tensor, crossov
         return image, torch.cat([resize_image(G.synthesis(ws_mix[i:i + cfg.batch_size], noise_mode=nm), r)
                                  for i in range(0, len(ws_mix), cfg.batch_size)])
     states = synthesis_prefixes(G, ws_base, sorted({int(c) for c in crossovers}), noise_mode=nm)
-    image, _ = base_image(G, states, ws_base, (), nm)
+    image = base_image(G, states, ws_base, (), nm)[0] if with_image or nm == "random" else None
     return image, variant_stack(G, states, ws_mix, crossovers, cfg)
 
 

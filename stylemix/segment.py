@@ -156,7 +156,10 @@ def segment(G: Any, seed: int = 0, *, ws: Any = None, z: Any = None, stream_base
             result's ``instances``, ``instance_records`` and ``semantic``.
         parts: ``"auto"`` (default): two-way masks take their foreground from the part bank shipped for ``G``
             where one exists (the default generator: it measures better than the per-image consensus,
-            docs/parts.md), else from the consensus; ``None`` / ``"none"``: the consensus always; a
+            docs/parts.md), else from ``G``'s bank in the user's cache (:mod:`stylemix.parts.cache`: fitted by an
+            export or by ``"fit"``), else from the consensus; ``"fit"``: fit ``G``'s bank on seeds 200-399 first
+            (a few minutes on a CPU), cache it and take the foreground from it, even where a packaged or cached
+            bank exists; ``None`` / ``"none"``: the consensus always; a
             :class:`~stylemix.parts.PartBank`, a bank file or ``"default"`` (the bank shipped for the default
             generator): fills ``seg.parts`` and takes the foreground from the bank (refused for another generator).
             ``meta["foreground_from"]`` says which decided the mask.

@@ -112,3 +112,18 @@ def base_styles(G, seed: int) -> torch.Tensor:
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.logical_and(a, b).sum() / max(np.logical_or(a, b).sum(), 1))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def empty_bank_cache(tmp_path_factory: pytest.TempPathFactory):
+    """The user's bank cache (stylemix.parts.cache) moved to an empty folder for the whole run: a bank the developer
+    fitted earlier for a test generator would otherwise change what ``parts="auto"`` resolves to. Tests of the
+    cache point ``STYLEMIX_CACHE`` at a folder of their own."""
+    import os
+    before = os.environ.get("STYLEMIX_CACHE")
+    os.environ["STYLEMIX_CACHE"] = str(tmp_path_factory.mktemp("stylemix-cache"))
+    yield
+    if before is None:
+        os.environ.pop("STYLEMIX_CACHE", None)
+    else:
+        os.environ["STYLEMIX_CACHE"] = before

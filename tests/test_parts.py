@@ -269,3 +269,19 @@ def test_a_plain_protocol_object_fits_and_uses_a_bank(G):
     assert bank.generator == {"family": "plain", "id": None}
     seg = stylemix.segment(plain, 0, parts=bank, variants=8)
     assert seg.parts is not None and seg.parts.shape == seg.labels.shape
+
+
+def test_a_bank_image_without_its_full_image_has_the_same_cues(G):
+    """collect asks for the image of the contact sheets' seeds only; skipping it changes no cue."""
+    from stylemix.config import SegmentConfig
+    from stylemix.parts import PartSettings
+    from stylemix.parts.cues import signature_latents
+    from stylemix.parts.fit import bank_image
+    cfg = SegmentConfig(variants=8, descriptor="features").resolve(G)
+    latents = signature_latents(G, PartSettings(signature_variants=8))
+    crossovers = tuple(int(c) for c in np.atleast_1d(cfg.crossover))
+    with_image = bank_image(G, 5, cfg, latents, crossovers)
+    without = bank_image(G, 5, cfg, latents, crossovers, image=False)
+    assert without[3] is None and with_image[3].shape == (G.resolution, G.resolution, 3)
+    for a, b in zip(with_image[:3] + with_image[4:], without[:3] + without[4:]):
+        np.testing.assert_array_equal(a, b)

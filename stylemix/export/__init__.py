@@ -70,7 +70,8 @@ def export_dataset(generator: Any, seeds: Subjects, outdir: str | os.PathLike, f
 
     Returns:
         A summary: ``outdir``, ``exported`` (this call), ``done`` (before it), ``pending``, ``complete``,
-        ``elapsed_s``, ``images_per_s``, and the ``card`` once complete.
+        ``elapsed_s``, ``images_per_s``, ``foreground_bank`` (the card's record of the part bank that decided
+        two-way masks, or ``None``), and the ``card`` once complete.
 
     Example:
         >>> export_dataset("shapes", "0-99", "DS", "yolo", SegmentConfig(variants=8), run=RunOptions(resume=True))
@@ -91,6 +92,7 @@ def export_dataset(generator: Any, seeds: Subjects, outdir: str | os.PathLike, f
                                "elapsed_s": round(elapsed, 3),
                                "images_per_s": round(len(pending) / elapsed, 3) if pending and elapsed > 0 else None}
     remaining = missing_seeds(out, plan.seeds, read_records(out))
+    summary["foreground_bank"] = plan.core.get("foreground_bank")
     summary["pending"] = len(remaining)
     summary["complete"] = not remaining
     if not remaining:

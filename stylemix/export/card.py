@@ -56,6 +56,8 @@ def settings_digest(core: dict[str, Any]) -> str:
     keyed["generator"] = {k: v for k, v in core["generator"].items() if k != "source"}  # a renamed file is the same
     if "parts" in core:
         keyed["parts"] = {k: v for k, v in core["parts"].items() if k != "source"}
+    if "file" in core.get("foreground_bank", {}):  # a bank stored in the dataset: its bytes decide, not its origin
+        keyed["foreground_bank"] = {k: v for k, v in core["foreground_bank"].items() if k != "source"}
     return hashlib.sha256(canonical_json(keyed).encode()).hexdigest()
 
 

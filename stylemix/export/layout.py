@@ -22,7 +22,7 @@ IMAGE_DIRS = {"png": ("images", "masks"), "coco": ("images",), "yolo": ("images/
 ALPHA_DIR = "alpha"  # seedSSSS_alpha.png of every format, apart from the folders a trainer globs
 BANK = "parts.parts"  # the part bank of a parts export, beside the card (with parts.classes.csv, parts.classNN.png)
 OWNED = (CARD, YOLO_YAML, LOCK, "images", "masks", "labels", "annotations", ALPHA_DIR, BANK,
-         "parts.classes.csv")  # what overwrite may delete (and parts.classNN.png)
+         "parts.classes.csv", "parts.foreground.png")  # what overwrite may delete (and parts.classNN.png)
 
 
 def seed_dirs(fmt: str, alpha: bool = False) -> tuple[str, ...]:

@@ -25,10 +25,12 @@ class DatasetSettings:
             :class:`~stylemix.parts.PartSettings`) to fit one on the first
             :data:`~stylemix.export.plan.DISCOVER_SEEDS` seeds. Masks, COCO categories and YOLO classes are then
             the bank's class ids and names; the bank is stored beside the card (``parts.parts``) and its sha256 is
-            part of the digest. ``"auto"`` (default) / ``"none"`` / ``None``: no parts dataset; the fg/bg masks as
-            :func:`stylemix.segment.segment` makes them, from the bank shipped for the generator where one exists
-            (its sha256 in the digest, ``foreground_bank`` in the card) or (``"none"`` / ``None``) from the
-            per-image consensus.
+            part of the digest. ``"auto"`` (default) / ``"fit"`` / ``"none"`` / ``None``: no parts dataset; the
+            fg/bg masks come from the generator's bank (``auto``: the one shipped for it, else the dataset's or
+            the user's cached one, else one fitted on the run's first 200 seeds and cached; ``fit``: that fit
+            always; :func:`~stylemix.export.plan.foreground_bank`), named in the card's ``foreground_bank`` with
+            its sha256 (in the digest), or (``"none"`` / ``None``, or ``auto`` with fewer than 100 seeds and no
+            bank) from the per-image consensus.
         detector, classes, conf, iou, instance_config: instance mode, as for :func:`stylemix.segment`: the coco
             and yolo formats then hold the detector's instances and classes, the png masks its semantic map.
     """

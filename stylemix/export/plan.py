@@ -1,5 +1,6 @@
 """Planning an export: check every setting, load the generator, the latents, the detector and the part bank once
-(or fit the bank), and compute the card's settings and their digest, before any seed is segmented.
+(or fit the bank, which then also goes to the user's bank cache), and compute the card's settings and their
+digest, before any seed is segmented.
 
 The digest (generator weights, method settings, format, filter, part bank, stylemix version) is stored in the card
 and in every record; a run whose digest differs is refused unless the dataset is cleared with ``overwrite``.
@@ -22,7 +23,7 @@ from stylemix.export.seeds import parse_shard, shard_seeds
 from stylemix.identity import arithmetic
 from stylemix.io import compact_seeds, file_sha256
 
-__all__ = ["DISCOVER_SEEDS", "ExportPlan", "bank_files", "export_bank", "plan_export"]
+__all__ = ["DISCOVER_SEEDS", "ExportPlan", "bank_files", "export_bank", "foreground_bank", "plan_export"]
 
 # How many of the first seeds of a run `--parts K` fits its bank on (all of them when there are fewer).
 DISCOVER_SEEDS = 100
@@ -47,8 +48,9 @@ class ExportPlan:
         alpha: every seed also writes its matte (``alpha/seedSSSS_alpha.png``).
         bank: the :class:`~stylemix.parts.PartBank` of a parts export, else ``None``; ``bank_files``: its files as
             the export stores them (``parts.parts``, ``parts.classes.csv``, contact sheets), by name.
-        foreground: without a bank, what decides two-way masks: ``"auto"`` (the packaged bank where the generator
-            has one, as ``stylemix segment`` does by default) or ``"none"`` (the per-image consensus).
+        foreground: without a parts bank, the :class:`~stylemix.parts.ForegroundBank` that decides two-way masks
+            (:func:`foreground_bank`), or ``None``: the per-image consensus. Chosen here once, so that every
+            worker, shard and resume segments with the same bank.
     """
 
     G: Any
@@ -64,7 +66,7 @@ class ExportPlan:
     alpha: bool = False
     bank: Any = None
     bank_files: dict[str, bytes] = dataclasses.field(default_factory=dict)
-    foreground: str = "auto"
+    foreground: Any = None
 
     @property
     def digest(self) -> str:
@@ -78,14 +80,15 @@ class ExportPlan:
     def segment_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of :func:`stylemix.segment.segment_many` for this export's seeds."""
         return {"config": self.config, "detector": self.instances,
-                "parts": self.bank if self.bank is not None else self.foreground}
+                "parts": self.bank if self.bank is not None else self.foreground or "none"}
 
 
 def plan_export(generator: Any, seeds: Subjects, format: str = "png", config: SegmentConfig | None = None,
                 dataset: DatasetSettings | None = None, *, shard: str | tuple[int, int] | None = None,
                 device: str = "cpu", reuse_bank: str | os.PathLike | None = None) -> ExportPlan:
     """Check every setting, load the generator, the latents, the detector and the part bank once (or fit the
-    bank), and compute the card's settings and digest; writes nothing.
+    bank), and compute the card's settings and digest; writes nothing in the dataset (a bank fitted for
+    ``parts="auto"`` / ``"fit"`` goes to the user's bank cache, :func:`foreground_bank`).
 
     Args:
         generator, seeds, format, config, dataset: as for :func:`stylemix.export.export_dataset`.
@@ -129,17 +132,13 @@ def plan_export(generator: Any, seeds: Subjects, format: str = "png", config: Se
         core["latents"] = latents_identity
     if ds.alpha:  # likewise
         core["alpha"] = True
-    bank, files, foreground, parts = None, {}, "auto", ds.parts
-    if parts is None or (isinstance(parts, str) and parts in ("auto", "none")):  # no parts dataset: what decides
-        foreground, parts = parts or "none", None  # the fg/bg masks (None: the consensus, as in segment_many)
-    if parts is None and foreground == "auto":
-        from stylemix.parts.bank import PACKAGED_FOR, resolve_bank_path
-        from stylemix.parts.step import part_step
-        auto = part_step(G, "auto", cfg)
-        if auto is not None:  # the packaged bank decides the masks (as in stylemix segment): it is in the digest
-            name = PACKAGED_FOR[G.family]
-            core["foreground_bank"] = {"source": f"auto: {name}", "sha256": file_sha256(resolve_bank_path(name)),
-                                       "classes": auto.bank.table()}
+    bank, files, foreground, parts = None, {}, None, ds.parts
+    if parts is None or (isinstance(parts, str) and parts in ("auto", "fit", "none")):  # no parts dataset: what
+        mode, parts = parts or "none", None  # decides the fg/bg masks (none: the consensus, as in segment_many)
+        if mode != "none":
+            foreground, files, record = foreground_bank(mode, G, seed_list, cfg, latents is not None, reuse_bank)
+            if record is not None:  # the bank that decides the masks is in the card and the digest
+                core["foreground_bank"] = record
     if parts is not None:
         if step is not None:
             raise StylemixError("--parts and --detector cannot be combined in an export: export the parts and the "
@@ -198,6 +197,84 @@ def export_bank(parts: Any, G: Any, seeds: Sequence[int], cfg: Any, rows: bool =
         bank = discover(G, fit_seeds, settings.n_parts, settings=settings, config=cfg,
                         progress=lambda done, total: bar.update(1))
     return bank, f"discovered, K = {settings.n_parts}"
+
+
+def foreground_bank(mode: str, G: Any, seeds: Sequence[int], cfg: Any, rows: bool = False,
+                    reuse: str | os.PathLike | None = None) -> tuple[Any, dict[str, bytes], dict[str, Any] | None]:
+    """The bank that decides an export's two-way masks under ``parts="auto"`` or ``"fit"`` (``mode``).
+
+    ``auto``: the bank shipped for ``G`` where one applies (not stored in the dataset: the card names it by its
+    sha256); else the bank this dataset stored in an earlier run (``reuse``: a resume or another shard segments
+    with the same bank); else ``G``'s bank in the user's cache; else one fitted now on the first
+    :data:`~stylemix.parts.fit.FLOW_SEEDS` seeds of the run (deterministic: the same in every shard and resume)
+    and stored in the cache, when the run has at least :data:`~stylemix.parts.fit.MIN_FLOW_SEEDS`; else none, and
+    a warning says why. ``fit``: the fit on the run's first seeds always (the dataset's stored bank where it is
+    that fit), in the cache too. A bank other than the packaged one is stored in the dataset (``parts.parts``).
+
+    Args:
+        mode: ``auto`` or ``fit``.
+        G, seeds, cfg: the generator, the run's seeds in order, its resolved settings.
+        rows: the export is of latents rows (a fit needs seeds).
+        reuse: the dataset's bank file (``parts.parts``), if an earlier run stored one.
+
+    Returns:
+        ``(ForegroundBank or None, the dataset's bank files by name, the card's foreground_bank record or None)``.
+
+    Raises:
+        StylemixError: ``fit`` where it cannot fit (k > 2, ``exact``, latents rows, too few seeds).
+    """
+    from stylemix.backend import warn_once
+    from stylemix.parts.bank import PACKAGED_FOR, PartBank, PartSettings, packaged_bank_for, resolve_bank_path
+    from stylemix.parts.cache import cached_bank
+    from stylemix.parts.fit import FLOW_SEEDS, MIN_FLOW_SEEDS, fit_flow_bank
+    from stylemix.parts.step import ForegroundBank
+    if cfg.clusters != 2 or cfg.exact:
+        if mode == "fit":
+            raise StylemixError("--parts fit decides two-way masks: use it with -k 2 and without --exact")
+        return None, {}, None
+    if mode == "auto":
+        packaged = packaged_bank_for(G)
+        if packaged is not None:  # as in stylemix segment
+            name = PACKAGED_FOR[G.family]
+            return (ForegroundBank(packaged, f"auto: {name}"), {},
+                    {"source": f"auto: {name}", "sha256": file_sha256(resolve_bank_path(name)),
+                     "classes": packaged.table()})
+    fit_seeds = list(seeds[:FLOW_SEEDS])
+    stored = None
+    if reuse is not None and Path(reuse).is_file():
+        stored = PartBank.load(reuse)
+        if stored.mismatch(G) is not None or stored.settings != PartSettings() or (
+                mode == "fit" and stored.fit_seeds != compact_seeds(fit_seeds)):
+            stored = None
+    cached = cached_bank(G) if mode == "auto" and stored is None else None
+    if stored is not None:
+        bank, origin = stored, "stored in the dataset"
+    elif cached is not None:
+        bank, origin = cached[0], "cached"
+    else:
+        why = ("latents rows give no seeds to fit on" if rows else
+               f"the run has {len(fit_seeds)} seeds, fewer than {MIN_FLOW_SEEDS}" if len(fit_seeds) < MIN_FLOW_SEEDS
+               else None)
+        if why is not None:
+            fix = ("fit one with `stylemix discover --seeds 200-399 --out BANK.parts` and pass --parts BANK.parts, "
+                   "or `stylemix segment --parts fit` once, which caches it")
+            if mode == "fit":
+                raise StylemixError(f"--parts fit cannot fit a part bank: {why}; {fix}")
+            warn_once(f"no part bank for this generator, so the masks come from the per-image consensus ({why}): "
+                      f"{fix}")
+            return None, {}, None
+        # A bank of fewer images than FLOW_SEEDS serves this dataset but is not cached: later commands would
+        # inherit a weaker bank than the one a full fit gives them.
+        bank, _ = fit_flow_bank(G, fit_seeds, cfg, cache=len(fit_seeds) >= FLOW_SEEDS)
+        if len(fit_seeds) < FLOW_SEEDS:
+            warn_once(f"the part bank fitted on this run's {len(fit_seeds)} seeds decides its masks but is not "
+                      f"cached (a cached bank is fitted on {FLOW_SEEDS}): `stylemix segment --parts fit` caches one")
+        origin = f"fitted on the run's first {len(fit_seeds)} seeds"
+    files = bank_files(bank)
+    source = f"{mode}: {origin}" if mode == "auto" else "fit"
+    record = {"source": source, "file": BANK, "sha256": hashlib.sha256(files[BANK]).hexdigest(),
+              "fit_seeds": bank.fit_seeds, "classes": bank.table()}
+    return ForegroundBank(bank, source), files, record
 
 
 def bank_files(bank: Any) -> dict[str, bytes]:

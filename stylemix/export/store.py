@@ -255,6 +255,12 @@ def _check_existing(out: Path, core: dict[str, Any], card: dict[str, Any] | None
             f"another part bank (sha256 {str(theirs.get('sha256'))[:12]}), not this one "
             f"({str(ours.get('sha256'))[:12]})" if theirs and ours else
             "a part bank" if theirs else "no part bank") + "; use --overwrite or another folder")
+    theirs_fg, ours_fg = (card or {}).get("foreground_bank") or {}, core.get("foreground_bank") or {}
+    if card is not None and theirs_fg.get("sha256") != ours_fg.get("sha256"):
+        def said(fg: dict[str, Any]) -> str:
+            return f"the part bank {fg['sha256'][:12]} ({fg.get('source')})" if fg else "the per-image consensus"
+        raise StylemixError(f"{os.fspath(out)!r} took its masks from {said(theirs_fg)}, this run would take them "
+                            f"from {said(ours_fg)}; use --overwrite or another folder")
     if card is not None:  # the arithmetic first: its line says how to resume
         check_arithmetic(card.get("arithmetic"), core["arithmetic"], repr(os.fspath(out)))
     _check_digests(out, core["digest"], [card, *records.values()] if card else records.values())

@@ -24,15 +24,19 @@ beside it, ``<stem>.classes.csv``, the table of class names and foreground flags
 One file per job: :mod:`~stylemix.parts.bank` (the file format, :class:`PartBank`, the shipped banks),
 :mod:`~stylemix.parts.descriptors` (pure array maths), :mod:`~stylemix.parts.cues` (rendering an image's cues),
 :mod:`~stylemix.parts.fit` (collecting and fitting, :func:`discover`), :mod:`~stylemix.parts.sheets` (contact
-sheets) and :mod:`~stylemix.parts.step` (the per-image step of :func:`stylemix.segment.segment_many`).
+sheets), :mod:`~stylemix.parts.cache` (the user's banks, kept under the generator's id) and
+:mod:`~stylemix.parts.step` (the per-image step of :func:`stylemix.segment.segment_many`, which resolves
+``parts="auto"``: packaged, then cached, then the per-image consensus).
 """
 
 from stylemix.parts.bank import (FOREGROUND_MODES, PACKAGED, PACKAGED_FOR, PART_CHOICES, PartBank, PartSettings,
                                  load_bank, packaged_bank_for, resolve_bank_path, table_path)
 from stylemix.parts.descriptors import foreground_map, predict_classes
 from stylemix.parts.fit import discover
-from stylemix.parts.step import PartStep, part_step
+from stylemix.parts.cache import cache_dir, cached_bank, store_bank
+from stylemix.parts.step import ForegroundBank, PartStep, auto_bank, part_step
 
-__all__ = ["FOREGROUND_MODES", "PACKAGED", "PACKAGED_FOR", "PART_CHOICES", "PartBank", "PartSettings", "PartStep",
-           "discover", "foreground_map", "load_bank", "packaged_bank_for", "part_step", "predict_classes",
-           "resolve_bank_path", "table_path"]
+__all__ = ["FOREGROUND_MODES", "PACKAGED", "PACKAGED_FOR", "PART_CHOICES", "ForegroundBank", "PartBank",
+           "PartSettings", "PartStep", "auto_bank", "cache_dir", "cached_bank", "discover", "foreground_map",
+           "load_bank", "packaged_bank_for", "part_step", "predict_classes", "resolve_bank_path", "store_bank",
+           "table_path"]

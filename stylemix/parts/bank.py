@@ -17,8 +17,8 @@ from stylemix.errors import StylemixError
 from stylemix.parts.descriptors import class_rates
 
 __all__ = ["FOREGROUND_MODES", "FORMAT", "FORMAT_VERSION", "PACKAGED", "PACKAGED_FOR", "PART_CHOICES", "PartBank",
-           "PartSettings", "load_bank", "packaged_bank_for", "read_table", "resolve_bank_path", "round_half",
-           "sheet_path", "table_csv", "table_path"]
+           "PartSettings", "load_bank", "load_stamped", "packaged_bank_for", "read_table", "resolve_bank_path",
+           "round_half", "settings_dict", "sheet_path", "table_csv", "table_path"]
 
 FORMAT = "stylemix-partbank"
 FORMAT_VERSION = 2  # 2: the fine foreground prototypes (version 1 banks load, their foreground stays by class)
@@ -27,7 +27,7 @@ PACKAGED = {"default": "mobilestylegan-ffhq.parts"}  # names of the banks shippe
 # Generator family -> the packaged bank whose foreground ``segment(..., parts="auto")`` (the default) uses, when the
 # generator's weights are the bank's: on the default generator it measures better than the per-image consensus.
 PACKAGED_FOR = {"mobilestylegan": "default"}
-PART_CHOICES = ("auto", "none")  # the string values of segment's ``parts`` besides a bank file and "default"
+PART_CHOICES = ("auto", "fit", "none")  # the string values of segment's ``parts`` besides a bank file and "default"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -287,7 +287,8 @@ def resolve_bank_path(path: str | os.PathLike) -> Path:
         return Path(__file__).resolve().parents[1] / "data" / PACKAGED[str(path)]
     path = Path(path)
     if not path.is_file():
-        raise StylemixError(f"no part bank at {path} (use a file written by `stylemix discover`, or 'default')")
+        raise StylemixError(f"no part bank at {path} (use a file written by `stylemix discover`, 'default', "
+                            "'auto', 'fit' or 'none')")
     return path
 
 
@@ -340,23 +341,29 @@ def packaged_bank_for(G: Any) -> PartBank | None:
     reason = bank.mismatch(G)
     if reason is not None:
         from stylemix.backend import warn_once
-        warn_once(f"the part bank shipped for {G.family} ('{name}') is not used, so the foreground comes from the "
-                  f"per-image consensus: {reason}")
+        warn_once(f"the part bank shipped for {G.family} ('{name}') is not used, so the foreground comes from this "
+                  f"generator's cached bank where it has one, else the per-image consensus: {reason}")
         return None
     return bank
 
 
 def _load_packaged(name: str) -> PartBank:
-    """:meth:`PartBank.load` of a packaged bank, read once while its file and class table stay unchanged (a load
-    reads and converts every array, which ``segment(G, seed)`` would otherwise repeat on every call)."""
-    path = resolve_bank_path(name)
-    stamp = tuple((st.st_mtime_ns, st.st_size) if p.is_file() and (st := p.stat()) else None
+    """:meth:`PartBank.load` of a packaged bank, read once while its files stay unchanged (:func:`load_stamped`)."""
+    return load_stamped(resolve_bank_path(name))
+
+
+def load_stamped(path: str | os.PathLike) -> PartBank:
+    """:meth:`PartBank.load` of ``path`` (no generator check), read once while the file and its class table stay
+    unchanged: a load reads and converts every array, which ``segment(G, seed)`` would otherwise repeat on every
+    call with a packaged or cached bank."""
+    path = Path(path)
+    stamp = tuple((st.st_mtime_ns, st.st_size, st.st_ino) if p.is_file() and (st := p.stat()) else None
                   for p in (path, table_path(path)))
-    key = (name, str(path))
-    cached = _PACKAGED_CACHE.get(key)
+    key = str(path.resolve())
+    cached = _STAMPED.get(key)
     if cached is None or cached[0] != stamp:
-        cached = _PACKAGED_CACHE[key] = (stamp, PartBank.load(name))
+        cached = _STAMPED[key] = (stamp, PartBank.load(path))
     return cached[1]
 
 
-_PACKAGED_CACHE: dict[tuple[str, str], tuple[tuple, PartBank]] = {}  # (name, file) -> (file stamps, bank)
+_STAMPED: dict[str, tuple[tuple, PartBank]] = {}  # resolved file -> (file stamps, bank)

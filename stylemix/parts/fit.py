@@ -17,7 +17,17 @@ from stylemix.parts.cues import image_cues, signature_latents
 from stylemix.parts.descriptors import class_rates, descriptors, fit_pca, merge_prototypes, nearest, positions, raw_cues
 from stylemix.parts.sheets import class_sheets, foreground_sheet
 
-__all__ = ["BankSamples", "bank_image", "collect", "discover", "fit", "regroup"]
+__all__ = ["FIT_SEEDS", "FLOW_SEEDS", "MIN_FLOW_SEEDS", "BankSamples", "bank_image", "collect", "discover", "fit",
+           "fit_flow_bank", "regroup"]
+
+# The bank a generator gets without a separate step (``export`` with ``parts="auto"``, ``parts="fit"``): fitted
+# with the default :class:`PartSettings` on FLOW_SEEDS images (the fine foreground needs about 200 to be stable;
+# docs/parts.md). An export fits on its first FLOW_SEEDS seeds, on at least MIN_FLOW_SEEDS (a bank of 100
+# images still beats the per-image consensus, by less); ``segment --parts fit`` on FIT_SEEDS, a fixed range, so
+# its bank does not depend on which seeds are segmented and is the one `stylemix discover --seeds 200-399` writes.
+FLOW_SEEDS = 200
+MIN_FLOW_SEEDS = 100
+FIT_SEEDS = range(200, 400)
 
 
 def discover(G: Any, seeds: Iterable[int], n_parts: int = 4, *, settings: PartSettings | None = None,
@@ -56,6 +66,26 @@ def discover(G: Any, seeds: Iterable[int], n_parts: int = 4, *, settings: PartSe
     return fit(samples, settings, cfg, crossovers, G)
 
 
+def fit_flow_bank(G: Any, seeds: Sequence[int], cfg: Any, cache: bool = True) -> tuple[PartBank, Any]:
+    """Fit the flow's bank of ``G`` (default :class:`PartSettings`) on ``seeds`` under the segmentation settings
+    ``cfg``, with a progress bar (on a terminal), and store it in the user's bank cache when ``cache`` (and ``G``
+    has an id). Returns the bank and its cache file (``None`` when not cached)."""
+    from tqdm import tqdm
+
+    from stylemix.parts.cache import store_bank
+    with tqdm(total=len(seeds), unit="img", desc="fit part bank", disable=None) as bar:
+        bank = discover(G, seeds, settings=PartSettings(), config=cfg, progress=lambda done, total: bar.update(1))
+    if not cache:
+        return bank, None
+    from stylemix.identity import generator_id
+    if generator_id(G) is None:
+        from stylemix.backend import warn_once
+        warn_once(f"the part bank fitted for {getattr(G, 'family', type(G).__name__)} is not cached: a generator "
+                  "that is not a torch.nn.Module has no id to find it by later (save it with PartBank.save)")
+        return bank, None
+    return bank, store_bank(bank, G)
+
+
 @dataclasses.dataclass
 class BankSamples:
     """What :func:`collect` gathers from the bank's images: per sampled pixel its cues ``F [P, C]``, ``S [P, N*D]``,
@@ -74,7 +104,8 @@ def collect(G: Any, seeds: Sequence[int], settings: PartSettings, cfg: Any, cros
             sheet_seeds: int = 16, progress: Any = None, render: Any = None) -> BankSamples:
     """Render the bank's images and sample their pixels (``settings.pixels_per_image`` each, drawn from the
     seed's own stream, so a sample never depends on the other seeds). ``render``: a stand-in for
-    :func:`bank_image` with its signature (benchmarks/parts.py passes a cached one).
+    :func:`bank_image` with its signature (benchmarks/parts.py passes a cached one); asked for the image only
+    for the first ``sheet_seeds`` seeds.
 
     On a CPU each image renders on one torch thread, images side by side on as many threads as torch had: torch's
     kernels (oneDNN's 1x1 convolutions among them) round differently with the thread count, and a bank must be
@@ -93,8 +124,11 @@ def collect(G: Any, seeds: Sequence[int], settings: PartSettings, cfg: Any, cros
         if on_cpu:
             torch.set_num_threads(1)
         with thread_limit(1):
-            rendered = ordered_map(lambda seed: render(G, seed, cfg, latents, crossovers), seeds,
-                                   threads=workers if workers > 1 else 0, queue=2 * max(workers, 1))
+            # Only the contact sheets' seeds need their image: the others skip its full-resolution synthesis (a
+            # large share of a bank image's cost at 1024 px; no byte of the bank depends on it).
+            rendered = ordered_map(lambda i: render(G, seeds[i], cfg, latents, crossovers, image=i < sheet_seeds),
+                                   range(len(seeds)), threads=workers if workers > 1 else 0,
+                                   queue=2 * max(workers, 1))
             for i, (seed, (F, S, prob, image, pos)) in enumerate(zip(seeds, rendered)):
                 pick = np.sort(mixing.stream(seed, mixing.STREAM_BANK_PIXELS).permutation(len(F))
                                [:settings.pixels_per_image])
@@ -180,15 +214,17 @@ def _prototypes(X: np.ndarray, settings: PartSettings) -> tuple[np.ndarray, np.n
     return km.cluster_centers_, np.asarray(km.labels_)
 
 
-def bank_image(G: Any, seed: int, cfg: Any, latents: np.ndarray, crossovers: Sequence[int]
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """One bank image: its cues, its consensus foreground probability ``[r, r]``, its image and positions."""
+def bank_image(G: Any, seed: int, cfg: Any, latents: np.ndarray, crossovers: Sequence[int], image: bool = True
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
+    """One bank image: its cues ``F [r*r, C]``, ``S [r*r, N*D]``, its consensus foreground probability
+    ``[r, r]``, its image ``uint8 [H, W, 3]`` (``None`` with ``image=False``, where its synthesis can be skipped:
+    :func:`stylemix.render.render_variants`) and the positions ``[r*r, 2]``."""
     from stylemix.render import render_variants, style_latents, to_uint8
     from stylemix.stages import anchor_vote, consensus_foreground, kmeans_seed
     with torch.inference_mode():
         ws_base, ws_mix, cx = style_latents(G, seed, cfg)
-        image, stack = render_variants(G, ws_base, ws_mix, cx, cfg)
-        image_u8 = to_uint8(image)[0].cpu().numpy()
+        full, stack = render_variants(G, ws_base, ws_mix, cx, cfg, with_image=image)
+        image_u8 = None if full is None else to_uint8(full)[0].cpu().numpy()
     prob, _ = consensus_foreground(stack.float().cpu().numpy(), cfg.consensus, kmeans_seed(seed),
                                    anchor_vote(cfg.foreground_rule, cfg.frame_penalty), **cfg.kmeans_options())
     base, sig = image_cues(G, ws_base, latents, crossovers, cfg)

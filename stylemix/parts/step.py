@@ -16,24 +16,65 @@ from stylemix.parts.bank import PartBank, load_bank, packaged_bank_for
 from stylemix.parts.cues import image_cues, signature_latents
 from stylemix.parts.descriptors import descriptor_classes, descriptor_foreground, foreground_map, image_descriptors
 
-__all__ = ["PartStep", "part_step"]
+__all__ = ["ForegroundBank", "PartStep", "auto_bank", "part_step"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ForegroundBank:
+    """A bank that decides only the foreground of two-way masks (``seg.parts`` stays ``None``), as ``parts="auto"``
+    uses one; what an export passes to :func:`stylemix.segment.segment_many` once it has chosen the bank.
+
+    Attributes:
+        bank: the :class:`PartBank`.
+        source: what chose it, for ``meta["parts"]["bank"]`` (``auto: default``, ``auto: cached``, ...).
+    """
+
+    bank: PartBank
+    source: str
+
+
+def auto_bank(G: Any) -> ForegroundBank | None:
+    """The bank ``parts="auto"`` takes the foreground from: the one shipped for ``G`` (:func:`packaged_bank_for`),
+    else ``G``'s bank in the user's cache (:func:`stylemix.parts.cache.cached_bank`), else ``None`` (the per-image
+    consensus)."""
+    from stylemix.parts.cache import cached_bank
+    bank = packaged_bank_for(G)
+    if bank is not None:
+        return ForegroundBank(bank, "auto: default")
+    cached = cached_bank(G)
+    return None if cached is None else ForegroundBank(cached[0], "auto: cached")
 
 
 def part_step(G: Any, parts: Any, cfg: Any) -> "PartStep | None":
     """The step for :func:`stylemix.segment.segment_many`'s ``parts`` argument, or ``None`` for none.
 
-    ``parts``: ``"auto"`` (the default) takes the foreground of two-way masks from the packaged bank of ``G`` where
-    one exists (:func:`packaged_bank_for`; ``seg.parts`` stays ``None``), else the per-image consensus; ``None``
-    or ``"none"``: the consensus always; a :class:`PartBank`, a bank file or ``"default"``: that bank's classes
-    in ``seg.parts`` and, for two-way masks, its foreground (a bank of another generator is refused).
+    ``parts``: ``"auto"`` (the default) takes the foreground of two-way masks from :func:`auto_bank` (the packaged
+    bank of ``G``, else its cached one; ``seg.parts`` stays ``None``), else the per-image consensus; ``"fit"``
+    fits ``G``'s bank on :data:`~stylemix.parts.fit.FIT_SEEDS` now, caches it and takes the foreground from it,
+    even where a packaged or cached bank exists; a :class:`ForegroundBank`: its foreground; ``None`` or
+    ``"none"``: the consensus always; a :class:`PartBank`, a bank file or ``"default"``: that bank's classes in
+    ``seg.parts`` and, for two-way masks, its foreground (a bank of another generator is refused). ``auto``,
+    ``fit`` and a :class:`ForegroundBank` apply to ``clusters = 2`` and not to ``exact`` (the reference pipeline).
     """
     if parts is None or (isinstance(parts, str) and parts == "none"):
         return None
-    if isinstance(parts, str) and parts == "auto":
-        if cfg.clusters != 2 or cfg.exact:  # the bank decides fg/bg only; the reference pipeline stays as it was
+    foreground_only = isinstance(parts, ForegroundBank) or (isinstance(parts, str) and parts in ("auto", "fit"))
+    if foreground_only and (cfg.clusters != 2 or cfg.exact):  # the bank decides fg/bg only
+        if isinstance(parts, str) and parts == "fit":
+            from stylemix.errors import StylemixError
+            raise StylemixError("parts='fit' decides two-way masks: use it with clusters = 2 and without exact")
+        return None
+    if isinstance(parts, str) and parts == "fit":
+        from stylemix.parts.fit import FIT_SEEDS, fit_flow_bank
+        from stylemix.io import compact_seeds
+        bank, _ = fit_flow_bank(G, list(FIT_SEEDS), cfg)
+        parts = ForegroundBank(bank, f"fit: seeds {compact_seeds(list(FIT_SEEDS))}")
+    elif isinstance(parts, str) and parts == "auto":
+        parts = auto_bank(G)
+        if parts is None:
             return None
-        bank = packaged_bank_for(G)
-        return None if bank is None else PartStep(G, bank, cfg, foreground_only=True, source="auto: default")
+    if isinstance(parts, ForegroundBank):
+        return PartStep(G, parts.bank, cfg, foreground_only=True, source=parts.source)
     return PartStep(G, parts, cfg)
 
 
