@@ -1,7 +1,7 @@
 """Downstream: from a generator to a segmenter for real photos, with no label.
 
     python benchmarks/downstream.py                                   # the default run (about an hour on 2 cores)
-    python benchmarks/downstream.py --seeds 0-199 --epochs 8 --work out-downstream-200 --out /tmp/d200.json
+    python benchmarks/downstream.py --limit 400 --epochs 6 --out /tmp/d400.json     # the same export, 400 images
     python benchmarks/downstream.py --seeds 0-5 --size 64 --epochs 1 --rows stylemix,consensus --work /tmp/dw
 
 The chain, one stage after the other, each resumable (a killed run picks up where it stopped when rerun with the
@@ -799,16 +799,21 @@ def config_key(**parts: Any) -> str:
 
 
 def run(*, seeds: str, work: Path, real_dir: Path, out: Path, rows: Sequence[str], cfg: TrainConfig, val: int,
-        ignore_px: int, margin_quantile: float, network: str | None, threads: int, device: str, cache: Path,
+        limit: int | None = None, ignore_px: int, margin_quantile: float, network: str | None, threads: int, device: str, cache: Path,
         predictions: Path | None, command: str, quiet: bool = False) -> dict[str, Any]:
-    """Run every stage (skipping what ``work`` already holds) and write the report, the sheet and predictions."""
+    """Run every stage (skipping what ``work`` already holds) and write the report, the sheet and predictions.
+
+    ``seeds`` are exported; the first ``limit`` of them (all by default) are trained on, the last ``val`` of those
+    held out. So one export serves runs of several sizes.
+    """
     t_start = time.perf_counter()
     unknown = [r for r in rows if r not in ROWS]
     if unknown:
         raise StylemixError(f"unknown row(s) {', '.join(unknown)}; choose from {', '.join(ROWS)}")
     seed_list = io.parse_seeds(seeds)
-    if len(seed_list) < val + 2:
-        raise StylemixError(f"{len(seed_list)} seed(s) leave nothing to train on with --val {val}")
+    used = seed_list[:limit] if limit else seed_list
+    if len(used) < val + 2:
+        raise StylemixError(f"{len(used)} seed(s) leave nothing to train on with --val {val}")
     if cfg.model not in MODELS:
         raise StylemixError(f"unknown model {cfg.model!r}; choose from {', '.join(MODELS)}")
     real = load_real(real_dir)  # first, so a bad folder fails before an hour of work
@@ -829,27 +834,28 @@ def run(*, seeds: str, work: Path, real_dir: Path, out: Path, rows: Sequence[str
     arrays: dict[str, dict[str, np.ndarray]] = {}
     for name in sorted(needed, key=list(EXPORTS).index):
         arrays[name] = load_arrays(work / f"export-{name}", seed_list, cfg.size,
-                                   work / "cache" / f"{name}-{cfg.size}.npz", with_images=name == "stylemix",
+                                   work / "cache" / f"{name}-{cfg.size}-{config_key(seeds=seeds)}.npz", with_images=name == "stylemix",
                                    quiet=quiet)
     if "consensus" in arrays and not np.array_equal(arrays["consensus"]["image_sha256"],
                                                     arrays["stylemix"]["image_sha256"]):
         raise StylemixError("the two exports hold different images for the same seeds; the rows would not compare")
+    arrays = {name: {k: v[:len(used)] for k, v in a.items()} for name, a in arrays.items()}
     stages["arrays_s"] = round(time.perf_counter() - t, 1)
 
     # 3. teacher labels
     teacher = None
     if "teacher" in rows:
         t = time.perf_counter()
-        path = work / "cache" / f"teacher-{cfg.size}.npz"
+        path = work / "cache" / f"teacher-{cfg.size}-{config_key(seeds=used)}.npz"
         if path.is_file():
             teacher = np.load(path)["labels"]
         else:
-            teacher = teacher_labels(work / "export-stylemix", seed_list, cfg.size, cache, dev, quiet=quiet)
+            teacher = teacher_labels(work / "export-stylemix", used, cfg.size, cache, dev, quiet=quiet)
             save_npz(path, labels=teacher)
         stages["teacher_s"] = round(time.perf_counter() - t, 1)
 
     # 4. training: the same seeds, steps and augmentation for every row
-    n_train = len(seed_list) - val
+    n_train = len(used) - val
     steps = max(1, round(cfg.epochs * n_train / cfg.batch))
     report_rows: dict[str, Any] = {}
     models: dict[str, nn.Module] = {}
@@ -874,7 +880,7 @@ def run(*, seeds: str, work: Path, real_dir: Path, out: Path, rows: Sequence[str
         (work / "weights").mkdir(exist_ok=True)
         for row in trained:
             labels, keep, what = label_sets[row]
-            key = config_key(seeds=seeds, val=val, cfg=dataclasses.asdict(cfg), what=what, steps=steps,
+            key = config_key(seeds=io.compact_seeds(used), val=val, cfg=dataclasses.asdict(cfg), what=what, steps=steps,
                              network=network)
             weights = work / "weights" / f"{row}.pt"
             meta_path = weights.with_suffix(".json")
@@ -941,6 +947,7 @@ def run(*, seeds: str, work: Path, real_dir: Path, out: Path, rows: Sequence[str
         "device": device,
         "network": network or "mobilestylegan-ffhq",
         "seeds": seeds,
+        "limit": limit,
         "train_seeds": n_train,
         "held_out_seeds": val,
         "train_config": dataclasses.asdict(cfg),
@@ -962,6 +969,8 @@ def run(*, seeds: str, work: Path, real_dir: Path, out: Path, rows: Sequence[str
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.option("--network", default=None, help="Generator file or registered name (default: the default generator).")
 @click.option("--seeds", default="0-999", help="Seeds to export and train on; the last --val are held out.")
+@click.option("--limit", type=int, default=None,
+              help="Train on the first LIMIT seeds only (the last --val of them held out); the export stays whole.")
 @click.option("--val", type=int, default=50, help="Seeds held out (the last of --seeds) for the generated-image check.")
 @click.option("--rows", default=",".join(ROWS), help=f"Comma-separated rows to run, from: {', '.join(ROWS)}.")
 @click.option("--model", type=click.Choice(sorted(MODELS)), default="lraspp", help="Segmenter trained from scratch.")
@@ -987,7 +996,7 @@ def run(*, seeds: str, work: Path, real_dir: Path, out: Path, rows: Sequence[str
 @click.option("--threads", type=int, default=2, help="torch threads here and in the export.")
 @click.option("--device", default="cpu", help="torch device for the export, the teacher and training (cpu, cuda).")
 @click.option("--quiet", is_flag=True, help="No progress lines.")
-def main(network: str | None, seeds: str, val: int, rows: str, model: str, size: int, epochs: float, batch: int,
+def main(network: str | None, seeds: str, limit: int | None, val: int, rows: str, model: str, size: int, epochs: float, batch: int,
          lr: float, seed: int, ignore_px: int, margin_quantile: float, real_dir: str, work: str, out: str,
          predictions: str | None, cache: str, threads: int, device: str, quiet: bool) -> None:
     """Export, train from scratch per label source, score on real photos; print a table, write JSON + a sheet.
@@ -995,7 +1004,7 @@ def main(network: str | None, seeds: str, val: int, rows: str, model: str, size:
     \b
     Examples:
       python benchmarks/downstream.py
-      python benchmarks/downstream.py --seeds 0-199 --epochs 8 --work out-d200 --out /tmp/d200.json
+      python benchmarks/downstream.py --limit 400 --epochs 6 --out /tmp/d400.json
       python benchmarks/downstream.py --device cuda --seeds 0-4999 --size 256 --epochs 20
     """
     try:
@@ -1007,7 +1016,7 @@ def main(network: str | None, seeds: str, val: int, rows: str, model: str, size:
         torch.set_num_threads(threads)
         cfg = TrainConfig(model=model, size=size, epochs=epochs, batch=batch, lr=lr, seed=seed)
         report = run(seeds=seeds, work=Path(work), real_dir=Path(real_dir), out=Path(out),
-                     rows=[r.strip() for r in rows.split(",") if r.strip()], cfg=cfg, val=val, ignore_px=ignore_px,
+                     rows=[r.strip() for r in rows.split(",") if r.strip()], cfg=cfg, val=val, limit=limit, ignore_px=ignore_px,
                      margin_quantile=margin_quantile, network=network, threads=threads, device=device,
                      cache=Path(cache), predictions=Path(predictions) if predictions else None,
                      command=shlex.join(["python", *sys.argv]), quiet=quiet)

@@ -77,8 +77,9 @@ def test_bad_real_folder_is_one_line(tmp_path):
         downstream.load_real(tmp_path)
 
 
-def test_teacher_loads_strictly(tmp_path):
-    """The re-declared face parser takes every tensor of the checkpoint (strict) and parses a real photo."""
+def test_teacher_reproduces_the_real_face_sets_parts(tmp_path):
+    """The re-declared face parser takes every tensor of the checkpoint (strict) and gives, with the set's own
+    protocol (main head at 512 px, 2 x 2 mean-pooled logits, argmax), exactly the set's ``_parts``."""
     if not (downstream.DEFAULT_CACHE / downstream.TEACHER_ARCHIVE).is_file():
         pytest.skip(f"{downstream.TEACHER_ARCHIVE} is not in {downstream.DEFAULT_CACHE} (the benchmark downloads it)")
     shared = downstream.DEFAULT_REAL
@@ -88,10 +89,9 @@ def test_teacher_loads_strictly(tmp_path):
     name = "facerec-biden-0"
     img = io.read_png(shared / f"{name}_img512.png")
     with torch.inference_mode():
-        parts = net(downstream.normalise(torch.from_numpy(img[None]))).argmax(1)[0].numpy()
-    fg = downstream.area_mask(parts != 0, 256)
-    truth = io.read_png(shared / f"{name}_mask.png") > 127
-    assert metrics.mask_scores(fg, truth)["fg_iou"] > 0.97  # the set's _mask is this network's output
+        logits = net(downstream.normalise(torch.from_numpy(img[None])))
+    parts = torch.nn.functional.avg_pool2d(logits, 2).argmax(1)[0].numpy()
+    assert np.array_equal(parts, io.read_png(shared / f"{name}_parts.png"))
 
 
 @pytest.fixture
@@ -119,7 +119,7 @@ def test_whole_chain_on_a_handful_of_seeds(tmp_path: Path, two_photos: Path, one
     report = downstream.run(**kwargs)
 
     written = json.loads((tmp_path / "res.json").read_text())
-    assert list(written["rows"]) == rows
+    assert sorted(written["rows"]) == sorted(rows)
     assert (tmp_path / "res.png").is_file() and (tmp_path / "work" / "weights" / "stylemix.pt").is_file()
     for row in rows:
         for name in ("facerec-biden-0", "facexlib-test2-0"):
