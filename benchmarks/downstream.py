@@ -157,11 +157,12 @@ def manifest_count(outdir: Path) -> int:
 
 
 def run_export(outdir: Path, seeds: str, parts: str, *, network: str | None, threads: int, device: str,
-               quiet: bool = False) -> float:
+               quiet: bool = False) -> float | None:
     """``stylemix export --format png --resume`` of ``seeds`` into ``outdir`` with ``--parts parts``.
 
     Runs the CLI in a child process (so the benchmark measures what a user runs) and prints progress lines from
-    the manifest, which the export appends to as each seed commits. Returns the seconds it took.
+    the manifest, which the export appends to as each seed commits. Returns the seconds it took, ``None`` when
+    ``outdir`` already held the finished export.
 
     Raises:
         StylemixError: the export failed (its last error line).
@@ -169,7 +170,7 @@ def run_export(outdir: Path, seeds: str, parts: str, *, network: str | None, thr
     n = len(io.parse_seeds(seeds))
     card = io_json(outdir / "dataset.json")
     if card and card.get("complete"):
-        return 0.0
+        return None
     cmd = [sys.executable, "-m", "stylemix.cli", "export", "--seeds", seeds, "--format", "png", "--outdir",
            os.fspath(outdir), "--resume", "--parts", parts, "--device", device]
     if network:
@@ -184,10 +185,15 @@ def run_export(outdir: Path, seeds: str, parts: str, *, network: str | None, thr
     reader = threading.Thread(target=lambda: errors.extend(proc.stderr or ()), daemon=True)
     reader.start()
     progress.begin(manifest_count(outdir) if outdir.is_dir() else 0)
-    while proc.poll() is None:
-        time.sleep(2.0)
-        if outdir.is_dir():
-            progress.update(manifest_count(outdir))
+    try:
+        while proc.poll() is None:
+            time.sleep(2.0)
+            if outdir.is_dir():
+                progress.update(manifest_count(outdir))
+    finally:  # an interrupted benchmark stops its export too (a rerun resumes it)
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait()
     reader.join()
     out = proc.stdout.read() if proc.stdout else ""
     if proc.returncode != 0:
@@ -819,7 +825,7 @@ def run(*, seeds: str, work: Path, real_dir: Path, out: Path, rows: Sequence[str
     real = load_real(real_dir)  # first, so a bad folder fails before an hour of work
     dev = torch.device(device)
     work.mkdir(parents=True, exist_ok=True)
-    stages: dict[str, float] = {}
+    stages: dict[str, float | None] = {}
     trained = [r for r in rows if r in TRAINED]
 
     # 1. exports
@@ -827,7 +833,7 @@ def run(*, seeds: str, work: Path, real_dir: Path, out: Path, rows: Sequence[str
     for name in sorted(needed, key=list(EXPORTS).index):
         t = run_export(work / f"export-{name}", seeds, EXPORTS[name], network=network, threads=threads,
                        device=device, quiet=quiet)
-        stages[f"export_{name}_s"] = round(t, 1)
+        stages[f"export_{name}_s"] = None if t is None else round(t, 1)  # None: finished by an earlier run
 
     # 2. arrays at the training size
     t = time.perf_counter()
