@@ -805,8 +805,8 @@ def config_key(**parts: Any) -> str:
 
 
 def run(*, seeds: str, work: Path, real_dir: Path, out: Path, rows: Sequence[str], cfg: TrainConfig, val: int,
-        limit: int | None = None, ignore_px: int, margin_quantile: float, network: str | None, threads: int, device: str, cache: Path,
-        predictions: Path | None, command: str, quiet: bool = False) -> dict[str, Any]:
+        limit: int | None = None, ignore_px: int, margin_quantile: float, network: str | None, threads: int,
+        device: str, cache: Path, predictions: Path | None, command: str, quiet: bool = False) -> dict[str, Any]:
     """Run every stage (skipping what ``work`` already holds) and write the report, the sheet and predictions.
 
     ``seeds`` are exported; the first ``limit`` of them (all by default) are trained on, the last ``val`` of those
@@ -840,13 +840,22 @@ def run(*, seeds: str, work: Path, real_dir: Path, out: Path, rows: Sequence[str
     arrays: dict[str, dict[str, np.ndarray]] = {}
     for name in sorted(needed, key=list(EXPORTS).index):
         arrays[name] = load_arrays(work / f"export-{name}", seed_list, cfg.size,
-                                   work / "cache" / f"{name}-{cfg.size}-{config_key(seeds=seeds)}.npz", with_images=name == "stylemix",
+                                   work / "cache" / f"{name}-{cfg.size}-{config_key(seeds=seeds)}.npz",
+                                   with_images=name == "stylemix",
                                    quiet=quiet)
     if "consensus" in arrays and not np.array_equal(arrays["consensus"]["image_sha256"],
                                                     arrays["stylemix"]["image_sha256"]):
         raise StylemixError("the two exports hold different images for the same seeds; the rows would not compare")
     arrays = {name: {k: v[:len(used)] for k, v in a.items()} for name, a in arrays.items()}
     stages["arrays_s"] = round(time.perf_counter() - t, 1)
+    # Where the default export's foreground came from: the card names the part bank when one decided it; without
+    # a bank that matches the generator, --parts auto falls back to the consensus and the two rows share labels.
+    bank = (io_json(work / "export-stylemix" / "dataset.json") or {}).get("foreground_bank") if arrays else None
+    same_labels = "consensus" in arrays and np.array_equal(arrays["consensus"]["labels"], arrays["stylemix"]["labels"])
+    if arrays and bank is None:
+        say("[warning] the default export's masks come from the per-image consensus: no part bank shipped with "
+            "stylemix matches this generator's weights" + ("; the stylemix and consensus rows have the same labels"
+                                                           if same_labels else ""))
 
     # 3. teacher labels
     teacher = None
@@ -964,6 +973,8 @@ def run(*, seeds: str, work: Path, real_dir: Path, out: Path, rows: Sequence[str
                              "photos"},
         "paper_table3_miou_other_protocol": PAPER_TABLE3,
         "stages_s": stages,
+        "default_export_foreground_bank": bank,
+        "stylemix_labels_equal_consensus": same_labels if arrays else None,
         "rows": report_rows,
         "sheet": sheet_path.name if preds else None,
         "elapsed_s": round(time.perf_counter() - t_start, 1),
@@ -1002,9 +1013,9 @@ def run(*, seeds: str, work: Path, real_dir: Path, out: Path, rows: Sequence[str
 @click.option("--threads", type=int, default=2, help="torch threads here and in the export.")
 @click.option("--device", default="cpu", help="torch device for the export, the teacher and training (cpu, cuda).")
 @click.option("--quiet", is_flag=True, help="No progress lines.")
-def main(network: str | None, seeds: str, limit: int | None, val: int, rows: str, model: str, size: int, epochs: float, batch: int,
-         lr: float, seed: int, ignore_px: int, margin_quantile: float, real_dir: str, work: str, out: str,
-         predictions: str | None, cache: str, threads: int, device: str, quiet: bool) -> None:
+def main(network: str | None, seeds: str, limit: int | None, val: int, rows: str, model: str, size: int,
+         epochs: float, batch: int, lr: float, seed: int, ignore_px: int, margin_quantile: float, real_dir: str,
+         work: str, out: str, predictions: str | None, cache: str, threads: int, device: str, quiet: bool) -> None:
     """Export, train from scratch per label source, score on real photos; print a table, write JSON + a sheet.
 
     \b
@@ -1022,7 +1033,8 @@ def main(network: str | None, seeds: str, limit: int | None, val: int, rows: str
         torch.set_num_threads(threads)
         cfg = TrainConfig(model=model, size=size, epochs=epochs, batch=batch, lr=lr, seed=seed)
         report = run(seeds=seeds, work=Path(work), real_dir=Path(real_dir), out=Path(out),
-                     rows=[r.strip() for r in rows.split(",") if r.strip()], cfg=cfg, val=val, limit=limit, ignore_px=ignore_px,
+                     rows=[r.strip() for r in rows.split(",") if r.strip()], cfg=cfg, val=val, limit=limit,
+                     ignore_px=ignore_px,
                      margin_quantile=margin_quantile, network=network, threads=threads, device=device,
                      cache=Path(cache), predictions=Path(predictions) if predictions else None,
                      command=shlex.join(["python", *sys.argv]), quiet=quiet)
