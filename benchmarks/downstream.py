@@ -1,8 +1,8 @@
 """Downstream: from a generator to a segmenter for real photos, with no label.
 
-    python benchmarks/downstream.py                                   # the default run (about an hour on 2 cores)
+    python benchmarks/downstream.py                                   # the default run (sized for ~1 h on 2 cores)
     python benchmarks/downstream.py --limit 400 --epochs 6 --out /tmp/d400.json     # the same export, 400 images
-    python benchmarks/downstream.py --seeds 0-5 --size 64 --epochs 1 --rows stylemix,consensus --work /tmp/dw
+    python benchmarks/downstream.py --seeds 0-5 --val 1 --size 64 --epochs 1 --rows stylemix,consensus --work /tmp/dw
 
 The chain, one stage after the other, each resumable (a killed run picks up where it stopped when rerun with the
 same ``--work``):
@@ -18,8 +18,9 @@ same ``--work``):
    set's ``_mask`` and of the network-free paper's Table 3;
 4. **train**: one segmenter per label row, from scratch, the same images, seeds, augmentation, optimiser and number
    of steps, so only the labels differ; the last ``--val`` seeds are held out. Batch-norm statistics are
-   recomputed over training images before evaluation (a network trained from scratch for a few epochs carries
-   running statistics that lag its weights; the JSON reports held-out scores with and without the recompute);
+   recomputed over training images before evaluation (torchvision's MobileNetV3 uses a BN momentum of 0.01, so
+   after a few hundred steps from scratch its running statistics still describe the early weights; the JSON
+   reports held-out scores with and without the recompute);
 5. **score**: each model on the real photos (``--real``), against ``_mask`` (BiSeNet foreground, the main truth)
    and ``_person`` (MediaPipe), over the ``_valid`` region only: fg IoU, bg IoU, their mean (mIoU) and the trimap
    IoU (:mod:`stylemix.metrics`), per photo and the mean over photos.
