@@ -852,7 +852,8 @@ def run(*, seeds: str, work: Path, real_dir: Path, out: Path, rows: Sequence[str
     # Where the default export's foreground came from: the card names the part bank when one decided it; without
     # a bank that matches the generator, --parts auto falls back to the consensus and the two rows share labels.
     bank = (io_json(work / "export-stylemix" / "dataset.json") or {}).get("foreground_bank") if arrays else None
-    same_labels = "consensus" in arrays and np.array_equal(arrays["consensus"]["labels"], arrays["stylemix"]["labels"])
+    same_labels = (np.array_equal(arrays["consensus"]["labels"], arrays["stylemix"]["labels"])
+                   if "consensus" in arrays else None)
     if arrays and bank is None:
         say("[warning] the default export's masks come from the per-image consensus: no part bank shipped with "
             "stylemix matches this generator's weights" + ("; the stylemix and consensus rows have the same labels"
@@ -975,7 +976,7 @@ def run(*, seeds: str, work: Path, real_dir: Path, out: Path, rows: Sequence[str
         "paper_table3_miou_other_protocol": PAPER_TABLE3,
         "stages_s": stages,
         "default_export_foreground_bank": bank,
-        "stylemix_labels_equal_consensus": same_labels if arrays else None,
+        "stylemix_labels_equal_consensus": same_labels,
         "rows": report_rows,
         "sheet": sheet_path.name if preds else None,
         "elapsed_s": round(time.perf_counter() - t_start, 1),
