@@ -1,0 +1,144 @@
+"""benchmarks/downstream.py: the whole chain (export, train from scratch, score on real photos) on a handful of
+seeds, and its scoring and label helpers on known values."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import downstream  # noqa: E402
+
+from stylemix import io, metrics  # noqa: E402
+
+
+def test_valid_scores_match_mask_scores_when_every_pixel_is_valid():
+    rng = np.random.default_rng(0)
+    gt = np.zeros((40, 40), bool)
+    gt[8:30, 10:28] = True
+    pred = gt ^ (rng.random(gt.shape) < 0.05)
+    assert downstream.valid_scores(pred, gt, np.ones_like(gt)) == pytest.approx(metrics.mask_scores(pred, gt))
+
+
+def test_valid_scores_leave_out_the_padding():
+    gt = np.zeros((20, 20), bool)
+    gt[5:15, 5:15] = True
+    pred = gt.copy()
+    pred[:, :3] = True  # wrong only in the first three columns
+    valid = np.ones_like(gt)
+    valid[:, :3] = False
+    assert downstream.valid_scores(pred, gt, valid)["miou"] == 1.0
+    assert downstream.valid_scores(pred, gt, np.ones_like(gt))["miou"] < 1.0
+
+
+def test_ignore_band_marks_the_boundary_only():
+    labels = np.zeros((1, 32, 32), np.uint8)
+    labels[0, 8:24, 8:24] = 1
+    out = downstream.ignore_band(labels, 2)
+    assert out[0, 16, 16] == 1 and out[0, 0, 0] == 0
+    assert out[0, 8, 16] == downstream.IGNORE and out[0, 6, 16] == downstream.IGNORE
+    assert (out != downstream.IGNORE).sum() > 0.5 * out.size
+
+
+def test_augment_keeps_ignored_labels_and_shapes():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(3, 3, 32, 32)
+    y = torch.zeros(3, 32, 32, dtype=torch.long)
+    y[:, 10:20, 10:20] = 1
+    y[:, 0, :] = downstream.IGNORE
+    xa, ya = downstream.augment(x, y, gen)
+    assert xa.shape == x.shape and ya.shape == y.shape
+    assert 0 <= float(xa.min()) and float(xa.max()) <= 1
+    assert set(np.unique(ya.numpy())) <= {0, 1, downstream.IGNORE}
+
+
+def test_progress_writes_whole_lines(capsys):
+    p = downstream.Progress("stage", 4, "seeds", every=1e9)
+    p.begin(1)
+    p.update(2)
+    p.update(4)
+    p.update(4)
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == "[stage] 1/4 seeds already done"
+    assert len(err) == 2 and err[1].startswith("[stage] 4/4 seeds (")
+
+
+def test_bad_real_folder_is_one_line(tmp_path):
+    with pytest.raises(downstream.StylemixError, match="does not exist"):
+        downstream.load_real(tmp_path / "nope")
+    (tmp_path / "a_img.png").write_bytes(b"")
+    with pytest.raises(downstream.StylemixError, match="lacks a_mask.png"):
+        downstream.load_real(tmp_path)
+
+
+def test_teacher_reproduces_the_real_face_sets_parts(tmp_path):
+    """The re-declared face parser takes every tensor of the checkpoint (strict) and gives, with the set's own
+    protocol (main head at 512 px, 2 x 2 mean-pooled logits, argmax), exactly the set's ``_parts``."""
+    if not (downstream.DEFAULT_CACHE / downstream.TEACHER_ARCHIVE).is_file():
+        pytest.skip(f"{downstream.TEACHER_ARCHIVE} is not in {downstream.DEFAULT_CACHE} (the benchmark downloads it)")
+    shared = downstream.DEFAULT_REAL
+    if not shared.is_dir():
+        pytest.skip("no shared real-face set")
+    net = downstream.load_teacher(downstream.DEFAULT_CACHE, torch.device("cpu"))
+    name = "facerec-biden-0"
+    img = io.read_png(shared / f"{name}_img512.png")
+    with torch.inference_mode():
+        logits = net(downstream.normalise(torch.from_numpy(img[None])))
+    parts = torch.nn.functional.avg_pool2d(logits, 2).argmax(1)[0].numpy()
+    assert np.array_equal(parts, io.read_png(shared / f"{name}_parts.png"))
+
+
+@pytest.fixture
+def two_photos(tmp_path: Path) -> Path:
+    shared = downstream.DEFAULT_REAL
+    if not shared.is_dir():
+        pytest.skip("no shared real-face set")
+    real = tmp_path / "real"
+    real.mkdir()
+    for name in ("facerec-biden-0", "facexlib-test2-0"):
+        for kind in ("img", "mask", "person", "valid"):
+            shutil.copy(shared / f"{name}_{kind}.png", real / f"{name}_{kind}.png")
+    return real
+
+
+def test_whole_chain_on_a_handful_of_seeds(tmp_path: Path, two_photos: Path, one_thread):
+    """Export 5 seeds twice, train every label row at 64 px, score on two real photos; then resume from the cache."""
+    rows = ["stylemix", "consensus", "ignore_band", "min_margin", "mediapipe"]
+    if (downstream.DEFAULT_CACHE / downstream.TEACHER_ARCHIVE).is_file():
+        rows.insert(2, "teacher")
+    cfg = downstream.TrainConfig(model="lraspp", size=64, epochs=40, batch=4, seed=0, bn_batches=2)
+    kwargs = dict(seeds="0-4", work=tmp_path / "work", real_dir=two_photos, out=tmp_path / "res.json", rows=rows,
+                  cfg=cfg, val=1, ignore_px=1, margin_quantile=0.25, network=None, threads=1, device="cpu",
+                  cache=downstream.DEFAULT_CACHE, predictions=tmp_path / "pred", command="test", quiet=True)
+    report = downstream.run(**kwargs)
+
+    written = json.loads((tmp_path / "res.json").read_text())
+    assert sorted(written["rows"]) == sorted(rows)
+    assert (tmp_path / "res.png").is_file() and (tmp_path / "work" / "weights" / "stylemix.pt").is_file()
+    for row in rows:
+        for name in ("facerec-biden-0", "facexlib-test2-0"):
+            pred = io.read_png(tmp_path / "pred" / row / f"{name}_pred.png")
+            assert pred.shape == (256, 256) and set(np.unique(pred)) <= {0, 255}
+    # An empty mask scores a foreground IoU of 0 and a full one a background IoU of 0: the chain has to learn
+    # something to beat both.
+    scores = report["rows"]["stylemix"]["real"]["vs_mask"]["mean"]
+    print({k: round(v, 3) for k, v in scores.items()})
+    assert scores["fg_iou"] > 0.2 and scores["bg_iou"] > 0.2
+    assert report["rows"]["min_margin"]["train"]["images"] == 3  # the lowest quarter of 4 training seeds left out
+    assert report["rows"]["mediapipe"]["real"]["vs_mask"]["mean"]["miou"] > 0.8
+
+    again = downstream.run(**kwargs)  # everything cached: the same scores, no training
+    assert again["rows"]["stylemix"]["real"] == report["rows"]["stylemix"]["real"]
+
+
+def test_unknown_row_is_refused(tmp_path: Path, two_photos: Path):
+    with pytest.raises(downstream.StylemixError, match="unknown row"):
+        downstream.run(seeds="0-4", work=tmp_path, real_dir=two_photos, out=tmp_path / "r.json", rows=["nope"],
+                       cfg=downstream.TrainConfig(), val=1, ignore_px=1, margin_quantile=0.2, network=None,
+                       threads=1, device="cpu", cache=tmp_path, predictions=None, command="")
