@@ -280,6 +280,5 @@ def foreground_bank(mode: str, G: Any, seeds: Sequence[int], cfg: Any, rows: boo
 def bank_files(bank: Any) -> dict[str, bytes]:
     """``bank`` as an export stores it: ``parts.parts`` (the bank file; its sha256 is in the digest),
     ``parts.classes.csv`` (the class table) and, right after fitting, ``parts.classNN.png`` (contact sheets)."""
-    import tempfile
-    with tempfile.TemporaryDirectory() as tmp:
-        return {p.name: p.read_bytes() for p in bank.save(Path(tmp) / BANK)}
+    from stylemix.parts.bank import saved_bytes
+    return saved_bytes(bank, BANK)

@@ -18,7 +18,7 @@ from stylemix.parts.descriptors import class_rates
 
 __all__ = ["FOREGROUND_MODES", "FORMAT", "FORMAT_VERSION", "PACKAGED", "PACKAGED_FOR", "PART_CHOICES", "PartBank",
            "PartSettings", "load_bank", "load_stamped", "packaged_bank_for", "read_table", "resolve_bank_path",
-           "round_half", "settings_dict", "sheet_path", "table_csv", "table_path"]
+           "round_half", "saved_bytes", "settings_dict", "sheet_path", "table_csv", "table_path"]
 
 FORMAT = "stylemix-partbank"
 FORMAT_VERSION = 2  # 2: the fine foreground prototypes (version 1 banks load, their foreground stays by class)
@@ -269,6 +269,14 @@ def settings_dict(s: PartSettings) -> dict[str, Any]:
     d = dataclasses.asdict(s)
     d["crossovers"] = list(s.crossovers)
     return d
+
+
+def saved_bytes(bank: PartBank, name: str, sheets: bool = True) -> dict[str, bytes]:
+    """``{file name: bytes}`` of what :meth:`PartBank.save` writes for a bank file called ``name`` (the bank, its
+    class table and, with ``sheets``, the contact sheets it holds), without leaving a file behind."""
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        return {p.name: p.read_bytes() for p in bank.save(Path(tmp) / name, sheets=sheets)}
 
 
 def table_path(path: str | os.PathLike) -> Path:

@@ -14,13 +14,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from stylemix.parts.bank import PartBank, PartSettings, settings_dict, table_path
+from stylemix.parts.bank import PartBank, PartSettings, saved_bytes, settings_dict, table_path
 
-__all__ = ["CACHE_ENV", "bank_bytes", "cache_dir", "cached_bank", "cached_bank_path", "settings_key", "store_bank"]
+__all__ = ["CACHE_ENV", "cache_dir", "cached_bank", "cached_bank_path", "settings_key", "store_bank"]
 
 CACHE_ENV = "STYLEMIX_CACHE"  # the environment variable that moves the cache folder
 
@@ -81,14 +80,6 @@ def cached_bank(G: Any, settings: PartSettings | None = None) -> tuple[PartBank,
     return bank, path
 
 
-def bank_bytes(bank: PartBank) -> dict[str, bytes]:
-    """``{"bank": the .parts file's bytes, "table": the .classes.csv's}`` of ``bank`` (no contact sheets)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "bank.parts"
-        bank.save(path, sheets=False)
-        return {"bank": path.read_bytes(), "table": table_path(path).read_bytes()}
-
-
 def store_bank(bank: PartBank, G: Any) -> Path | None:
     """Put ``bank`` (fitted on ``G``) in the cache under its settings; returns its file, or ``None`` for a generator
     without an id (never cached).
@@ -102,11 +93,11 @@ def store_bank(bank: PartBank, G: Any) -> Path | None:
     path = cached_bank_path(G, bank.settings)
     if path is None:
         return None
-    data = bank_bytes(bank)
+    data = saved_bytes(bank, path.name, sheets=False)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(table_path(path), data["table"])
-        atomic_write_bytes(path, data["bank"])
+        atomic_write_bytes(table_path(path), data[table_path(path).name])
+        atomic_write_bytes(path, data[path.name])
     except OSError as e:
         from stylemix.backend import warn_once
         warn_once(f"the part bank could not be cached in {path.parent} ({e}); set {CACHE_ENV} to a writable folder")
