@@ -275,8 +275,17 @@ def _masks_by_seed(folder: str) -> dict[int, Path]:
 @click.option("--seeds", "--seed", "seeds", default=None,
               help="Seeds, e.g. 0-99999 (NVlabs convention; --seed is the same option). Required unless --merge.")
 @click.option("--outdir", required=True, type=click.Path(file_okay=False), help="The dataset root.")
-@click.option("--format", "fmt", type=click.Choice(("png", "coco", "yolo")), default="png",
-              help="png: images/ + masks/; coco: instances JSON with RLE; yolo: ultralytics segmentation.")
+@click.option("--format", "fmt", default="png", metavar="png|coco|yolo[,...]",
+              help="png: images/ + masks/ (class ids); coco: annotations/instances_{train,val}.json; yolo: "
+              "ultralytics segmentation. Several at once, comma-separated (png,coco,yolo): one rendering, shared "
+              "images.")
+@click.option("--size", type=int, default=None, metavar="PX",
+              help="Longer side of the written images and masks (area reduction). Default: the generator's own.")
+@click.option("--val-fraction", type=float, default=0.1,
+              help="Share of seeds in the val split (images/val, ...), chosen by a hash of each seed.")
+@click.option("--class-name", default="foreground", help="Name of the foreground class of two-way masks.")
+@click.option("--coco-masks", type=click.Choice(("polygon", "rle")), default="polygon",
+              help="COCO segmentation as polygons (detectron2/torchvision defaults read them) or exact RLE.")
 @latents_options
 @method_options
 @detector_options
@@ -342,9 +351,14 @@ def export(network: str | None, device: str, seeds: str | None, outdir: str, fmt
         counts = summary["card"]["counts"]
         click.echo(f"dataset complete: {counts['written']} images, {counts['skipped']} seeds skipped; "
                    f"{os.path.join(outdir, ex.CARD)}")
+    elif summary["shard"]:
+        index, count = summary["shard"]
+        waiting = ", ".join(f"{i}/{count}" for i in summary["waiting_shards"])
+        click.echo(f"shard {index}/{count} done; {summary['pending']} seeds of other shards ({waiting}) not written "
+                   "yet: run the remaining shards, the last one to finish merges (or, once they are written: "
+                   f"stylemix export --merge --outdir {outdir})")
     else:
-        click.echo(f"{summary['pending']} seeds are still missing (other shards); the last shard to finish merges, "
-                   f"or run: stylemix export --merge --outdir {outdir}")
+        click.echo(f"{summary['pending']} seeds not written yet: run the same command with --resume")
 
 
 # ---- end of export ------------------------------------------------------------------------------------------------
