@@ -11,6 +11,8 @@ formats, the dataset card, resume, sharding and Ray. One file per stage:
 * :mod:`~stylemix.export.store`: write each seed's files atomically, then its manifest line (the commit point);
   once every seed has a record, rebuild everything derived from many seeds, so an export killed at any moment and
   resumed ends byte-identical to an uninterrupted one. :mod:`~stylemix.export.layout` names the files.
+* :mod:`~stylemix.export.convert`: another format from a finished export's png masks, without rendering
+  (:func:`convert_export`); :mod:`~stylemix.export.progress`: the progress bar, or plain lines in a log.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 from stylemix.config import SegmentConfig
 from stylemix.errors import StylemixError
 from stylemix.export.card import generator_identity, instance_identity, settings_digest
+from stylemix.export.convert import convert_export
 from stylemix.export.distributed import SeedWorker, seed_results
 from stylemix.export.formats import Encoding, SeedResult, class_map, encode_seed, mask_palette
 from stylemix.export.layout import (ALPHA_DIR, BANK, CARD, COCO_JSON, FORMATS, LAYOUT_VERSION, MANIFEST, SPLITS,
@@ -35,7 +38,7 @@ from stylemix.export.store import (clear_export, commit_results, finalize, missi
 
 __all__ = ["ALPHA_DIR", "BANK", "CARD", "COCO_JSON", "DISCOVER_SEEDS", "DatasetSettings", "Encoding", "ExportPlan",
            "FORMATS", "LAYOUT_VERSION", "LatentsFile", "MANIFEST", "RunOptions", "SPLITS", "SeedResult", "SeedWorker",
-           "YOLO_YAML", "class_map", "clear_export", "coco_json", "commit_results", "encode_seed", "export_dataset",
+           "YOLO_YAML", "class_map", "clear_export", "coco_json", "commit_results", "convert_export", "encode_seed", "export_dataset",
            "finalize", "generator_identity", "instance_identity", "mask_palette", "missing_seeds", "open_export",
            "parse_formats", "parse_shard", "plan_export", "read_manifest", "read_records", "seed_dirs", "seed_results",
            "seed_split", "settings_digest", "shard_seeds"]
