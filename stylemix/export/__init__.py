@@ -38,10 +38,10 @@ from stylemix.export.store import (clear_export, commit_results, finalize, missi
 
 __all__ = ["ALPHA_DIR", "BANK", "CARD", "COCO_JSON", "DISCOVER_SEEDS", "DatasetSettings", "Encoding", "ExportPlan",
            "FORMATS", "LAYOUT_VERSION", "LatentsFile", "MANIFEST", "RunOptions", "SPLITS", "SeedResult", "SeedWorker",
-           "YOLO_YAML", "class_map", "clear_export", "coco_json", "commit_results", "convert_export", "encode_seed", "export_dataset",
-           "finalize", "generator_identity", "instance_identity", "mask_palette", "missing_seeds", "open_export",
-           "parse_formats", "parse_shard", "plan_export", "read_manifest", "read_records", "seed_dirs", "seed_results",
-           "seed_split", "settings_digest", "shard_seeds"]
+           "YOLO_YAML", "class_map", "clear_export", "coco_json", "commit_results", "convert_export", "encode_seed",
+           "export_dataset", "finalize", "generator_identity", "instance_identity", "mask_palette", "missing_seeds",
+           "open_export", "parse_formats", "parse_shard", "plan_export", "read_manifest", "read_records", "seed_dirs",
+           "seed_results", "seed_split", "settings_digest", "shard_seeds"]
 
 
 def export_dataset(generator: Any, seeds: Subjects, outdir: str | os.PathLike, format: str = "png",
