@@ -52,12 +52,12 @@ class Encoding:
 
     formats: tuple[str, ...]
     digest: str
-    min_margin: float = 0.0
-    alpha: bool = False
-    size: int | None = None
-    val_fraction: float = 0.1
-    class_name: str = "foreground"
-    coco_masks: str = "polygon"
+    min_margin: float
+    alpha: bool
+    size: int | None
+    val_fraction: float
+    class_name: str
+    coco_masks: str
 
 
 @dataclasses.dataclass
