@@ -120,6 +120,20 @@ def test_every_format_holds_the_val_split(every_format):
     assert card["classes"]["png"] == {"0": "background", "1": "blob"} and card["classes"]["yolo"] == {"0": "blob"}
 
 
+def test_ultralytics_reads_the_val_split(every_format, tmp_path):
+    import os
+    import shutil
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    os.environ.setdefault("YOLO_AUTOINSTALL", "0")
+    os.environ.setdefault("YOLO_CONFIG_DIR", str(tmp_path / "yolo-config"))
+    pytest.importorskip("ultralytics")
+    from ultralytics.data.utils import check_det_dataset
+    root = tmp_path / "DS"
+    shutil.copytree(every_format, root)  # ultralytics writes label caches into the dataset
+    data = check_det_dataset(str(root / "data.yaml"))
+    assert Path(data["val"]) == (root / "images" / "val").resolve() and data["names"] == {0: "blob"}
+
+
 def test_sharded_split_export_equals_the_single_run(tmp_path, every_format):
     out = tmp_path / "DS"
     for shard in ("1/2", "0/2"):

@@ -5,6 +5,7 @@ runs, so the result is byte-identical to exporting that format directly."""
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -14,8 +15,8 @@ from stylemix.errors import StylemixError
 from stylemix.export.card import settings_digest
 from stylemix.export.formats import Encoding, SeedLabels, SeedResult, encode_labels
 from stylemix.export.layout import ALPHA_DIR, BANK, CARD, parse_formats, seed_path
-from stylemix.export.options import RunOptions
-from stylemix.export.plan import ExportPlan
+from stylemix.export.options import DatasetSettings, RunOptions
+from stylemix.export.plan import ExportPlan, check_dataset
 from stylemix.export.store import (check_layout, commit_results, finalize, missing_seeds, open_export, read_card,
                                    read_records)
 from stylemix.io import stem
@@ -87,10 +88,6 @@ def convert_export(source: str | os.PathLike, outdir: str | os.PathLike, format:
         StylemixError: a source that is no finished export, has no png masks or cannot be converted, or the same
             folder as ``outdir``.
     """
-    import time
-
-    from stylemix.export.plan import check_dataset
-    from stylemix.export.options import DatasetSettings
     from stylemix.io import parse_seeds
     run = run or RunOptions()
     src = Path(source)
