@@ -172,8 +172,10 @@ def run_export(outdir: Path, seeds: str, parts: str, *, network: str | None, thr
     card = io_json(outdir / "dataset.json")
     if card and card.get("complete"):
         return None
+    # Native size and no val split of the export's own: one export serves runs of several --size (and the teacher
+    # parses the full-size images), and the benchmark holds out its last --val seeds itself.
     cmd = [sys.executable, "-m", "stylemix.cli", "export", "--seeds", seeds, "--format", "png", "--outdir",
-           os.fspath(outdir), "--resume", "--parts", parts, "--device", device]
+           os.fspath(outdir), "--resume", "--parts", parts, "--device", device, "--val-fraction", "0"]
     if network:
         cmd += ["--network", network]
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
@@ -279,12 +281,12 @@ def load_arrays(export: Path, seeds: Sequence[int], size: int, cache: Path, with
     progress = Progress(f"arrays {export.name}", len(seeds), "images", quiet=quiet)
     for i, s in enumerate(seeds):
         name = io.stem(s)
-        labels[i] = area_mask(read_ids(export / "masks" / f"{name}.png") == 1, size)
+        labels[i] = area_mask(read_ids(export / "masks" / "train" / f"{name}.png") == 1, size)
         if images is not None:
-            images[i] = resize_image(io.read_png(export / "images" / f"{name}.png"), size)
+            images[i] = resize_image(io.read_png(export / "images" / "train" / f"{name}.png"), size)
         progress.update(i + 1)
     data = {"labels": labels, "margins": np.array([records[s]["foreground_margin"] for s in seeds], np.float32),
-            "image_sha256": np.array([records[s]["files"][f"images/{io.stem(s)}.png"] for s in seeds])}
+            "image_sha256": np.array([records[s]["files"][f"images/train/{io.stem(s)}.png"] for s in seeds])}
     if images is not None:
         data["images"] = images
     save_npz(cache, **data)
@@ -462,7 +464,7 @@ def teacher_labels(export: Path, seeds: Sequence[int], size: int, cache: Path, d
     progress = Progress("teacher", len(seeds), "images", quiet=quiet)
     for start in range(0, len(seeds), batch):
         chunk = seeds[start:start + batch]
-        x = np.stack([np.array(Image.fromarray(io.read_png(export / "images" / f"{io.stem(s)}.png")).resize(
+        x = np.stack([np.array(Image.fromarray(io.read_png(export / "images" / "train" / f"{io.stem(s)}.png")).resize(
             (TEACHER_INPUT, TEACHER_INPUT), Image.BILINEAR)) for s in chunk])
         with torch.inference_mode():
             parts = net(normalise(torch.from_numpy(x).to(device))).argmax(1).cpu().numpy()

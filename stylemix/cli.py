@@ -275,8 +275,21 @@ def _masks_by_seed(folder: str) -> dict[int, Path]:
 @click.option("--seeds", "--seed", "seeds", default=None,
               help="Seeds, e.g. 0-99999 (NVlabs convention; --seed is the same option). Required unless --merge.")
 @click.option("--outdir", required=True, type=click.Path(file_okay=False), help="The dataset root.")
-@click.option("--format", "fmt", type=click.Choice(("png", "coco", "yolo")), default="png",
-              help="png: images/ + masks/; coco: instances JSON with RLE; yolo: ultralytics segmentation.")
+@click.option("--format", "fmt", default="png", metavar="png|coco|yolo[,...]",
+              help="png: images/ + masks/ (class ids); coco: annotations/instances_{train,val}.json; yolo: "
+              "ultralytics segmentation. Several at once, comma-separated (png,coco,yolo): one rendering, shared "
+              "images.")
+@click.option("--size", type=int, default=None, metavar="PX",
+              help="Longer side of the written images and masks (area reduction). Default: the generator's own.")
+@click.option("--val-fraction", type=float, default=0.1,
+              help="Share of seeds in the val split (images/val, ...), chosen by a hash of each seed.")
+@click.option("--class-name", default=None, help="Name of the foreground class of two-way masks (default: foreground).")
+@click.option("--coco-masks", type=click.Choice(("polygon", "rle")), default=None,
+              help="COCO segmentation as polygons (detectron2's and torchvision's defaults read them; the default) or "
+              "exact RLE.")
+@click.option("--from", "source", default=None, type=click.Path(file_okay=False), metavar="DS",
+              help="Write --format from the finished export DS (its png masks) instead of rendering: seconds. "
+              "Takes no --seeds or method options; --class-name and --coco-masks may change.")
 @latents_options
 @method_options
 @detector_options
@@ -313,9 +326,23 @@ def export(network: str | None, device: str, seeds: str | None, outdir: str, fmt
       stylemix export --seeds 0-99999 --format coco --outdir DS --shard 3/8      # one of 8 machines
       stylemix export --seeds 0-99999 --format png -k 4 --outdir DS --ray --ray-address auto
       stylemix export --seeds 0-9999 --format coco --parts default --outdir PARTS  # consistent part classes
+      stylemix export --seeds 0-999 --format png,coco,yolo --size 256 --outdir DS  # every format, one rendering
+      stylemix export --from DS --format coco --coco-masks rle --outdir DS-RLE     # re-encoded, no rendering
     """
     from stylemix import export as ex
     from stylemix.config import SegmentConfig
+    source = options.pop("source")
+    named = {k: options.pop(k) for k in ("class_name", "coco_masks")}
+    if source is not None:
+        if seeds is not None or options["ws_file"] is not None or network is not None or merge:
+            raise StylemixError("--from converts an existing export: give no --seeds, --ws, --network or --merge")
+        run = ex.RunOptions(resume=options["resume"], overwrite=options["overwrite"])
+        summary = ex.convert_export(source, outdir, fmt, named["class_name"], named["coco_masks"], run)
+        counts = summary["card"]["counts"]
+        click.echo(f"converted {summary['exported']} seeds of {source} in {summary['elapsed_s']} s "
+                   f"({summary['done']} were already done); dataset complete: {counts['written']} images, "
+                   f"{counts['skipped']} seeds skipped; {os.path.join(outdir, ex.CARD)}")
+        return
     if merge:
         card = ex.finalize(outdir)
         click.echo(f"merged {card['counts']['written']} images ({card['counts']['skipped']} seeds skipped) "
@@ -327,7 +354,7 @@ def export(network: str | None, device: str, seeds: str | None, outdir: str, fmt
     subjects = seeds if ws_file is None else ex.LatentsFile(ws_file, "z" if ws_are_z else "w", options["stream_base"])
     # The options named as the settings' fields fill them; the detector's thresholds are --det-conf, --det-iou.
     dataset = ex.DatasetSettings(**_fields(ex.DatasetSettings, options), conf=options["det_conf"],
-                                 iou=options["det_iou"])
+                                 iou=options["det_iou"], **{k: v for k, v in named.items() if v is not None})
     run = ex.RunOptions(**_fields(ex.RunOptions, options), device=_device(device))
     summary = ex.export_dataset(network or DEFAULT_GENERATOR, subjects, outdir, fmt,
                                 SegmentConfig(**method_kwargs(options)), dataset, run)
@@ -342,9 +369,14 @@ def export(network: str | None, device: str, seeds: str | None, outdir: str, fmt
         counts = summary["card"]["counts"]
         click.echo(f"dataset complete: {counts['written']} images, {counts['skipped']} seeds skipped; "
                    f"{os.path.join(outdir, ex.CARD)}")
+    elif summary["shard"]:
+        index, count = summary["shard"]
+        waiting = ", ".join(f"{i}/{count}" for i in summary["waiting_shards"])
+        click.echo(f"shard {index}/{count} done; {summary['pending']} seeds of other shards ({waiting}) not written "
+                   "yet: run the remaining shards, the last one to finish merges (or, once they are written: "
+                   f"stylemix export --merge --outdir {outdir})")
     else:
-        click.echo(f"{summary['pending']} seeds are still missing (other shards); the last shard to finish merges, "
-                   f"or run: stylemix export --merge --outdir {outdir}")
+        click.echo(f"{summary['pending']} seeds not written yet: run the same command with --resume")
 
 
 # ---- end of export ------------------------------------------------------------------------------------------------

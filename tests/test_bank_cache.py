@@ -127,7 +127,7 @@ def test_export_fits_stores_and_caches_its_bank_then_the_next_export_reuses_it(G
     seg = stylemix.segment(G, 5, **OPTIONS)
     assert seg.meta.parts["bank"] == "auto: cached"
     from PIL import Image
-    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "a" / "masks" / "seed0005.png")) > 0,
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "a" / "masks" / "train" / "seed0005.png")) > 0,
                                   seg.foreground)
     # another export of the generator takes the cached bank (no fit) and has the same digest
     ex.export_dataset(G, "0-15", tmp_path / "b", **OPTIONS)

@@ -129,14 +129,15 @@ def test_palette_png_round_trip():
 def test_png_format(reference, G):
     from PIL import Image
     root = reference["png"]
-    names = sorted(p.name for p in (root / "images").iterdir())
-    assert names == [f"seed{s:04d}.png" for s in range(6)] == sorted(p.name for p in (root / "masks").iterdir())
+    names = sorted(p.name for p in (root / "images" / "train").iterdir())
+    assert names == [f"seed{s:04d}.png" for s in range(6)]
+    assert names == sorted(p.name for p in (root / "masks" / "train").iterdir())
     for s in (0, 3):
         seg = stylemix.segment(G, s, **OPTS)
-        mask = Image.open(root / "masks" / f"seed{s:04d}.png")
+        mask = Image.open(root / "masks" / "train" / f"seed{s:04d}.png")
         assert mask.mode == "P"
         np.testing.assert_array_equal(np.array(mask), seg.foreground.astype(np.uint8))
-        np.testing.assert_array_equal(np.array(Image.open(root / "images" / f"seed{s:04d}.png")), seg.image)
+        np.testing.assert_array_equal(np.array(Image.open(root / "images" / "train" / f"seed{s:04d}.png")), seg.image)
     card = json.loads((root / "dataset.json").read_text())
     assert card["complete"] and card["seeds"] == "0-5" and card["format"] == "png"
     assert card["classes"] == {"0": "background", "1": "foreground"}
@@ -159,7 +160,7 @@ def test_png_multiclass_ranks_clusters(tmp_path):
     G = ShapesGenerator(parts=True).eval()
     ex.export_dataset(G, "0-1", tmp_path, format="png", clusters=3, **OPTS)
     seg = stylemix.segment(G, 0, clusters=3, **OPTS)
-    mask = np.array(Image.open(tmp_path / "masks" / "seed0000.png"))
+    mask = np.array(Image.open(tmp_path / "masks" / "train" / "seed0000.png"))
     assert set(np.unique(mask)) <= {0, 1, 2}
     # rank 0 is the most background-like cluster: the image border, where the shapes generator has no object
     assert mask[0, 0] == 0 and mask[0, -1] == 0
@@ -173,20 +174,18 @@ def test_png_multiclass_ranks_clusters(tmp_path):
 def test_coco_format(reference, G):
     from pycocotools.coco import COCO
     root = reference["coco"]
-    coco = COCO(str(root / "annotations" / "instances.json"))
+    coco = COCO(str(root / "annotations" / "instances_train.json"))
     assert sorted(coco.getImgIds()) == list(range(6))
     assert [c["name"] for c in coco.loadCats(coco.getCatIds())] == ["foreground"]
     for s in (0, 4):
         seg = stylemix.segment(G, s, **OPTS)
         info = coco.loadImgs(s)[0]
-        assert (root / "images" / info["file_name"]).is_file() and (info["height"], info["width"]) == (64, 64)
-        anns = coco.loadAnns(coco.getAnnIds(imgIds=s))
-        union = np.zeros((64, 64), bool)
-        for a in anns:
-            m = coco.annToMask(a).astype(bool)
-            assert a["area"] == m.sum() and a["iscrowd"] == 0
-            union |= m
-        np.testing.assert_array_equal(union, seg.foreground)
+        assert (root / "images" / "train" / info["file_name"]).is_file() and (info["height"], info["width"]) == (64, 64)
+        (ann,) = coco.loadAnns(coco.getAnnIds(imgIds=s))  # the whole foreground is one instance
+        assert isinstance(ann["segmentation"], list) and ann["iscrowd"] == 0  # polygons by default
+        assert ann["area"] == seg.foreground.sum()
+        m = coco.annToMask(ann).astype(bool)  # polygons follow the boundary pixels' centres: a little smaller
+        assert (m & seg.foreground).sum() / (m | seg.foreground).sum() > 0.85 and not (m & ~seg.foreground).any()
 
 
 def _import_ultralytics(cfg_dir: Path):
@@ -232,7 +231,7 @@ def test_detector_instances_set_classes(tmp_path):
     boxes.names = names
     for fmt in ("coco", "yolo"):
         ex.export_dataset("shapes", "0-1", tmp_path / fmt, format=fmt, detector=boxes, **OPTS)
-    doc = json.loads((tmp_path / "coco" / "annotations" / "instances.json").read_text())
+    doc = json.loads((tmp_path / "coco" / "annotations" / "instances_train.json").read_text())
     assert [c["name"] for c in doc["categories"]] == ["person", "bicycle", "dog"]
     assert {a["category_id"] for a in doc["annotations"]} == {3}
     assert "2: \"dog\"" in (tmp_path / "yolo" / "data.yaml").read_text()
@@ -267,14 +266,14 @@ def test_parts_export_holds_the_bank_classes_in_every_format(tmp_path, parts_G, 
     png = tmp_path / "png"
     for s in (0, 2):
         seg = stylemix.segment(parts_G, s, parts=parts_bank, **OPTS)
-        np.testing.assert_array_equal(np.array(Image.open(png / "masks" / f"seed{s:04d}.png")), seg.parts)
+        np.testing.assert_array_equal(np.array(Image.open(png / "masks" / "train" / f"seed{s:04d}.png")), seg.parts)
     for fmt in ex.FORMATS:
         card = json.loads((tmp_path / fmt / "dataset.json").read_text())
         assert card["classes"] == {str(i): n for i, n in enumerate(names)}
         assert card["parts"]["sha256"] == file_sha256(tmp_path / fmt / "parts.parts")
         assert [r["name"] for r in card["parts"]["classes"]] == names
         assert (tmp_path / fmt / "parts.classes.csv").is_file()
-    doc = json.loads((tmp_path / "coco" / "annotations" / "instances.json").read_text())
+    doc = json.loads((tmp_path / "coco" / "annotations" / "instances_train.json").read_text())
     assert [c["name"] for c in doc["categories"]] == names
     assert {a["category_id"] for a in doc["annotations"]} <= {1, 2, 3} and doc["annotations"]
     yaml = (tmp_path / "yolo" / "data.yaml").read_text()
@@ -294,7 +293,7 @@ def test_parts_k_fits_on_the_first_seeds_resumes_and_refuses_another_bank(tmp_pa
     # shards (each fits the same bank on the same first seeds) merge to the single run, byte for byte
     out = tmp_path / "sharded"
     ex.export_dataset(parts_G, "0-5", out, format="png", parts=settings, shard="0/2", **OPTS)
-    (out / "masks" / "seed0002.png").unlink()  # a lost file is redone on resume
+    (out / "masks" / "train" / "seed0002.png").unlink()  # a lost file is redone on resume
     ex.export_dataset(parts_G, "0-5", out, format="png", parts=settings, shard="0/2", resume=True, **OPTS)
     ex.export_dataset(parts_G, "0-5", out, format="png", parts=settings, shard="1/2", **OPTS)
     assert tree(out) == tree(ref)
@@ -354,9 +353,9 @@ def test_min_margin_skips_and_records(tmp_path, G):
     for s in low:
         assert "skipped" in records[s] and "files" not in records[s]
         assert records[s]["foreground_margin"] == margins[s]
-        assert not (tmp_path / "images" / f"seed{s:04d}.png").exists()
+        assert not (tmp_path / "images" / "train" / f"seed{s:04d}.png").exists()
     kept = sorted(set(range(6)) - set(low))
-    assert sorted(int(p.stem[4:]) for p in (tmp_path / "images").iterdir()) == kept
+    assert sorted(int(p.stem[4:]) for p in (tmp_path / "images" / "train").iterdir()) == kept
     card = json.loads((tmp_path / "dataset.json").read_text())
     assert card["counts"]["skipped"] == len(low) and card["skipped_seeds"] == compact_seeds(low)
 
@@ -468,10 +467,10 @@ def test_torn_manifest_line_and_lost_file_are_redone(tmp_path, reference):
     manifest = tmp_path / "manifest-shard0-of-2.jsonl"
     with open(manifest, "ab") as f:
         f.write(b'{"seed": 1, "dig')  # a line cut short by a kill: never acknowledged
-    (tmp_path / "masks" / "seed0002.png").unlink()  # a record whose file is gone is not done
-    (tmp_path / "images" / ".seed0004.png.x.tmp").write_bytes(b"junk")  # a killed atomic write
+    (tmp_path / "masks" / "train" / "seed0002.png").unlink()  # a record whose file is gone is not done
+    (tmp_path / "images" / "train" / ".seed0004.png.x.tmp").write_bytes(b"junk")  # a killed atomic write
     ex.export_dataset("shapes", "0-5", tmp_path, format="png", shard="0/2", resume=True, **OPTS)
-    assert (tmp_path / "masks" / "seed0002.png").exists()
+    assert (tmp_path / "masks" / "train" / "seed0002.png").exists()
     ex.export_dataset("shapes", "0-5", tmp_path, format="png", shard="1/2", **OPTS)
     assert tree(tmp_path) == tree(reference["png"])
 
@@ -483,9 +482,9 @@ def test_alpha_export_is_recorded_and_resumes_byte_identical(tmp_path):
     card = json.loads((ref / "dataset.json").read_text())
     assert card["alpha"] is True and card["complete"]
     records = ex.read_manifest(ref / "manifest.jsonl")
-    assert all(f"alpha/seed{r['seed']:04d}_alpha.png" in r["files"] for r in records)
+    assert all(f"alpha/train/seed{r['seed']:04d}_alpha.png" in r["files"] for r in records)
     seg = stylemix.segment(stylemix.load_generator("shapes"), 2, **OPTS)
-    matte = np.array(Image.open(ref / "alpha" / "seed0002_alpha.png"))
+    matte = np.array(Image.open(ref / "alpha" / "train" / "seed0002_alpha.png"))
     assert matte.dtype == np.uint8 and np.array_equal(matte >= 128, seg.foreground)
     assert 0 < ((matte > 0) & (matte < 255)).sum()  # soft at the boundary, not a copy of the mask
     # killed at points inside the alpha files' writes (3 files a seed: 10 events), then resumed
@@ -629,5 +628,5 @@ def test_export_masks_follow_segment_auto_foreground_and_its_bank_is_in_the_dige
     assert "foreground_bank" not in other and card["digest"] != other["digest"]
     for name, parts in (("auto", "auto"), ("none", "none")):
         seg = stylemix.segment(face, 5, parts=parts, **opts)
-        mask = np.asarray(Image.open(tmp_path / name / "masks" / "seed0005.png"))
+        mask = np.asarray(Image.open(tmp_path / name / "masks" / "train" / "seed0005.png"))
         np.testing.assert_array_equal(mask > 0, seg.foreground)

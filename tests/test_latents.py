@@ -104,8 +104,8 @@ def test_export_ws_names_rows_and_records_the_file(tmp_path: Path, shapes) -> No
     summary = export_dataset("shapes", None, tmp_path / "DS", ws=path, format="coco", variants=8, progress=False)
     card = summary["card"]
     assert card["latents"]["file"] == "rows.npy" and card["latents"]["rows"] == 3
-    assert sorted(p.name for p in (tmp_path / "DS" / "images").iterdir()) == [f"ws{r:04d}.png" for r in range(3)]
-    coco = json.loads((tmp_path / "DS" / "annotations" / "instances.json").read_text())
+    assert sorted(p.name for p in (tmp_path / "DS" / "images" / "train").iterdir()) == [f"ws{r:04d}.png" for r in range(3)]
+    coco = json.loads((tmp_path / "DS" / "annotations" / "instances_train.json").read_text())
     assert [im["file_name"] for im in coco["images"]] == [f"ws{r:04d}.png" for r in range(3)]
     with pytest.raises(StylemixError, match="either seeds or"):
         export_dataset("shapes", "0-2", tmp_path / "DS2", ws=path)

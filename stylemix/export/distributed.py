@@ -62,7 +62,7 @@ class SeedWorker:
 
     def encode(self, seg: Any) -> SeedResult:
         """The files and the record of one segmentation (:func:`~stylemix.export.formats.encode_seed`)."""
-        return encode_seed(seg, self.plan.fmt, self.plan.digest, self.plan.min_margin, self.plan.alpha)
+        return encode_seed(seg, self.plan.encoding)
 
     def run(self, seeds: Sequence[int]) -> list[SeedResult]:
         """Segment and encode ``seeds`` (one Ray task's block)."""

@@ -33,6 +33,14 @@ class DatasetSettings:
             bank) from the per-image consensus.
         detector, classes, conf, iou, instance_config: instance mode, as for :func:`stylemix.segment`: the coco
             and yolo formats then hold the detector's instances and classes, the png masks its semantic map.
+        size: the longer side of every written image, mask and matte in px (``None``: the generator's own).
+            Images and mattes are reduced with ``cv2.INTER_AREA``, class-id masks by an area vote (each pixel
+            takes the class covering most of it), and polygons and boxes are those of the resized masks.
+        val_fraction: the share of seeds held out in the ``val`` split, chosen by a hash of the seed
+            (:func:`~stylemix.export.seeds.seed_split`): the same seed is in the same split in every run.
+        class_name: the name of the foreground class of two-way masks (``foreground``; e.g. ``person``).
+        coco_masks: ``polygon`` (what detectron2's and torchvision's defaults read; holes filled) or ``rle``
+            (exact masks, compressed RLE).
     """
 
     min_margin: float = 0.0
@@ -43,6 +51,10 @@ class DatasetSettings:
     conf: float = 0.25
     iou: float = 0.7
     instance_config: Any = None
+    size: int | None = None
+    val_fraction: float = 0.1
+    class_name: str = "foreground"
+    coco_masks: str = "polygon"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,7 +70,8 @@ class RunOptions:
         ray, ray_address, workers: segment on a Ray cluster (``None``: the running one, or a new local one) with
             ``workers`` actors (default: one per GPU, else one per CPU).
         device: where a generator source is loaded in this process.
-        progress: show a tqdm bar (``None``: only on a terminal).
+        progress: show a tqdm bar (``None``: on a terminal; elsewhere, such as a log file, a plain line on stderr
+            every 5 % of the seeds or 30 s).
         writer_threads: threads that encode seeds while the next ones are segmented (``None``: the default of
             :mod:`stylemix.outputs`; 0: inline).
     """

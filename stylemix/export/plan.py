@@ -17,13 +17,15 @@ from typing import Any, Sequence
 from stylemix.config import SegmentConfig
 from stylemix.errors import StylemixError
 from stylemix.export.card import generator_identity, instance_identity, settings_digest
-from stylemix.export.layout import BANK, FORMATS, LAYOUT_VERSION
+from stylemix.export.formats import COCO_MASKS, Encoding
+from stylemix.export.layout import BANK, LAYOUT_VERSION, parse_formats
 from stylemix.export.options import DatasetSettings, LatentsFile, Subjects
-from stylemix.export.seeds import parse_shard, shard_seeds
+from stylemix.export.seeds import SPLIT_RULE, parse_shard, shard_seeds
 from stylemix.identity import arithmetic
 from stylemix.io import compact_seeds, file_sha256
 
-__all__ = ["DISCOVER_SEEDS", "ExportPlan", "bank_files", "export_bank", "foreground_bank", "plan_export"]
+__all__ = ["DISCOVER_SEEDS", "ExportPlan", "bank_files", "check_dataset", "export_bank", "foreground_bank",
+           "plan_export"]
 
 # How many of the first seeds of a run `--parts K` fits its bank on (all of them when there are fewer).
 DISCOVER_SEEDS = 100
@@ -39,13 +41,13 @@ class ExportPlan:
         G: the generator, loaded once; ``source``: the file or registered name it came from (what Ray actors
             load), ``None`` for a generator object.
         config: the resolved :class:`~stylemix.config.SegmentConfig` (resolved once, here).
-        fmt, min_margin: the format and the margin filter.
+        encoding: how each seed becomes files (:class:`~stylemix.export.formats.Encoding`: formats, digest,
+            margin filter, matte, size, split, class name, COCO mask form).
         seeds: every seed of the export (or latents row), in the order given; ``shard``: ``(I, N)`` or ``None``.
         core: the card's settings, with their ``digest``.
         latents: the :class:`~stylemix.latents.LatentRows` of a latents export, else ``None``.
         instances: the instance mode's :class:`~stylemix.instances.InstanceStep` (detector loaded once), or
             ``None``.
-        alpha: every seed also writes its matte (``alpha/seedSSSS_alpha.png``).
         bank: the :class:`~stylemix.parts.PartBank` of a parts export, else ``None``; ``bank_files``: its files as
             the export stores them (``parts.parts``, ``parts.classes.csv``, contact sheets), by name.
         foreground: without a parts bank, the :class:`~stylemix.parts.ForegroundBank` that decides two-way masks
@@ -56,14 +58,12 @@ class ExportPlan:
     G: Any
     source: str | None
     config: Any
-    fmt: str
-    min_margin: float
+    encoding: Encoding
     seeds: list[int]
     shard: tuple[int, int] | None
     core: dict[str, Any]
     latents: Any = None
     instances: Any = None
-    alpha: bool = False
     bank: Any = None
     bank_files: dict[str, bytes] = dataclasses.field(default_factory=dict)
     foreground: Any = None
@@ -71,6 +71,15 @@ class ExportPlan:
     @property
     def digest(self) -> str:
         return self.core["digest"]
+
+    @property
+    def fmt(self) -> str:
+        """The formats as the card writes them (``png``, ``coco,yolo``)."""
+        return ",".join(self.encoding.formats)
+
+    @property
+    def alpha(self) -> bool:
+        return self.encoding.alpha
 
     @property
     def mine(self) -> list[int]:
@@ -103,8 +112,8 @@ def plan_export(generator: Any, seeds: Subjects, format: str = "png", config: Se
     from stylemix.render import generator_device
 
     ds = dataset or DatasetSettings()
-    if format not in FORMATS:
-        raise StylemixError(f"unknown format {format!r}: use one of {', '.join(FORMATS)}")
+    formats = parse_formats(format)
+    check_dataset(ds)
     if seeds is None:
         raise StylemixError("no seeds to export")
     seed_list: list[int] = []
@@ -122,12 +131,14 @@ def plan_export(generator: Any, seeds: Subjects, format: str = "png", config: Se
     cfg = (config or SegmentConfig()).resolve(G)
     check_alpha(ds.alpha, cfg.clusters)
     step = prepare_instances(ds.detector, ds.classes, ds.conf, ds.iou, ds.instance_config)  # checks, loads once
-    core = {"stylemix": stylemix.__version__, "layout": LAYOUT_VERSION, "format": format,
+    core = {"stylemix": stylemix.__version__, "layout": LAYOUT_VERSION, "format": ",".join(formats),
             "generator": generator_identity(G, source),
             "settings": {k: v for k, v in cfg.as_dict().items() if k not in _PERFORMANCE_SETTINGS},
             "instances": instance_identity(step), "min_margin": float(ds.min_margin),
             "seeds": compact_seeds(seed_list), "shards": "seed s belongs to shard s mod N",
-            "arithmetic": arithmetic(cfg.precision, generator_device(G))}
+            "arithmetic": arithmetic(cfg.precision, generator_device(G)),
+            "size": ds.size, "val_fraction": float(ds.val_fraction), "split": SPLIT_RULE,
+            "class_name": ds.class_name, "coco_masks": ds.coco_masks}
     if latents_identity is not None:  # only then: a seed export's card and digest stay what they were
         core["latents"] = latents_identity
     if ds.alpha:  # likewise
@@ -148,8 +159,26 @@ def plan_export(generator: Any, seeds: Subjects, format: str = "png", config: Se
         core["parts"] = {"source": label, "file": BANK, "sha256": hashlib.sha256(files[BANK]).hexdigest(),
                          "fit_seeds": bank.fit_seeds, "classes": bank.table()}
     core["digest"] = settings_digest(core)
-    return ExportPlan(G, source, cfg, format, float(ds.min_margin), seed_list, shard_t, core, latents, step,
-                      ds.alpha, bank, files, foreground)
+    encoding = Encoding(formats, core["digest"], float(ds.min_margin), ds.alpha, ds.size, float(ds.val_fraction),
+                        ds.class_name, ds.coco_masks)
+    return ExportPlan(G, source, cfg, encoding, seed_list, shard_t, core, latents, step, bank, files, foreground)
+
+
+def check_dataset(ds: DatasetSettings) -> None:
+    """Refuse settings no export can write, before anything is loaded or written.
+
+    Raises:
+        StylemixError: a size below 1 px, a val fraction outside [0, 1), an empty class name or an unknown COCO
+            mask form.
+    """
+    if ds.size is not None and (isinstance(ds.size, bool) or not isinstance(ds.size, int) or ds.size < 1):
+        raise StylemixError(f"--size must be a whole number of pixels >= 1, got {ds.size!r}")
+    if not 0 <= ds.val_fraction < 1:
+        raise StylemixError(f"--val-fraction must be in [0, 1), got {ds.val_fraction}")
+    if not str(ds.class_name).strip() or "\n" in str(ds.class_name):
+        raise StylemixError(f"--class-name must be a non-empty name on one line, got {ds.class_name!r}")
+    if ds.coco_masks not in COCO_MASKS:
+        raise StylemixError(f"--coco-masks must be one of {', '.join(COCO_MASKS)}, got {ds.coco_masks!r}")
 
 
 def _load_latents(spec: LatentsFile, G: Any) -> tuple[Any, dict[str, Any]]:

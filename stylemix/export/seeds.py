@@ -1,7 +1,9 @@
-"""Which seeds a process exports: shard specifications, the seeds of one shard, and the manifest each shard writes."""
+"""Which seeds a process exports and where they go: shard specifications, the seeds of one shard, the manifest each
+shard writes, and each seed's split (train or val)."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from typing import Sequence
@@ -9,7 +11,10 @@ from typing import Sequence
 from stylemix.errors import StylemixError
 from stylemix.export.layout import MANIFEST
 
-__all__ = ["parse_shard", "shard_manifest", "shard_seeds"]
+__all__ = ["SPLIT_RULE", "parse_shard", "seed_split", "shard_manifest", "shard_seeds"]
+
+# The card's description of seed_split.
+SPLIT_RULE = "val when int(sha256(\"val:S\")[:16], 16) / 16**16 < val_fraction, S the seed (or row)"
 
 
 def parse_shard(spec: str | tuple[int, int] | None) -> tuple[int, int] | None:
@@ -44,3 +49,15 @@ def shard_seeds(seeds: Sequence[int], index: int, count: int) -> list[int]:
 def shard_manifest(shard: tuple[int, int] | None) -> str:
     """The manifest file a shard appends to: ``manifest.jsonl`` unsharded, else ``manifest-shardI-of-N.jsonl``."""
     return MANIFEST if shard is None else f"manifest-shard{shard[0]}-of-{shard[1]}.jsonl"
+
+
+def seed_split(seed: int, val_fraction: float) -> str:
+    """``"val"`` or ``"train"``: seed ``s`` is held out when ``sha256("val:s")``, read as a fraction, is below
+    ``val_fraction``.
+
+    By a hash of the seed value alone, so a seed's split never depends on the other seeds asked for, the shards or a
+    resume, and neighbouring seeds are mixed (``seed % 10`` would put every tenth seed of a strided list in one
+    split).
+    """
+    h = int(hashlib.sha256(f"val:{int(seed)}".encode()).hexdigest()[:16], 16)
+    return "val" if h / 16 ** 16 < val_fraction else "train"

@@ -23,7 +23,8 @@ import numpy as np
 from stylemix.errors import StylemixError
 from stylemix.export.card import canonical_json
 from stylemix.export.formats import SeedResult, coco_document, dataset_classes, yolo_yaml
-from stylemix.export.layout import BANK, CARD, COCO_JSON, LOCK, MANIFEST, OWNED, YOLO_YAML, seed_dirs
+from stylemix.export.layout import (BANK, CARD, LAYOUT_VERSION, LOCK, MANIFEST, OWNED, SPLITS, YOLO_YAML, coco_json,
+                                    parse_formats, seed_dirs)
 from stylemix.export.seeds import shard_manifest
 from stylemix.identity import check_arithmetic
 from stylemix.io import compact_seeds
@@ -31,8 +32,8 @@ from stylemix.io import compact_seeds
 if TYPE_CHECKING:
     from stylemix.export.plan import ExportPlan
 
-__all__ = ["ManifestWriter", "clear_export", "commit_results", "commit_seed", "finalize", "is_done", "manifest_paths",
-           "missing_seeds", "open_export", "read_card", "read_manifest", "read_records"]
+__all__ = ["ManifestWriter", "check_layout", "clear_export", "commit_results", "commit_seed", "finalize", "is_done",
+           "manifest_paths", "missing_seeds", "open_export", "read_card", "read_manifest", "read_records"]
 
 
 def read_manifest(path: Path) -> list[dict[str, Any]]:
@@ -153,6 +154,19 @@ def read_card(outdir: Path) -> dict[str, Any] | None:
         raise StylemixError(f"{os.fspath(path)!r} is not a stylemix dataset card") from None
 
 
+def check_layout(outdir: Path, card: dict[str, Any]) -> None:
+    """Refuse an export written in another layout: its seeds' files sit in other folders than this version writes.
+
+    Raises:
+        StylemixError: the card's ``layout`` is not :data:`~stylemix.export.layout.LAYOUT_VERSION`.
+    """
+    if card.get("layout") != LAYOUT_VERSION:
+        raise StylemixError(
+            f"{os.fspath(outdir)!r} holds an export in layout {card.get('layout')} (stylemix {card.get('stylemix')}), "
+            f"this stylemix writes layout {LAYOUT_VERSION} (train/val split folders): finish it with the version "
+            "that started it, or start again with --overwrite or another folder")
+
+
 def finalize(outdir: str | os.PathLike) -> dict[str, Any]:
     """Build everything derived from the records, if every requested seed has one; return the card.
 
@@ -161,13 +175,15 @@ def finalize(outdir: str | os.PathLike) -> dict[str, Any]:
     ``data.yaml``), removal of temp files and files no record names, and last the card with ``complete: true``.
 
     Raises:
-        StylemixError: no card, records with another digest, or seeds still missing.
+        StylemixError: no card, another layout, records with another digest, or seeds still missing.
     """
     from stylemix.io import atomic_write_bytes, write_json
     out = Path(outdir)
     card = read_card(out)
     if card is None:
         raise StylemixError(f"{os.fspath(out)!r} has no {CARD}: not a stylemix export")
+    check_layout(out, card)
+    formats = parse_formats(card["format"])
     with _locked(out):
         records = read_records(out)
         _check_digests(out, card["digest"], records.values())
@@ -183,22 +199,25 @@ def finalize(outdir: str | os.PathLike) -> dict[str, Any]:
             if path.name != MANIFEST:
                 path.unlink()
         written = [r for r in ordered if "skipped" not in r]
-        classes = dataset_classes(card, written)
-        if card["format"] == "coco":
+        split = {s: [r for r in written if r["split"] == s] for s in SPLITS}
+        classes = {fmt: dataset_classes(card, written, fmt) for fmt in formats}
+        if "coco" in formats:
             (out / "annotations").mkdir(exist_ok=True)
-            write_json(out / COCO_JSON, coco_document(written, classes, card))
-        elif card["format"] == "yolo":
-            atomic_write_bytes(out / YOLO_YAML, yolo_yaml(classes).encode())
-        _remove_strays(out, seed_dirs(card["format"], bool(card.get("alpha"))),
-                       {p for r in written for p in r["files"]})
+            for s in SPLITS:  # both, the val file empty when no seed fell there: loaders expect the pair
+                write_json(out / coco_json(s), coco_document(split[s], classes["coco"], card))
+        if "yolo" in formats:
+            atomic_write_bytes(out / YOLO_YAML, yolo_yaml(classes["yolo"], bool(split["val"])).encode())
+        _remove_strays(out, seed_dirs(formats, bool(card.get("alpha"))), {p for r in written for p in r["files"]})
         counts = {"requested": len(wanted), "written": len(written), "skipped": len(wanted) - len(written),
+                  **{s: len(split[s]) for s in SPLITS},
                   "mean_foreground_fraction": round(float(np.mean([r["foreground_fraction"] for r in written]))
                                                     if written else 0.0, 6)}
-        if card["format"] == "coco":
+        if "coco" in formats:
             counts["annotations"] = sum(len(r["annotations"]) for r in written)
-        elif card["format"] == "yolo":
+        if "yolo" in formats:
             counts["polygons"] = sum(r["polygons"] for r in written)
-        card.update(complete=True, classes=classes, counts=counts,
+        # one table for one format (what every loader reads); with several, the table of each under its name
+        card.update(complete=True, classes=classes[formats[0]] if len(formats) == 1 else classes, counts=counts,
                     skipped_seeds=compact_seeds(r["seed"] for r in ordered if "skipped" in r))
         write_json(out / CARD, card)
     return card
@@ -249,6 +268,8 @@ def _check_existing(out: Path, core: dict[str, Any], card: dict[str, Any] | None
 
     A card without records of this run is fine: another shard of the same export wrote it.
     """
+    if card is not None:  # another layout first: nothing else about it can be compared
+        check_layout(out, card)
     theirs, ours = (card or {}).get("parts") or {}, core.get("parts") or {}
     if card is not None and theirs.get("sha256") != ours.get("sha256"):
         raise StylemixError(f"{os.fspath(out)!r} was exported with " + (
@@ -305,18 +326,18 @@ def commit_results(out: Path, plan: ExportPlan, results: Iterable[SeedResult], *
     overlap the next seeds' segmentation instead of adding to it; returns how many were committed. At most
     ``queue`` seeds wait. An error in a commit stops the export at that seed; an error in ``results`` (a seed
     that failed to segment or encode) is raised once the seeds before it are committed. ``done``: seeds of this
-    shard committed before (where the progress bar starts)."""
+    shard committed before (where the progress starts); ``progress``: as in
+    :func:`~stylemix.export.progress.progress_bar`."""
     from concurrent.futures import Future, ThreadPoolExecutor
 
-    from tqdm import tqdm
+    from stylemix.export.progress import progress_bar
     mine = plan.mine
-    desc = f"export {plan.fmt}" + (f" {plan.shard[0]}/{plan.shard[1]}" if plan.shard else "")
-    disable = None if progress is None else not progress  # None: tqdm shows the bar only on a terminal
+    desc = f"export {plan.fmt}" + (f" shard {plan.shard[0]}/{plan.shard[1]}" if plan.shard else "")
     waiting: collections.deque[Future] = collections.deque()
     committed = 0
     with ManifestWriter(out / shard_manifest(plan.shard)) as manifest, \
             ThreadPoolExecutor(1, "stylemix-export-commit") as writer, \
-            tqdm(total=len(mine), initial=done, unit="img", desc=desc, disable=disable, smoothing=0.1) as bar:
+            progress_bar(len(mine), done, desc, progress) as bar:
 
         failed_commit = False
 
