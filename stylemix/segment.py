@@ -21,7 +21,7 @@ import torch
 from stylemix import mixing, refine
 from stylemix.backend import Backend, get_backend, to_numpy, warn_once
 from stylemix.cluster import blas_limit, thread_limit
-from stylemix.config import SegmentConfig
+from stylemix.config import SegmentConfig, refuse_legacy
 from stylemix.errors import StylemixError
 from stylemix.instances import InstanceStep, prepare_instances
 from stylemix.parts.step import part_step
@@ -139,8 +139,8 @@ class Segmentation:
 
 
 def segment(G: Any, seed: int = 0, *, ws: Any = None, z: Any = None, stream_base: int = 0,
-            config: SegmentConfig | None = None, detector: Any = None, classes: Any = None, conf: float = 0.25,
-            iou: float = 0.7, instance_config: Any = None, parts: Any = "auto", **options: Any) -> Segmentation:
+            config: SegmentConfig | None = None, detector: Any = None, parts: Any = "auto",
+            **legacy: Any) -> Segmentation:
     """Segment the image of ``seed`` made by ``G`` (or the image of the latents ``ws`` / ``z``).
 
     Args:
@@ -149,11 +149,12 @@ def segment(G: Any, seed: int = 0, *, ws: Any = None, z: Any = None, stream_base
         ws: instead of a seed, one image's styles: w+ ``[num_ws, w_dim]`` or ``[1, num_ws, w_dim]``, or w
             ``[w_dim]``, used as given. ``z``: one latent ``[z_dim]``, mapped like a seed's. Their variants draw
             from the streams of row 0 with ``stream_base`` (:func:`stylemix.mixing.row_key`).
-        config: a :class:`SegmentConfig`; keyword ``options`` (its field names) override it.
-        detector, classes, conf, iou, instance_config: instance mode, off when ``detector`` is ``None``: a weights
-            path or a callable (:mod:`stylemix.detect`), a class filter (``"person,horse"`` or ids), the detector's
-            confidence and NMS IoU thresholds, an :class:`~stylemix.config.InstanceConfig`. Fills the
-            result's ``instances``, ``instance_records`` and ``semantic``.
+        config: a :class:`SegmentConfig`, every setting of the run (default: ``SegmentConfig()``); change one
+            with ``SegmentConfig(variants=8)`` or ``dataclasses.replace(config, variants=8)``.
+        detector: instance mode, off when ``None``: a weights path or a callable (:mod:`stylemix.detect`), loaded
+            with the thresholds of ``config.instances`` (:class:`~stylemix.config.InstanceConfig`: class filter,
+            confidence and NMS IoU, the per-box settings). Fills the result's ``instances``,
+            ``instance_records`` and ``semantic``.
         parts: ``"auto"`` (default): two-way masks take their foreground from the part bank shipped for ``G``
             where one exists (the default generator: it measures better than the per-image consensus,
             docs/parts.md), else from ``G``'s bank in the user's cache (:mod:`stylemix.parts.cache`: fitted by an
@@ -163,16 +164,19 @@ def segment(G: Any, seed: int = 0, *, ws: Any = None, z: Any = None, stream_base
             :class:`~stylemix.parts.PartBank`, a bank file or ``"default"`` (the bank shipped for the default
             generator): fills ``seg.parts`` and takes the foreground from the bank (refused for another generator).
             ``meta["foreground_from"]`` says which decided the mask.
+        legacy: the keywords of earlier versions (``variants=8``, ``classes=...``): refused with one line that
+            names the new spelling.
 
     Returns:
         A :class:`Segmentation`.
 
     Example:
         >>> G = stylemix.load_generator("shapes")
-        >>> seg = stylemix.segment(G, seed=0, variants=8)
+        >>> seg = stylemix.segment(G, seed=0, config=stylemix.SegmentConfig(variants=8))
         >>> seg.foreground.shape
         (64, 64)
     """
+    refuse_legacy("segment", legacy)
     if ws is not None or z is not None:
         from stylemix.latents import latent_rows
         kind = "w" if z is None else "z"
@@ -182,20 +186,18 @@ def segment(G: Any, seed: int = 0, *, ws: Any = None, z: Any = None, stream_base
         rows = latent_rows(one, G.num_ws, G.w_dim, G.z_dim, kind=kind, stream_base=stream_base)
         if len(rows) != 1:
             raise StylemixError(f"segment takes one image's latents, got {len(rows)} rows: use segment_many")
-        return next(segment_many(G, ws=rows, config=config, detector=detector, classes=classes, conf=conf,
-                                 iou=iou, instance_config=instance_config, parts=parts, **options))
-    return next(segment_many(G, [seed], config=config, detector=detector, classes=classes, conf=conf, iou=iou,
-                             instance_config=instance_config, parts=parts, **options))
+        return next(segment_many(G, ws=rows, config=config, detector=detector, parts=parts))
+    return next(segment_many(G, [seed], config=config, detector=detector, parts=parts))
 
 
 def segment_many(G: Any, seeds: Iterable[int] | None = None, *, ws: Any = None, zs: Any = None,
                  stream_base: int = 0, config: SegmentConfig | None = None, detector: Any = None,
-                 classes: Any = None, conf: float = 0.25, iou: float = 0.7, instance_config: Any = None,
-                 parts: Any = "auto", **options: Any) -> Iterator[Segmentation]:
+                 parts: Any = "auto", **legacy: Any) -> Iterator[Segmentation]:
     """:func:`segment` over ``seeds``, or over the rows of ``ws`` (w+ ``[B, num_ws, w_dim]`` or w ``[B, w_dim]``,
     or a :class:`~stylemix.latents.LatentRows`) or ``zs`` (``[B, z_dim]``), validating the settings and loading
     the detector and the part bank once. Row ``r``'s variants draw from the key ``(WS_STREAM_TAG, stream_base, r)``."""
     from stylemix.latents import LatentRows, latent_rows
+    refuse_legacy("segment_many", legacy)
     given = [name for name, v in (("seeds", seeds), ("ws", ws), ("zs", zs)) if v is not None]
     if len(given) > 1:
         raise StylemixError(f"give one of seeds, ws and zs, not {' and '.join(given)}")
@@ -203,10 +205,10 @@ def segment_many(G: Any, seeds: Iterable[int] | None = None, *, ws: Any = None, 
     if latents is not None and not isinstance(latents, LatentRows):
         latents = latent_rows(latents, G.num_ws, G.w_dim, G.z_dim, kind="w" if zs is None else "z",
                               stream_base=stream_base)
-    cfg = dataclasses.replace(config or SegmentConfig(), **_known(options)).resolve(G)
+    cfg = (config or SegmentConfig()).resolve(G)
     device = generator_device(G)
     backend = get_backend(str(device) if device.type == "cuda" else "cpu")  # cuda:N keeps its index
-    step = prepare_instances(detector, classes, conf, iou, instance_config)
+    step = prepare_instances(detector, cfg.instances)
     bank_step = part_step(G, parts, cfg)
     shared = _shared_variants(cfg, bank_step, step)
     # The base image's feature maps the later stages read, taken while it is synthesised (render_batch).
@@ -236,14 +238,6 @@ def _shared_variants(cfg: SegmentConfig, part_step: Any, instance_step: Instance
     if stack_used and cfg.variants != part_step.bank.settings.signature_variants:
         return None
     return part_step.shared_variants()
-
-
-def _known(options: dict[str, Any]) -> dict[str, Any]:
-    fields = {f.name for f in dataclasses.fields(SegmentConfig)}
-    unknown = sorted(set(options) - fields)
-    if unknown:
-        raise StylemixError(f"unknown option {unknown[0]!r}; options are {', '.join(sorted(fields))}")
-    return options
 
 
 def boundary_resolution(G: Any, cfg: SegmentConfig) -> int | None:
