@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any, Protocol, Union
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -99,7 +99,7 @@ class PartBankForeground:
         consensus = (Consensus(self.cfg).decide(stack, random_state, rendered, guide, features)
                      if self.bank.needs_consensus else None)
         r = self.cfg.analysis_resolution
-        parts, prob = run_bank(self.bank, rendered, stack, guide, features,
+        parts, prob = _run_bank(self.bank, rendered, stack, guide, features,
                                None if consensus is None else to_numpy(consensus.prob), foreground_shape=(r, r))
         prob = consensus.prob if prob is None else array_module(stack).asarray(prob)
         if consensus is None:
@@ -125,21 +125,18 @@ class Clusters:
                                                         foreground_rule=cfg.foreground_rule, **cfg.kmeans_options())
         parts = None
         if self.bank is not None:
-            parts, _ = run_bank(self.bank, rendered, stack, guide, features, None, foreground_shape=None)
+            parts, _ = _run_bank(self.bank, rendered, stack, guide, features, None, foreground_shape=None)
         return Decision(scores, margin, labels=labels, is_fg=is_fg, parts=parts)
 
 
-Source = Union[Consensus, PartBankForeground, Clusters]
-
-
-def foreground_source(cfg: SegmentConfig, bank: PartStep | None) -> Source:
+def foreground_source(cfg: SegmentConfig, bank: PartStep | None) -> ForegroundSource:
     """The run's source for the resolved ``cfg`` and its part bank step (``None``: no bank)."""
     if cfg.clusters != 2:
         return Clusters(cfg, bank)
     return Consensus(cfg) if bank is None else PartBankForeground(cfg, bank)
 
 
-def run_bank(bank: PartStep, rendered: Rendered, stack: Any, guide: Any, features: np.ndarray | None,
+def _run_bank(bank: PartStep, rendered: Rendered, stack: Any, guide: Any, features: np.ndarray | None,
              consensus: np.ndarray | None, foreground_shape: tuple[int, int] | None
              ) -> tuple[np.ndarray | None, np.ndarray | None]:
     """The bank's ``(parts, foreground probability)`` for one image: its base feature maps are the boundary
