@@ -30,14 +30,14 @@ MIN_FLOW_SEEDS = 100
 FIT_SEEDS = range(200, 400)
 
 
-def discover(G: Any, seeds: Iterable[int], n_parts: int = 4, *, settings: PartSettings | None = None,
+def discover(G: Any, seeds: Iterable[int], n_parts: int | None = None, *, settings: PartSettings | None = None,
              config: Any = None, sheet_seeds: int = 16, progress: Any = None, **legacy: Any) -> PartBank:
     """Fit a :class:`PartBank` of ``n_parts`` classes on the images of ``seeds``.
 
     Args:
         G: the generator (its device picks the backend for the consensus).
         seeds: NVlabs seeds of the bank's images (keep them apart from the seeds you evaluate on).
-        n_parts: K (it replaces ``settings.n_parts``).
+        n_parts: K; ``None``: ``settings.n_parts`` (default 4).
         settings: :class:`PartSettings` (default: ``PartSettings()``).
         config: the :class:`~stylemix.config.SegmentConfig` of the images' renders and per-image consensus. The
             bank pools a two-way consensus on the generator's feature maps, so it runs with ``clusters=2`` and
@@ -54,7 +54,9 @@ def discover(G: Any, seeds: Iterable[int], n_parts: int = 4, *, settings: PartSe
     from stylemix.config import SegmentConfig
     _refuse_legacy(legacy)
     seeds = [int(s) for s in seeds]
-    settings = dataclasses.replace(settings or PartSettings(), n_parts=int(n_parts))
+    settings = settings or PartSettings()
+    if n_parts is not None:
+        settings = dataclasses.replace(settings, n_parts=int(n_parts))
     settings.check()
     cfg = config or SegmentConfig()
     ignored = [f"{name}={value!r}" for name, value, used in (("clusters", cfg.clusters, (2,)),
