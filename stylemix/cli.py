@@ -14,8 +14,7 @@ import click
 import numpy as np
 
 from stylemix.cli_options import (alpha_option, bank_fit_options, detector_options, latents_options, method_kwargs,
-                                  segment_config,
-                                  method_options, network_option, parts_option)
+                                  method_options, network_option, parts_option, segment_config)
 from stylemix.errors import StylemixError
 
 __all__ = ["BANK_HINT", "convert", "discover", "evaluate", "export", "info", "main", "segment"]
@@ -417,9 +416,8 @@ def discover(network: str | None, device: str, seeds: str, out: str, prototypes:
     seed_list = io.parse_seeds(seeds)
     kwargs = method_kwargs(options)
     n_parts = kwargs.pop("clusters")  # -k is the number of classes here; the consensus inside uses k = 2
-    settings = PartSettings(**{k: v for k, v in (("prototypes", prototypes), ("signature_variants",
-                                                                                signature_variants),
-                                                  ("foreground", foreground)) if v is not None})
+    given = {"prototypes": prototypes, "signature_variants": signature_variants, "foreground": foreground}
+    settings = PartSettings(**{k: v for k, v in given.items() if v is not None})
     G = stylemix.load_generator(network, device=_device(device))
     with tqdm(total=len(seed_list), unit="img", desc="discover", disable=None) as bar:
         bank = fit_bank(G, seed_list, n_parts, settings=settings, config=SegmentConfig(**kwargs),

@@ -4,11 +4,14 @@ click decorators, and :func:`method_kwargs`, which turns the method's options in
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from stylemix.errors import StylemixError
+
+if TYPE_CHECKING:
+    from stylemix.config import SegmentConfig
 
 __all__ = ["BANK_FIT_FIXED", "METHOD_OPTION_FIELDS", "alpha_option", "bank_fit_options", "detector_options",
            "latents_options", "method_kwargs", "method_options", "network_option", "parts_option", "segment_config"]
@@ -115,7 +118,7 @@ def method_kwargs(options: dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
-def segment_config(options: dict[str, Any]) -> Any:
+def segment_config(options: dict[str, Any]) -> SegmentConfig:
     """CLI option values -> the run's :class:`~stylemix.config.SegmentConfig`: the method's options
     (:func:`method_kwargs`) and, where the command has :func:`detector_options`, the detector's filters as its
     ``instances``."""
