@@ -91,7 +91,8 @@ def main() -> None:
     stages.clean_labels = recording
     gt_dir = Path(args.gt)
     scores = {m: {} for m in METHODS}
-    for seg in stylemix.segment_many(G, seeds, batch_size=1):  # one image at a time: its fills are the last ones
+    # One image at a time: its fills are the last ones.
+    for seg in stylemix.segment_many(G, seeds, config=stylemix.SegmentConfig(batch_size=1)):
         gt = io.read_png(gt_dir / f"seed{seg.seed:04d}_mask.png") > 127
         for m in METHODS:
             fg = results[m] == 1

@@ -62,7 +62,7 @@ def main() -> None:
         tiles.append(visualize.overlay(seg.image, seg.foreground.astype(np.int32)))
         caps.append("final mask")
         gt = io.read_png(GT / f"seed{seed:04d}_mask.png") > 127
-        plain = stylemix.segment(G, seed, consensus=(2,)).foreground
+        plain = stylemix.segment(G, seed, config=stylemix.SegmentConfig(consensus=(2,))).foreground
         print(f"seed {seed}: plain k=2 {mask_scores(plain, gt)['miou']:.2f}  "
               f"default {mask_scores(seg.foreground, gt)['miou']:.2f}")
     sheet = visualize.contact_sheet(tiles, 2 + len(cfg.consensus) + 1, caps, tile=160)

@@ -98,7 +98,8 @@ def main() -> None:
     seeds = parse_seeds(args.seeds)
     sizes = [int(b) for b in args.batch_sizes.split(",")]
     best = max(sizes)
-    list(stylemix.segment_many(G, seeds[:2], batch_size=2))  # warm-up: imports, thread pools, allocator
+    # Warm-up: imports, thread pools, allocator.
+    list(stylemix.segment_many(G, seeds[:2], config=stylemix.SegmentConfig(batch_size=2)))
     generate_and_save(G, seeds[:1], Path(tempfile.mkdtemp()), 1)
 
     def in_tmp(fn):
@@ -120,18 +121,19 @@ def main() -> None:
         rows["segment one image, parts none"] = ("generate one image", lambda: [
             stylemix.segment(G, s, parts="none") for s in seeds])
     if not args.no_n16 and not args.no_single:
-        rows["segment one image, N = 16"] = ("generate one image", lambda: [stylemix.segment(G, s, variants=16)
-                                                                            for s in seeds])
+        n16 = stylemix.SegmentConfig(variants=16)
+        rows["segment one image, N = 16"] = ("generate one image",
+                                             lambda: [stylemix.segment(G, s, config=n16) for s in seeds])
     for b in sorted(sizes):
         if not args.no_segment_many:
             rows[f"segment_many, batch {b}"] = ("generate + save", lambda b=b: list(
-                stylemix.segment_many(G, seeds, batch_size=b)))
+                stylemix.segment_many(G, seeds, config=stylemix.SegmentConfig(batch_size=b))))
         rows[f"export, batch {b}"] = ("generate + save", in_tmp(lambda out, b=b: export_dataset(
             G, seeds, out, format="png", progress=False, batch_size=b)))
     if not args.no_n16:
         if not args.no_segment_many:
             rows[f"segment_many, batch {best}, N = 16"] = ("generate + save", lambda: list(
-                stylemix.segment_many(G, seeds, batch_size=best, variants=16)))
+                stylemix.segment_many(G, seeds, config=stylemix.SegmentConfig(batch_size=best, variants=16))))
         rows[f"export, batch {best}, N = 16"] = ("generate + save", in_tmp(lambda out: export_dataset(
             G, seeds, out, format="png", progress=False, batch_size=best, variants=16)))
 

@@ -39,7 +39,7 @@ def main() -> None:
     segment_module = importlib.import_module("stylemix.segment")
     side_by_side = segment_module.finish_workers
     G = stylemix.load_generator(None)
-    list(stylemix.segment_many(G, range(2), batch_size=2))  # warm-up
+    list(stylemix.segment_many(G, range(2), config=stylemix.SegmentConfig(batch_size=2)))  # warm-up
     seeds = parse_seeds(args.seeds)
     chunks = [seeds[i:i + args.batch] for i in range(0, len(seeds), args.batch)]
 
@@ -73,7 +73,8 @@ def main() -> None:
                 rows.setdefault(f"export, {label}", []).append(timed(lambda out: export_dataset(
                     G, chunk, out, format="png", progress=False, batch_size=n), True) / n)
                 renders.clear()
-                wall = timed(lambda _: list(stylemix.segment_many(G, chunk, batch_size=n)), False)
+                wall = timed(lambda _: list(stylemix.segment_many(G, chunk,
+                                                                  config=stylemix.SegmentConfig(batch_size=n))), False)
                 rows.setdefault(f"segment_many, {label}", []).append(wall / n)
                 rows.setdefault(f"segment_many finish phase, {label}", []).append((wall - sum(renders)) / n)
             finally:

@@ -45,7 +45,8 @@ def main(argv: list[str] | None = None) -> dict:
     G = stylemix.load_generator("mobilestylegan-ffhq")
     whole, inst, per_seed = {}, {}, {}
     t0 = time.perf_counter()
-    for seg in stylemix.segment_many(G, seeds, detector=args.detector, classes=args.classes):
+    config = stylemix.SegmentConfig(instances=stylemix.InstanceConfig(classes=args.classes))
+    for seg in stylemix.segment_many(G, seeds, detector=args.detector, config=config):
         gt = io.read_png(Path(args.gt) / f"seed{seg.seed:04d}_mask.png") > 127
         kept = [r for r in seg.instance_records if r.kept]
         main_person = max(kept, key=lambda r: r.area, default=None)

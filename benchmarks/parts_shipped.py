@@ -47,7 +47,7 @@ def main() -> None:
     for precision in a.precisions.split(","):
         k, resolved = packaged_bank_for(G).n_parts, None
         C19 = np.zeros((k, 19), np.int64)
-        for seg in stylemix.segment_many(G, seeds, parts="default", precision=precision):
+        for seg in stylemix.segment_many(G, seeds, parts="default", config=stylemix.SegmentConfig(precision=precision)):
             gt19 = cv2.imread(str(PB.PARTS_GT / f"seed{seg.seed:04d}_parts.png"), cv2.IMREAD_UNCHANGED)
             C19 += PB.confusion(PB.block_mode(seg.parts, 256, k), gt19, k, 19)
             resolved = seg.meta["settings"]["precision"]

@@ -103,7 +103,8 @@ def main() -> None:
     G = stylemix.load_generator(args.network)
     seeds = parse_seeds(args.seeds)
     options = {} if args.batch_size is None else {"batch_size": args.batch_size}
-    list(stylemix.segment_many(G, seeds[:1], **options))  # warm-up: imports, allocator, thread pools
+    # Warm-up: imports, allocator, thread pools.
+    list(stylemix.segment_many(G, seeds[:1], config=stylemix.SegmentConfig(**options)))
     result = {"command": " ".join(["python", "benchmarks/profile_export.py"] + sys.argv[1:]),
               "seeds": args.seeds, "options": options, "torch_threads": torch.get_num_threads(),
               "load_average_before": os.getloadavg()}
@@ -111,7 +112,7 @@ def main() -> None:
     prof = cProfile.Profile()
     t0 = time.perf_counter()
     prof.enable()
-    segs = list(stylemix.segment_many(G, seeds, **options))
+    segs = list(stylemix.segment_many(G, seeds, config=stylemix.SegmentConfig(**options)))
     prof.disable()
     wall = time.perf_counter() - t0
     stages = {k: sum(s.meta["timing_s"][k] for s in segs) / len(segs) for k in segs[0].meta["timing_s"]}

@@ -54,7 +54,7 @@ def nudged_mapping(G: Any) -> Callable[..., torch.Tensor]:
 def masks(G: Any, seeds: list[int], **settings: Any) -> tuple[dict[int, np.ndarray], dict[int, str]]:
     """Full-size foreground masks ``bool [H, W]`` and each seed's ``foreground_from`` under ``settings``."""
     out, source = {}, {}
-    for seg in stylemix.segment_many(G, seeds, **settings):
+    for seg in stylemix.segment_many(G, seeds, config=stylemix.SegmentConfig(**settings)):
         out[seg.seed], source[seg.seed] = seg.foreground, seg.meta["foreground_from"]
     return out, source
 

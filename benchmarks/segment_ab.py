@@ -33,7 +33,7 @@ def main() -> None:
 
     def segment(**options) -> None:
         for s in SEEDS:
-            stylemix.segment(G, s, **options)
+            stylemix.segment(G, s, config=stylemix.SegmentConfig(**options))
 
     rows = {"generate one image": generate, "segment (defaults)": segment,
             "segment, parts none": lambda: segment(parts="none")}

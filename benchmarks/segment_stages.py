@@ -46,7 +46,7 @@ STAGES = [("latents (mapping of the base and variant z)", "stylemix.render", "st
           ("prefix states of the crossovers", "stylemix.render", "synthesis_prefixes"),
           ("base image and its feature maps", "stylemix.render", "base_image"),
           ("variant stack", "stylemix.render", "variant_stack"),
-          ("consensus k-means and votes", "stylemix.segment", "foreground_probability"),
+          ("consensus k-means and votes", "stylemix.sources", "foreground_probability"),
           ("part bank step", "stylemix.parts", "PartStep.__call__"),
           ("finish (boundary, cleaning)", "stylemix.segment", "finish_foreground")]
 BASE = ("prefix states of the crossovers", "base image and its feature maps")

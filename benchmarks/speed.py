@@ -52,7 +52,7 @@ def _timed(fn, *args, **kwargs) -> float:
 
 def _quality(G, seeds: list[int], gt_dir: Path, **options) -> dict[str, float]:
     per = {}
-    for seg in stylemix.segment_many(G, seeds, **options):
+    for seg in stylemix.segment_many(G, seeds, config=stylemix.SegmentConfig(**options)):
         gt = io.read_png(gt_dir / f"seed{seg.seed:04d}_mask.png") > 127
         pred = cv2.resize(seg.foreground.astype(np.float32), gt.shape[::-1], interpolation=cv2.INTER_AREA) > 0.5
         per[seg.seed] = metrics.mask_scores(pred, gt)
@@ -100,14 +100,14 @@ def main(network, random_sg3, variants, analysis_resolution, timing_seeds, repea
         fast["analysis_resolution"] = analysis_resolution
     seeds = io.parse_seeds(timing_seeds)
     _generate(G, seeds[0])  # warm-up: allocator, thread pools, sklearn import
-    stylemix.segment(G, seeds[0], **fast)
+    stylemix.segment(G, seeds[0], config=stylemix.SegmentConfig(**fast))
     times: dict[str, list[float]] = {"generate": [], "fast": [], "exact": []}
     stages: list[dict[str, float]] = []  # the fast pipeline's own split (seg.meta["timing_s"])
     for _ in range(repeats):
         for seed in seeds:
             times["generate"].append(_timed(_generate, G, seed))
             t0 = time.perf_counter()
-            stages.append(stylemix.segment(G, seed, **fast).meta["timing_s"])
+            stages.append(stylemix.segment(G, seed, config=stylemix.SegmentConfig(**fast)).meta["timing_s"])
             times["fast"].append(time.perf_counter() - t0)
             if not no_exact:
                 times["exact"].append(_timed(stylemix.segment, G, seed, variants=variants, exact=True))

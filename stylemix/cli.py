@@ -14,7 +14,7 @@ import click
 import numpy as np
 
 from stylemix.cli_options import (alpha_option, bank_fit_options, detector_options, latents_options, method_kwargs,
-                                  method_options, network_option, parts_option)
+                                  method_options, network_option, parts_option, segment_config)
 from stylemix.errors import StylemixError
 
 __all__ = ["BANK_HINT", "convert", "discover", "evaluate", "export", "info", "main", "segment"]
@@ -130,18 +130,17 @@ def segment(network: str | None, device: str, seeds: str | None, outdir: str, ws
     from stylemix.outputs import check_alpha, ordered_map, write_seed
 
     seed_list = io.parse_seeds(seeds) if seeds is not None else None
-    kwargs = method_kwargs(options)
-    check_alpha(alpha, kwargs["clusters"])
+    config = segment_config(options)
+    check_alpha(alpha, config.clusters)
     G = stylemix.load_generator(network, device=_device(device))
     latents = _latents(G, ws_file, ws_are_z, stream_base, seeds)
     transform = _set_input_transform(G, rotate, translate)
-    segs = stylemix.segment_many(G, seed_list, ws=latents, detector=options["detector"], classes=options["classes"],
-                                 conf=options["det_conf"], iou=options["det_iou"], parts=parts, **kwargs)
+    segs = stylemix.segment_many(G, seed_list, ws=latents, config=config, detector=options["detector"], parts=parts)
     # segment_many checks every setting and loads the detector and the part bank once, when its first result is
     # asked for: take that result before the folder is created, so that bad input writes nothing.
     first = next(segs)
     out = io.prepare_outdir(outdir)
-    if parts == "auto" and first.meta.foreground_from == "consensus" and not kwargs.get("exact"):
+    if parts == "auto" and first.meta.foreground_from == "consensus" and not config.exact:
         click.echo(BANK_HINT, err=True)
     elif parts == "fit" and first.meta.parts is not None:
         from stylemix.parts.cache import cached_bank_path
@@ -330,7 +329,6 @@ def export(network: str | None, device: str, seeds: str | None, outdir: str, fmt
       stylemix export --from DS --format coco --coco-masks rle --outdir DS-RLE     # re-encoded, no rendering
     """
     from stylemix import export as ex
-    from stylemix.config import SegmentConfig
     source = options.pop("source")
     named = {k: options.pop(k) for k in ("class_name", "coco_masks")}
     if source is not None:
@@ -352,12 +350,12 @@ def export(network: str | None, device: str, seeds: str | None, outdir: str, fmt
     _check_subjects(seeds, ws_file, ws_are_z)
     from stylemix.generators.registry import DEFAULT_GENERATOR
     subjects = seeds if ws_file is None else ex.LatentsFile(ws_file, "z" if ws_are_z else "w", options["stream_base"])
-    # The options named as the settings' fields fill them; the detector's thresholds are --det-conf, --det-iou.
-    dataset = ex.DatasetSettings(**_fields(ex.DatasetSettings, options), conf=options["det_conf"],
-                                 iou=options["det_iou"], **{k: v for k, v in named.items() if v is not None})
+    # The options named as the settings' fields fill them; the detector's filters go to the config's instances.
+    dataset = ex.DatasetSettings(**_fields(ex.DatasetSettings, options),
+                                 **{k: v for k, v in named.items() if v is not None})
     run = ex.RunOptions(**_fields(ex.RunOptions, options), device=_device(device))
-    summary = ex.export_dataset(network or DEFAULT_GENERATOR, subjects, outdir, fmt,
-                                SegmentConfig(**method_kwargs(options)), dataset, run)
+    summary = ex.export_dataset(network or DEFAULT_GENERATOR, subjects, outdir, fmt, segment_config(options),
+                                dataset, run)
     rate = f", {summary['images_per_s']} img/s" if summary["images_per_s"] else ""
     click.echo(f"exported {summary['exported']} seeds in {summary['elapsed_s']} s{rate} "
                f"({summary['done']} were already done)")
@@ -444,16 +442,19 @@ def discover(network: str | None, device: str, seeds: str, out: str, prototypes:
 
     import stylemix
     from stylemix import io
+    from stylemix.config import SegmentConfig
+    from stylemix.parts.bank import PartSettings
     from stylemix.parts.fit import discover as fit_bank
 
     seed_list = io.parse_seeds(seeds)
     kwargs = method_kwargs(options)
     n_parts = kwargs.pop("clusters")  # -k is the number of classes here; the consensus inside uses k = 2
-    extra = {k: v for k, v in (("prototypes", prototypes), ("signature_variants", signature_variants),
-                               ("foreground", foreground)) if v is not None}
+    given = {"prototypes": prototypes, "signature_variants": signature_variants, "foreground": foreground}
+    settings = PartSettings(**{k: v for k, v in given.items() if v is not None})
     G = stylemix.load_generator(network, device=_device(device))
     with tqdm(total=len(seed_list), unit="img", desc="discover", disable=None) as bar:
-        bank = fit_bank(G, seed_list, n_parts, progress=lambda done, total: bar.update(1), **kwargs, **extra)
+        bank = fit_bank(G, seed_list, n_parts, settings=settings, config=SegmentConfig(**kwargs),
+                        progress=lambda done, total: bar.update(1))
     for path in bank.save(out):
         click.echo(path)
 

@@ -3,14 +3,18 @@ click decorators, and :func:`method_kwargs`, which turns the method's options in
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from stylemix.errors import StylemixError
 
+if TYPE_CHECKING:
+    from stylemix.config import SegmentConfig
+
 __all__ = ["BANK_FIT_FIXED", "METHOD_OPTION_FIELDS", "alpha_option", "bank_fit_options", "detector_options",
-           "latents_options", "method_kwargs", "method_options", "network_option", "parts_option"]
+           "latents_options", "method_kwargs", "method_options", "network_option", "parts_option", "segment_config"]
 
 
 def network_option(f: Any) -> Any:
@@ -100,9 +104,7 @@ def detector_options(f: Any) -> Any:
 
 
 def method_kwargs(options: dict[str, Any]) -> dict[str, Any]:
-    """CLI option values -> :func:`stylemix.segment` keyword arguments."""
-    import dataclasses
-
+    """CLI option values -> :class:`~stylemix.config.SegmentConfig` fields (keyword arguments)."""
     from stylemix.config import SegmentConfig
     from stylemix.mixing import parse_crossover
     kwargs = {f.name: options[f.name] for f in dataclasses.fields(SegmentConfig) if f.name in options}
@@ -114,6 +116,18 @@ def method_kwargs(options: dict[str, Any]) -> dict[str, Any]:
         except ValueError:
             raise StylemixError(f"bad --consensus {kwargs['consensus']!r}: give cluster counts like 2,3,4,5") from None
     return kwargs
+
+
+def segment_config(options: dict[str, Any]) -> SegmentConfig:
+    """CLI option values -> the run's :class:`~stylemix.config.SegmentConfig`: the method's options
+    (:func:`method_kwargs`) and, where the command has :func:`detector_options`, the detector's filters as its
+    ``instances``."""
+    from stylemix.config import InstanceConfig, SegmentConfig
+    config = SegmentConfig(**method_kwargs(options))
+    if "det_conf" not in options:
+        return config
+    return dataclasses.replace(config, instances=InstanceConfig(classes=options["classes"], conf=options["det_conf"],
+                                                                iou=options["det_iou"]))
 
 
 def alpha_option(f: Any) -> Any:

@@ -1,5 +1,5 @@
-"""The settings of the method: :class:`SegmentConfig` (the whole-image pipeline) and :class:`InstanceConfig` (the
-per-box step of the instance mode), with their checks. Every other module reads its settings from here; this one
+"""The settings of the method: :class:`SegmentConfig` (the whole-image pipeline), which holds an
+:class:`InstanceConfig` (the detector's filters and the per-box step of the instance mode), with their checks. Every other module reads its settings from here; this one
 imports no stage, so the import graph runs one way (config -> stages -> instances -> segment -> export / cli).
 """
 
@@ -16,11 +16,12 @@ from stylemix import mixing, refine
 from stylemix.errors import StylemixError
 from stylemix.foreground import RULES
 from stylemix.backend import native_bfloat16
+from stylemix.detect import check_thresholds
 from stylemix.render import generator_device, has_features
 from stylemix.vectors import NORMALIZATIONS
 
 __all__ = ["BOUNDARIES", "DESCRIPTORS", "InstanceConfig", "PRECISIONS", "REFINEMENTS", "SegmentConfig",
-           "default_crossovers", "variant_precision"]
+           "default_crossovers", "refuse_legacy", "variant_precision"]
 
 DESCRIPTORS = ("auto", "features", "rgb")
 PRECISIONS = ("auto", "float32", "bfloat16")
@@ -78,6 +79,9 @@ class SegmentConfig:
         exact: the reference pipeline with no shortcut: every variant synthesised in full at full resolution and
             clustered on its RGB, area-downsampled to the analysis resolution (implies ``descriptor="rgb"``).
         n_init, max_iter: k-means restarts and iterations.
+        instances: the instance mode's settings (:class:`InstanceConfig`), read only when a detector is given
+            (``segment(..., detector=...)``). Not in :meth:`as_dict`: a run with a detector records them in
+            ``meta["instances"]``, and the settings of a run without one do not depend on them.
     """
 
     variants: int = 24
@@ -101,6 +105,7 @@ class SegmentConfig:
     exact: bool = False
     n_init: int = 3
     max_iter: int = 100
+    instances: "InstanceConfig" = dataclasses.field(default_factory=lambda: InstanceConfig())
 
     def resolve(self, G: Any) -> "SegmentConfig":
         """Fill generator-dependent defaults and check every value; one clear :class:`StylemixError` if bad."""
@@ -160,6 +165,8 @@ class SegmentConfig:
         def is_real(v: Any) -> bool:
             return (is_int(v) or isinstance(v, (float, np.floating))) and not isinstance(v, bool)
 
+        if not isinstance(self.instances, InstanceConfig):
+            raise StylemixError(f"instances must be an InstanceConfig, got {self.instances!r}")
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
             ok = {"int": is_int(v), "int | None": v is None or is_int(v), "float": is_real(v),
@@ -176,7 +183,10 @@ class SegmentConfig:
         return {"normalization": self.normalization, "n_init": self.n_init, "max_iter": self.max_iter}
 
     def as_dict(self) -> dict[str, Any]:
+        """The whole-image settings as JSON (``seedSSSS.json``'s ``settings``, the export's digest): every field
+        but ``instances``."""
         d = dataclasses.asdict(self)
+        del d["instances"]
         if isinstance(d["crossover"], tuple):  # JSON has no tuples: a range is written "LOW-HIGH"
             d["crossover"] = "{}-{}".format(*d["crossover"])
         return d
@@ -219,9 +229,11 @@ def default_crossovers(G: Any, analysis_resolution: int | None = None) -> list[i
 
 @dataclasses.dataclass(frozen=True)
 class InstanceConfig:
-    """Settings of the per-box step (the detector's own settings are arguments of :func:`prepare_instances`).
+    """Settings of the instance mode: which detections count, and the per-box step that segments each.
 
     Attributes:
+        classes: keep only these detector classes: names or ids, ``"person,horse"`` or a sequence (``None``: all).
+        conf, iou: the detector's confidence and NMS IoU thresholds, in [0, 1].
         clusters: k for k-means inside each crop (2: object / rest).
         crop_margins: context added on each side of a box, as a fraction of its width (height): the ring that
             tells the clustering what "not the object" looks like. Tried in order until the box gives a plausible
@@ -238,6 +250,9 @@ class InstanceConfig:
             the smaller one are one object detected twice, and are merged (1 turns merging off).
     """
 
+    classes: str | tuple[str | int, ...] | None = None
+    conf: float = 0.25
+    iou: float = 0.7
     clusters: int = 2
     crop_margins: tuple[float, ...] = (0.15, 0.5, 2.0)
     max_box_fill: float = 0.95
@@ -246,7 +261,17 @@ class InstanceConfig:
     max_edge_cover: float = 0.1
     merge_overlap: float = 0.7
 
+    # The detector's filters; the other fields are the per-box step's (box_settings).
+    DETECTOR_FIELDS = ("classes", "conf", "iou")
+
+    def box_settings(self) -> dict[str, Any]:
+        """The per-box step's settings as JSON (``meta["instances"]["settings"]``): every field but the detector's
+        filters, which the record holds beside them."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in self.DETECTOR_FIELDS}
+
     def check(self) -> None:
+        """One :class:`StylemixError` line for a value out of range."""
+        check_thresholds(self.conf, self.iou)
         if self.clusters < 2:
             raise StylemixError(f"instance clusters must be at least 2, got {self.clusters}")
         if not self.crop_margins or not all(0 <= m <= 4 for m in self.crop_margins):
@@ -263,3 +288,26 @@ class InstanceConfig:
             raise StylemixError(f"min crop must be at least 2 analysis pixels, got {self.min_crop}")
 
 
+
+
+def refuse_legacy(function: str, keywords: dict[str, Any]) -> None:
+    """One :class:`StylemixError` line for the settings ``function`` took as loose keywords in earlier versions
+    (``segment(G, 0, variants=8, classes="person")``), naming the spelling that replaces them
+    (``config=SegmentConfig(variants=8, instances=InstanceConfig(classes='person'))``); nothing when none.
+    ``instance_config=X`` is ``instances=X``; a keyword that never was a setting is reported as unknown."""
+    if not keywords:
+        return
+    config_names = {f.name for f in dataclasses.fields(SegmentConfig)} - {"instances"}
+    instance_names = {f.name for f in dataclasses.fields(InstanceConfig)}
+    unknown = sorted(set(keywords) - config_names - instance_names - {"instance_config"})
+    if unknown:
+        raise StylemixError(f"unknown option {unknown[0]!r}; the settings are the fields of SegmentConfig "
+                            f"({', '.join(sorted(config_names))}), passed as config=SegmentConfig(...)")
+    flat = [f"{k}={v!r}" for k, v in keywords.items() if k in config_names]
+    loose = [f"{k}={v!r}" for k, v in keywords.items() if k in instance_names - config_names]
+    if loose:
+        flat.append(f"instances=InstanceConfig({', '.join(loose)})")
+    elif "instance_config" in keywords:
+        flat.append(f"instances={keywords['instance_config']!r}")
+    raise StylemixError(f"{function}() takes its settings through config=: use "
+                        f"config=SegmentConfig({', '.join(flat)})")

@@ -45,8 +45,7 @@ import numpy as np
 
 from stylemix.backend import array_module, ndimage_module, to_numpy
 from stylemix.config import InstanceConfig, SegmentConfig
-from stylemix.detect import (Detections, Detector, check_thresholds, class_ids, detect, detector_name,
-                             load_detector)
+from stylemix.detect import Detections, Detector, class_ids, detect, detector_name, load_detector
 from stylemix.foreground import anchor_foreground, centrality_map, cluster_scores, foreground_clusters
 from stylemix.stages import cluster_stack, consensus_foreground, finish_probability, order_binary
 
@@ -444,13 +443,10 @@ def overlay_instances(image: np.ndarray, labels: np.ndarray, records: list[Insta
 
 @dataclasses.dataclass
 class InstanceStep:
-    """A loaded detector with its filters and settings, applied to each :class:`~stylemix.segment.Segmentation`
+    """A loaded detector with the instance settings, applied to each :class:`~stylemix.segment.Segmentation`
     by :func:`stylemix.segment` (so that :func:`~stylemix.segment.segment_many` loads the detector once)."""
 
     detector: Detector
-    classes: str | list[str | int] | None = None
-    conf: float = 0.25
-    iou: float = 0.7
     config: InstanceConfig = dataclasses.field(default_factory=InstanceConfig)
 
     def __call__(self, image: np.ndarray, stack: Any, cfg: SegmentConfig, random_state: int, guide: Any = None,
@@ -461,15 +457,15 @@ class InstanceStep:
         already in the stack's array type (on a GPU: no host-to-device copy of the image back), else ``image``;
         ``features`` the whole image's boundary feature maps (:func:`segment_instances`).
         """
-        found = detect(self.detector, image, self.classes, self.conf)  # detectors read host images
+        classes = self.config.classes
+        found = detect(self.detector, image, classes, self.config.conf)  # detectors read host images
         guide = array_module(stack).asarray(image) if guide is None else guide
         inst = _segment_instances(guide, stack, found, cfg, random_state, self.config, features)
         kept = sum(r.kept for r in inst.records)
         meta = {
             "detector": detector_name(self.detector),
-            "classes": self.classes if self.classes is None or isinstance(self.classes, str)
-            else ",".join(map(str, self.classes)),
-            "conf": self.conf, "iou": self.iou, "settings": dataclasses.asdict(self.config),
+            "classes": classes if classes is None or isinstance(classes, str) else ",".join(map(str, classes)),
+            "conf": self.config.conf, "iou": self.config.iou, "settings": self.config.box_settings(),
             "detections": len(found), "kept": kept,
             "message": ("no detections" if not len(found) else
                         "every detection was dropped (see reasons)" if not kept else ""),
@@ -477,10 +473,9 @@ class InstanceStep:
         return inst, meta
 
 
-def prepare_instances(detector: str | Any | None, classes: str | Iterable[str | int] | None = None,
-                      conf: float = 0.25, iou: float = 0.7, config: InstanceConfig | None = None
-                      ) -> InstanceStep | None:
-    """Load ``detector`` (a weights path or a callable) once and check the settings; ``None`` when no detector.
+def prepare_instances(detector: str | Any | None, config: InstanceConfig | None = None) -> InstanceStep | None:
+    """Load ``detector`` (a weights path or a callable) once with the thresholds of ``config`` and check the
+    settings; ``None`` when no detector.
 
     A class name unknown to a detector with a ``names`` attribute fails here, before any image is made. An
     :class:`InstanceStep` (this function's result) is returned as it is: the export prepares it once and hands it
@@ -492,10 +487,9 @@ def prepare_instances(detector: str | Any | None, classes: str | Iterable[str | 
         return detector
     config = config or InstanceConfig()
     config.check()
-    check_thresholds(conf, iou)
-    det = load_detector(detector, conf=conf, iou=iou)
+    det = load_detector(detector, conf=config.conf, iou=config.iou)
     if getattr(det, "names", None):
-        class_ids(classes, det.names)
-    if classes is not None and not isinstance(classes, str):
-        classes = list(classes)
-    return InstanceStep(det, classes, conf, iou, config)
+        class_ids(config.classes, det.names)
+    if config.classes is not None and not isinstance(config.classes, (str, int, np.integer)):
+        config = dataclasses.replace(config, classes=tuple(config.classes))
+    return InstanceStep(det, config)

@@ -9,7 +9,7 @@ and the soft map (no training, no rule about what the object is):
 * ``cascade``: the same first pass with a window of three analysis pixels, then passes with narrowing windows,
   each on the thresholded result of the previous one: a hard edge within a window snaps to the strongest image
   edge there, and the narrower window re-snaps it to the edge nearest to it;
-* ``matting``: closed-form matting (Levin et al., 2008; :func:`closed_form_alpha`, solved on the band's pixels
+* ``matting``: closed-form matting (Levin et al., 2008; :func:`stylemix.matting.closed_form_alpha`, solved on the band's pixels
   alone) at ``matting_resolution``, the trimap's unknown region being a band of ``matting_band`` analysis pixels
   either side of the first pass's boundary, then one narrow guided pass at the working resolution;
 * ``grabcut``: the cascade's boundary, then a graph cut in a band of ``grabcut_band`` analysis pixels either side of it
@@ -44,9 +44,9 @@ import dataclasses
 import numpy as np
 
 from stylemix.errors import StylemixError
+from stylemix.matting import closed_form_alpha
 
-__all__ = ["FEATURE_METHODS", "METHODS", "RefineConfig", "alpha_uint8", "binary", "classify_band", "closed_form_alpha",
-           "cut_band", "foreground_matte", "guided", "matte_band", "method_run", "principal_axes", "refine_boundary"]
+__all__ = ["FEATURE_METHODS", "METHODS", "RefineConfig", "alpha_uint8", "binary", "classify_band", "cut_band", "foreground_matte", "guided", "matte_band", "method_run", "principal_axes", "refine_boundary"]
 
 METHODS = ("guided", "cascade", "matting", "grabcut", "features", "features-matting")
 FEATURE_METHODS = ("features", "features-matting")  # the methods that use the generator's feature maps
@@ -219,96 +219,6 @@ def matte_band(image: np.ndarray, soft: np.ndarray, band_px: float, cfg: RefineC
     rgb = cv2.resize(np.asarray(image), size[::-1], interpolation=cv2.INTER_AREA).astype(np.float64) / 255
     alpha = closed_form_alpha(rgb, known, small.astype(np.float64))
     return np.clip(_resize(alpha.astype(np.float32), (h, w)), 0, 1)
-
-
-def closed_form_alpha(image: np.ndarray, known: np.ndarray, values: np.ndarray, eps: float = 1e-7) -> np.ndarray:
-    """Closed-form matting (Levin, Lischinski & Weiss, 2008) of the pixels not ``known``, solved on them alone.
-
-    Alpha minimises ``alpha^T L alpha`` under ``alpha = values`` on the known pixels, ``L`` the matting Laplacian
-    of 3 x 3 windows (in each window alpha is nearly an affine function of the colour). Only the windows touching
-    an unknown pixel enter, and only the unknown pixels' rows: the system ``L_uu alpha_u = -L_uk values_k`` is
-    the size of the band, not the image, and is solved directly (:func:`_solve_spd`), so no iteration count or
-    tolerance decides the result.
-
-    Args:
-        image: ``float [h, w, 3]`` colours in [0, 1].
-        known: ``bool [h, w]`` the pixels whose alpha is given (each unknown region must touch some).
-        values: ``float [h, w]`` alpha of the known pixels (others ignored).
-        eps: the windows' colour-covariance regulariser (larger: smoother alpha).
-
-    Returns:
-        ``float64 [h, w]`` in [0, 1], equal to ``values`` on the known pixels.
-    """
-    import scipy.ndimage
-    import scipy.sparse
-    image = np.asarray(image, dtype=np.float64)
-    known = np.asarray(known, dtype=bool)
-    h, w = known.shape
-    if image.shape != (h, w, 3) or np.shape(values) != (h, w):
-        raise StylemixError(f"matting needs image [h, w, 3], known and values [h, w]; got {list(image.shape)}, "
-                            f"{list(known.shape)}, {list(np.shape(values))}")
-    out = np.asarray(values, dtype=np.float64).ravel().copy()
-    unknown = np.flatnonzero(~known.ravel())
-    if unknown.size == 0 or min(h, w) < 3:
-        return out.reshape(h, w)
-    # Windows (3 x 3, inside the image) that hold an unknown pixel: the only ones that reach an unknown row.
-    centres = scipy.ndimage.binary_dilation(~known, np.ones((3, 3), bool))
-    centres[[0, -1], :] = False
-    centres[:, [0, -1]] = False
-    cy, cx = np.nonzero(centres)
-    dy, dx = np.mgrid[-1:2, -1:2]
-    win = (cy[:, None] + dy.ravel()) * w + (cx[:, None] + dx.ravel())  # [K, 9] pixel indices
-    X = image.reshape(-1, 3)[win]
-    X = X - X.mean(axis=1, keepdims=True)
-    cov = np.matmul(X.transpose(0, 2, 1), X) / 9 + (eps / 9) * np.eye(3)
-    G = np.matmul(np.matmul(X, np.linalg.inv(cov)), X.transpose(0, 2, 1))  # [K, 9, 9]
-    vals = np.eye(9) - (1 + G) / 9
-    # Each entry couples two pixels of a window, at most 2 apart: accumulate it into its row's 5 x 5 stencil
-    # (the offset is set by the two window positions alone), only for the unknown pixels' rows.
-    n = unknown.size
-    index = np.full(h * w, -1)
-    index[unknown] = np.arange(n)
-    dy, dx = dy.ravel(), dx.ravel()
-    offset = (dy[None, :] - dy[:, None] + 2) * 5 + (dx[None, :] - dx[:, None] + 2)  # [9, 9] in [0, 25)
-    row = index[win]  # [K, 9]
-    slot = row[:, :, None] * 25 + offset
-    free = np.broadcast_to(row[:, :, None] >= 0, vals.shape)
-    stencil = np.bincount(slot[free], weights=vals[free], minlength=n * 25).reshape(n, 25)
-    stencil[:, 12] += 1e-9  # a ridge: an unknown region cut off from every known pixel stays solvable, at 0
-    sy, sx = np.divmod(np.arange(25), 5)
-    neighbour = np.clip(unknown[:, None] + (sy - 2) * w + (sx - 2), 0, h * w - 1)  # [n, 25]; unused where 0
-    column = index[neighbour]
-    used = stencil != 0
-    inner = used & (column >= 0)
-    b = -(np.where(used & (column < 0), stencil, 0) * out[neighbour]).sum(axis=1)
-    # Rows list their columns by increasing offset, i.e. increasing pixel (and unknown) index: already sorted.
-    A = scipy.sparse.csr_matrix((stencil[inner], column[inner], np.concatenate([[0], np.cumsum(inner.sum(1))])),
-                                shape=(n, n))
-    out[unknown] = _solve_spd(A, b)
-    return np.clip(out, 0, 1).reshape(h, w)
-
-
-def _solve_spd(A: "scipy.sparse.csr_matrix", b: np.ndarray, max_work: float = 3e8) -> np.ndarray:
-    """``A^-1 b`` for a sparse symmetric positive definite ``A [n, n]``: banded Cholesky after a reverse
-    Cuthill-McKee ordering (a band of pixels along a curve orders into a narrow band matrix: a few times faster than
-    a general sparse LU), the sparse LU when the band would be too wide (``n * bandwidth^2 > max_work``)."""
-    import scipy.linalg
-    import scipy.sparse.linalg
-    from scipy.sparse.csgraph import reverse_cuthill_mckee
-    perm = reverse_cuthill_mckee(A, symmetric_mode=True)
-    P = A[perm][:, perm].tocoo()
-    upper = P.row <= P.col
-    width = int((P.col[upper] - P.row[upper]).max(initial=0))
-    if len(b) * (width + 1) ** 2 <= max_work:
-        bands = np.zeros((width + 1, len(b)))
-        bands[width + P.row[upper] - P.col[upper], P.col[upper]] = P.data[upper]
-        x = np.empty_like(b)
-        try:
-            x[perm] = scipy.linalg.solveh_banded(bands, b[perm], check_finite=False)
-            return x
-        except np.linalg.LinAlgError:  # not numerically positive definite (a nearly free region): the general solve
-            pass
-    return scipy.sparse.linalg.spsolve(A.tocsc(), b, permc_spec="MMD_AT_PLUS_A")
 
 
 def cut_band(image: np.ndarray, soft: np.ndarray, band_px: float, cfg: RefineConfig) -> np.ndarray:

@@ -1,10 +1,10 @@
 """The pipeline: seed -> base image + N style variants -> per-pixel vectors -> k-means -> foreground -> masks.
 
 :func:`segment` is the library entry point; :class:`~stylemix.config.SegmentConfig` holds every knob with its default (docs/method.md
-explains each). :func:`segment_many` works in batches of ``batch_size`` images: one
-:func:`~stylemix.render.render_batch`, then per image the stages of :mod:`stylemix.stages` (the k = 2 pipeline
-:func:`~stylemix.stages.foreground_probability` -> :func:`~stylemix.stages.finish_probability`, the k > 2 one
-:func:`~stylemix.stages.part_labels` -> :func:`~stylemix.stages.finish_labels`), which the instance mode and the benchmarks reuse.
+explains each). :func:`segment_many` chooses the run's foreground source once (:mod:`stylemix.sources`: the
+per-image consensus, a part bank, or the k > 2 clusters) and works in batches of ``batch_size`` images: one
+:func:`~stylemix.render.render_batch`, then per image source -> finish (:func:`~stylemix.stages.finish_foreground`
+or :func:`~stylemix.stages.finish_labels`) -> instances (:mod:`stylemix.instances`, when a detector runs).
 """
 
 from __future__ import annotations
@@ -21,14 +21,14 @@ import torch
 from stylemix import mixing, refine
 from stylemix.backend import Backend, get_backend, to_numpy, warn_once
 from stylemix.cluster import blas_limit, thread_limit
-from stylemix.config import SegmentConfig
+from stylemix.config import SegmentConfig, refuse_legacy
 from stylemix.errors import StylemixError
 from stylemix.instances import InstanceStep, prepare_instances
 from stylemix.parts.step import part_step
 from stylemix.render import (Rendered, Subject, generator_device, has_features, image_features, noise_stream,
                              render_batch, subjects, to_uint8)
-from stylemix.stages import (finish_foreground, finish_labels, foreground_probability, kmeans_seed, min_pixels,
-                             part_labels, split_scores)
+from stylemix.sources import ForegroundSource, foreground_source
+from stylemix.stages import finish_foreground, finish_labels, kmeans_seed, min_pixels
 
 __all__ = ["Segmentation", "SegmentationMeta", "boundary_features", "boundary_resolution", "finish_workers", "segment", "segment_many"]
 
@@ -139,8 +139,8 @@ class Segmentation:
 
 
 def segment(G: Any, seed: int = 0, *, ws: Any = None, z: Any = None, stream_base: int = 0,
-            config: SegmentConfig | None = None, detector: Any = None, classes: Any = None, conf: float = 0.25,
-            iou: float = 0.7, instance_config: Any = None, parts: Any = "auto", **options: Any) -> Segmentation:
+            config: SegmentConfig | None = None, detector: Any = None, parts: Any = "auto",
+            **legacy: Any) -> Segmentation:
     """Segment the image of ``seed`` made by ``G`` (or the image of the latents ``ws`` / ``z``).
 
     Args:
@@ -149,11 +149,12 @@ def segment(G: Any, seed: int = 0, *, ws: Any = None, z: Any = None, stream_base
         ws: instead of a seed, one image's styles: w+ ``[num_ws, w_dim]`` or ``[1, num_ws, w_dim]``, or w
             ``[w_dim]``, used as given. ``z``: one latent ``[z_dim]``, mapped like a seed's. Their variants draw
             from the streams of row 0 with ``stream_base`` (:func:`stylemix.mixing.row_key`).
-        config: a :class:`SegmentConfig`; keyword ``options`` (its field names) override it.
-        detector, classes, conf, iou, instance_config: instance mode, off when ``detector`` is ``None``: a weights
-            path or a callable (:mod:`stylemix.detect`), a class filter (``"person,horse"`` or ids), the detector's
-            confidence and NMS IoU thresholds, an :class:`~stylemix.config.InstanceConfig`. Fills the
-            result's ``instances``, ``instance_records`` and ``semantic``.
+        config: a :class:`SegmentConfig`, every setting of the run (default: ``SegmentConfig()``); change one
+            with ``SegmentConfig(variants=8)`` or ``dataclasses.replace(config, variants=8)``.
+        detector: instance mode, off when ``None``: a weights path or a callable (:mod:`stylemix.detect`), loaded
+            with the thresholds of ``config.instances`` (:class:`~stylemix.config.InstanceConfig`: class filter,
+            confidence and NMS IoU, the per-box settings). Fills the result's ``instances``,
+            ``instance_records`` and ``semantic``.
         parts: ``"auto"`` (default): two-way masks take their foreground from the part bank shipped for ``G``
             where one exists (the default generator: it measures better than the per-image consensus,
             docs/parts.md), else from ``G``'s bank in the user's cache (:mod:`stylemix.parts.cache`: fitted by an
@@ -163,16 +164,19 @@ def segment(G: Any, seed: int = 0, *, ws: Any = None, z: Any = None, stream_base
             :class:`~stylemix.parts.PartBank`, a bank file or ``"default"`` (the bank shipped for the default
             generator): fills ``seg.parts`` and takes the foreground from the bank (refused for another generator).
             ``meta["foreground_from"]`` says which decided the mask.
+        legacy: the keywords of earlier versions (``variants=8``, ``classes=...``): refused with one line that
+            names the new spelling.
 
     Returns:
         A :class:`Segmentation`.
 
     Example:
         >>> G = stylemix.load_generator("shapes")
-        >>> seg = stylemix.segment(G, seed=0, variants=8)
+        >>> seg = stylemix.segment(G, seed=0, config=stylemix.SegmentConfig(variants=8))
         >>> seg.foreground.shape
         (64, 64)
     """
+    refuse_legacy("segment", legacy)
     if ws is not None or z is not None:
         from stylemix.latents import latent_rows
         kind = "w" if z is None else "z"
@@ -182,20 +186,18 @@ def segment(G: Any, seed: int = 0, *, ws: Any = None, z: Any = None, stream_base
         rows = latent_rows(one, G.num_ws, G.w_dim, G.z_dim, kind=kind, stream_base=stream_base)
         if len(rows) != 1:
             raise StylemixError(f"segment takes one image's latents, got {len(rows)} rows: use segment_many")
-        return next(segment_many(G, ws=rows, config=config, detector=detector, classes=classes, conf=conf,
-                                 iou=iou, instance_config=instance_config, parts=parts, **options))
-    return next(segment_many(G, [seed], config=config, detector=detector, classes=classes, conf=conf, iou=iou,
-                             instance_config=instance_config, parts=parts, **options))
+        return next(segment_many(G, ws=rows, config=config, detector=detector, parts=parts))
+    return next(segment_many(G, [seed], config=config, detector=detector, parts=parts))
 
 
 def segment_many(G: Any, seeds: Iterable[int] | None = None, *, ws: Any = None, zs: Any = None,
                  stream_base: int = 0, config: SegmentConfig | None = None, detector: Any = None,
-                 classes: Any = None, conf: float = 0.25, iou: float = 0.7, instance_config: Any = None,
-                 parts: Any = "auto", **options: Any) -> Iterator[Segmentation]:
+                 parts: Any = "auto", **legacy: Any) -> Iterator[Segmentation]:
     """:func:`segment` over ``seeds``, or over the rows of ``ws`` (w+ ``[B, num_ws, w_dim]`` or w ``[B, w_dim]``,
     or a :class:`~stylemix.latents.LatentRows`) or ``zs`` (``[B, z_dim]``), validating the settings and loading
     the detector and the part bank once. Row ``r``'s variants draw from the key ``(WS_STREAM_TAG, stream_base, r)``."""
     from stylemix.latents import LatentRows, latent_rows
+    refuse_legacy("segment_many", legacy)
     given = [name for name, v in (("seeds", seeds), ("ws", ws), ("zs", zs)) if v is not None]
     if len(given) > 1:
         raise StylemixError(f"give one of seeds, ws and zs, not {' and '.join(given)}")
@@ -203,11 +205,12 @@ def segment_many(G: Any, seeds: Iterable[int] | None = None, *, ws: Any = None, 
     if latents is not None and not isinstance(latents, LatentRows):
         latents = latent_rows(latents, G.num_ws, G.w_dim, G.z_dim, kind="w" if zs is None else "z",
                               stream_base=stream_base)
-    cfg = dataclasses.replace(config or SegmentConfig(), **_known(options)).resolve(G)
+    cfg = (config or SegmentConfig()).resolve(G)
     device = generator_device(G)
     backend = get_backend(str(device) if device.type == "cuda" else "cpu")  # cuda:N keeps its index
-    step = prepare_instances(detector, classes, conf, iou, instance_config)
+    step = prepare_instances(detector, cfg.instances)
     bank_step = part_step(G, parts, cfg)
+    source = foreground_source(cfg, bank_step)
     shared = _shared_variants(cfg, bank_step, step)
     # The base image's feature maps the later stages read, taken while it is synthesised (render_batch).
     resolutions = tuple(r for r in (boundary_resolution(G, cfg), None if bank_step is None else
@@ -216,10 +219,10 @@ def segment_many(G: Any, seeds: Iterable[int] | None = None, *, ws: Any = None, 
     for subject in subjects(seeds, latents):
         batch.append(subject)
         if len(batch) == cfg.batch_size:
-            yield from _segment_batch(G, batch, cfg, backend, step, bank_step, shared, resolutions)
+            yield from _segment_batch(G, batch, cfg, backend, source, step, shared, resolutions)
             batch = []
     if batch:
-        yield from _segment_batch(G, batch, cfg, backend, step, bank_step, shared, resolutions)
+        yield from _segment_batch(G, batch, cfg, backend, source, step, shared, resolutions)
 
 
 def _shared_variants(cfg: SegmentConfig, part_step: Any, instance_step: InstanceStep | None) -> Any:
@@ -236,14 +239,6 @@ def _shared_variants(cfg: SegmentConfig, part_step: Any, instance_step: Instance
     if stack_used and cfg.variants != part_step.bank.settings.signature_variants:
         return None
     return part_step.shared_variants()
-
-
-def _known(options: dict[str, Any]) -> dict[str, Any]:
-    fields = {f.name for f in dataclasses.fields(SegmentConfig)}
-    unknown = sorted(set(options) - fields)
-    if unknown:
-        raise StylemixError(f"unknown option {unknown[0]!r}; options are {', '.join(sorted(fields))}")
-    return options
 
 
 def boundary_resolution(G: Any, cfg: SegmentConfig) -> int | None:
@@ -270,8 +265,8 @@ def boundary_features(G: Any, ws_base: Any, cfg: SegmentConfig, key: mixing.Stre
         return image_features(G, ws_base, r, cfg.noise_mode)[0].float().cpu().numpy()
 
 
-def _segment_batch(G: Any, batch: list[Subject], cfg: SegmentConfig, backend: Backend,
-                   instance_step: InstanceStep | None = None, part_step: Any = None, shared: Any = None,
+def _segment_batch(G: Any, batch: list[Subject], cfg: SegmentConfig, backend: Backend, source: ForegroundSource,
+                   instance_step: InstanceStep | None = None, shared: Any = None,
                    feature_resolutions: tuple[int, ...] = ()) -> list[Segmentation]:
     """Segment the images of ``batch``: one :func:`~stylemix.render.render_batch` (of the ``shared`` variants when
     given, keeping the base images' feature maps at ``feature_resolutions``), one finite check of the batch, then
@@ -287,10 +282,9 @@ def _segment_batch(G: Any, batch: list[Subject], cfg: SegmentConfig, backend: Ba
         render_s = (time.perf_counter() - t0) / len(batch)  # the batch's render, shared equally
 
         def finish(i: int) -> Segmentation:
-            return _finish_image(G, batch[i], rendered[i], images[i], cfg, backend, instance_step, part_step,
-                                 render_s)
+            return _finish_image(G, batch[i], rendered[i], images[i], cfg, backend, source, instance_step, render_s)
 
-        workers = finish_workers(len(batch), backend, rendered, feature_resolutions, instance_step, part_step)
+        workers = finish_workers(len(batch), backend, rendered, feature_resolutions, instance_step, source.bank)
         if workers == 1:
             return [finish(i) for i in range(len(batch))]
         # Each image's finish is NumPy / SciPy / OpenCV on one thread, which release the GIL, while torch's pool idles
@@ -327,53 +321,29 @@ def _check_finite(batch: list[Subject], rendered: list[Rendered]) -> None:
 
 
 def _finish_image(G: Any, subject: Subject, rendered: Rendered, image_u8: torch.Tensor, cfg: SegmentConfig,
-                  backend: Backend, instance_step: InstanceStep | None, part_step: Any, render_s: float
+                  backend: Backend, source: ForegroundSource, instance_step: InstanceStep | None, render_s: float
                   ) -> Segmentation:
-    """One image's clustering, foreground and post-processing from its renders."""
+    """One image from its renders: the run's foreground source decides its regions, the boundary stage finishes
+    them at full resolution, then the instance step (when a detector runs)."""
     t1 = time.perf_counter()
     xp = backend.xp
     random_state = kmeans_seed(subject.key)
     stack = backend.from_torch(rendered.stack.float())
-    # One BLAS / OpenMP thread: the masks do not depend on the thread count (a threaded reduction sums in arrival
-    # order), and analysis-resolution arrays are small, so threads would cost more than they save.
-    # Not around the part bank's step: it renders, and torch's OpenMP pool is one of those threadpoolctl limits.
-    extra = {}
-    # A two-way mask reads the consensus unless the part bank's foreground ignores it: then nothing is clustered.
-    use_consensus = cfg.clusters == 2 and (part_step is None or part_step.needs_consensus)
-    prob = None
-    with thread_limit(1):
-        if use_consensus:
-            prob, scores, margin, extra["consensus_agreement"] = foreground_probability(
-                stack, random_state, consensus=cfg.consensus, foreground_rule=cfg.foreground_rule,
-                frame_penalty=cfg.frame_penalty, **cfg.kmeans_options())
-        elif cfg.clusters != 2:
-            labels, scores, is_fg, margin = part_labels(stack, cfg.clusters, random_state,
-                                                        foreground_rule=cfg.foreground_rule, **cfg.kmeans_options())
     guide = backend.from_torch(image_u8)
     features = boundary_features(G, rendered.ws_base, cfg, subject.key, rendered.features)
-    bank_parts = None
-    if part_step is not None:  # a part bank: its classes, and its foreground where k = 2
-        r, rb = cfg.analysis_resolution, part_step.cfg.analysis_resolution
-        base = (features if features is not None and features.shape[-1] == rb else
-                rendered.features[rb][0].float().cpu().numpy() if rb in rendered.features else None)
-        bank_parts, bank_prob = part_step(rendered.ws_base, None if prob is None else to_numpy(prob), guide, base,
-                                          signature=to_numpy(stack) if rendered.shared else None,
-                                          foreground_shape=(r, r) if cfg.clusters == 2 else None)
-        if bank_prob is not None:
-            prob = xp.asarray(bank_prob)
-        if cfg.clusters == 2 and not use_consensus:  # the margin of the final split, as the consensus's is
-            scores, margin = split_scores(prob, cfg.foreground_rule)
+    decision = source.decide(stack, random_state, rendered, guide, features)
     t2 = time.perf_counter()
     size = tuple(image_u8.shape[:2])
     area = min_pixels(cfg.min_area, size)
     alpha = None
-    with thread_limit(1):
-        if cfg.clusters == 2:
-            full, alpha = finish_foreground(prob, size, guide, min_pixels=area, refine=cfg.refine,
+    with thread_limit(1):  # one thread, as the source's clustering (stylemix.sources.Consensus)
+        if decision.prob is not None:
+            full, alpha = finish_foreground(decision.prob, size, guide, min_pixels=area, refine=cfg.refine,
                                             boundary=cfg.boundary, features=features)
             foreground, is_fg = full == 1, xp.asarray([False, True])  # 1 = foreground
         else:
-            full = finish_labels(labels, size, cfg.clusters, guide, min_pixels=area, refine=cfg.refine)
+            full = finish_labels(decision.labels, size, cfg.clusters, guide, min_pixels=area, refine=cfg.refine)
+            is_fg = decision.is_fg
             foreground = is_fg[full]
     t3 = time.perf_counter()
     boundary_run = None
@@ -385,19 +355,17 @@ def _finish_image(G: Any, subject: Subject, rendered: Rendered, image_u8: torch.
     meta = SegmentationMeta(
         seed=subject.seed, generator=getattr(G, "family", type(G).__name__), resolution=int(G.resolution),
         settings=cfg.as_dict(), crossovers=rendered.crossovers.tolist(), boundary=boundary_run,
-        foreground_margin=round(margin, 6), cluster_scores=[round(float(s), 6) for s in to_numpy(scores)],
+        foreground_margin=round(decision.margin, 6),
+        cluster_scores=[round(float(s), 6) for s in to_numpy(decision.scores)],
         foreground_clusters=[int(i) for i in np.flatnonzero(to_numpy(is_fg))],
-        foreground_fraction=round(float(foreground.mean()), 6),
-        foreground_from=("clusters" if cfg.clusters != 2 else "consensus" if part_step is None else
-                         f"part bank ({part_step.bank.settings.foreground})"),
+        foreground_fraction=round(float(foreground.mean()), 6), foreground_from=source.name,
         timing_s={"render": render_s, "cluster": t2 - t1, "postprocess": t3 - t2},
         **({} if subject.row is None else {"ws_row": subject.row, "latent_kind": subject.kind,
                                            "stream_key": list(subject.key)}),
-        **{key: round(value, 6) for key, value in extra.items()})
+        consensus_agreement=None if decision.agreement is None else round(decision.agreement, 6),
+        parts=None if source.bank is None else source.bank.describe())
     seg = Segmentation(subject.seed, to_numpy(image_u8), to_numpy(full).astype(np.int32),
-                       to_numpy(foreground).astype(bool), meta, row=subject.row, parts=bank_parts, alpha=alpha)
-    if part_step is not None:
-        meta.parts = part_step.describe()
+                       to_numpy(foreground).astype(bool), meta, row=subject.row, parts=decision.parts, alpha=alpha)
     if instance_step is not None:  # instance mode (stylemix/instances.py): per-box clustering of the same stack
         t4 = time.perf_counter()
         inst, meta.instances = instance_step(seg.image, stack, cfg, random_state, guide, features)

@@ -45,7 +45,7 @@ def G():
 @pytest.fixture(scope="module")
 def flow_bank(G, one_thread):
     """The flow's bank of G (default part settings) on 12 seeds."""
-    return discover(G, range(200, 212), settings=PartSettings(), variants=8)
+    return discover(G, range(200, 212), settings=PartSettings(), config=stylemix.SegmentConfig(variants=8))
 
 
 def test_cache_folder_follows_the_environment(monkeypatch, tmp_path):
@@ -78,38 +78,40 @@ def test_cache_round_trip_under_the_generator_id(G, flow_bank, cache):
 
 
 def test_auto_takes_the_cached_bank_on_the_second_call(G, flow_bank, cache):
-    first = stylemix.segment(G, 3, **OPTIONS)
+    first = stylemix.segment(G, 3, config=stylemix.SegmentConfig(**OPTIONS))
     assert first.meta.foreground_from == "consensus" and first.meta.parts is None
     store_bank(flow_bank, G)
-    second = stylemix.segment(G, 3, **OPTIONS)
+    second = stylemix.segment(G, 3, config=stylemix.SegmentConfig(**OPTIONS))
     assert second.meta.foreground_from == "part bank (fine)" and second.meta.parts["bank"] == "auto: cached"
     assert second.parts is None  # auto decides the mask only
-    given = stylemix.segment(G, 3, parts=ForegroundBank(flow_bank, "given"), **OPTIONS)
+    given = stylemix.segment(G, 3, parts=ForegroundBank(flow_bank, "given"), config=stylemix.SegmentConfig(**OPTIONS))
     np.testing.assert_array_equal(second.foreground, given.foreground)
-    assert stylemix.segment(G, 3, parts="none", **OPTIONS).meta.foreground_from == "consensus"
-    assert stylemix.segment(G, 3, clusters=3, **OPTIONS).meta.parts is None  # auto: two-way masks only
+    assert stylemix.segment(G, 3, parts="none",
+                            config=stylemix.SegmentConfig(**OPTIONS)).meta.foreground_from == "consensus"
+    # auto: two-way masks only
+    assert stylemix.segment(G, 3, config=stylemix.SegmentConfig(clusters=3, **OPTIONS)).meta.parts is None
 
 
 def test_parts_fit_fits_on_the_fixed_range_caches_and_replaces(G, flow_bank, cache):
-    other = discover(G, range(300, 312), settings=PartSettings(), variants=8)
+    other = discover(G, range(300, 312), settings=PartSettings(), config=stylemix.SegmentConfig(variants=8))
     store_bank(other, G)  # a cached bank exists: fit fits anyway
-    seg = stylemix.segment(G, 3, parts="fit", **OPTIONS)
+    seg = stylemix.segment(G, 3, parts="fit", config=stylemix.SegmentConfig(**OPTIONS))
     assert seg.meta.parts["bank"] == "fit: seeds 200-211" and seg.meta.parts["fit_seeds"] == "200-211"
     bank, _ = cached_bank(G)
     assert bank.fit_seeds == "200-211"
-    assert stylemix.segment(G, 3, **OPTIONS).meta.parts["bank"] == "auto: cached"
+    assert stylemix.segment(G, 3, config=stylemix.SegmentConfig(**OPTIONS)).meta.parts["bank"] == "auto: cached"
     with pytest.raises(StylemixError, match="clusters = 2"):
-        stylemix.segment(G, 3, parts="fit", clusters=3, **OPTIONS)
+        stylemix.segment(G, 3, parts="fit", config=stylemix.SegmentConfig(clusters=3, **OPTIONS))
 
 
 def test_a_plain_protocol_object_is_never_cached(G, cache):
     plain = _Plain(G)
     assert cached_bank_path(plain) is None and cached_bank(plain) is None
     with pytest.warns(RuntimeWarning, match="not cached"):
-        seg = stylemix.segment(plain, 0, parts="fit", **OPTIONS)
+        seg = stylemix.segment(plain, 0, parts="fit", config=stylemix.SegmentConfig(**OPTIONS))
     assert seg.meta.parts["bank"].startswith("fit")
     assert not cache.exists() or not any(cache.rglob("*.parts"))
-    assert stylemix.segment(plain, 0, **OPTIONS).meta.foreground_from == "consensus"
+    assert stylemix.segment(plain, 0, config=stylemix.SegmentConfig(**OPTIONS)).meta.foreground_from == "consensus"
 
 
 def test_export_fits_stores_and_caches_its_bank_then_the_next_export_reuses_it(G, cache, tmp_path):
@@ -124,7 +126,7 @@ def test_export_fits_stores_and_caches_its_bank_then_the_next_export_reuses_it(G
     cached, path = cached_bank(G)
     assert path.read_bytes() == stored  # the dataset's copy is the cached bank
     # the masks are the bank's
-    seg = stylemix.segment(G, 5, **OPTIONS)
+    seg = stylemix.segment(G, 5, config=stylemix.SegmentConfig(**OPTIONS))
     assert seg.meta.parts["bank"] == "auto: cached"
     from PIL import Image
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "a" / "masks" / "train" / "seed0005.png")) > 0,
@@ -134,7 +136,7 @@ def test_export_fits_stores_and_caches_its_bank_then_the_next_export_reuses_it(G
     other = json.loads((tmp_path / "b" / ex.CARD).read_text())
     assert other["foreground_bank"]["source"] == "auto: cached" and other["digest"] == card["digest"]
     # a resume with another bank in the cache keeps the dataset's own
-    store_bank(discover(G, range(300, 312), settings=PartSettings(), variants=8), G)
+    store_bank(discover(G, range(300, 312), settings=PartSettings(), config=stylemix.SegmentConfig(variants=8)), G)
     ex.export_dataset(G, "0-15", tmp_path / "a", resume=True, **OPTIONS)
     assert (tmp_path / "a" / ex.BANK).read_bytes() == stored
     # parts="none" takes the consensus: another digest

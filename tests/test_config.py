@@ -70,7 +70,18 @@ def test_features_need_a_generator_that_has_them():
 def test_as_dict_is_json_with_ranges_as_text(shapes):
     d = SegmentConfig(crossover=(2, 5)).resolve(shapes).as_dict()
     assert d["crossover"] == "2-5" and json.loads(json.dumps(d)) == {**d, "consensus": list(d["consensus"])}
-    assert set(d) == {f.name for f in dataclasses.fields(SegmentConfig)}
+    assert set(d) == {f.name for f in dataclasses.fields(SegmentConfig)} - {"instances"}
+
+
+def test_instance_settings_nest_in_the_config_outside_its_json(shapes):
+    """One object configures a run; the instance settings stay out of ``as_dict`` (seedSSSS.json's settings, an
+    export's digest), which the instance record holds when a detector runs, so those are what they were."""
+    nested = SegmentConfig(variants=8, instances=InstanceConfig(classes="person", conf=0.5))
+    assert nested.instances.conf == 0.5 and SegmentConfig().instances == InstanceConfig()
+    assert nested.as_dict() == SegmentConfig(variants=8).as_dict()
+    assert "classes" not in nested.instances.box_settings() and "crop_margins" in nested.instances.box_settings()
+    with pytest.raises(StylemixError, match="instances must be an InstanceConfig"):
+        SegmentConfig(instances={"conf": 0.5}).resolve(shapes)
 
 
 @pytest.mark.parametrize("options, message", [
@@ -78,6 +89,7 @@ def test_as_dict_is_json_with_ranges_as_text(shapes):
     ({"crop_margins": (5.0,)}, "crop margins"), ({"max_box_fill": 0}, "max box fill"),
     ({"merge_overlap": 1.5}, "merge overlap"), ({"max_edge_cover": -0.1}, "max edge cover"),
     ({"min_margin": 1.0}, "min margin"), ({"min_crop": 1}, "min crop"),
+    ({"conf": 1.5}, "detector confidence"), ({"iou": -0.1}, "detector NMS IoU"),
 ])
 def test_instance_config_checks(options, message):
     InstanceConfig().check()
@@ -114,7 +126,7 @@ def test_bfloat16_needs_a_module():
                                           ("feature_dim", 1.5), ("exact", "yes"), ("n_init", 0)])
 def test_every_bad_value_is_one_stylemix_error(shapes, field, value):
     with pytest.raises(StylemixError, match=field.split("_")[0]):
-        stylemix.segment(shapes, seed=0, **{field: value})
+        stylemix.segment(shapes, seed=0, config=stylemix.SegmentConfig(**{field: value}))
 
 
 @pytest.mark.parametrize("seed", ["x", 1.5, True, -1])
@@ -138,6 +150,7 @@ def test_meta_names_the_boundary_that_ran(shapes):
             return shapes.synthesis(ws, noise_mode=noise_mode)
 
     with pytest.warns(RuntimeWarning, match="boundary features-matting needs the generator's feature maps"):
-        seg = stylemix.segment(Plain(), seed=0, variants=6)
+        seg = stylemix.segment(Plain(), seed=0, config=stylemix.SegmentConfig(variants=6))
     assert seg.meta["boundary"] == "matting" and seg.meta["settings"]["boundary"] == "features-matting"
-    assert stylemix.segment(shapes, seed=0, variants=6).meta["boundary"] == "features-matting"
+    assert stylemix.segment(shapes, seed=0,
+                            config=stylemix.SegmentConfig(variants=6)).meta["boundary"] == "features-matting"

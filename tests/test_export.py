@@ -133,7 +133,7 @@ def test_png_format(reference, G):
     assert names == [f"seed{s:04d}.png" for s in range(6)]
     assert names == sorted(p.name for p in (root / "masks" / "train").iterdir())
     for s in (0, 3):
-        seg = stylemix.segment(G, s, **OPTS)
+        seg = stylemix.segment(G, s, config=stylemix.SegmentConfig(**OPTS))
         mask = Image.open(root / "masks" / "train" / f"seed{s:04d}.png")
         assert mask.mode == "P"
         np.testing.assert_array_equal(np.array(mask), seg.foreground.astype(np.uint8))
@@ -159,7 +159,7 @@ def test_png_multiclass_ranks_clusters(tmp_path):
     from stylemix.generators.shapes import ShapesGenerator
     G = ShapesGenerator(parts=True).eval()
     ex.export_dataset(G, "0-1", tmp_path, format="png", clusters=3, **OPTS)
-    seg = stylemix.segment(G, 0, clusters=3, **OPTS)
+    seg = stylemix.segment(G, 0, config=stylemix.SegmentConfig(clusters=3, **OPTS))
     mask = np.array(Image.open(tmp_path / "masks" / "train" / "seed0000.png"))
     assert set(np.unique(mask)) <= {0, 1, 2}
     # rank 0 is the most background-like cluster: the image border, where the shapes generator has no object
@@ -178,7 +178,7 @@ def test_coco_format(reference, G):
     assert sorted(coco.getImgIds()) == list(range(6))
     assert [c["name"] for c in coco.loadCats(coco.getCatIds())] == ["foreground"]
     for s in (0, 4):
-        seg = stylemix.segment(G, s, **OPTS)
+        seg = stylemix.segment(G, s, config=stylemix.SegmentConfig(**OPTS))
         info = coco.loadImgs(s)[0]
         assert (root / "images" / "train" / info["file_name"]).is_file() and (info["height"], info["width"]) == (64, 64)
         (ann,) = coco.loadAnns(coco.getAnnIds(imgIds=s))  # the whole foreground is one instance
@@ -214,7 +214,7 @@ def test_yolo_format_passes_ultralytics_checker(reference, G, tmp_path):
     assert sample["cls"].shape[0] >= 1 and sample["masks"].sum() > 0
     # the polygons redraw the foreground: IoU with the segmentation
     import cv2
-    seg = stylemix.segment(G, 0, **OPTS)
+    seg = stylemix.segment(G, 0, config=stylemix.SegmentConfig(**OPTS))
     drawn = np.zeros((64, 64), np.uint8)
     for poly in ds.labels[0]["segments"]:
         cv2.fillPoly(drawn, [np.round(poly * 64).astype(np.int32)], 1)
@@ -254,8 +254,9 @@ def parts_G():
 
 @pytest.fixture(scope="module")
 def parts_bank(parts_G):
-    from stylemix.parts import discover
-    return discover(parts_G, range(100, 108), variants=8, **BANK_SETTINGS)
+    from stylemix.parts import PartSettings, discover
+    return discover(parts_G, range(100, 108), settings=PartSettings(**BANK_SETTINGS),
+                    config=stylemix.SegmentConfig(variants=8))
 
 
 def test_parts_export_holds_the_bank_classes_in_every_format(tmp_path, parts_G, parts_bank):
@@ -265,7 +266,7 @@ def test_parts_export_holds_the_bank_classes_in_every_format(tmp_path, parts_G, 
     names = parts_bank.class_names
     png = tmp_path / "png"
     for s in (0, 2):
-        seg = stylemix.segment(parts_G, s, parts=parts_bank, **OPTS)
+        seg = stylemix.segment(parts_G, s, parts=parts_bank, config=stylemix.SegmentConfig(**OPTS))
         np.testing.assert_array_equal(np.array(Image.open(png / "masks" / "train" / f"seed{s:04d}.png")), seg.parts)
     for fmt in ex.FORMATS:
         card = json.loads((tmp_path / fmt / "dataset.json").read_text())
@@ -343,7 +344,8 @@ def test_parts_k_on_the_command_line_survives_kills(tmp_path):
 
 
 def test_min_margin_skips_and_records(tmp_path, G):
-    margins = {s: stylemix.segment(G, s, **OPTS).meta["foreground_margin"] for s in range(6)}
+    margins = {s: stylemix.segment(G, s,
+                                   config=stylemix.SegmentConfig(**OPTS)).meta["foreground_margin"] for s in range(6)}
     cut = float(np.median(list(margins.values())))
     low = sorted(s for s, m in margins.items() if m < cut)
     assert low, "the median should leave some seeds below"
@@ -483,7 +485,7 @@ def test_alpha_export_is_recorded_and_resumes_byte_identical(tmp_path):
     assert card["alpha"] is True and card["complete"]
     records = ex.read_manifest(ref / "manifest.jsonl")
     assert all(f"alpha/train/seed{r['seed']:04d}_alpha.png" in r["files"] for r in records)
-    seg = stylemix.segment(stylemix.load_generator("shapes"), 2, **OPTS)
+    seg = stylemix.segment(stylemix.load_generator("shapes"), 2, config=stylemix.SegmentConfig(**OPTS))
     matte = np.array(Image.open(ref / "alpha" / "train" / "seed0002_alpha.png"))
     assert matte.dtype == np.uint8 and np.array_equal(matte >= 128, seg.foreground)
     assert 0 < ((matte > 0) & (matte < 255)).sum()  # soft at the boundary, not a copy of the mask
@@ -627,6 +629,6 @@ def test_export_masks_follow_segment_auto_foreground_and_its_bank_is_in_the_dige
     assert card["foreground_bank"]["source"] == "auto: default" and card["foreground_bank"]["sha256"]
     assert "foreground_bank" not in other and card["digest"] != other["digest"]
     for name, parts in (("auto", "auto"), ("none", "none")):
-        seg = stylemix.segment(face, 5, parts=parts, **opts)
+        seg = stylemix.segment(face, 5, parts=parts, config=stylemix.SegmentConfig(**opts))
         mask = np.asarray(Image.open(tmp_path / name / "masks" / "train" / "seed0005.png"))
         np.testing.assert_array_equal(mask > 0, seg.foreground)

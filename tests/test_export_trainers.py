@@ -58,7 +58,7 @@ def test_resize_ids_votes_by_area_and_keeps_classes():
 def test_size_resizes_images_masks_and_labels(every_format, G):
     from PIL import Image
     from pycocotools.coco import COCO
-    seg = stylemix.segment(G, 2, **{"variants": 4})
+    seg = stylemix.segment(G, 2, config=stylemix.SegmentConfig(variants=4))
     fg = resize_ids(seg.foreground.astype(np.uint8), (32, 32)).astype(bool)
     image = np.array(Image.open(every_format / "images" / "train" / "seed0002.png"))
     assert image.shape == (32, 32, 3)

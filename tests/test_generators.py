@@ -45,7 +45,8 @@ def test_wrap_generator_broadcasts_w_and_segments():
     torch.testing.assert_close(G.mapping(z, truncation_psi=0.0), torch.zeros(2, net.num_ws, net.w_dim))
     facts = G.describe()
     assert facts["family"] == "wrapped" and facts["num_ws"] == net.num_ws and "file" not in facts
-    assert stylemix.segment(G, 0, variants=4).foreground.shape == (net.resolution, net.resolution)
+    seg = stylemix.segment(G, 0, config=stylemix.SegmentConfig(variants=4))
+    assert seg.foreground.shape == (net.resolution, net.resolution)
 
 
 def test_resize_image_areas_down_and_interpolates_up():

@@ -98,8 +98,8 @@ def test_another_machine_keeps_the_bank_and_the_masks(msg, monkeypatch):
 
 def test_old_banks_are_matched_by_their_stored_hash_or_refused_in_one_line():
     G = ShapesGenerator(parts=True, coupling=0.3).eval()
-    bank = discover(G, range(100, 104), n_parts=3, prototypes=6, variants=6, signature_variants=6,
-                    foreground_prototypes=8)
+    bank = discover(G, range(100, 104), n_parts=3, config=stylemix.SegmentConfig(variants=6),
+                    settings=stylemix.PartSettings(prototypes=6, signature_variants=6, foreground_prototypes=8))
     old = dataclasses.replace(bank, generator={"family": G.family, "weights_sha256": identity.legacy_weights_sha256(G)})
     old.check_generator(G)  # recomputable here: accepted
     stale = dataclasses.replace(bank, generator={"family": G.family, "weights_sha256": "0" * 64})

@@ -70,8 +70,8 @@ def test_each_instance_matches_its_object(three, seed):
     truth = three.truth(base_styles(three, seed))["instances"][0]
     boxes = truth_boxes(truth)
     classes = np.array([0, 1, 0])
-    seg = stylemix.segment(three, seed, variants=8, analysis_resolution=64,
-                           detector=fake_detector(boxes, classes=classes))
+    seg = stylemix.segment(three, seed, detector=fake_detector(boxes, classes=classes),
+                           config=stylemix.SegmentConfig(variants=8, analysis_resolution=64))
     assert seg.instances.shape == (64, 64) and seg.instances.dtype == np.int32
     assert [r.id for r in seg.instance_records] == [1, 2, 3]  # scores decrease left to right
     for j, rec in enumerate(seg.instance_records):
@@ -93,7 +93,8 @@ def test_overlapping_boxes_keep_each_object(three, seed):
     grow = 0.6 * (boxes[:, 2] - boxes[:, 0])
     wide = boxes + np.stack([-grow, 0 * grow, grow, 0 * grow], 1)
     assert wide[0, 2] > boxes[1, 0] and wide[1, 0] < boxes[0, 2]  # into the neighbours' objects
-    seg = stylemix.segment(three, seed, variants=8, analysis_resolution=64, detector=fake_detector(wide))
+    seg = stylemix.segment(three, seed, detector=fake_detector(wide),
+                           config=stylemix.SegmentConfig(variants=8, analysis_resolution=64))
     for j, rec in enumerate(seg.instance_records):
         assert rec.kept and iou(seg.instances == rec.id, truth == j + 1) >= 0.95
 
@@ -103,8 +104,8 @@ def test_duplicate_detection_is_merged_into_the_higher_score(three):
     # detection with the higher score.
     truth = three.truth(base_styles(three, 1))["instances"][0]
     box = truth_boxes(truth)[1]
-    seg = stylemix.segment(three, 1, variants=8, analysis_resolution=64,
-                           detector=fake_detector(np.stack([box, box]), scores=np.array([0.4, 0.8])))
+    seg = stylemix.segment(three, 1, detector=fake_detector(np.stack([box, box]), scores=np.array([0.4, 0.8])),
+                           config=stylemix.SegmentConfig(variants=8, analysis_resolution=64))
     first, second = seg.instance_records
     assert (first.score, first.id, first.kept) == (0.8, 1, True)
     assert (second.score, second.id, second.kept) == (0.4, 0, False)
@@ -154,7 +155,8 @@ def test_box_prior_and_crop_window():
 
 def test_instance_files_round_trip(three, tmp_path):
     truth = three.truth(base_styles(three, 2))["instances"][0]
-    seg = stylemix.segment(three, 2, variants=8, analysis_resolution=64, detector=fake_detector(truth_boxes(truth)))
+    seg = stylemix.segment(three, 2, detector=fake_detector(truth_boxes(truth)),
+                           config=stylemix.SegmentConfig(variants=8, analysis_resolution=64))
     from stylemix.outputs import instance_files, write_files
     write_files(tmp_path, instance_files(seg))
     ids = io.read_png(tmp_path / "seed0002_instances.png")
@@ -178,9 +180,12 @@ def test_segment_many_gives_each_seed_its_own_result(three):
         return Detections(boxes, np.zeros(len(boxes), int), np.linspace(0.9, 0.5, len(boxes)), NAMES)
 
     for s, truth in truths.items():
-        by_image[stylemix.segment(three, s, variants=8, analysis_resolution=64).image.tobytes()] = truth_boxes(truth)
-    alone = {s: stylemix.segment(three, s, variants=8, analysis_resolution=64, detector=detector) for s in (2, 4)}
-    batch = list(stylemix.segment_many(three, [4, 2], variants=8, analysis_resolution=64, detector=detector))
+        seg = stylemix.segment(three, s, config=stylemix.SegmentConfig(variants=8, analysis_resolution=64))
+        by_image[seg.image.tobytes()] = truth_boxes(truth)
+    alone = {s: stylemix.segment(three, s, detector=detector,
+                                 config=stylemix.SegmentConfig(variants=8, analysis_resolution=64)) for s in (2, 4)}
+    batch = list(stylemix.segment_many(three, [4, 2], detector=detector,
+                                       config=stylemix.SegmentConfig(variants=8, analysis_resolution=64)))
     assert [seg.seed for seg in batch] == [4, 2]
     for seg in batch:
         np.testing.assert_array_equal(seg.instances, alone[seg.seed].instances)
@@ -198,7 +203,7 @@ def test_instance_mode_keeps_the_image_on_the_device(three, monkeypatch):
     from conftest import use_backend
     truth = three.truth(base_styles(three, 4))["instances"][0]
     det = fake_detector(truth_boxes(truth))
-    want = stylemix.segment(three, 4, variants=8, analysis_resolution=64, detector=det)
+    want = stylemix.segment(three, 4, detector=det, config=stylemix.SegmentConfig(variants=8, analysis_resolution=64))
     cp = emulated_cupy.install(monkeypatch)
     monkeypatch.setattr(cluster, "host_kmeans_notice", lambda: None)
     use_backend(monkeypatch, backend.Backend(torch.device("cpu"), cp))
@@ -211,7 +216,7 @@ def test_instance_mode_keeps_the_image_on_the_device(three, monkeypatch):
 
     monkeypatch.setattr(instances, "_segment_instances", spy)
     monkeypatch.setattr(cp, "asarray", _no_host_images(cp.asarray))
-    got = stylemix.segment(three, 4, variants=8, analysis_resolution=64, detector=det)
+    got = stylemix.segment(three, 4, detector=det, config=stylemix.SegmentConfig(variants=8, analysis_resolution=64))
     assert seen == [(cp, cp)]
     assert iou(got.instances > 0, want.instances > 0) > 0.98
 
@@ -230,7 +235,8 @@ def test_class_filter_and_conf(three):
     image = np.zeros((64, 64, 3), np.uint8)
     assert detect(det, image, "other", conf=0.25).scores.tolist() == pytest.approx([0.6])
     assert detect(det, image, [1, "shape"]).scores.tolist() == pytest.approx([0.9, 0.6, 0.2])  # sorted by score
-    seg = stylemix.segment(three, 0, variants=8, analysis_resolution=64, detector=det, classes="shape")
+    seg = stylemix.segment(three, 0, detector=det, config=stylemix.SegmentConfig(
+        variants=8, analysis_resolution=64, instances=InstanceConfig(classes="shape")))
     assert [r.class_name for r in seg.instance_records] == ["shape"] and seg.instances.max() == 1
 
 
@@ -248,7 +254,8 @@ def face_generator():
 
 
 def test_yolo_finds_the_person_on_a_face(face_generator):
-    seg = stylemix.segment(face_generator, 0, detector=YOLO_TFLITE, classes="person")  # the defaults
+    seg = stylemix.segment(face_generator, 0, detector=YOLO_TFLITE,  # the defaults
+                           config=stylemix.SegmentConfig(instances=InstanceConfig(classes="person")))
     people = [r for r in seg.instance_records if r.kept]
     assert people and all(r.class_name == "person" and r.score >= 0.25 for r in seg.instance_records)
     main = max(people, key=lambda r: r.area)
@@ -263,7 +270,7 @@ def test_unknown_class_name_lists_the_known_ones():
     if yolo_available():
         pytest.skip(yolo_available())
     with pytest.raises(StylemixError, match=r"does not know class 'unicorn'.*person, bicycle"):
-        stylemix.instances.prepare_instances(YOLO_TFLITE, classes="person,unicorn")
+        stylemix.instances.prepare_instances(YOLO_TFLITE, InstanceConfig(classes="person,unicorn"))
 
 
 # (c) errors --------------------------------------------------------------------------------------------------------
@@ -293,13 +300,15 @@ def test_missing_extra_says_how_to_install(tmp_path, monkeypatch):
 
 def test_unknown_class_of_a_callable(three):
     with pytest.raises(StylemixError, match=r"does not know class 'horse'; its classes are: shape, other"):
-        stylemix.segment(three, 0, variants=4, detector=fake_detector(np.zeros((0, 4))), classes="horse")
+        stylemix.segment(three, 0, detector=fake_detector(np.zeros((0, 4))),
+                         config=stylemix.SegmentConfig(variants=4, instances=stylemix.InstanceConfig(classes="horse")))
     with pytest.raises(StylemixError, match="does not know class '7'"):
         class_ids([7], NAMES)
 
 
 def test_no_detections_is_a_record_not_a_crash(three):
-    seg = stylemix.segment(three, 0, variants=4, detector=fake_detector(np.zeros((0, 4), np.float32)))
+    seg = stylemix.segment(three, 0, detector=fake_detector(np.zeros((0, 4), np.float32)),
+                           config=stylemix.SegmentConfig(variants=4))
     assert seg.instance_records == [] and not seg.instances.any() and not seg.semantic.any()
     assert seg.meta["instances"]["message"] == "no detections" and seg.meta["instances"]["detections"] == 0
 
@@ -308,9 +317,8 @@ def test_implausible_instances_are_dropped_with_a_reason(three):
     truth = three.truth(base_styles(three, 0))["instances"][0]
     inner = truth_boxes(truth)[0] + np.array([4, 8, -4, -8], np.float32)  # inside one object, no margin
     tiny = np.array([30, 30, 31, 31], np.float32)  # under one analysis pixel with 64 px analysis
-    seg = stylemix.segment(three, 0, variants=8, analysis_resolution=64,
-                           detector=fake_detector(np.stack([inner, tiny])),
-                           instance_config=InstanceConfig(crop_margins=(0.0,), min_margin=0.05))
+    seg = stylemix.segment(three, 0, detector=fake_detector(np.stack([inner, tiny])), config=stylemix.SegmentConfig(
+        variants=8, analysis_resolution=64, instances=InstanceConfig(crop_margins=(0.0,), min_margin=0.05)))
     uniform, small = seg.instance_records
     assert not uniform.kept and uniform.reason.startswith("weak foreground evidence (margin 0.0")
     assert not small.kept and small.reason.startswith("box too small")
@@ -335,9 +343,10 @@ def test_box_filling_mask_is_dropped():
 
 def test_bad_detector_output_and_settings(three):
     with pytest.raises(StylemixError, match="must return stylemix.detect.Detections"):
-        stylemix.segment(three, 0, variants=4, detector=lambda image: [])
+        stylemix.segment(three, 0, detector=lambda image: [], config=stylemix.SegmentConfig(variants=4))
     with pytest.raises(StylemixError, match="confidence threshold"):
-        stylemix.segment(three, 0, variants=4, detector=fake_detector(np.zeros((0, 4))), conf=1.5)
+        stylemix.segment(three, 0, detector=fake_detector(np.zeros((0, 4))),
+                         config=stylemix.SegmentConfig(variants=4, instances=stylemix.InstanceConfig(conf=1.5)))
     with pytest.raises(StylemixError, match="disagree in length"):
         Detections(np.zeros((2, 4)), [0], [0.5], NAMES)
 
@@ -389,7 +398,7 @@ def test_min_area_is_a_fraction_of_the_image_inside_crops(three, monkeypatch):
 
     monkeypatch.setattr(instances_module, "finish_probability", recording)
     truth = three.truth(base_styles(three, 2))["instances"][0]
-    stylemix.segment(three, 2, variants=8, analysis_resolution=64, min_area=0.01,
-                     detector=fake_detector(truth_boxes(truth)))
+    stylemix.segment(three, 2, detector=fake_detector(truth_boxes(truth)),
+                     config=stylemix.SegmentConfig(variants=8, analysis_resolution=64, min_area=0.01))
     assert calls and all(size[0] * size[1] < 64 * 64 for size, _ in calls)  # they are crops...
     assert {m for _, m in calls} == {round(0.01 * 64 * 64)}  # ...cleaned at the image's scale

@@ -31,15 +31,15 @@ def seed_ws(G, seeds) -> np.ndarray:
 
 def test_ws_row_renders_the_seeds_image_and_streams_are_seeded(shapes) -> None:
     ws = seed_ws(shapes, [3, 5])
-    by_seed = stylemix.segment(shapes, seed=3, variants=8)
-    one = stylemix.segment(shapes, ws=ws[0], variants=8)
+    by_seed = stylemix.segment(shapes, seed=3, config=stylemix.SegmentConfig(variants=8))
+    one = stylemix.segment(shapes, ws=ws[0], config=stylemix.SegmentConfig(variants=8))
     assert one.name == "ws0000" and one.seed is None and one.row == 0
     assert np.array_equal(one.image, by_seed.image)  # the base is the given w, untouched
-    again = list(stylemix.segment_many(shapes, ws=ws, variants=8))
+    again = list(stylemix.segment_many(shapes, ws=ws, config=stylemix.SegmentConfig(variants=8)))
     assert [s.name for s in again] == ["ws0000", "ws0001"]
     assert np.array_equal(again[0].labels, one.labels) and again[0].meta == {**one.meta, "timing_s":
                                                                               again[0].meta["timing_s"]}
-    other = stylemix.segment(shapes, ws=ws[0], variants=8, stream_base=7)
+    other = stylemix.segment(shapes, ws=ws[0], stream_base=7, config=stylemix.SegmentConfig(variants=8))
     assert other.meta["stream_key"] == [mixing.WS_STREAM_TAG, 7, 0] != one.meta["stream_key"]
     assert np.array_equal(other.image, one.image)
     # another base draws other variants; a row's stream is never a seed's ([seed, stream] has two entries)
@@ -54,8 +54,9 @@ def test_w_rows_broadcast_and_z_rows_only_when_asked(shapes) -> None:
     w_rows = latent_rows(ws[:, 0], shapes.num_ws, shapes.w_dim, shapes.z_dim)
     assert w_rows.values.shape == (1, shapes.num_ws, shapes.w_dim) and np.array_equal(w_rows.values, ws)
     z = mixing.seed_to_z(4, shapes.z_dim)
-    from_z = next(stylemix.segment_many(shapes, zs=z, variants=8))
-    assert np.array_equal(from_z.image, stylemix.segment(shapes, seed=4, variants=8).image)
+    from_z = next(stylemix.segment_many(shapes, zs=z, config=stylemix.SegmentConfig(variants=8)))
+    assert np.array_equal(from_z.image, stylemix.segment(shapes, seed=4,
+                                                         config=stylemix.SegmentConfig(variants=8)).image)
     for bad, kind in ((np.zeros((2, shapes.w_dim + 1)), "w"), (np.zeros((2, 3, 4, 5)), "w"),
                       (np.zeros((2, shapes.z_dim + 1)), "z"), (np.zeros((0, shapes.w_dim)), "w"),
                       (np.full((1, shapes.w_dim), np.nan), "w")):

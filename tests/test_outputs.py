@@ -21,7 +21,7 @@ def G():
 
 @pytest.fixture(scope="module")
 def seg(G):
-    return stylemix.segment(G, 5, variants=4)
+    return stylemix.segment(G, 5, config=stylemix.SegmentConfig(variants=4))
 
 
 def test_write_seed_layout_and_values(tmp_path, seg):
@@ -47,7 +47,7 @@ def test_alpha_matte_agrees_with_the_mask(seg):
 
 
 def test_alpha_is_refused_without_a_matte(G):
-    parts = stylemix.segment(G, 1, variants=4, clusters=3)
+    parts = stylemix.segment(G, 1, config=stylemix.SegmentConfig(variants=4, clusters=3))
     assert parts.alpha is None
     with pytest.raises(StylemixError, match="no alpha matte"):
         seed_files(parts, alpha=True)
@@ -83,7 +83,7 @@ def test_ordered_map_errors_arrive_in_order():
 
 
 def test_threaded_writes_are_the_inline_bytes(tmp_path, G):
-    segs = list(stylemix.segment_many(G, [0, 1, 2], variants=4))
+    segs = list(stylemix.segment_many(G, [0, 1, 2], config=stylemix.SegmentConfig(variants=4)))
     for threads, out in ((0, tmp_path / "inline"), (2, tmp_path / "threads")):
         out.mkdir()
         list(ordered_map(lambda seg: write_seed(seg, out, alpha=True), segs, threads=threads))

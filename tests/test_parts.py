@@ -9,12 +9,13 @@ from scipy.optimize import linear_sum_assignment
 import stylemix
 from stylemix.errors import StylemixError
 from stylemix.generators.shapes import ShapesGenerator
-from stylemix.parts import PartBank, discover, table_path
+from stylemix.config import SegmentConfig
+from stylemix.parts import PartBank, PartSettings, discover, table_path
 
 from conftest import base_styles
 
 FIT, TEST = range(100, 112), range(0, 8)
-OPTIONS = dict(prototypes=8, variants=8, signature_variants=8)
+OPTIONS = dict(settings=PartSettings(prototypes=8, signature_variants=8), config=SegmentConfig(variants=8))
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +31,7 @@ def bank(G, one_thread):
 def test_bank_recovers_known_parts_with_one_global_matching(G, bank):
     C = np.zeros((3, 3), np.int64)
     for seed in TEST:
-        seg = stylemix.segment(G, seed, parts=bank, variants=8)
+        seg = stylemix.segment(G, seed, parts=bank, config=stylemix.SegmentConfig(variants=8))
         truth = G.truth(base_styles(G, seed))["parts"][0]
         C += np.bincount(seg.parts.ravel() * 3 + truth.ravel(), minlength=9).reshape(3, 3)
     rows, cols = linear_sum_assignment(-C)
@@ -48,8 +49,8 @@ def test_save_load_round_trip_and_edited_table(G, bank, tmp_path):
                  "foreground_rate"):
         np.testing.assert_array_equal(getattr(loaded, name), getattr(bank, name))
     assert loaded.table() == bank.table()
-    a = stylemix.segment(G, 3, parts=bank, variants=8)
-    b = stylemix.segment(G, 3, parts=tmp_path / "shapes.parts", variants=8)
+    a = stylemix.segment(G, 3, parts=bank, config=stylemix.SegmentConfig(variants=8))
+    b = stylemix.segment(G, 3, parts=tmp_path / "shapes.parts", config=stylemix.SegmentConfig(variants=8))
     np.testing.assert_array_equal(a.parts, b.parts)
     np.testing.assert_array_equal(a.foreground, b.foreground)
     # Renaming and unflagging a class in the table changes the names and the mask.
@@ -59,7 +60,7 @@ def test_save_load_round_trip_and_edited_table(G, bank, tmp_path):
     table.write_text("\n".join(lines) + "\n")
     edited = PartBank.load(tmp_path / "shapes.parts")
     assert edited.class_names[2] == "core" and edited.class_foreground == [False, True, False]
-    c = stylemix.segment(G, 3, parts=edited, variants=8)
+    c = stylemix.segment(G, 3, parts=edited, config=stylemix.SegmentConfig(variants=8))
     assert not c.foreground[c.parts == 2].any() and a.foreground[a.parts == 2].all()
 
 
@@ -70,7 +71,7 @@ def test_other_generator_and_bad_files_are_refused_with_one_line(G, bank, tmp_pa
         PartBank.load(tmp_path / "b.parts", other)
     assert "\n" not in str(e.value)
     with pytest.raises(StylemixError, match="another generator"):
-        stylemix.segment(other, 0, parts=bank, variants=8)
+        stylemix.segment(other, 0, parts=bank, config=stylemix.SegmentConfig(variants=8))
     (tmp_path / "junk.parts").write_bytes(b"\x00" * 64)
     with pytest.raises(StylemixError, match="part bank"):
         PartBank.load(tmp_path / "junk.parts")
@@ -97,17 +98,18 @@ def test_fine_foreground_is_each_pixels_nearest_fine_prototype_unless_the_table_
     assert bank.settings.foreground == "fine" and len(bank.foreground_prototypes) > len(bank.prototypes)
     assert not bank.needs_consensus
     truth = G.truth(base_styles(G, 3))["foreground"][0]
-    seg = stylemix.segment(G, 3, parts=bank, variants=8)
+    seg = stylemix.segment(G, 3, parts=bank, config=stylemix.SegmentConfig(variants=8))
     assert (seg.foreground == truth).mean() > 0.97
     # The mask follows the fine prototypes' rates, not the classes: all rates 0 -> no foreground at all ...
     dark = dataclasses.replace(bank, foreground_rate=np.zeros_like(bank.foreground_rate))
-    assert not stylemix.segment(G, 3, parts=dark, variants=8).foreground.any()
+    assert not stylemix.segment(G, 3, parts=dark, config=stylemix.SegmentConfig(variants=8)).foreground.any()
     # ... while the class mode and a bank without fine prototypes (version 1) keep the classes' foreground.
     by_class = stylemix.segment(G, 3, parts=dataclasses.replace(bank, settings=dataclasses.replace(
-        bank.settings, foreground="bank")), variants=8)
+        bank.settings, foreground="bank")), config=stylemix.SegmentConfig(variants=8))
     old = dataclasses.replace(dark, foreground_prototypes=np.zeros((0, 0), np.float32),
                               foreground_rate=np.zeros(0, np.float32))
-    np.testing.assert_array_equal(stylemix.segment(G, 3, parts=old, variants=8).foreground, by_class.foreground)
+    np.testing.assert_array_equal(stylemix.segment(G, 3, parts=old, config=stylemix.SegmentConfig(variants=8)).foreground,
+                                  by_class.foreground)
     # A class whose table flag was turned away from its pooled verdict takes the flag everywhere.
     classes = np.array([[0, 1], [2, 2]])
     fine = np.array([[0.9, 0.2], [0.7, 0.1]], np.float32)
@@ -121,6 +123,15 @@ def test_discover_checks_its_settings(G):
         discover(G, FIT, n_parts=1)
     with pytest.raises(StylemixError, match="unknown option"):
         discover(G, FIT, n_parts=3, colour="red")
+    # The loose keywords of earlier versions: one line naming the objects that take them.
+    with pytest.raises(StylemixError, match=r"use settings=PartSettings\(prototypes=8\), config=SegmentConfig\(variants=8\)"):
+        discover(G, FIT, n_parts=3, prototypes=8, variants=8)
+
+
+def test_discover_says_which_settings_of_its_config_it_does_not_use(G):
+    with pytest.warns(RuntimeWarning, match="clusters=3 and descriptor='rgb' are not used"):
+        discover(G, range(100, 103), n_parts=3, settings=PartSettings(prototypes=8, signature_variants=4),
+                 config=SegmentConfig(variants=4, clusters=3, descriptor="rgb"))
 
 
 def test_packaged_default_bank_is_small_and_loads():
@@ -168,26 +179,27 @@ def test_cli_discover_offers_only_the_settings_a_fit_reads(tmp_path, option):
 
 def test_auto_takes_the_foreground_from_a_packaged_bank_of_these_weights_only(G, bank, tmp_path, monkeypatch):
     from stylemix import parts
-    plain = stylemix.segment(G, 3, variants=8, parts=None)
+    plain = stylemix.segment(G, 3, parts=None, config=stylemix.SegmentConfig(variants=8))
     assert plain.meta["foreground_from"] == "consensus" and "parts" not in plain.meta
-    auto = stylemix.segment(G, 3, variants=8)  # no bank is shipped for the shapes generator: the consensus
+    # No bank is shipped for the shapes generator: the consensus.
+    auto = stylemix.segment(G, 3, config=stylemix.SegmentConfig(variants=8))
     np.testing.assert_array_equal(auto.foreground, plain.foreground)
     assert auto.meta == {**plain.meta, "timing_s": auto.meta["timing_s"]}
     bank.save(tmp_path / "shipped.parts", sheets=False)
     monkeypatch.setitem(parts.PACKAGED, "shapes-test", str(tmp_path / "shipped.parts"))
     monkeypatch.setitem(parts.PACKAGED_FOR, "shapes", "shapes-test")
-    auto = stylemix.segment(G, 3, variants=8)
-    explicit = stylemix.segment(G, 3, variants=8, parts=bank)
+    auto = stylemix.segment(G, 3, config=stylemix.SegmentConfig(variants=8))
+    explicit = stylemix.segment(G, 3, parts=bank, config=stylemix.SegmentConfig(variants=8))
     np.testing.assert_array_equal(auto.foreground, explicit.foreground)
     assert auto.parts is None and explicit.parts is not None  # auto gives the mask only, no part map
     assert auto.meta["foreground_from"] == "part bank (fine)" and auto.meta["parts"]["used_for"] == "foreground"
-    none = stylemix.segment(G, 3, variants=8, parts="none")
+    none = stylemix.segment(G, 3, parts="none", config=stylemix.SegmentConfig(variants=8))
     np.testing.assert_array_equal(none.foreground, plain.foreground)
     assert "parts" not in none.meta
     # k > 2 and other weights keep the plain method
-    assert "parts" not in stylemix.segment(G, 3, variants=8, clusters=3).meta
+    assert "parts" not in stylemix.segment(G, 3, config=stylemix.SegmentConfig(variants=8, clusters=3)).meta
     other = ShapesGenerator(parts=True, coupling=0.3, objects=2).eval()
-    assert stylemix.segment(other, 3, variants=8).meta["foreground_from"] == "consensus"
+    assert stylemix.segment(other, 3, config=stylemix.SegmentConfig(variants=8)).meta["foreground_from"] == "consensus"
 
 
 def test_cli_parts_none_and_auto_write_no_part_files(tmp_path):
@@ -227,7 +239,7 @@ def test_discover_writes_the_same_bank_at_any_thread_count(tmp_path):
     import sys
     script = ("import sys, torch; torch.set_num_threads(int(sys.argv[1])); import stylemix; "
               "from stylemix.parts import discover; G = stylemix.load_generator('mobilestylegan-ffhq'); "
-              "discover(G, range(200, 217), 4, pixels_per_image=1024).save(sys.argv[2], sheets=False)")
+              "discover(G, range(200, 217), 4, settings=stylemix.PartSettings(pixels_per_image=1024)).save(sys.argv[2], sheets=False)")
     files = []
     for threads in (1, 2):
         out = tmp_path / f"t{threads}.parts"
@@ -267,7 +279,7 @@ def test_a_plain_protocol_object_fits_and_uses_a_bank(G):
     plain = _Plain(G)
     bank = discover(plain, FIT, n_parts=3, **OPTIONS)
     assert bank.generator == {"family": "plain", "id": None}
-    seg = stylemix.segment(plain, 0, parts=bank, variants=8)
+    seg = stylemix.segment(plain, 0, parts=bank, config=stylemix.SegmentConfig(variants=8))
     assert seg.parts is not None and seg.parts.shape == seg.labels.shape
 
 

@@ -76,7 +76,7 @@ def test_every_row_is_scored(scored):
 
 def test_oracle_at_configured_k(quality, G, scored):
     _, gts, _ = scored
-    image = stylemix.segment(G, 0, variants=8).image
+    image = stylemix.segment(G, 0, config=stylemix.SegmentConfig(variants=8)).image
     masks = quality.oracle_masks(G, 0, image, gts[0], SegmentConfig(variants=8, clusters=3).resolve(G))
     assert sorted(masks) == ["oracle_best_k2", "oracle_best_k3", "oracle_k2", "oracle_k3"]
     for mask in masks.values():

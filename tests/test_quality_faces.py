@@ -47,7 +47,7 @@ def test_default_pipeline_quality_on_real_faces(faces, one_thread, precision):
     deciding the foreground on every CPU kind."""
     G, gts = faces
     per = {}
-    for seg in stylemix.segment_many(G, SEEDS, precision=precision):
+    for seg in stylemix.segment_many(G, SEEDS, config=stylemix.SegmentConfig(precision=precision)):
         assert seg.meta["foreground_from"] == "part bank (fine)", seg.meta["foreground_from"]
         assert seg.meta["settings"]["precision"] == precision
         per[seg.seed] = metrics.mask_scores(to_gt_size(seg.foreground, gts[seg.seed].shape), gts[seg.seed])

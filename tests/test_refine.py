@@ -5,7 +5,8 @@ import pytest
 
 from stylemix.errors import StylemixError
 from stylemix.metrics import boundary_fscore, mask_scores
-from stylemix.refine import (RefineConfig, alpha_uint8, binary, classify_band, closed_form_alpha, foreground_matte,
+from stylemix.matting import closed_form_alpha, solve_spd
+from stylemix.refine import (RefineConfig, alpha_uint8, binary, classify_band, foreground_matte,
                              refine_boundary)
 
 
@@ -134,15 +135,14 @@ def test_closed_form_matting_without_unknown_pixels_returns_the_values():
 def test_banded_and_general_sparse_solves_agree():
     """The band matrix solve (after reverse Cuthill-McKee) and the sparse-LU fallback give the same answer."""
     import scipy.sparse
-    from stylemix.refine import _solve_spd
     rng = np.random.default_rng(0)
     n = 60
     M = scipy.sparse.random(n, n, density=0.05, random_state=1)
     A = (M @ M.T + scipy.sparse.identity(n)).tocsr()
     b = rng.normal(size=n)
-    x = _solve_spd(A, b)
+    x = solve_spd(A, b)
     np.testing.assert_allclose(A @ x, b, atol=1e-9)
-    np.testing.assert_allclose(_solve_spd(A, b, max_work=0), x, atol=1e-9)
+    np.testing.assert_allclose(solve_spd(A, b, max_work=0), x, atol=1e-9)
 
 
 @pytest.mark.parametrize("n, c, d", [(600, 128, 8), (60, 256, 8), (300, 40, 16)])

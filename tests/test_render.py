@@ -28,10 +28,11 @@ def test_truncation_psi_moves_base_and_variants_towards_the_mean(shapes):
     assert not torch.equal(plain[0], base) and not torch.equal(plain[1], mixed)
     np.testing.assert_array_equal(plain[2], crossovers)  # psi changes the styles, not the mixing plan
     # End to end: the mask is the truth of the truncated image, and the setting is recorded.
-    seg = stylemix.segment(shapes, 7, variants=8, truncation_psi=0.5, **FULL)
+    seg = stylemix.segment(shapes, 7, config=stylemix.SegmentConfig(variants=8, truncation_psi=0.5, **FULL))
     assert seg.meta["settings"]["truncation_psi"] == 0.5
     assert iou(seg.foreground, shapes.truth(want)["foreground"][0]) >= 0.99
-    assert not np.array_equal(seg.image, stylemix.segment(shapes, 7, variants=8, **FULL).image)
+    assert not np.array_equal(seg.image, stylemix.segment(shapes, 7,
+                                                          config=stylemix.SegmentConfig(variants=8, **FULL)).image)
 
 
 @pytest.mark.parametrize("resolution", [64, 16])
@@ -48,7 +49,8 @@ def test_rgb_descriptor_on_the_fast_path(shapes, resolution):
     assert image.shape == (1, 3, 64, 64) and stack.shape == (6, 3, resolution, resolution)
     if resolution == 64:  # below full size the suffix renders at r itself (shapes: its regions at r), no resize
         torch.testing.assert_close(stack, exact, atol=1e-5, rtol=0)
-    seg = stylemix.segment(shapes, 3, variants=8, descriptor="rgb", analysis_resolution=resolution)
+    seg = stylemix.segment(shapes, 3,
+                           config=stylemix.SegmentConfig(variants=8, descriptor="rgb", analysis_resolution=resolution))
     truth = shapes.truth(base)["foreground"][0]
     assert seg.meta["settings"]["descriptor"] == "rgb" and iou(seg.foreground, truth) >= 0.95
 
@@ -76,7 +78,8 @@ def test_bfloat16_variants_are_the_float32_ones_rounded(shapes):
     err = (stacks["bfloat16"] - stacks["float32"]).norm() / stacks["float32"].norm()
     assert 0 < err < 0.08  # a few layers of bfloat16's 8-bit mantissa (0.4 % each); the masks below are the test
     assert all(torch.equal(v, kept[k]) for k, v in shapes.state_dict().items())  # the generator itself untouched
-    a, b = (stylemix.segment(shapes, 3, variants=8, precision=p) for p in ("float32", "bfloat16"))
+    a, b = (stylemix.segment(shapes, 3,
+                             config=stylemix.SegmentConfig(variants=8, precision=p)) for p in ("float32", "bfloat16"))
     assert iou(a.foreground, b.foreground) >= 0.99 and b.meta["settings"]["precision"] == "bfloat16"
 
 

@@ -1,5 +1,6 @@
 """The whole pipeline on the known-truth generator: masks must match the truth, and be reproducible."""
 
+import re
 from itertools import permutations
 
 import numpy as np
@@ -20,7 +21,7 @@ FULL = {"analysis_resolution": 64}
 @pytest.mark.parametrize("seed", [0, 1, 2, 5])
 @pytest.mark.parametrize("exact", [False, True])
 def test_foreground_matches_truth(shapes, seed, exact):
-    seg = stylemix.segment(shapes, seed, variants=8, exact=exact, **FULL)
+    seg = stylemix.segment(shapes, seed, config=stylemix.SegmentConfig(variants=8, exact=exact, **FULL))
     truth = shapes.truth(base_styles(shapes, seed))["foreground"][0]
     assert seg.image.shape == (64, 64, 3) and seg.image.dtype == np.uint8
     assert seg.labels.dtype == np.int32 and seg.foreground.dtype == bool
@@ -30,7 +31,7 @@ def test_foreground_matches_truth(shapes, seed, exact):
 
 
 def test_lower_analysis_resolution_still_matches(shapes):
-    seg = stylemix.segment(shapes, 3, variants=8, analysis_resolution=16)
+    seg = stylemix.segment(shapes, 3, config=stylemix.SegmentConfig(variants=8, analysis_resolution=16))
     truth = shapes.truth(base_styles(shapes, 3))["foreground"][0]
     assert iou(seg.foreground, truth) >= 0.97  # 4x upsampling, guided by the image
 
@@ -38,7 +39,7 @@ def test_lower_analysis_resolution_still_matches(shapes):
 @pytest.mark.parametrize("seed", [0, 4])
 def test_parts_match_truth_up_to_permutation(seed):
     G = ShapesGenerator(parts=True).eval()
-    seg = stylemix.segment(G, seed, variants=16, clusters=3, **FULL)
+    seg = stylemix.segment(G, seed, config=stylemix.SegmentConfig(variants=16, clusters=3, **FULL))
     truth = G.truth(base_styles(G, seed))["parts"][0]
     best = max(np.mean(np.array(p)[seg.labels] == truth) for p in permutations(range(3)))
     assert best >= 0.99
@@ -46,8 +47,8 @@ def test_parts_match_truth_up_to_permutation(seed):
 
 
 def test_deterministic_across_runs(shapes):
-    a = stylemix.segment(shapes, 11, variants=12)
-    b = stylemix.segment(shapes, 11, variants=12)
+    a = stylemix.segment(shapes, 11, config=stylemix.SegmentConfig(variants=12))
+    b = stylemix.segment(shapes, 11, config=stylemix.SegmentConfig(variants=12))
     np.testing.assert_array_equal(a.labels, b.labels)
     np.testing.assert_array_equal(a.image, b.image)
     assert a.meta["cluster_scores"] == b.meta["cluster_scores"]
@@ -73,12 +74,13 @@ def test_batches_give_the_results_of_one_image_at_a_time(shapes, monkeypatch, op
         return wrapped
 
     seeds = [0, 3, 7, 11, 12]
-    alone = [stylemix.segment(shapes, s, variants=8, **options) for s in seeds]
+    alone = [stylemix.segment(shapes, s, config=stylemix.SegmentConfig(variants=8, **options)) for s in seeds]
     monkeypatch.setattr(render, "synthesis_suffix", counting(render.synthesis_suffix))
     monkeypatch.setattr(render, "features_suffix", counting(render.features_suffix))
     for batch_size in (2, 5):
         calls.clear()
-        many = list(stylemix.segment_many(shapes, seeds, variants=8, batch_size=batch_size, **options))
+        many = list(stylemix.segment_many(shapes, seeds,
+                                          config=stylemix.SegmentConfig(variants=8, batch_size=batch_size, **options)))
         assert [m.seed for m in many] == seeds
         for a, m in zip(alone, many):
             np.testing.assert_array_equal(a.labels, m.labels)
@@ -105,8 +107,8 @@ def test_gather_states_stacks_the_images_states_per_variant():
 
 def test_fast_and_exact_agree(shapes):
     for seed in range(4):
-        fast = stylemix.segment(shapes, seed, variants=8, **FULL)
-        exact = stylemix.segment(shapes, seed, variants=8, exact=True, **FULL)
+        fast = stylemix.segment(shapes, seed, config=stylemix.SegmentConfig(variants=8, **FULL))
+        exact = stylemix.segment(shapes, seed, config=stylemix.SegmentConfig(variants=8, exact=True, **FULL))
         assert iou(fast.foreground, exact.foreground) >= 0.99
 
 
@@ -124,14 +126,14 @@ def test_consensus_is_the_mean_of_its_votes(shapes):
     for ks in ((2,), (3,), (5,)):  # one clustering: a hard vote
         assert set(np.unique(probs[ks])) <= {0.0, 1.0}
     np.testing.assert_allclose(probs[(2, 3, 5)], (probs[(2,)] + probs[(3,)] + probs[(5,)]) / 3, atol=1e-6)
-    seg = stylemix.segment(shapes, 7, variants=8, **FULL)
+    seg = stylemix.segment(shapes, 7, config=stylemix.SegmentConfig(variants=8, **FULL))
     assert 0 <= seg.meta["consensus_agreement"] <= 1
     truth = shapes.truth(base_styles(shapes, 7))["foreground"][0]
     assert iou(seg.foreground, truth) >= 0.99
 
 
 def test_seed_image_is_nvlabs_latent(shapes):
-    seg = stylemix.segment(shapes, 9, variants=2)
+    seg = stylemix.segment(shapes, 9, config=stylemix.SegmentConfig(variants=2))
     with torch.no_grad():
         img = shapes.synthesis(base_styles(shapes, 9))
     expected = (img.permute(0, 2, 3, 1) * 127.5 + 128).clamp(0, 255).to(torch.uint8)[0].numpy()
@@ -139,8 +141,10 @@ def test_seed_image_is_nvlabs_latent(shapes):
 
 
 def test_meta_records_every_setting(shapes):
-    seg = stylemix.segment(shapes, 1, variants=4, crossover=(2, 4))
-    assert set(seg.meta["settings"]) == {f.name for f in stylemix.SegmentConfig.__dataclass_fields__.values()}
+    """Every whole-image setting; the instance settings are recorded in ``meta["instances"]`` when a detector ran."""
+    seg = stylemix.segment(shapes, 1, config=stylemix.SegmentConfig(variants=4, crossover=(2, 4)))
+    fields = {f.name for f in stylemix.SegmentConfig.__dataclass_fields__.values()}
+    assert set(seg.meta["settings"]) == fields - {"instances"}
     assert seg.meta["settings"]["crossover"] == "2-4"
     assert len(seg.meta["crossovers"]) == 4 and all(2 <= c <= 4 for c in seg.meta["crossovers"])
 
@@ -164,12 +168,27 @@ def test_default_crossovers_all_change_the_analysis_stack(shapes):
 @pytest.mark.parametrize("options,message", [
     ({"variants": 1}, "variants"), ({"clusters": 1}, "clusters"), ({"crossover": 8}, "crossover"),
     ({"crossover": 0}, "crossover"), ({"analysis_resolution": 48}, "power of two"),
-    ({"normalization": "zca"}, "normalization"), ({"colour": 1}, "unknown option"),
+    ({"normalization": "zca"}, "normalization"),
     ({"consensus": (2, 1)}, "consensus"), ({"consensus": ()}, "consensus"), ({"frame_penalty": -1}, "frame_penalty"),
 ])
 def test_bad_options_are_clear_errors(shapes, options, message):
     with pytest.raises(StylemixError, match=message):
-        stylemix.segment(shapes, 0, **options)
+        stylemix.segment(shapes, 0, config=stylemix.SegmentConfig(**options))
+
+
+@pytest.mark.parametrize("function", [stylemix.segment, stylemix.segment_many])
+@pytest.mark.parametrize("keywords, spelling", [
+    ({"variants": 8}, "config=SegmentConfig(variants=8)"),
+    ({"variants": 8, "classes": "person", "conf": 0.3},
+     "config=SegmentConfig(variants=8, instances=InstanceConfig(classes='person', conf=0.3))"),
+    ({"instance_config": stylemix.InstanceConfig(min_crop=3)}, "config=SegmentConfig(instances=InstanceConfig("),
+    ({"colour": 1}, "unknown option 'colour'"),
+])
+def test_loose_settings_of_earlier_versions_name_the_new_spelling(shapes, function, keywords, spelling):
+    """The settings went into one SegmentConfig (the detector's filters into its instances): the keywords that
+    took them before fail in one line that says how to write them now, before anything is rendered."""
+    with pytest.raises(StylemixError, match=re.escape(spelling)):
+        next(iter(function(shapes, [0] if function is stylemix.segment_many else 0, **keywords)))
 
 
 def test_wrapped_user_generator():
@@ -185,7 +204,7 @@ def test_wrapped_user_generator():
 
     G = stylemix.wrap_generator(mapping, synthesis, z_dim=8, w_dim=8, num_ws=4, resolution=32)
     assert isinstance(G, stylemix.Generator)
-    seg = stylemix.segment(G, 0, variants=8, crossover=1)
+    seg = stylemix.segment(G, 0, config=stylemix.SegmentConfig(variants=8, crossover=1))
     truth = np.zeros((32, 32), bool)
     truth[8:24, 8:24] = True
     assert iou(seg.foreground, truth) >= 0.99
@@ -199,7 +218,7 @@ def test_non_finite_generator_output_is_one_error_naming_the_seed():
 
     G = stylemix.wrap_generator(lambda z: z, synthesis, z_dim=8, w_dim=8, num_ws=4, resolution=32)
     with pytest.raises(StylemixError, match="seed 7: the generator's output is not finite"):
-        stylemix.segment(G, 7, variants=4, crossover=1)
+        stylemix.segment(G, 7, config=stylemix.SegmentConfig(variants=4, crossover=1))
 
 
 class _PlainShapes:
@@ -251,10 +270,11 @@ def _subclassed(plain_type, net):
 def test_plain_protocol_object_segments_like_a_subclass(shapes, plain_type, descriptor):
     plain, sub = plain_type(shapes), _subclassed(plain_type, shapes)
     assert isinstance(plain, stylemix.Generator)
-    assert stylemix.segment(plain, 0, variants=4).meta["settings"]["descriptor"] == descriptor
+    assert stylemix.segment(plain, 0,
+                            config=stylemix.SegmentConfig(variants=4)).meta["settings"]["descriptor"] == descriptor
     for seed, k in ((0, 2), (5, 3)):
-        a = stylemix.segment(plain, seed, variants=6, clusters=k, **FULL)
-        b = stylemix.segment(sub, seed, variants=6, clusters=k, **FULL)
+        a = stylemix.segment(plain, seed, config=stylemix.SegmentConfig(variants=6, clusters=k, **FULL))
+        b = stylemix.segment(sub, seed, config=stylemix.SegmentConfig(variants=6, clusters=k, **FULL))
         np.testing.assert_array_equal(a.labels, b.labels)
         np.testing.assert_array_equal(a.image, b.image)
         assert a.meta["cluster_scores"] == b.meta["cluster_scores"]
@@ -263,14 +283,15 @@ def test_plain_protocol_object_segments_like_a_subclass(shapes, plain_type, desc
 def test_random_noise_is_drawn_from_the_seed(shapes):
     G = _PlainShapes(shapes)
     torch.manual_seed(123)
-    a = stylemix.segment(G, 2, variants=6, noise_mode="random", **FULL)
+    a = stylemix.segment(G, 2, config=stylemix.SegmentConfig(variants=6, noise_mode="random", **FULL))
     after_a = torch.rand(1)
-    b = stylemix.segment(G, 2, variants=6, noise_mode="random", **FULL)
+    b = stylemix.segment(G, 2, config=stylemix.SegmentConfig(variants=6, noise_mode="random", **FULL))
     np.testing.assert_array_equal(a.labels, b.labels)  # same inputs, same noise, same masks
     np.testing.assert_array_equal(a.image, b.image)
     torch.manual_seed(123)
     assert torch.equal(torch.rand(1), after_a)  # the caller's torch stream is left as it was
-    assert not np.array_equal(a.image, stylemix.segment(G, 2, variants=6, **FULL).image)  # noise was drawn
+    drawn = stylemix.segment(G, 2, config=stylemix.SegmentConfig(variants=6, **FULL))
+    assert not np.array_equal(a.image, drawn.image)  # noise was drawn
 
 
 @pytest.mark.parametrize("options", [{"analysis_resolution": 16}, {"clusters": 3, **FULL}])
@@ -279,13 +300,13 @@ def test_every_device_segments_like_the_cpu(shapes, device, monkeypatch, options
     NumPy at the API edge, and the same masks as the CPU up to float rounding at a few boundary pixels."""
     import copy
     from conftest import use_backend
-    want = stylemix.segment(shapes, 3, variants=8, **options)
+    want = stylemix.segment(shapes, 3, config=stylemix.SegmentConfig(variants=8, **options))
     if device.torch_device.type == "cuda":
         G = copy.deepcopy(shapes).to(device.torch_device)
     else:
         G = shapes
         use_backend(monkeypatch, device)
-    got = stylemix.segment(G, 3, variants=8, **options)
+    got = stylemix.segment(G, 3, config=stylemix.SegmentConfig(variants=8, **options))
     assert type(got.labels) is np.ndarray and type(got.foreground) is np.ndarray and type(got.image) is np.ndarray
     assert iou(got.foreground, shapes.truth(base_styles(shapes, 3))["foreground"][0]) >= 0.97
     assert (got.foreground != want.foreground).mean() < 0.005

@@ -80,8 +80,9 @@ def test_refine_nearest_end_to_end(shapes):
     """``refine="nearest"`` ignores the image: the mask is the plain upsampling of the analysis decision, and the
     guided default follows the object's edges better."""
     truth = shapes.truth(base_styles(shapes, 3))["foreground"][0]
-    near = stylemix.segment(shapes, 3, variants=8, analysis_resolution=16, refine="nearest")
-    guided = stylemix.segment(shapes, 3, variants=8, analysis_resolution=16)
+    near = stylemix.segment(shapes, 3,
+                            config=stylemix.SegmentConfig(variants=8, analysis_resolution=16, refine="nearest"))
+    guided = stylemix.segment(shapes, 3, config=stylemix.SegmentConfig(variants=8, analysis_resolution=16))
     assert near.meta["settings"]["refine"] == "nearest"
     assert iou(near.foreground, truth) >= 0.85 and iou(guided.foreground, truth) > iou(near.foreground, truth)
     image = np.zeros_like(near.image)  # no edges at all: a nearest result cannot depend on the image

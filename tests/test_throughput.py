@@ -23,7 +23,8 @@ def G():
 
 @pytest.fixture(scope="module")
 def bank(G, one_thread):
-    return discover(G, range(100, 110), n_parts=3, prototypes=8, variants=8, signature_variants=8)
+    return discover(G, range(100, 110), n_parts=3, settings=parts.PartSettings(prototypes=8, signature_variants=8),
+                    config=stylemix.SegmentConfig(variants=8))
 
 
 def _no_second_stack(monkeypatch):
@@ -41,40 +42,42 @@ def test_the_bank_stack_is_the_image_stack(G, bank, monkeypatch):
     is clustered for a two-way mask; the masks and parts are those of the two-stack pipeline, in any batch."""
     with monkeypatch.context() as m:
         m.setattr(PartStep, "shares_stack", lambda self, cfg: False)
-        two_stacks = [stylemix.segment(G, s, parts=bank, variants=8) for s in SEEDS]
+        two_stacks = [stylemix.segment(G, s, parts=bank, config=stylemix.SegmentConfig(variants=8)) for s in SEEDS]
     _no_second_stack(monkeypatch)
 
     def no_kmeans(*args, **kwargs):
         raise AssertionError("a consensus was clustered that nothing reads")
     monkeypatch.setattr(stages, "KMeans", no_kmeans)
     for batch_size in (1, 3):
-        one = list(stylemix.segment_many(G, SEEDS, parts=bank, variants=8, batch_size=batch_size))
+        one = list(stylemix.segment_many(G, SEEDS, parts=bank,
+                                         config=stylemix.SegmentConfig(variants=8, batch_size=batch_size)))
         for a, b in zip(two_stacks, one):
             _assert_same(a, b, "labels", "parts", "image")
             assert "consensus_agreement" not in b.meta and 0 <= b.meta["foreground_margin"] <= 1
     # The bank's variants count, not the image's, when nothing reads the image's stack.
-    fewer = stylemix.segment(G, SEEDS[0], parts=bank, variants=5)
+    fewer = stylemix.segment(G, SEEDS[0], parts=bank, config=stylemix.SegmentConfig(variants=5))
     np.testing.assert_array_equal(fewer.labels, two_stacks[0].labels)
 
 
 def test_a_consensus_reading_bank_clusters_the_one_stack(G, bank, monkeypatch):
     combined = dataclasses.replace(bank, settings=dataclasses.replace(bank.settings, foreground="combined"))
     _no_second_stack(monkeypatch)
-    segs = list(stylemix.segment_many(G, SEEDS, parts=combined, variants=8, batch_size=3))
-    alone = [stylemix.segment(G, s, parts=combined, variants=8) for s in SEEDS]
+    segs = list(stylemix.segment_many(G, SEEDS, parts=combined,
+                                      config=stylemix.SegmentConfig(variants=8, batch_size=3)))
+    alone = [stylemix.segment(G, s, parts=combined, config=stylemix.SegmentConfig(variants=8)) for s in SEEDS]
     for a, b in zip(alone, segs):
         np.testing.assert_array_equal(a.labels, b.labels)
         assert 0 <= b.meta["consensus_agreement"] <= 1
         assert len(b.meta["crossovers"]) == bank.settings.signature_variants
     monkeypatch.undo()
     # Another variant count than the bank's: the image renders its own variants again (and the bank its stack).
-    own = stylemix.segment(G, SEEDS[0], parts=combined, variants=6)
+    own = stylemix.segment(G, SEEDS[0], parts=combined, config=stylemix.SegmentConfig(variants=6))
     assert len(own.meta["crossovers"]) == 6
 
 
 def test_generators_without_a_bank_keep_their_own_variants(G):
-    seg = stylemix.segment(G, 3, variants=8)
-    none = stylemix.segment(G, 3, variants=8, parts="none")
+    seg = stylemix.segment(G, 3, config=stylemix.SegmentConfig(variants=8))
+    none = stylemix.segment(G, 3, parts="none", config=stylemix.SegmentConfig(variants=8))
     np.testing.assert_array_equal(seg.labels, none.labels)
     assert seg.meta == {**none.meta, "timing_s": seg.meta["timing_s"]} and "consensus_agreement" in seg.meta
 
@@ -96,7 +99,7 @@ def test_the_base_features_are_taken_during_its_synthesis(G, bank, monkeypatch):
             return image, {r: self.features(ws, r, noise_mode=noise_mode) for r in resolutions}
 
     hooked = Hooked(parts=True, coupling=0.3).eval()
-    plain = [stylemix.segment(G, s, parts=bank, variants=8) for s in SEEDS]
+    plain = [stylemix.segment(G, s, parts=bank, config=stylemix.SegmentConfig(variants=8)) for s in SEEDS]
 
     def refuse(*args, **kwargs):
         raise AssertionError("the base features were rendered a second time")
@@ -105,7 +108,8 @@ def test_the_base_features_are_taken_during_its_synthesis(G, bank, monkeypatch):
     monkeypatch.setattr(bank, "generator", {**bank.generator, "id": None})  # Hooked has no generator id
     monkeypatch.setattr(parts.PartBank, "check_generator", lambda self, G: None)
     for batch_size in (1, 3):
-        segs = list(stylemix.segment_many(hooked, SEEDS, parts=bank, variants=8, batch_size=batch_size))
+        segs = list(stylemix.segment_many(hooked, SEEDS, parts=bank,
+                                          config=stylemix.SegmentConfig(variants=8, batch_size=batch_size)))
         for a, b in zip(plain, segs):
             _assert_same(a, b, "labels", "parts", "alpha")
     assert Hooked.calls == 2 * len(SEEDS)
@@ -144,7 +148,7 @@ def test_a_batch_finishes_side_by_side_into_the_same_bytes(G, bank, monkeypatch,
     import torch
     segment_module = importlib.import_module("stylemix.segment")  # the module: stylemix.segment is the function
     spec = bank if with_bank else "none"
-    alone = [stylemix.segment(G, s, parts=spec, variants=8) for s in SEEDS]
+    alone = [stylemix.segment(G, s, parts=spec, config=stylemix.SegmentConfig(variants=8)) for s in SEEDS]
     names = set()
     finish = segment_module._finish_image
 
@@ -157,7 +161,8 @@ def test_a_batch_finishes_side_by_side_into_the_same_bytes(G, bank, monkeypatch,
         for threads in (2, 1):
             torch.set_num_threads(threads)
             names.clear()
-            batch = list(stylemix.segment_many(G, SEEDS, parts=spec, variants=8, batch_size=3))
+            batch = list(stylemix.segment_many(G, SEEDS, parts=spec,
+                                               config=stylemix.SegmentConfig(variants=8, batch_size=3)))
             assert len(names) == threads and all(n.startswith("stylemix-finish") for n in names) == (threads > 1)
             for a, b in zip(alone, batch):
                 _assert_same(a, b, "labels", "alpha", "image", *(("parts",) if with_bank else ()))

@@ -3,7 +3,6 @@ settings digest that every record repeats (a run whose digest differs is refused
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -41,8 +40,8 @@ def instance_identity(step: Any) -> dict[str, Any] | None:
     if step is None:
         return None
     ident: dict[str, Any] = {
-        "detector": detector_name(step.detector), "classes": step.classes, "conf": step.conf, "iou": step.iou,
-        "settings": dataclasses.asdict(step.config),
+        "detector": detector_name(step.detector), "classes": step.config.classes, "conf": step.config.conf,
+        "iou": step.config.iou, "settings": step.config.box_settings(),
         "names": {str(k): v for k, v in sorted((getattr(step.detector, "names", None) or {}).items())}}
     weights = getattr(step.detector, "weights", None)  # a YoloDetector's file
     if isinstance(weights, (str, os.PathLike)) and os.path.isfile(weights):

@@ -31,8 +31,9 @@ class DatasetSettings:
             always; :func:`~stylemix.export.plan.foreground_bank`), named in the card's ``foreground_bank`` with
             its sha256 (in the digest), or (``"none"`` / ``None``, or ``auto`` with fewer than 100 seeds and no
             bank) from the per-image consensus.
-        detector, classes, conf, iou, instance_config: instance mode, as for :func:`stylemix.segment`: the coco
-            and yolo formats then hold the detector's instances and classes, the png masks its semantic map.
+        detector: instance mode, as for :func:`stylemix.segment` (its filters and per-box settings are the
+            config's ``instances``): the coco and yolo formats then hold the detector's instances and classes, the
+            png masks its semantic map.
         size: the longer side of every written image, mask and matte in px (``None``: the generator's own).
             Images and mattes are reduced with ``cv2.INTER_AREA``, class-id masks by an area vote (each pixel
             takes the class covering most of it), and polygons and boxes are those of the resized masks.
@@ -47,10 +48,6 @@ class DatasetSettings:
     alpha: bool = False
     parts: Any = "auto"
     detector: Any = None
-    classes: Any = None
-    conf: float = 0.25
-    iou: float = 0.7
-    instance_config: Any = None
     size: int | None = None
     val_fraction: float = 0.1
     class_name: str = "foreground"
@@ -107,6 +104,8 @@ class LatentsFile:
 
 Subjects = Union[str, Iterable[int], LatentsFile, None]  # "0-99,200", ints, or the rows of a latents file
 _LATENT_KEYWORDS = {"ws": "path", "ws_kind": "kind", "stream_base": "stream_base"}
+# The instance settings export_dataset has always taken as flat keywords: fields of the config's instances.
+_INSTANCE_KEYWORDS = ("classes", "conf", "iou")
 
 
 def _names(cls: Any) -> set[str]:
@@ -118,12 +117,13 @@ def split_keywords(keywords: dict[str, Any], seeds: Subjects, config: SegmentCon
                    ) -> tuple[Subjects, SegmentConfig, DatasetSettings, RunOptions]:
     """The flat keywords of ``export_dataset`` (``variants=8, resume=True, ws=path, ...``) applied to the objects
     they belong to: fields of :class:`RunOptions`, :class:`DatasetSettings` or :class:`SegmentConfig`, and
-    ``ws`` / ``ws_kind`` / ``stream_base`` as a :class:`LatentsFile` in place of ``seeds``.
+    ``ws`` / ``ws_kind`` / ``stream_base`` as a :class:`LatentsFile` in place of ``seeds``, ``classes`` /
+    ``conf`` / ``iou`` as fields of the config's ``instances`` and ``instance_config`` as that field.
 
     Raises:
         StylemixError: a keyword that belongs to none of them, or both seeds and ``ws``.
     """
-    parts: dict[str, dict[str, Any]] = {"run": {}, "dataset": {}, "config": {}, "latents": {}}
+    parts: dict[str, dict[str, Any]] = {"run": {}, "dataset": {}, "config": {}, "latents": {}, "instances": {}}
     run_names, dataset_names, config_names = _names(RunOptions), _names(DatasetSettings), _names(SegmentConfig)
     for name, value in keywords.items():
         if name in run_names:
@@ -134,6 +134,11 @@ def split_keywords(keywords: dict[str, Any], seeds: Subjects, config: SegmentCon
             parts["latents"][_LATENT_KEYWORDS[name]] = value
         elif name in config_names:
             parts["config"][name] = value
+        elif name in _INSTANCE_KEYWORDS:
+            parts["instances"][name] = value
+        elif name == "instance_config":
+            if value is not None:
+                parts["config"]["instances"] = value
         else:
             raise StylemixError(f"unknown option {name!r}; options are {', '.join(sorted(config_names))} "
                                 "(SegmentConfig), and the fields of DatasetSettings and RunOptions")
@@ -141,7 +146,10 @@ def split_keywords(keywords: dict[str, Any], seeds: Subjects, config: SegmentCon
         if seeds is not None:
             raise StylemixError("give either seeds or a latents file (--ws), not both")
         seeds = LatentsFile(**parts["latents"])
-    return (seeds, dataclasses.replace(config or SegmentConfig(), **parts["config"]),
+    config = dataclasses.replace(config or SegmentConfig(), **parts["config"])
+    if parts["instances"]:
+        config = dataclasses.replace(config, instances=dataclasses.replace(config.instances, **parts["instances"]))
+    return (seeds, config,
             dataclasses.replace(dataset or DatasetSettings(), **parts["dataset"]),
             dataclasses.replace(run or RunOptions(), **parts["run"]))
 

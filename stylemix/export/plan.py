@@ -130,7 +130,7 @@ def plan_export(generator: Any, seeds: Subjects, format: str = "png", config: Se
         seed_list = [latents.row(i) for i in range(len(latents))]
     cfg = (config or SegmentConfig()).resolve(G)
     check_alpha(ds.alpha, cfg.clusters)
-    step = prepare_instances(ds.detector, ds.classes, ds.conf, ds.iou, ds.instance_config)  # checks, loads once
+    step = prepare_instances(ds.detector, cfg.instances)  # checks, loads once
     core = {"stylemix": stylemix.__version__, "layout": LAYOUT_VERSION, "format": ",".join(formats),
             "generator": generator_identity(G, source),
             "settings": {k: v for k, v in cfg.as_dict().items() if k not in _PERFORMANCE_SETTINGS},

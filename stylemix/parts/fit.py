@@ -30,40 +30,66 @@ MIN_FLOW_SEEDS = 100
 FIT_SEEDS = range(200, 400)
 
 
-def discover(G: Any, seeds: Iterable[int], n_parts: int = 4, *, settings: PartSettings | None = None,
-             config: Any = None, sheet_seeds: int = 16, progress: Any = None, **options: Any) -> PartBank:
+def discover(G: Any, seeds: Iterable[int], n_parts: int | None = None, *, settings: PartSettings | None = None,
+             config: Any = None, sheet_seeds: int = 16, progress: Any = None, **legacy: Any) -> PartBank:
     """Fit a :class:`PartBank` of ``n_parts`` classes on the images of ``seeds``.
 
     Args:
         G: the generator (its device picks the backend for the consensus).
         seeds: NVlabs seeds of the bank's images (keep them apart from the seeds you evaluate on).
-        n_parts: K.
-        settings: :class:`PartSettings` (``n_parts`` and ``options`` naming its fields override it).
-        config: the :class:`~stylemix.config.SegmentConfig` of the per-image consensus (``options`` naming its
-            fields override it).
+        n_parts: K; ``None``: ``settings.n_parts`` (default 4).
+        settings: :class:`PartSettings` (default: ``PartSettings()``).
+        config: the :class:`~stylemix.config.SegmentConfig` of the images' renders and per-image consensus. The
+            bank pools a two-way consensus on the generator's feature maps, so it runs with ``clusters=2`` and
+            ``descriptor="features"``; a config that asks otherwise is warned that those two are not used.
         sheet_seeds: how many of the first seeds go on the contact sheets.
         progress: optional callable ``progress(done, total)``.
+        legacy: the loose keywords of earlier versions (``variants=8``, ``prototypes=8``): refused with one line
+            that names the new spelling.
 
     Returns:
         The bank, with ``bank.sheets`` (one contact sheet per class) for :meth:`PartBank.save`.
     """
+    from stylemix.backend import warn_once
     from stylemix.config import SegmentConfig
+    _refuse_legacy(legacy)
     seeds = [int(s) for s in seeds]
-    part_fields = {f.name for f in dataclasses.fields(PartSettings)}
-    seg_fields = {f.name for f in dataclasses.fields(SegmentConfig)}
-    unknown = sorted(set(options) - part_fields - seg_fields)
-    if unknown:
-        raise StylemixError(f"unknown option {unknown[0]!r}")
-    settings = dataclasses.replace(settings or PartSettings(), n_parts=int(n_parts),
-                                   **{k: v for k, v in options.items() if k in part_fields})
+    settings = settings or PartSettings()
+    if n_parts is not None:
+        settings = dataclasses.replace(settings, n_parts=int(n_parts))
     settings.check()
-    cfg = dataclasses.replace(config or SegmentConfig(), **{k: v for k, v in options.items() if k in seg_fields})
+    cfg = config or SegmentConfig()
+    ignored = [f"{name}={value!r}" for name, value, used in (("clusters", cfg.clusters, (2,)),
+                                                              ("descriptor", cfg.descriptor, ("auto", "features")))
+               if value not in used]
+    if ignored:
+        warn_once(f"a part bank pools a two-way consensus on the generator's features: the config's "
+                  f"{' and '.join(ignored)} are not used in its fit (n_parts={settings.n_parts} sets its classes)")
     cfg = dataclasses.replace(cfg, clusters=2, descriptor="features").resolve(G)
     crossovers = tuple(settings.crossovers) or tuple(int(c) for c in np.atleast_1d(cfg.crossover))
     if len(seeds) < 2:
         raise StylemixError("a part bank needs at least 2 seeds")
     samples = collect(G, seeds, settings, cfg, crossovers, sheet_seeds, progress)
     return fit(samples, settings, cfg, crossovers, G)
+
+
+def _refuse_legacy(keywords: dict[str, Any]) -> None:
+    """One :class:`StylemixError` line for :func:`discover`'s loose keywords of earlier versions, naming the
+    ``settings=PartSettings(...)`` and ``config=SegmentConfig(...)`` that replace them."""
+    from stylemix.config import SegmentConfig
+    if not keywords:
+        return
+    part_names = {f.name for f in dataclasses.fields(PartSettings)}
+    config_names = {f.name for f in dataclasses.fields(SegmentConfig)}
+    unknown = sorted(set(keywords) - part_names - config_names)
+    if unknown:
+        raise StylemixError(f"unknown option {unknown[0]!r}: discover takes settings=PartSettings(...) and "
+                            "config=SegmentConfig(...)")
+    spelled = [f"{arg}={cls}({', '.join(f'{k}={v!r}' for k, v in keywords.items() if k in names)})"
+               for arg, cls, names in (("settings", "PartSettings", part_names),
+                                       ("config", "SegmentConfig", config_names - part_names))
+               if set(keywords) & names]
+    raise StylemixError(f"discover() takes its settings as objects: use {', '.join(spelled)}")
 
 
 def fit_flow_bank(G: Any, seeds: Sequence[int], cfg: Any, cache: bool = True) -> tuple[PartBank, Any]:
