@@ -1,0 +1,105 @@
+"""What the bank flow costs and gives: an export that fits its own part bank against the same export with a ready one.
+
+    python benchmarks/flow_cost.py --seeds 0-999 --out benchmarks/results/flow_cost.json
+    python benchmarks/flow_cost.py --seeds 0-119 --score 0-9 --out /tmp/flow_smoke.json      # smoke check
+
+One process, the default generator loaded once, a warm-up export of a few seeds, then two png exports of the
+same seeds with the default settings, timed end to end (planning included, so the fit is counted):
+
+* ``ready bank``: ``parts="auto"``, which finds the bank shipped for the generator (a hand-fitted bank:
+  ``stylemix discover --seeds 200-399``);
+* ``fit``: ``parts="fit"`` with an empty user bank cache (``STYLEMIX_CACHE`` set to a fresh folder): the path a
+  generator without a packaged bank takes, fitting on the run's first 200 seeds, storing the bank in the dataset
+  and the cache.
+
+Then the masks of ``--score`` seeds of both exports against the person ground truth of
+``../shared/eval/mobilestylegan-ffhq`` (the protocol of benchmarks/quality.py: ``INTER_AREA`` to 256 px, foreground
+above one half; means over images), and whether a later ``segment`` finds the fitted bank in the cache. Writes
+``--out`` (JSON: both timings, their ratio, the scores, the CPU model, the date, the command); the exports are
+deleted unless ``--keep DIR``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import click
+import cv2
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+PERSON_GT = REPO.parent / "shared" / "eval" / "mobilestylegan-ffhq"
+
+
+def _scores(outdir: Path, seeds: list[int]) -> dict[str, float]:
+    """Mean fg/bg scores of the export's masks of ``seeds`` against the person ground truth."""
+    from stylemix.metrics import mask_scores
+    rows = []
+    for s in seeds:
+        path = next(outdir.glob(f"masks/*/seed{s:04d}.png"))
+        mask = cv2.imread(str(path), cv2.IMREAD_UNCHANGED) > 0
+        small = cv2.resize(mask.astype(np.float32), (256, 256), interpolation=cv2.INTER_AREA) > 0.5
+        gt = cv2.imread(str(PERSON_GT / f"seed{s:04d}_mask.png"), cv2.IMREAD_UNCHANGED) > 127
+        rows.append(mask_scores(small, gt))
+    return {k: round(float(np.mean([r[k] for r in rows])), 4) for k in rows[0]}
+
+
+@click.command()
+@click.option("--seeds", default="0-999", help="Seeds exported by both rows.")
+@click.option("--score", default="0-99", help="Seeds scored against the person ground truth.")
+@click.option("--threads", type=int, default=None, help="torch threads (default: torch's).")
+@click.option("--keep", default=None, type=click.Path(file_okay=False), help="Keep both exports under this folder.")
+@click.option("--out", default=str(REPO / "benchmarks" / "results" / "flow_cost.json"), type=click.Path(dir_okay=False))
+def main(seeds: str, score: str, threads: int | None, keep: str | None, out: str) -> None:
+    from stylemix.identity import cpu_model
+    from stylemix.io import parse_seeds
+    if threads:
+        torch.set_num_threads(threads)
+    root = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="flow_cost_"))
+    root.mkdir(parents=True, exist_ok=True)
+    os.environ["STYLEMIX_CACHE"] = str(root / "cache")  # read when a bank is looked up or stored, not at import
+    import stylemix
+    from stylemix.config import SegmentConfig
+    from stylemix.export import DatasetSettings, RunOptions, export_dataset
+    from stylemix.parts.cache import cached_bank
+    G = stylemix.load_generator("mobilestylegan-ffhq").eval()
+    run = RunOptions(progress=False)
+    export_dataset(G, "1000-1007", root / "warmup", "png", SegmentConfig(), DatasetSettings(val_fraction=0.0), run)
+    seconds, summaries = {}, {}
+    for name, parts in (("ready bank", "auto"), ("fit", "fit")):
+        t0 = time.perf_counter()
+        summaries[name] = export_dataset(G, seeds, root / name.replace(" ", "_"), "png", SegmentConfig(),
+                                         DatasetSettings(parts=parts, val_fraction=0.0), run)
+        seconds[name] = round(time.perf_counter() - t0, 1)
+        click.echo(f"{name}: {seconds[name]} s", err=True)
+    found = cached_bank(G)
+    fitted = summaries["fit"]["foreground_bank"]
+    scored = parse_seeds(score)
+    result = {
+        "benchmark": "flow_cost", "command": " ".join(sys.argv), "cpu": cpu_model(), "torch_threads": torch.get_num_threads(),
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "seeds": seeds,
+        "seconds": seconds, "ratio_fit_to_ready": round(seconds["fit"] / seconds["ready bank"], 3),
+        "foreground_bank": {k: v["foreground_bank"] for k, v in summaries.items()},
+        "scores": {k: _scores(root / k.replace(" ", "_"), scored) for k in summaries}, "scored_seeds": score,
+        "segment_finds_the_fitted_bank": bool(found and fitted and fitted.get("sha256")
+                                              == hashlib.sha256(found[1].read_bytes()).hexdigest()),
+        "version": stylemix.__version__}
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps(result, indent=1))
+    click.echo(json.dumps({k: result[k] for k in ("seconds", "ratio_fit_to_ready", "scores",
+                                                  "segment_finds_the_fitted_bank")}, indent=1))
+    if not keep:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
