@@ -1,11 +1,12 @@
 """Class-consistent parts and the bank's foreground on the default generator (docs/benchmarks.md, Parts).
 
 Protocol of ``../shared/eval/mobilestylegan-ffhq-parts`` (README there): banks fitted on seeds that are never
-scored (``--fit``, default 200-399), scored on ``--seeds`` (0-99); each 1024 px part map is reduced to 256 px by
-the block mode, the confusion is accumulated over the whole set, one Hungarian matching per label set at K = the
-number of classes and a many-to-one mapping at 2K; per-class IoU, mIoU, pixel accuracy. All banks share one
-collection of the fit images (and one set of prototypes per cue setting), so the rows differ only in what they
-name. Foreground, against the person ground truth of ``../shared/eval/mobilestylegan-ffhq`` (mean over images,
+scored (``--fit``, default 200-399), scored on ``--seeds`` (0-99) and on each of ``--splits`` (0-49, where choices
+are made, and 50-99, where they are confirmed); each 1024 px part map is reduced to 256 px by the block mode, the
+confusion is accumulated over the whole set (and over each split), one Hungarian matching per label set and set of
+seeds at K = the number of classes and a many-to-one mapping at 2K; per-class IoU, mIoU, pixel accuracy. All banks
+share one collection of the fit images (and one set of prototypes per cue setting), so the rows differ only in what
+they name. Foreground, against the person ground truth of ``../shared/eval/mobilestylegan-ffhq`` (mean over images,
 finished as ``segment()`` does with the ``features`` boundary, as benchmarks/quality.py): the bank's fine
 prototypes (the default), its classes, the per-image consensus of the seed's own variants (``parts="none"``), the
 consensus of the bank's shared signature stack (what a bank's step computes when a mode needs one) and the means.
@@ -121,6 +122,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--fit", default="200-399")
     ap.add_argument("--seeds", default="0-99")
+    ap.add_argument("--splits", default="0-49;50-99",
+                    help="subsets of --seeds scored on their own as well (';' between them): choices are made on the "
+                         "first and confirmed on the others")
     ap.add_argument("--prototypes", type=int, default=part_bank.PartSettings.prototypes)
     ap.add_argument("--signature-variants", type=int, default=part_bank.PartSettings.signature_variants,
                     help="shared variants of every pixel's signature (the stack segment() reads with the bank)")
@@ -140,6 +144,9 @@ def main() -> None:
     crossovers = tuple(int(c) for c in cfg.crossover)
     base = part_bank.PartSettings(prototypes=a.prototypes, signature_variants=a.signature_variants)
     fit_seeds, test_seeds = parse_seeds(a.fit), parse_seeds(a.seeds)
+    # Every part row is scored on the whole of --seeds and on each split, one Hungarian matching per set.
+    subsets = {a.seeds: set(test_seeds)}
+    subsets.update({spec: set(parse_seeds(spec)) & set(test_seeds) for spec in a.splits.split(";") if spec.strip()})
     render = cached_render(a.cache)
     samples = part_fit.collect(G, fit_seeds, base, cfg, crossovers, render=render)
     t_fit = time.time()
@@ -153,9 +160,16 @@ def main() -> None:
         for k in ks if name == "features + signature + position" else [4, 5]:
             banks[(name, k)] = part_fit.regroup(first, samples, k)
     default = "features + signature + position"
+    shipped = banks[(default, 4)]
+    # The merge's own ablation on the default prototypes: Ward alone (the merge before the lower band), and Ward
+    # of the feature block (PartSettings.merge_cue).
+    no_band = dataclasses.replace(shipped, settings=dataclasses.replace(shipped.settings, lower_band=0.5))
+    by_features = dataclasses.replace(shipped, settings=dataclasses.replace(shipped.settings, merge_cue="features"))
     for k in (4, 5):
-        banks[("no consensus split (Ward on all prototypes)", k)] = part_fit.regroup(banks[(default, 4)], samples, k,
+        banks[("no consensus split (Ward on all prototypes)", k)] = part_fit.regroup(shipped, samples, k,
                                                                               consensus_split=False)
+        banks[("Ward alone, no lower band", k)] = part_fit.regroup(no_band, samples, k)
+        banks[("Ward of the feature block + lower band", k)] = part_fit.regroup(by_features, samples, k)
     # The SiS-like baseline with the same fit / test split: one k-means of the L2-normalised base features.
     from stylemix.cluster import KMeans
     sis = {k: KMeans(k, n_init=3, random_state=0).fit(samples.F).cluster_centers_ for k in (4, 5, 6)}
@@ -166,10 +180,11 @@ def main() -> None:
     # The default bank's maps are finished as segment() does (guided at 1024 px, then the block mode to 256 px);
     # the cue ablation compares every bank with plain nearest upsampling of the 32 px classes (a guided finish of
     # 20 maps per image at 1024 px would take an hour here), the default's rows included.
-    conf = {key: np.zeros((b.n_parts, 19), np.int64) for key, b in banks.items() if key[0] == default}
-    conf_nearest = {key: np.zeros((b.n_parts, 19), np.int64) for key, b in banks.items()
-                    if key[0] != default or key[1] in (4, 5)}
-    conf_sis = {k: np.zeros((k, 19), np.int64) for k in sis}
+    conf = {(sub, key): np.zeros((b.n_parts, 19), np.int64) for key, b in banks.items() if key[0] == default
+            for sub in subsets}
+    conf_nearest = {(sub, key): np.zeros((b.n_parts, 19), np.int64) for key, b in banks.items()
+                    if key[0] != default or key[1] in (4, 5) for sub in subsets}
+    conf_sis = {(sub, k): np.zeros((k, 19), np.int64) for k in sis for sub in subsets}
     fg = {"fine prototypes (foreground='fine', the default: parts='auto')": [],
           "bank classes (foreground='bank', the default before session 6)": [],
           "consensus (per image, its own variants; parts='none')": [],
@@ -181,6 +196,7 @@ def main() -> None:
         gt19 = cv2.imread(str(PARTS_GT / f"seed{seed:04d}_parts.png"), cv2.IMREAD_UNCHANGED)
         person = cv2.imread(str(PERSON_GT / f"seed{seed:04d}_mask.png"), cv2.IMREAD_UNCHANGED) > 127
         r = cfg.analysis_resolution
+        within = [sub for sub, members in subsets.items() if seed in members]
 
         def finish(lab: np.ndarray, k: int) -> np.ndarray:
             return block_mode(finish_labels(lab, image.shape[:2], k, image, refine=cfg.refine,
@@ -190,12 +206,17 @@ def main() -> None:
             X = part_maths.descriptors(F, S, pos, b)
             cls = b.prototype_class[part_maths.nearest(X, b.prototypes)].reshape(r, r)
             if key[0] == default:  # the bank segment() uses: its maps as segment() makes them
-                conf[key] += confusion(finish(cls, b.n_parts), gt19, b.n_parts, 19)
+                c = confusion(finish(cls, b.n_parts), gt19, b.n_parts, 19)
+                for sub in within:
+                    conf[(sub, key)] += c
             if key[0] != default or key[1] in (4, 5):  # the ablation table: every bank, one cheap upsampling
-                conf_nearest[key] += confusion(np.kron(cls, np.ones((256 // r, 256 // r), np.int32)), gt19,
-                                               b.n_parts, 19)
-        for k, c in sis.items():
-            conf_sis[k] += confusion(finish(part_maths.nearest(F, c).reshape(r, r), k), gt19, k, 19)
+                c = confusion(np.kron(cls, np.ones((256 // r, 256 // r), np.int32)), gt19, b.n_parts, 19)
+                for sub in within:
+                    conf_nearest[(sub, key)] += c
+        for k, centres in sis.items():
+            c = confusion(finish(part_maths.nearest(F, centres).reshape(r, r), k), gt19, k, 19)
+            for sub in within:
+                conf_sis[(sub, k)] += c
         b = banks[(default, 4)]
         X = part_maths.descriptors(F, S, pos, b)
         cls = b.prototype_class[part_maths.nearest(X, b.prototypes)].reshape(r, r)
@@ -215,39 +236,43 @@ def main() -> None:
     luts = {s: np.asarray(manifest["label_sets"][s]["lut_from_19"]) for s in SETS}
     rows = []
     for upsampling, confs in (("guided 1024 px + block mode", conf), ("nearest (ablation)", conf_nearest)):
-        for (name, k), C19 in confs.items():
+        for (sub, (name, k)), C19 in confs.items():
             for lset, n in SETS.items():
                 C = np.stack([C19[:, luts[lset] == g].sum(1) for g in range(n)], 1)
                 if k == n:
-                    rows.append({"method": name, "upsampling": upsampling, "set": lset, "K": k,
+                    rows.append({"method": name, "upsampling": upsampling, "seeds": sub, "set": lset, "K": k,
                                  "matching": "hungarian", **scores(C, "hungarian")})
                 if k == 2 * n:
-                    rows.append({"method": name, "upsampling": upsampling, "set": lset, "K": k,
+                    rows.append({"method": name, "upsampling": upsampling, "seeds": sub, "set": lset, "K": k,
                                  "matching": "many-to-one", **scores(C, "many-to-one")})
-    for k, C19 in conf_sis.items():
+    for (sub, k), C19 in conf_sis.items():
         lset = [s for s, n in SETS.items() if n == k][0]  # SiS-like: the coarse sets
         C = np.stack([C19[:, luts[lset] == g].sum(1) for g in range(k)], 1)
         rows.append({"method": "SiS-like: k-means of base 32 px features, fitted on --fit",
-                     "upsampling": "guided 1024 px + block mode", "set": lset, "K": k,
+                     "upsampling": "guided 1024 px + block mode", "seeds": sub, "set": lset, "K": k,
                      "matching": "hungarian", **scores(C, "hungarian")})
     fg_summary = {name: {m: round(float(np.mean([x[m] for x in v])), 4) for m in v[0]} for name, v in fg.items()}
-    half = len(test_seeds) // 2  # the two halves of --seeds (0-49, 50-99): how much a set of 50 moves the means
     for name, v in fg.items():
-        fg_summary[name]["miou_first_half"] = round(float(np.mean([x["miou"] for x in v[:half]])), 4)
-        fg_summary[name]["miou_second_half"] = round(float(np.mean([x["miou"] for x in v[half:]])), 4)
+        for sub, members in subsets.items():  # the splits: how much a set of 50 moves the means
+            if sub != a.seeds and members:
+                fg_summary[name][f"miou_{sub}"] = round(float(np.mean([x["miou"] for sd, x in zip(test_seeds, v)
+                                                                        if sd in members])), 4)
         fg_summary[name]["median_miou"] = round(float(np.median([x["miou"] for x in v])), 4)
     result = {"command": " ".join(sys.argv), "fit_seeds": a.fit, "seeds": a.seeds,
               "settings": part_bank.settings_dict(base), "segment": cfg.as_dict(), "rows": rows, "foreground": fg_summary,
               "foreground_miou_per_seed": {name: {str(sd): round(x["miou"], 4) for sd, x in zip(test_seeds, v)}
                                            for name, v in fg.items()},
               "default_bank_table": banks[(default, 4)].table(),
-              "confusion_19": {f"{name}, K={k}": C19.tolist() for (name, k), C19 in conf.items()}, "version": stylemix.__version__,
+              "confusion_19": {f"{name}, K={k}": C19.tolist() for (sub, (name, k)), C19 in conf.items()
+                               if sub == a.seeds},
+              "version": stylemix.__version__,
               "elapsed_s": {"collect": round(t_fit - t0, 1), "fit": round(t_banks - t_fit, 1),
                             "score": round(time.time() - t_banks, 1)}}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(result, indent=1))
     for r in rows:
-        print(f"{r['method'][:48]:48s} {r['upsampling'][:7]:7s} {r['set']:8s} K={r['K']:2d} {r['matching']:11s} "
+        print(f"{r['method'][:48]:48s} {r['upsampling'][:7]:7s} {r['seeds']:6s} {r['set']:8s} K={r['K']:2d} "
+              f"{r['matching']:11s} "
               f"mIoU {r['miou']:.3f} "
               f"acc {r['pixel_accuracy']:.3f} {r['iou']}")
     for name, v in fg_summary.items():

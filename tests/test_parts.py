@@ -297,3 +297,51 @@ def test_a_bank_image_without_its_full_image_has_the_same_cues(G):
     assert without[3] is None and with_image[3].shape == (G.resolution, G.resolution, 3)
     for a, b in zip(with_image[:3] + with_image[4:], without[:3] + without[4:]):
         np.testing.assert_array_equal(a, b)
+
+
+def _portrait_prototypes() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """Synthetic prototypes ``[M, 2]`` (two feature dimensions), rates, pixel counts and mean heights: background,
+    hair at the top, a skin region spread in features, a neck below it whose features continue the skin's, and
+    clothing at the bottom in two colours farther apart than the neck is from the skin."""
+    rng = np.random.default_rng(0)
+    groups = {"background": ([20.0, 0.0], 0.5, 4, 0.1, 0.0), "hair": ([0.0, 8.0], 0.3, 5, 0.9, -0.3),
+              "skin": ([0.0, 0.0], 0.0, 8, 0.98, 0.0), "neck": ([0.0, -2.2], 0.2, 3, 0.98, 0.42),
+              "cloth_dark": ([12.0, -3.0], 0.3, 3, 0.8, 0.42), "cloth_light": ([12.0, 3.0], 0.3, 3, 0.8, 0.42)}
+    centres, rate, ys, members = [], [], [], {}
+    for name, (mean, spread, n, r, y) in groups.items():
+        c = np.asarray(mean) + spread * rng.standard_normal((n, 2))
+        if name == "skin":  # a face varies: brow to chin along the second feature
+            c = np.stack([0.3 * rng.standard_normal(n), np.linspace(1.5, -1.5, n)], 1)
+            y = np.linspace(-0.2, 0.25, n)
+        members[name] = np.arange(len(centres), len(centres) + n)
+        centres.extend(c)
+        rate.extend([r] * n)
+        ys.extend(np.broadcast_to(y, n))
+    return np.asarray(centres), np.asarray(rate), np.full(len(centres), 100.0), np.asarray(ys), members
+
+
+def test_merge_gives_a_part_below_the_core_its_own_class_where_ward_joins_them():
+    from stylemix.parts.descriptors import merge_prototypes
+    centres, rate, weights, ys, members = _portrait_prototypes()
+    ward = merge_prototypes(centres, rate, weights, 5, ys, lower_band=0.5)
+    banded = merge_prototypes(centres, rate, weights, 5, ys, lower_band=0.35)
+    # Ward alone spends the fourth foreground class on the two clothing colours and keeps the neck in the skin ...
+    assert len(set(ward[members["neck"]]) | set(ward[members["skin"]])) == 1
+    assert ward[members["cloth_dark"][0]] != ward[members["cloth_light"][0]]
+    # ... the lower band makes the neck a class of its own and one clothing class.
+    assert len(set(banded[members["neck"]])) == 1 and not set(banded[members["neck"]]) & set(banded[members["skin"]])
+    assert len(set(banded[members["cloth_dark"]]) | set(banded[members["cloth_light"]])) == 1
+    assert set(banded) == set(range(5)) and set(banded[members["background"]]) == {0}
+    assert banded[members["hair"][0]] == 1  # foreground classes numbered from the top of the frame down
+    # With three foreground classes there is no band: the merge is Ward's, as before.
+    np.testing.assert_array_equal(merge_prototypes(centres, rate, weights, 4, ys, lower_band=0.35),
+                                  merge_prototypes(centres, rate, weights, 4, ys, lower_band=0.5))
+
+
+def test_part_settings_check_the_merge():
+    from stylemix.parts import PartSettings
+    with pytest.raises(StylemixError, match="merge cue"):
+        PartSettings(merge_cue="colour").check()
+    with pytest.raises(StylemixError, match="lower_band"):
+        PartSettings(lower_band=-1.0).check()
+    PartSettings(merge_cue="descriptor", lower_band=0.5).check()

@@ -9,13 +9,14 @@ Per image, each pixel (at the analysis resolution) is described by three cues th
   variants, hair responds to a hair-colour change the same way in every portrait;
 * its position in the frame.
 
-:func:`~stylemix.parts.fit.discover` pools these descriptors over many seeds, clusters them into ``prototypes`` (many more than the
-parts), gives each prototype the foreground rate that the per-image consensus of style mixing
+:func:`~stylemix.parts.fit.discover` pools these descriptors over many seeds, clusters them into ``prototypes``
+(many more than the parts), gives each prototype the foreground rate that the per-image consensus of style mixing
 (:func:`stylemix.stages.consensus_foreground`) gives its pixels over all the bank's images, makes every prototype
 with a rate of at most 1/2 the *background* class, and merges the others into ``n_parts - 1`` classes by Ward
-linkage of their centroids. A second k-means of the same descriptors with many more centres, the *fine
-foreground prototypes*, each with its own pooled rate, decides the foreground (``foreground="fine"``) on finer
-regions than the parts. A :class:`PartBank` holds all of it; :func:`predict_classes` labels a new image.
+linkage of their centroids (with four or more foreground classes, the core class's prototypes low in the frame form
+one of them: ``PartSettings.lower_band``). A second k-means of the same descriptors with many more centres, the
+*fine foreground prototypes*, each with its own pooled rate, decides the foreground (``foreground="fine"``) on
+finer regions than the parts. A :class:`PartBank` holds all of it; :func:`predict_classes` labels a new image.
 docs/parts.md explains the choices and the measurements behind them.
 
 Files: :meth:`PartBank.save` writes a safetensors file (arrays plus a JSON header; loading runs no code) and,

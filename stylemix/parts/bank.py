@@ -16,13 +16,14 @@ import numpy as np
 from stylemix.errors import StylemixError
 from stylemix.parts.descriptors import class_rates
 
-__all__ = ["FOREGROUND_MODES", "FORMAT", "FORMAT_VERSION", "PACKAGED", "PACKAGED_FOR", "PART_CHOICES", "PartBank",
-           "PartSettings", "load_bank", "load_stamped", "packaged_bank_for", "read_table", "resolve_bank_path",
-           "round_half", "saved_bytes", "settings_dict", "sheet_path", "table_csv", "table_path"]
+__all__ = ["FOREGROUND_MODES", "FORMAT", "FORMAT_VERSION", "MERGE_CUES", "PACKAGED", "PACKAGED_FOR", "PART_CHOICES",
+           "PartBank", "PartSettings", "load_bank", "load_stamped", "packaged_bank_for", "read_table",
+           "resolve_bank_path", "round_half", "saved_bytes", "settings_dict", "sheet_path", "table_csv", "table_path"]
 
 FORMAT = "stylemix-partbank"
 FORMAT_VERSION = 2  # 2: the fine foreground prototypes (version 1 banks load, their foreground stays by class)
 FOREGROUND_MODES = ("fine", "combined", "bank", "consensus")
+MERGE_CUES = ("features", "descriptor")  # what the Ward merge of the foreground prototypes compares
 PACKAGED = {"default": "mobilestylegan-ffhq.parts"}  # names of the banks shipped in stylemix/data
 # Generator family -> the packaged bank whose foreground ``segment(..., parts="auto")`` (the default) uses, when the
 # generator's weights are the bank's: on the default generator it measures better than the per-image consensus.
@@ -50,6 +51,15 @@ class PartSettings:
             pooled consensus foreground rate of its nearest fine prototype; measured best, docs/parts.md),
             ``bank`` (the bank's foreground classes), ``combined`` (their mean with the per-image consensus, then
             the guided threshold) or ``consensus`` (the per-image decision, as with ``parts="none"``).
+        merge_cue: what the Ward merge of the foreground prototypes compares: ``descriptor`` (the whole
+            descriptor) or ``features`` (their generator feature block alone: on faces it moves less between
+            fit seeds, but parts that differ only in how they co-vary, as on the shapes generator, merge).
+        lower_band: with four or more foreground classes, the prototypes of the core class (the highest pooled
+            foreground rate) whose pixels lie on average below this height (``y`` in [-1/2, 1/2]; 0.35 is the
+            bottom 15 % of the frame) form a class of their own, and Ward makes the others: a part that the
+            cues barely tell from the core but that sits apart from it in every image (on aligned portraits the
+            neck, which style mixing changes with the face and whose features resemble the chin's). ``0.5`` or
+            more turns it off.
         random_state: seed of the prototype k-means.
     """
 
@@ -66,6 +76,8 @@ class PartSettings:
     pixels_per_image: int = 256
     foreground_prototypes: int = 256
     foreground: str = "fine"
+    merge_cue: str = "descriptor"
+    lower_band: float = 0.35
     random_state: int = 0
 
     def check(self) -> None:
@@ -77,6 +89,10 @@ class PartSettings:
             raise StylemixError(f"foreground prototypes must be at least 2, got {self.foreground_prototypes}")
         if self.signature_variants < 2:
             raise StylemixError(f"signature variants must be at least 2, got {self.signature_variants}")
+        if self.merge_cue not in MERGE_CUES:
+            raise StylemixError(f"unknown merge cue {self.merge_cue!r}: use one of {', '.join(MERGE_CUES)}")
+        if not -0.5 <= self.lower_band:
+            raise StylemixError(f"lower_band is a height in [-1/2, 1/2] (0.5 or more: off), got {self.lower_band}")
         if self.foreground not in FOREGROUND_MODES:
             raise StylemixError(f"unknown foreground mode {self.foreground!r}: use one of "
                                 f"{', '.join(FOREGROUND_MODES)}")

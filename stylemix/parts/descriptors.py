@@ -12,8 +12,9 @@ from stylemix.vectors import pixel_vectors
 if TYPE_CHECKING:
     from stylemix.parts.bank import PartBank
 
-__all__ = ["class_rates", "descriptor_classes", "descriptor_foreground", "descriptors", "fit_pca", "foreground_map",
-           "image_descriptors", "merge_prototypes", "nearest", "positions", "predict_classes", "raw_cues"]
+__all__ = ["LOWER_BAND_CLASSES", "class_rates", "descriptor_classes", "descriptor_foreground", "descriptors",
+           "fit_pca", "foreground_map", "image_descriptors", "merge_prototypes", "nearest", "positions",
+           "predict_classes", "raw_cues"]
 
 
 def positions(h: int, w: int) -> np.ndarray:
@@ -71,29 +72,60 @@ def nearest(X: np.ndarray, centres: np.ndarray) -> np.ndarray:
     return d.argmin(1).astype(np.int32)
 
 
+# The lower band makes a class only when the foreground has at least this many: with fewer, the parts that look
+# different (on faces hair, skin, cloth) are worth more than one that differs by place alone.
+LOWER_BAND_CLASSES = 4
+
+
 def merge_prototypes(centres: np.ndarray, foreground_rate: np.ndarray, weights: np.ndarray, n_parts: int,
-                     mean_y: np.ndarray) -> np.ndarray:
-    """Class ``int32 [M]`` of each prototype: those the pooled consensus calls background (rate <= 1/2) form class
-    0, the rest are merged into ``n_parts - 1`` classes by Ward linkage of their centroids; foreground classes are
-    numbered from the top of the frame down (``mean_y [M]``, weighted by ``weights [M]``)."""
-    from sklearn.cluster import AgglomerativeClustering
+                     mean_y: np.ndarray, lower_band: float = 0.5) -> np.ndarray:
+    """Class ``int32 [M]`` of each prototype.
+
+    Args:
+        centres: ``[M, D]`` what the merge compares of each prototype (its descriptor, or a block of it).
+        foreground_rate: ``[M]`` pooled consensus foreground rate: at most 1/2 makes a prototype background
+            (class 0).
+        weights: ``[M]`` the prototypes' pixel counts (a prototype without pixels is background).
+        n_parts: K; the foreground prototypes become ``K - 1`` classes (``K`` when none is background).
+        mean_y: ``[M]`` the mean height of each prototype's pixels (``y`` in [-1/2, 1/2]).
+        lower_band: with four or more foreground classes, the prototypes of the core class (the highest
+            weighted foreground rate) whose ``mean_y`` exceeds it form one of them and Ward linkage makes the
+            rest (:class:`~stylemix.parts.bank.PartSettings`); ``0.5`` or more: Ward makes them all.
+
+    Foreground classes are numbered from the top of the frame down (``mean_y`` weighted by ``weights``), so ids
+    read the same whatever the linkage's numbering.
+    """
     M = len(centres)
     fg = np.flatnonzero((foreground_rate > 0.5) & (weights > 0))
     bg = np.setdiff1d(np.arange(M), fg)
     n_fg = n_parts - 1 if len(bg) else n_parts
     n_fg = max(1, min(n_fg, len(fg)))
-    cls = np.zeros(M, np.int32)
-    if len(fg) > 1 and n_fg > 1:
-        raw = AgglomerativeClustering(n_fg, linkage="ward").fit_predict(centres[fg].astype(np.float64))
-    else:
-        raw = np.zeros(len(fg), np.int64)
-    # Order the foreground classes top to bottom, so ids read the same whatever the linkage's numbering.
+    raw = None
+    if n_fg >= LOWER_BAND_CLASSES and lower_band < 0.5:
+        raw = _ward(centres[fg], n_fg - 1)
+        rates = [np.average(foreground_rate[fg][raw == c], weights=weights[fg][raw == c]) for c in range(n_fg - 1)]
+        core = raw == int(np.argmax(rates))
+        low = core & (mean_y[fg] > lower_band)
+        if low.any() and not low[core].all():
+            raw[low] = n_fg - 1
+        else:  # no band in the core class (or all of it is one): Ward makes every class
+            raw = None
+    if raw is None:
+        raw = _ward(centres[fg], n_fg)
     ys = [np.average(mean_y[fg][raw == c], weights=weights[fg][raw == c] + 1e-9) for c in range(n_fg)]
     rank = np.empty(n_fg, np.int32)
     rank[np.argsort(ys, kind="stable")] = np.arange(n_fg)
-    offset = 1 if len(bg) else 0
-    cls[fg] = offset + rank[raw]
+    cls = np.zeros(M, np.int32)
+    cls[fg] = (1 if len(bg) else 0) + rank[raw]
     return cls
+
+
+def _ward(X: np.ndarray, n: int) -> np.ndarray:
+    """Ward linkage labels ``int64 [P]`` of the rows of ``X [P, D]`` cut at ``n`` clusters (float64)."""
+    from sklearn.cluster import AgglomerativeClustering
+    if len(X) < 2 or n < 2:
+        return np.zeros(len(X), np.int64)
+    return AgglomerativeClustering(n, linkage="ward").fit_predict(np.asarray(X, np.float64)).astype(np.int64)
 
 
 def class_rates(prototype_class: np.ndarray, prototype_foreground: np.ndarray, n_parts: int) -> np.ndarray:

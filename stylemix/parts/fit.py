@@ -199,7 +199,8 @@ def fit(samples: BankSamples, settings: PartSettings, cfg: Any, crossovers: Sequ
 
 def regroup(bank: PartBank, samples: BankSamples, n_parts: int, consensus_split: bool = True) -> PartBank:
     """The bank's prototypes merged into ``n_parts`` classes from the pooled statistics of ``samples`` (the
-    prototypes are kept, so banks of several K share them). One thread and float64, as :func:`fit`."""
+    prototypes are kept, so banks of several K share them), as ``bank.settings`` says (``merge_cue``,
+    ``lower_band``). One thread and float64, as :func:`fit`."""
     from stylemix.cluster import thread_limit
     with thread_limit(1):
         return _regroup(bank, samples, n_parts, consensus_split)
@@ -212,7 +213,12 @@ def _regroup(bank: PartBank, samples: BankSamples, n_parts: int, consensus_split
     count = np.bincount(proto, minlength=M).astype(np.float64)
     rate = np.bincount(proto, weights=samples.prob, minlength=M) / np.maximum(count, 1)
     mean_y = np.bincount(proto, weights=samples.pos[:, 0], minlength=M) / np.maximum(count, 1)
-    cls = merge_prototypes(bank.prototypes, rate if consensus_split else np.ones(M), count, n_parts, mean_y)
+    # The merge compares the settings' cue: the feature block is the first Pf columns of a prototype.
+    merged = bank.prototypes
+    if bank.settings.merge_cue == "features":
+        merged = bank.prototypes[:, :len(bank.feature_basis)]
+    cls = merge_prototypes(merged, rate if consensus_split else np.ones(M), count, n_parts, mean_y,
+                           bank.settings.lower_band)
     K = int(cls.max()) + 1
     share = np.bincount(cls[proto], minlength=K) / len(proto)
     rates = class_rates(cls, rate.astype(np.float32), K)
