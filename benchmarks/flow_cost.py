@@ -35,6 +35,7 @@ import click
 import cv2
 import numpy as np
 import torch
+from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 PERSON_GT = REPO.parent / "shared" / "eval" / "mobilestylegan-ffhq"
@@ -46,7 +47,7 @@ def _scores(outdir: Path, seeds: list[int]) -> dict[str, float]:
     rows = []
     for s in seeds:
         path = next(outdir.glob(f"masks/*/seed{s:04d}.png"))
-        mask = cv2.imread(str(path), cv2.IMREAD_UNCHANGED) > 0
+        mask = np.asarray(Image.open(path)) > 0  # palette PNG: the pixel is the class id (cv2 would give colours)
         small = cv2.resize(mask.astype(np.float32), (256, 256), interpolation=cv2.INTER_AREA) > 0.5
         gt = cv2.imread(str(PERSON_GT / f"seed{s:04d}_mask.png"), cv2.IMREAD_UNCHANGED) > 127
         rows.append(mask_scores(small, gt))
