@@ -182,6 +182,8 @@ def main() -> None:
     # 20 maps per image at 1024 px would take an hour here), the default's rows included.
     conf = {(sub, key): np.zeros((b.n_parts, 19), np.int64) for key, b in banks.items() if key[0] == default
             for sub in subsets}
+    conf_own = {(sub, key): np.zeros((b.n_parts, 19), np.int64) for key, b in banks.items()
+                if key[0] == default and key[1] in (4, 5) for sub in subsets}
     conf_nearest = {(sub, key): np.zeros((b.n_parts, 19), np.int64) for key, b in banks.items()
                     if key[0] != default or key[1] in (4, 5) for sub in subsets}
     conf_sis = {(sub, k): np.zeros((k, 19), np.int64) for k in sis for sub in subsets}
@@ -202,13 +204,34 @@ def main() -> None:
             return block_mode(finish_labels(lab, image.shape[:2], k, image, refine=cfg.refine,
                                             min_pixels=min_pixels(cfg.min_area, image.shape[:2])), 256, k)
 
+        b = banks[(default, 4)]
+        X = part_maths.descriptors(F, S, pos, b)
+        cls = b.prototype_class[part_maths.nearest(X, b.prototypes)].reshape(r, r)
+        bank_fg = np.asarray(b.class_foreground, np.float32)[cls]
+        fine_rate = b.foreground_rate[part_maths.nearest(X, b.foreground_prototypes)].reshape(r, r)
+        fine = part_maths.foreground_map(cls, b, None, fine_rate)
+        with torch.inference_mode():  # the boundary stage's features, as segment() renders them
+            features = boundary_features(G, style_latents(G, seed, cfg)[0], cfg, seed)
+        # segment()'s two-way mask with the default foreground (the fine prototypes): the part maps take their
+        # background from it (every bank of the default cues shares the fine prototypes and their rates).
+        mask = finish_probability(np.asarray(fine, np.float32), image.shape[:2], image, refine=cfg.refine,
+                                  boundary=cfg.boundary, features=features,
+                                  min_pixels=min_pixels(cfg.min_area, image.shape[:2]))
         for key, b in banks.items():
             X = part_maths.descriptors(F, S, pos, b)
             cls = b.prototype_class[part_maths.nearest(X, b.prototypes)].reshape(r, r)
             if key[0] == default:  # the bank segment() uses: its maps as segment() makes them
-                c = confusion(finish(cls, b.n_parts), gt19, b.n_parts, 19)
+                parts = part_maths.descriptor_parts(X, b, (r, r))
+                full = part_maths.with_background(finish_labels(parts, image.shape[:2], b.n_parts, image,
+                                                                refine=cfg.refine, min_pixels=min_pixels(
+                                                                    cfg.min_area, image.shape[:2])), mask)
+                c = confusion(block_mode(full, 256, b.n_parts), gt19, b.n_parts, 19)
                 for sub in within:
                     conf[(sub, key)] += c
+                if key[1] in (4, 5):  # the map before it took the mask's background: each pixel's nearest prototype
+                    c = confusion(finish(cls, b.n_parts), gt19, b.n_parts, 19)
+                    for sub in within:
+                        conf_own[(sub, key)] += c
             if key[0] != default or key[1] in (4, 5):  # the ablation table: every bank, one cheap upsampling
                 c = confusion(np.kron(cls, np.ones((256 // r, 256 // r), np.int32)), gt19, b.n_parts, 19)
                 for sub in within:
@@ -217,15 +240,7 @@ def main() -> None:
             c = confusion(finish(part_maths.nearest(F, centres).reshape(r, r), k), gt19, k, 19)
             for sub in within:
                 conf_sis[(sub, k)] += c
-        b = banks[(default, 4)]
-        X = part_maths.descriptors(F, S, pos, b)
-        cls = b.prototype_class[part_maths.nearest(X, b.prototypes)].reshape(r, r)
-        bank_fg = np.asarray(b.class_foreground, np.float32)[cls]
-        fine_rate = b.foreground_rate[part_maths.nearest(X, b.foreground_prototypes)].reshape(r, r)
-        fine = part_maths.foreground_map(cls, b, None, fine_rate)
-        sig = signature_consensus(S, seed, cfg, b.settings.signature_variants)
-        with torch.inference_mode():  # the boundary stage's features, as segment() renders them
-            features = boundary_features(G, style_latents(G, seed, cfg)[0], cfg, seed)
+        sig = signature_consensus(S, seed, cfg, banks[(default, 4)].settings.signature_variants)
         for name, p in zip(fg, (fine, bank_fg, prob, sig, 0.5 * (bank_fg + sig), 0.5 * (bank_fg + prob))):
             full = finish_probability(np.asarray(p, np.float32), image.shape[:2], image, refine=cfg.refine,
                                       boundary=cfg.boundary, features=features,
@@ -235,7 +250,10 @@ def main() -> None:
     manifest = json.loads((PARTS_GT / "manifest.json").read_text())
     luts = {s: np.asarray(manifest["label_sets"][s]["lut_from_19"]) for s in SETS}
     rows = []
-    for upsampling, confs in (("guided 1024 px + block mode", conf), ("nearest (ablation)", conf_nearest)):
+    own = {(sub, (f"{name}: nearest prototype of all, own background", k)): C19
+           for (sub, (name, k)), C19 in conf_own.items()}
+    for upsampling, confs in (("guided 1024 px + block mode", conf), ("guided 1024 px + block mode", own),
+                              ("nearest (ablation)", conf_nearest)):
         for (sub, (name, k)), C19 in confs.items():
             for lset, n in SETS.items():
                 C = np.stack([C19[:, luts[lset] == g].sum(1) for g in range(n)], 1)

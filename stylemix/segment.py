@@ -106,8 +106,9 @@ class Segmentation:
         foreground: ``bool [H, W]`` (for k > 2, the union of the clusters judged foreground).
         meta: a :class:`SegmentationMeta`: every setting, the per-variant crossovers, cluster scores, the
             foreground margin and timings.
-        parts: with ``segment(..., parts=bank)``, ``int32 [H, W]`` the bank's class ids (:mod:`stylemix.parts`);
-            the foreground then follows the bank's setting (default ``fine``: its fine prototypes' pooled
+        parts: with ``segment(..., parts=bank)``, ``int32 [H, W]`` the bank's class ids (:mod:`stylemix.parts`):
+            where the bank has a background class, class 0 exactly where ``mask`` is background and a foreground
+            part everywhere else; the foreground then follows the bank's setting (default ``fine``: its fine prototypes' pooled
             rates; ``bank``: the union of its foreground classes; ``combined`` averages those with the consensus).
         instances, instance_records, semantic: the instance mode's results (``segment(..., detector=...)``,
             see :mod:`stylemix.instances`), else ``None``: ``int32 [H, W]`` instance ids (0 = background),
@@ -364,8 +365,11 @@ def _finish_image(G: Any, subject: Subject, rendered: Rendered, image_u8: torch.
                                            "stream_key": list(subject.key)}),
         consensus_agreement=None if decision.agreement is None else round(decision.agreement, 6),
         parts=None if source.bank is None else source.bank.describe())
+    parts = decision.parts
+    if parts is not None:  # the part map's background is the mask's, so that the two agree pixel for pixel
+        parts = source.bank.with_background(parts, to_numpy(foreground))
     seg = Segmentation(subject.seed, to_numpy(image_u8), to_numpy(full).astype(np.int32),
-                       to_numpy(foreground).astype(bool), meta, row=subject.row, parts=decision.parts, alpha=alpha)
+                       to_numpy(foreground).astype(bool), meta, row=subject.row, parts=parts, alpha=alpha)
     if instance_step is not None:  # instance mode (stylemix/instances.py): per-box clustering of the same stack
         t4 = time.perf_counter()
         inst, meta.instances = instance_step(seg.image, stack, cfg, random_state, guide, features)

@@ -12,9 +12,9 @@ from stylemix.vectors import pixel_vectors
 if TYPE_CHECKING:
     from stylemix.parts.bank import PartBank
 
-__all__ = ["LOWER_BAND_CLASSES", "class_rates", "descriptor_classes", "descriptor_foreground", "descriptors",
-           "fit_pca", "foreground_map", "image_descriptors", "merge_prototypes", "nearest", "positions",
-           "predict_classes", "raw_cues"]
+__all__ = ["LOWER_BAND_CLASSES", "class_rates", "descriptor_classes", "descriptor_foreground", "descriptor_parts",
+           "descriptors", "fit_pca", "foreground_map", "has_background", "image_descriptors", "merge_prototypes",
+           "nearest", "positions", "predict_classes", "raw_cues", "with_background"]
 
 
 def positions(h: int, w: int) -> np.ndarray:
@@ -144,6 +144,33 @@ def image_descriptors(base_features: np.ndarray, signature_stack: np.ndarray, ba
 def descriptor_classes(X: np.ndarray, bank: PartBank, shape: tuple[int, int]) -> np.ndarray:
     """Class ids ``int32 [h, w]`` of an image's descriptors ``X [h*w, D]`` (:func:`image_descriptors`)."""
     return bank.prototype_class[nearest(X, bank.prototypes)].reshape(shape).astype(np.int32)
+
+
+def has_background(bank: PartBank) -> bool:
+    """Whether the bank's class 0 is the background: its prototypes' pooled consensus foreground rate is at most 1/2
+    (the merge's rule, :func:`merge_prototypes`; a bank that found no background has only foreground classes)."""
+    return bool(class_rates(bank.prototype_class, bank.prototype_foreground, bank.n_parts)[0] <= 0.5)
+
+
+def descriptor_parts(X: np.ndarray, bank: PartBank, shape: tuple[int, int]) -> np.ndarray:
+    """The foreground part ids ``int32 [h, w]`` of an image's descriptors ``X [h*w, D]``: each pixel's nearest
+    prototype among those of the foreground classes (class 1 and up), where the bank has a background class
+    (:func:`has_background`); else :func:`descriptor_classes`.
+
+    The map has no background: :func:`with_background` takes it from the image's two-way mask, which the fine
+    foreground prototypes decide on finer regions than the part prototypes and the boundary stage finishes at full
+    resolution. A pixel inside the mask whose nearest prototype is a background one still takes the part it
+    resembles most, so the part map and the mask agree."""
+    keep = np.flatnonzero(bank.prototype_class != 0)
+    if not has_background(bank) or not len(keep):
+        return descriptor_classes(X, bank, shape)
+    return bank.prototype_class[keep][nearest(X, bank.prototypes[keep])].reshape(shape).astype(np.int32)
+
+
+def with_background(parts: Any, foreground: Any) -> Any:
+    """The part map ``int [H, W]`` (:func:`descriptor_parts`, finished at full resolution) with class 0 exactly where
+    the two-way mask ``bool [H, W]`` is background (numpy or cupy arrays, of one shape)."""
+    return (parts * (foreground != 0)).astype(parts.dtype)
 
 
 def descriptor_foreground(X: np.ndarray, bank: PartBank, shape: tuple[int, int]) -> np.ndarray | None:

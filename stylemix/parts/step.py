@@ -14,7 +14,8 @@ import torch
 from stylemix import mixing
 from stylemix.parts.bank import PartBank, load_bank, packaged_bank_for
 from stylemix.parts.cues import image_cues, signature_latents
-from stylemix.parts.descriptors import descriptor_classes, descriptor_foreground, foreground_map, image_descriptors
+from stylemix.parts.descriptors import (descriptor_classes, descriptor_foreground, descriptor_parts, foreground_map,
+                                        image_descriptors)
 
 __all__ = ["ForegroundBank", "PartStep", "auto_bank", "part_step"]
 
@@ -160,7 +161,10 @@ class PartStep:
             foreground_shape: ``(h, w)`` of the foreground probability; default the consensus's, and without a
                 consensus no foreground (``None``).
 
-        The part map is ``None`` with ``foreground_only``.
+        The part map is ``None`` with ``foreground_only``; where the bank has a background class it holds the
+        foreground parts only (:func:`~stylemix.parts.descriptors.descriptor_parts`), and the caller sets the
+        background from the image's finished mask (:meth:`with_background`). The foreground probability reads
+        the classes of the nearest of all prototypes, as the bank's table says.
         """
         import cv2
         from stylemix.backend import array_module, to_numpy
@@ -183,7 +187,9 @@ class PartStep:
         if not self.foreground_only:
             xp = array_module(guide)
             size = tuple(guide.shape[:2])
-            full = finish_labels(xp.asarray(classes), size, self.bank.n_parts, guide,
+            # The foreground parts only: segment takes the background from the finished mask (with_background).
+            parts = descriptor_parts(X, self.bank, base.shape[-2:])
+            full = finish_labels(xp.asarray(parts), size, self.bank.n_parts, guide,
                                  min_pixels=min_pixels(self.cfg.min_area, size), refine=self.cfg.refine)
             full = to_numpy(full).astype(np.int32)
         prob = None
@@ -198,6 +204,12 @@ class PartStep:
                     fine = cv2.resize(fine, tuple(shape)[::-1], interpolation=cv2.INTER_NEAREST)
             prob = foreground_map(classes, self.bank, consensus, fine)
         return full, prob
+
+    def with_background(self, parts: Any, foreground: Any) -> Any:
+        """The part map ``int [H, W]`` of :meth:`__call__` with class 0 exactly where the image's finished two-way
+        mask ``bool [H, W]`` is background, where the bank has a background class; else ``parts`` as it is."""
+        from stylemix.parts.descriptors import has_background, with_background
+        return with_background(parts, foreground) if has_background(self.bank) else parts
 
     def describe(self) -> dict[str, Any]:
         """``meta["parts"]``: which bank, what it gave (``foreground`` or ``parts and foreground``), its classes."""
