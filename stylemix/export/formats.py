@@ -139,17 +139,13 @@ def resize_ids(ids: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     region keeps the pixels it mostly covers instead of those a sampling grid happens to hit. Ties go to the lower
     id.
     """
-    import cv2
+    from stylemix.postprocess import resize_maps
     if ids.shape == tuple(shape):
         return ids
-    interp = _interpolation(ids.shape, shape)
-    best = np.full(shape, -1.0, np.float32)
-    out = np.zeros(shape, ids.dtype)
-    for c in np.unique(ids):
-        share = cv2.resize((ids == c).astype(np.float32), (shape[1], shape[0]), interpolation=interp)
-        take = share > best
-        out[take], best[take] = c, share[take]
-    return out
+    classes = np.unique(ids)
+    shares = resize_maps((ids[None] == classes[:, None, None]).astype(np.float32), tuple(shape),
+                         area=shape[0] * shape[1] < ids.shape[0] * ids.shape[1])
+    return classes[shares.argmax(0)].astype(ids.dtype)
 
 
 def instances(seg: Any, class_name: str = "foreground") -> list[tuple[np.ndarray, int, str]]:
