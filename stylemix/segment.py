@@ -365,11 +365,12 @@ def _finish_image(G: Any, subject: Subject, rendered: Rendered, image_u8: torch.
                                            "stream_key": list(subject.key)}),
         consensus_agreement=None if decision.agreement is None else round(decision.agreement, 6),
         parts=None if source.bank is None else source.bank.describe())
+    mask = to_numpy(foreground).astype(bool)
     parts = decision.parts
     if parts is not None:  # the part map's background is the mask's, so that the two agree pixel for pixel
-        parts = source.bank.with_background(parts, to_numpy(foreground))
-    seg = Segmentation(subject.seed, to_numpy(image_u8), to_numpy(full).astype(np.int32),
-                       to_numpy(foreground).astype(bool), meta, row=subject.row, parts=parts, alpha=alpha)
+        parts = source.bank.with_background(parts, mask)
+    seg = Segmentation(subject.seed, to_numpy(image_u8), to_numpy(full).astype(np.int32), mask, meta,
+                       row=subject.row, parts=parts, alpha=alpha)
     if instance_step is not None:  # instance mode (stylemix/instances.py): per-box clustering of the same stack
         t4 = time.perf_counter()
         inst, meta.instances = instance_step(seg.image, stack, cfg, random_state, guide, features)
