@@ -17,7 +17,9 @@ same ``--work``):
    the same generated images at 512 px; its "not background" is the teacher's label, the protocol of the real-face
    set's ``_mask`` and of the network-free paper's Table 3;
 4. **train**: one segmenter per label row, from scratch, the same images, seeds, augmentation, optimiser and number
-   of steps, so only the labels differ; the last ``--val`` seeds are held out. Batch-norm statistics are
+   of steps, so only the labels differ; the last ``--val`` seeds are held out. The recipe (20 epochs, flips,
+   affine, colour, white balance, blur and noise, cross-entropy plus soft Dice, a flip-averaged prediction) was
+   chosen in the trials of ``downstream_trials.py`` (docs/downstream.md). Batch-norm statistics are
    recomputed over training images before evaluation (torchvision's MobileNetV3 uses a BN momentum of 0.01, so
    after a few hundred steps from scratch its running statistics still describe the early weights; the JSON
    reports held-out scores with and without the recompute);
@@ -25,9 +27,10 @@ same ``--work``):
    and ``_person`` (MediaPipe), over the ``_valid`` region only: fg IoU, bg IoU, their mean (mIoU) and the trimap
    IoU (:mod:`stylemix.metrics`), per photo and the mean over photos.
 
-Rows: ``stylemix`` (default masks), ``consensus`` (``--parts none``), ``teacher`` (BiSeNet labels: the upper bound
-for any label source), ``ignore_band`` (stylemix's masks with the pixels within ``--ignore-band`` px of their
-boundary left out of the loss), ``min_margin`` (stylemix's masks without the seeds whose foreground margin is in
+Rows (the first three and ``mediapipe`` by default, the two label choices on request): ``stylemix`` (default
+masks), ``consensus`` (``--parts none``), ``teacher`` (BiSeNet labels: the upper bound for any label source),
+``ignore_band`` (stylemix's masks with the pixels within ``--ignore-band`` px of their boundary left out of the
+loss), ``min_margin`` (stylemix's masks without the seeds whose foreground margin is in
 the lowest ``--margin-quantile`` of the training seeds, the rule of ``stylemix export --min-margin``; the same
 number of steps over fewer images) and ``mediapipe`` (zero-shot, no training: MediaPipe selfie segmentation run on
 the photos, which is what the set's ``_person`` files hold, protocol step 8 of its README; scored against
@@ -677,12 +680,12 @@ def predict(model: nn.Module, images: np.ndarray, size: int, device: torch.devic
             x = normalise(torch.from_numpy(np.stack([resize_image(im, size)
                                                      for im in images[start:start + batch]])).to(device))
             views = [(x, False), (channels_last(x.flip(3)), True)] if flip else [(x, False)]
-            prob = 0
+            batch_probs = []
             for view, mirrored in views:
                 logits = F.interpolate(model(view), (out_size, out_size), mode="bilinear", align_corners=False)
                 p = torch.softmax(logits, 1)[:, 1]
-                prob = prob + (p.flip(2) if mirrored else p)
-            probs.append((prob / len(views)).float().cpu().numpy())
+                batch_probs.append(p.flip(2) if mirrored else p)
+            probs.append(torch.stack(batch_probs).mean(0).float().cpu().numpy())
     return np.concatenate(probs)
 
 
