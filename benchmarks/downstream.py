@@ -893,12 +893,11 @@ def run(*, seeds: str, work: Path, real_dir: Path, out: Path, rows: Sequence[str
 
     # 1. exports, skipped where the arrays (and teacher labels) they would feed are cached already
     needed = ({"stylemix", "consensus"} & {"stylemix", *rows}) if trained else set()
-    array_cache = {name: work / "cache" / (f"{name}-{cfg.size}-" + (config_key(seeds=seeds) if network is None else
-                                                                   config_key(seeds=seeds, network=network)) + ".npz")
+    # The default generator's keys name no network, so caches written before the key held one stay valid.
+    by_network = {"network": network} if network is not None else {}
+    array_cache = {name: work / "cache" / f"{name}-{cfg.size}-{config_key(seeds=seeds, **by_network)}.npz"
                    for name in needed}
-    teacher_cache = work / "cache" / f"teacher-{cfg.size}-{config_key(seeds=used)}.npz"
-    if network is not None:
-        teacher_cache = teacher_cache.with_name(f"teacher-{cfg.size}-{config_key(seeds=used, network=network)}.npz")
+    teacher_cache = work / "cache" / f"teacher-{cfg.size}-{config_key(seeds=used, **by_network)}.npz"
     for name in sorted(needed, key=list(EXPORTS).index):
         if array_cache[name].is_file() and (name != "stylemix" or "teacher" not in rows or teacher_cache.is_file()):
             stages[f"export_{name}_s"] = None
@@ -933,12 +932,11 @@ def run(*, seeds: str, work: Path, real_dir: Path, out: Path, rows: Sequence[str
     teacher = None
     if "teacher" in rows:
         t = time.perf_counter()
-        path = teacher_cache
-        if path.is_file():
-            teacher = np.load(path)["labels"]
+        if teacher_cache.is_file():
+            teacher = np.load(teacher_cache)["labels"]
         else:
             teacher = teacher_labels(work / "export-stylemix", used, cfg.size, cache, dev, quiet=quiet)
-            save_npz(path, labels=teacher)
+            save_npz(teacher_cache, labels=teacher)
         stages["teacher_s"] = round(time.perf_counter() - t, 1)
 
     # 4. training: the same seeds, steps and augmentation for every row
