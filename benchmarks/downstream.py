@@ -1,6 +1,6 @@
 """Downstream: from a generator to a segmenter for real photos, with no label.
 
-    python benchmarks/downstream.py                                   # the default run (sized for ~1 h on 2 cores)
+    python benchmarks/downstream.py                                   # the default run (docs/downstream.md: time)
     python benchmarks/downstream.py --limit 400 --epochs 6 --out /tmp/d400.json     # the same export, 400 images
     python benchmarks/downstream.py --seeds 0-5 --val 1 --size 64 --epochs 1 --rows stylemix,consensus --work /tmp/dw
 
@@ -9,8 +9,7 @@ same ``--work``):
 
 1. **export**: ``stylemix export --format png --resume`` of the seeds with stylemix's default settings, once with
    the default foreground (the part bank shipped for the generator, ``--parts auto``) and once with the per-image
-   consensus (``--parts none``), the two at once on the CPU; progress is read from the manifests, one line per
-   update;
+   consensus (``--parts none``); progress is read from the manifests, one line per update;
 2. **arrays**: every image and mask brought to the training size (``cv2.INTER_AREA``; a mask pixel is foreground
    where more than half of its area is), cached as ``.npz`` in the work folder;
 3. **teacher**: BiSeNet face parsing (CelebAMask-HQ, the checkpoint ``79999_iter.pth`` inside the sdist of
@@ -61,7 +60,7 @@ import sys
 import tarfile
 import threading
 import time
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -958,16 +957,10 @@ def run(*, seeds: str, work: Path, real_dir: Path, out: Path, rows: Sequence[str
             if not (array_cache[name].is_file() and (name != "stylemix" or "teacher" not in rows
                                                       or teacher_cache.is_file()))]
     stages.update({f"export_{name}_s": None for name in needed if name not in todo})
-    # On the CPU the two exports run at once, the threads split between them (the reason rows train at once).
-    together = device == "cpu" and threads > 1 and len(todo) > 1
-    with ThreadPoolExecutor(max_workers=len(todo) if together else 1) as pool:
-        futures = {name: pool.submit(run_export, work / f"export-{name}", seeds, EXPORTS[name], network=network,
-                                     threads=max(1, threads // len(todo)) if together else threads, device=device,
-                                     quiet=quiet)
-                   for name in todo}
-        for name, future in futures.items():
-            t = future.result()
-            stages[f"export_{name}_s"] = None if t is None else round(t, 1)  # None: finished by an earlier run
+    for name in todo:
+        t = run_export(work / f"export-{name}", seeds, EXPORTS[name], network=network, threads=threads, device=device,
+                       quiet=quiet)
+        stages[f"export_{name}_s"] = None if t is None else round(t, 1)  # None: finished by an earlier run
 
     # 2. arrays at the training size
     t = time.perf_counter()
@@ -1145,7 +1138,7 @@ def run(*, seeds: str, work: Path, real_dir: Path, out: Path, rows: Sequence[str
 @click.option("--cache", default=os.fspath(DEFAULT_CACHE), type=click.Path(file_okay=False),
               help=f"Where the sdist of {TEACHER_SDIST} (the teacher's checkpoint) is kept.")
 @click.option("--threads", type=int, default=2,
-              help="CPU threads: the two exports, then the rows, run at once and share them.")
+              help="CPU threads of the exports and the teacher; the rows train at once and share them.")
 @click.option("--device", default="cpu", help="torch device for the export, the teacher and training (cpu, cuda).")
 @click.option("--quiet", is_flag=True, help="No progress lines.")
 def main(network: str | None, seeds: str, limit: int | None, val: int, rows: str, model: str, size: int,

@@ -198,3 +198,29 @@ def test_unknown_row_is_refused(tmp_path: Path, two_photos: Path):
         downstream.run(seeds="0-4", work=tmp_path, real_dir=two_photos, out=tmp_path / "r.json", rows=["nope"],
                        cfg=downstream.TrainConfig(), val=1, ignore_px=1, margin_quantile=0.2, network=None,
                        threads=1, device="cpu", cache=tmp_path, predictions=None, command="")
+
+
+@pytest.mark.slow
+def test_yolo_trains_from_an_export_and_scores_real_photos(tmp_path: Path, two_photos: Path, one_thread):
+    """benchmarks/downstream_yolo.py's chain on 8 shapes seeds: the YOLO dataset written from the export without
+    rendering, one epoch of YOLOv8n-seg from scratch at 64 px, one 256 px mask per real photo."""
+    pytest.importorskip("ultralytics")
+    import downstream_yolo
+    from stylemix import export as ex
+
+    ex.export_dataset("shapes", "0-7", tmp_path / "export", "png", variants=4, val_fraction=0.5, progress=False)
+    yaml = downstream_yolo.yolo_dataset(tmp_path / "export", tmp_path / "yolo-ds", val=2)
+    assert len((tmp_path / "yolo-ds" / "train.txt").read_text().splitlines()) == 6
+    held = (tmp_path / "yolo-ds" / "val.txt").read_text().splitlines()
+    assert [Path(p).name for p in held] == ["seed0006.png", "seed0007.png"]  # by seed, whatever the export's split
+    weights = downstream_yolo.train(yaml, tmp_path / "yolo", epochs=1, imgsz=64, batch=4, seed=0, threads=1)
+    assert weights.is_file()
+    real = downstream.load_real(two_photos)
+    preds = downstream_yolo.predict(weights, {n: r["img"] for n, r in real.items()}, imgsz=64, conf=0.25)
+    assert sorted(preds) == sorted(real)
+    assert all(p.shape == (256, 256) and p.dtype == bool for p in preds.values())
+    scores = downstream.score_real(preds, real)
+    assert 0.0 <= scores["vs_mask"]["mean"]["miou"] <= 1.0
+
+    with pytest.raises(downstream.StylemixError, match="leave nothing to train on"):
+        downstream_yolo.yolo_dataset(tmp_path / "export", tmp_path / "yolo-ds2", val=8)
