@@ -58,14 +58,17 @@ def yolo_dataset(export: Path, out: Path, val: int) -> Path:
     return yaml
 
 
-def train(yaml: Path, project: Path, epochs: int, imgsz: int, batch: int, seed: int, threads: int) -> Path:
-    """YOLOv8n-seg from scratch on ``yaml``; returns the last weights' path."""
+def train(yaml: Path, project: Path, epochs: int, imgsz: int, batch: int, seed: int) -> Path:
+    """YOLOv8n-seg from scratch on ``yaml``; returns the last weights' path.
+
+    On the CPU ultralytics chooses the threads itself, as it does for a user: ``os.cpu_count() - 1`` torch threads
+    (one on 2 cores) and data loading in the main process.
+    """
     # Ultralytics reads these once, at import: offline, no pip installs, settings inside the work folder.
     os.environ.update(YOLO_OFFLINE="1", YOLO_AUTOINSTALL="0", YOLO_CONFIG_DIR=os.fspath(project / "config"))
     from ultralytics import YOLO
-    torch.set_num_threads(threads)  # ultralytics' import sets one thread for the process
     model = YOLO("yolov8n-seg.yaml", task="segment")
-    model.train(data=os.fspath(yaml), epochs=epochs, imgsz=imgsz, batch=batch, device="cpu", workers=threads,
+    model.train(data=os.fspath(yaml), epochs=epochs, imgsz=imgsz, batch=batch, device="cpu",
                 seed=seed, deterministic=True, plots=False, amp=False, cache="ram", val=False,
                 project=os.fspath(project), name="train", exist_ok=True, verbose=False)
     return project / "train" / "weights" / "last.pt"
@@ -95,23 +98,23 @@ def predict(weights: Path, photos: dict[str, np.ndarray], imgsz: int, conf: floa
 @click.option("--batch", type=int, default=16, help="Batch size.")
 @click.option("--conf", type=float, default=0.25, help="Confidence of the instances that make the foreground.")
 @click.option("--seed", type=int, default=0, help="Training seed.")
-@click.option("--threads", type=int, default=2, help="torch threads and data-loading workers.")
 @click.option("--real", "real_dir", default=os.fspath(d.DEFAULT_REAL), type=click.Path(file_okay=False),
               help="Real photos, as for downstream.py.")
 @click.option("--out", default=os.fspath(d.REPO / "benchmarks" / "results" / "downstream_yolo.json"),
               type=click.Path(dir_okay=False), help="Results JSON; the contact sheet goes beside it.")
-def main(work: str, val: int, epochs: int, imgsz: int, batch: int, conf: float, seed: int, threads: int,
-         real_dir: str, out: str) -> None:
+def main(work: str, val: int, epochs: int, imgsz: int, batch: int, conf: float, seed: int, real_dir: str,
+         out: str) -> None:
     """Train YOLOv8n-seg from scratch on a downstream run's export and score it on real photos."""
     try:
-        if epochs < 1 or imgsz % 32 or imgsz < 32 or batch < 1 or threads < 1 or val < 1:
-            raise StylemixError("--epochs, --batch, --threads and --val must be >= 1 and --imgsz a multiple of 32")
+        if epochs < 1 or imgsz % 32 or imgsz < 32 or batch < 1 or val < 1:
+            raise StylemixError("--epochs, --batch and --val must be >= 1 and --imgsz a multiple of 32")
         real = d.load_real(Path(real_dir))
         work_dir = Path(work)
         yaml = yolo_dataset(work_dir / "export-stylemix", work_dir / "yolo-stylemix", val)
         t0 = time.perf_counter()
-        weights = train(yaml, work_dir / "yolo", epochs, imgsz, batch, seed, threads)
+        weights = train(yaml, work_dir / "yolo", epochs, imgsz, batch, seed)
         seconds = time.perf_counter() - t0
+        threads = torch.get_num_threads()  # what ultralytics set for training
         preds = predict(weights, {n: r["img"] for n, r in real.items()}, imgsz, conf)
     except StylemixError as exc:
         raise click.ClickException(str(exc)) from None
@@ -123,7 +126,7 @@ def main(work: str, val: int, epochs: int, imgsz: int, batch: int, conf: float, 
         "cpu": d.cpu_name(),
         "torch": torch.__version__,
         "model": "yolov8n-seg.yaml (from scratch)",
-        "epochs": epochs, "imgsz": imgsz, "batch": batch, "conf": conf, "seed": seed, "threads": threads,
+        "epochs": epochs, "imgsz": imgsz, "batch": batch, "conf": conf, "seed": seed, "torch_threads": threads,
         "train_images": len((work_dir / "yolo-stylemix" / "train.txt").read_text().splitlines()),
         "train_s": round(seconds, 1),
         "real": scores,

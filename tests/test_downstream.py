@@ -213,7 +213,7 @@ def test_yolo_trains_from_an_export_and_scores_real_photos(tmp_path: Path, two_p
     assert len((tmp_path / "yolo-ds" / "train.txt").read_text().splitlines()) == 6
     held = (tmp_path / "yolo-ds" / "val.txt").read_text().splitlines()
     assert [Path(p).name for p in held] == ["seed0006.png", "seed0007.png"]  # by seed, whatever the export's split
-    weights = downstream_yolo.train(yaml, tmp_path / "yolo", epochs=1, imgsz=64, batch=4, seed=0, threads=1)
+    weights = downstream_yolo.train(yaml, tmp_path / "yolo", epochs=1, imgsz=64, batch=4, seed=0)
     assert weights.is_file()
     real = downstream.load_real(two_photos)
     preds = downstream_yolo.predict(weights, {n: r["img"] for n, r in real.items()}, imgsz=64, conf=0.25)
