@@ -20,7 +20,6 @@ from __future__ import annotations
 import datetime
 import os
 import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -31,22 +30,16 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import downstream as d  # noqa: E402
+from stylemix import export as ex  # noqa: E402
 from stylemix import io  # noqa: E402
 from stylemix.errors import StylemixError  # noqa: E402
 
 
 def yolo_dataset(export: Path, out: Path, val: int) -> Path:
-    """``export`` written as a YOLO dataset in ``out`` (no rendering), with a ``data.yaml`` training on all seeds
-    but the last ``val`` and validating on those. Returns that yaml's path."""
-    card = d.io_json(export / "dataset.json")
-    if not card or not card.get("complete"):
-        raise StylemixError(f"{os.fspath(export)!r} is not a finished export: run benchmarks/downstream.py first")
-    if not (out / "dataset.json").is_file():
-        cmd = [sys.executable, "-m", "stylemix.cli", "export", "--from", os.fspath(export), "--format", "yolo",
-               "--outdir", os.fspath(out)]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise StylemixError(f"stylemix export --from failed: {proc.stderr.strip().splitlines()[-1:]}")
+    """``export`` written as a YOLO dataset in ``out`` (no rendering, resumed where ``out`` holds it already), with
+    a ``data-benchmark.yaml`` training on all seeds but the last ``val`` and validating on those. Returns that
+    yaml's path."""
+    ex.convert_export(export, out, "yolo", run=ex.RunOptions(resume=True, progress=False))
     images = sorted((out / "images").rglob("seed*.png"), key=lambda p: int(p.stem.removeprefix("seed")))
     if len(images) <= val:
         raise StylemixError(f"{len(images)} image(s) in {os.fspath(out)!r} leave nothing to train on with --val {val}")
@@ -54,7 +47,8 @@ def yolo_dataset(export: Path, out: Path, val: int) -> Path:
     for split, paths in lists.items():
         (out / f"{split}.txt").write_text("".join(f"{p.resolve()}\n" for p in paths))
     yaml = out / "data-benchmark.yaml"
-    yaml.write_text(f"path: {out.resolve()}\ntrain: train.txt\nval: val.txt\nnames:\n  0: foreground\n")
+    names = (out / "data.yaml").read_text().partition("names:")[2]  # the export's classes, as it names them
+    yaml.write_text(f"path: {out.resolve()}\ntrain: train.txt\nval: val.txt\nnames:{names}")
     return yaml
 
 

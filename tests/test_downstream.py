@@ -211,6 +211,7 @@ def test_yolo_trains_from_an_export_and_scores_real_photos(tmp_path: Path, two_p
     ex.export_dataset("shapes", "0-7", tmp_path / "export", "png", variants=4, val_fraction=0.5, progress=False)
     yaml = downstream_yolo.yolo_dataset(tmp_path / "export", tmp_path / "yolo-ds", val=2)
     assert len((tmp_path / "yolo-ds" / "train.txt").read_text().splitlines()) == 6
+    assert yaml.read_text().endswith('names:\n  0: "foreground"\n')  # the export's class name
     held = (tmp_path / "yolo-ds" / "val.txt").read_text().splitlines()
     assert [Path(p).name for p in held] == ["seed0006.png", "seed0007.png"]  # by seed, whatever the export's split
     weights = downstream_yolo.train(yaml, tmp_path / "yolo", epochs=1, imgsz=64, batch=4, seed=0)
@@ -223,4 +224,6 @@ def test_yolo_trains_from_an_export_and_scores_real_photos(tmp_path: Path, two_p
     assert 0.0 <= scores["vs_mask"]["mean"]["miou"] <= 1.0
 
     with pytest.raises(downstream.StylemixError, match="leave nothing to train on"):
-        downstream_yolo.yolo_dataset(tmp_path / "export", tmp_path / "yolo-ds2", val=8)
+        downstream_yolo.yolo_dataset(tmp_path / "export", tmp_path / "yolo-ds", val=8)  # resumed, not rewritten
+    with pytest.raises(downstream.StylemixError):
+        downstream_yolo.yolo_dataset(tmp_path / "no-export", tmp_path / "yolo-ds3", val=2)
