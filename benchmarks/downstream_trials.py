@@ -48,8 +48,9 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--loss", default="ce", choices=["ce", "dice"], help="dice: cross-entropy plus soft Dice")
-    p.add_argument("--aug", default="base", choices=["base", "strong"])
+    p.add_argument("--aug", default="base", choices=["base", "strong", "paste"])
     p.add_argument("--wd", type=float, default=1e-4)
+    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache", default="out-downstream/cache", help="a downstream run's WORK/cache")
     p.add_argument("--real", default=str(d.DEFAULT_REAL))
     p.add_argument("--results", default="downstream_trials.jsonl", help="JSON lines, one per trial, appended")
@@ -63,8 +64,8 @@ def main() -> None:
         images = np.stack([cv2.resize(im, (args.size, args.size), interpolation=cv2.INTER_AREA) for im in images])
         labels, teacher = resize_labels(labels, args.size), resize_labels(teacher, args.size)
 
-    cfg = d.TrainConfig(model="lraspp", size=args.size, batch=args.batch, lr=args.lr, weight_decay=args.wd,
-                        augment="strong" if args.aug == "strong" else "basic",
+    cfg = d.TrainConfig(model="lraspp", size=args.size, batch=args.batch, lr=args.lr, weight_decay=args.wd, seed=args.seed,
+                        augment={"base": "basic"}.get(args.aug, args.aug),
                         loss="ce+dice" if args.loss == "dice" else "ce")
     model, log = d.train_row(args.name, images[:TRAIN], labels[:TRAIN], np.ones(TRAIN, bool), args.steps, cfg, CPU)
     d.recompute_bn(model, images[:TRAIN], cfg, CPU)

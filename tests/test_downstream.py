@@ -67,6 +67,19 @@ def test_augment_is_seeded():
     assert torch.equal(a, b) and not torch.equal(a, c)
 
 
+def test_paste_backgrounds_keeps_each_foreground_and_ignores_the_other_person():
+    x = torch.stack([torch.full((3, 16, 16), 0.2), torch.full((3, 16, 16), 0.8)])
+    y = torch.zeros(2, 16, 16, dtype=torch.long)
+    y[0, 4:12, 4:12] = 1  # image 0: a square in the middle
+    y[1, :, :8] = 1  # image 1: its left half
+    xp, yp = downstream.paste_backgrounds(x, y, torch.Generator().manual_seed(0), p=1.0)
+    assert torch.equal(yp[0, 4:12, 4:12], y[0, 4:12, 4:12])  # its own foreground stays
+    assert (yp[0, 0, 0] == downstream.IGNORE) and (yp[0, 0, 15] == 0)  # image 1's person / background behind it
+    assert float(xp[0, 0, 8, 8]) == pytest.approx(0.2) and float(xp[0, 0, 0, 15]) == pytest.approx(0.8)
+    same = downstream.paste_backgrounds(x, y, torch.Generator().manual_seed(0), p=0.0)
+    assert torch.equal(same[0], x) and torch.equal(same[1], y)
+
+
 def test_dice_loss_scores_overlap_and_skips_ignored_pixels():
     y = torch.zeros(2, 16, 16, dtype=torch.long)
     y[:, 4:12, 4:12] = 1
