@@ -555,7 +555,8 @@ class TrainConfig:
     weight_decay: float = 1e-4
     seed: int = 0
     bn_batches: int = 20  # training batches whose statistics replace the running ones before evaluation
-    augment: str = "strong"  # "basic": geometry and colour; "strong": also white balance, blur and noise
+    augment: str = "strong"  # "basic": geometry and colour; "strong": also white balance, blur and noise;
+    # "paste": strong after paste_backgrounds
     loss: str = "ce+dice"  # "ce", or cross-entropy plus the soft Dice loss of both classes
 
 
@@ -969,7 +970,7 @@ def run(*, seeds: str, work: Path, real_dir: Path, out: Path, rows: Sequence[str
     if cfg.model not in MODELS:
         raise StylemixError(f"unknown model {cfg.model!r}; choose from {', '.join(MODELS)}")
     if cfg.augment not in ("basic", "strong", "paste") or cfg.loss not in ("ce", "ce+dice"):
-        raise StylemixError(f"augment must be basic or strong and loss ce or ce+dice, got {cfg.augment!r}, "
+        raise StylemixError(f"augment must be basic, strong or paste and loss ce or ce+dice, got {cfg.augment!r}, "
                             f"{cfg.loss!r}")
     real = load_real(real_dir)  # first, so a bad folder fails before an hour of work
     dev = torch.device(device)
@@ -1152,7 +1153,8 @@ def run(*, seeds: str, work: Path, real_dir: Path, out: Path, rows: Sequence[str
 @click.option("--lr", type=float, default=2e-3, help="Peak learning rate (AdamW, one-cycle schedule).")
 @click.option("--seed", type=int, default=0, help="Seed of initialisation, augmentation and batch order.")
 @click.option("--augment", type=click.Choice(["basic", "strong", "paste"]), default="strong",
-              help="basic: flip, affine, colour; strong: also white balance, blur and noise.")
+              help="basic: flip, affine, colour; strong: also white balance, blur and noise; paste: strong, half of "
+                   "each batch's foregrounds put over another image (tried, not adopted: docs/downstream.md).")
 @click.option("--loss", type=click.Choice(["ce", "ce+dice"]), default="ce+dice", help="Training loss.")
 @click.option("--ignore-band", "ignore_px", type=int, default=3,
               help="ignore_band row: px (at the training size) around the boundary left out of the loss.")

@@ -10,7 +10,7 @@ with and without the flip-averaged prediction. The photos are split in two halve
 3rd, ...; B: the 2nd, 4th, ...): choices were made on A and confirmed on B.
 
 Each trial trains with downstream.py's own ``train_row`` and predicts with its ``predict``; the options map to
-``TrainConfig`` (``--aug base|strong`` to ``augment``, ``--loss ce|dice`` to ``ce`` or ``ce+dice``). The figures in
+``TrainConfig`` (``--aug base|strong|paste`` to ``augment``, ``--loss ce|dice`` to ``ce`` or ``ce+dice``). The figures in
 docs/downstream.md came from this script at commit 48034dd, which trained with its own copy of that loop; a rerun
 today moves them by run-to-run noise (float rounding, about 0.015 on 10 photos).
 """

@@ -85,13 +85,26 @@ def contact_sheet(tiles: Sequence[np.ndarray], columns: int, captions: Sequence[
         interp = cv2.INTER_AREA if t.shape[0] > tile else cv2.INTER_NEAREST
         t = cv2.resize(t, (tile, tile), interpolation=interp)
         if i < len(captions) and captions[i]:
-            cv2.putText(t, captions[i], (3, tile - 5), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (0, 0, 0), 3, cv2.LINE_AA)
-            cv2.putText(t, captions[i], (3, tile - 5), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 255), 1,
-                        cv2.LINE_AA)
+            t = _caption(t, captions[i])
         r, c = divmod(i, columns)
         y, x = pad + r * (tile + pad), pad + c * (tile + pad)
         sheet[y:y + tile, x:x + tile] = t
     return sheet
+
+
+def _caption(tile: np.ndarray, text: str) -> np.ndarray:
+    """``text`` in white with a black outline at the bottom left of ``tile uint8 [S, S, 3]``.
+
+    The outline is the text's own mask widened by a pixel, not the text drawn thicker: thicker glyphs advance
+    further, so a thick black copy would end to the right of the white one.
+    """
+    import cv2
+    ink = np.zeros(tile.shape[:2], np.uint8)
+    cv2.putText(ink, text, (3, tile.shape[0] - 5), cv2.FONT_HERSHEY_SIMPLEX, 0.35, 255, 1, cv2.LINE_AA)
+    halo = cv2.dilate(ink, np.ones((3, 3), np.uint8)).astype(np.float32)[:, :, None] / 255
+    out = tile.astype(np.float32) * (1 - halo)
+    ink_f = ink.astype(np.float32)[:, :, None] / 255
+    return (out * (1 - ink_f) + 255 * ink_f).round().astype(np.uint8)
 
 
 def parts_overlay(image: np.ndarray, parts: np.ndarray, names: Sequence[str], alpha: float = 0.45) -> np.ndarray:

@@ -40,6 +40,16 @@ def test_draw_boxes_and_contact_sheet_shapes():
     assert (sheet[-34:, -34:] == 255).all()  # the empty fourth cell stays white
 
 
+def test_caption_outline_hugs_the_text():
+    grey = np.full((128, 128, 3), 128, np.uint8)
+    sheet = visualize.contact_sheet([grey], columns=1, tile=128, pad=0, captions=["stylemix 0.95"])
+    cols_white = np.flatnonzero((sheet > 200).all(2).any(0))
+    cols_dark = np.flatnonzero((sheet < 60).all(2).any(0))
+    assert cols_white.size and cols_dark.size
+    # the black outline ends within its one-pixel halo of the white text, not a glyph further on
+    assert cols_dark.max() <= cols_white.max() + 2 and cols_dark.min() >= cols_white.min() - 2
+
+
 @pytest.mark.parametrize("names", [["hair", "face"], ["a", "b", "c", "d"]])
 def test_parts_overlay_colours_each_class(names):
     image = np.full((64, 64, 3), 50, np.uint8)
