@@ -555,8 +555,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     seed: int = 0
     bn_batches: int = 20  # training batches whose statistics replace the running ones before evaluation
-    augment: str = "strong"  # "basic": geometry and colour; "strong": also white balance, blur and noise;
-    # "paste": strong after paste_backgrounds
+    augment: str = "strong"  # "basic", "strong" (+ tint, blur, noise) or "paste" (strong after paste_backgrounds)
     loss: str = "ce+dice"  # "ce", or cross-entropy plus the soft Dice loss of both classes
 
 

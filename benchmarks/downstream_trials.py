@@ -10,9 +10,10 @@ with and without the flip-averaged prediction. The photos are split in two halve
 3rd, ...; B: the 2nd, 4th, ...): choices were made on A and confirmed on B.
 
 Each trial trains with downstream.py's own ``train_row`` and predicts with its ``predict``; the options map to
-``TrainConfig`` (``--aug base|strong|paste`` to ``augment``, ``--loss ce|dice`` to ``ce`` or ``ce+dice``). The figures in
-docs/downstream.md came from this script at commit 48034dd, which trained with its own copy of that loop; a rerun
-today moves them by run-to-run noise (float rounding, about 0.015 on 10 photos).
+``TrainConfig`` (``--aug base|strong|paste`` to ``augment``, ``--loss ce|dice`` to ``ce`` or ``ce+dice``). The
+figures in docs/downstream.md came from this script at commit 48034dd, which trained with its own copy of that
+loop (all but the last two trials of its table, which ran on this version); a rerun today moves them by
+run-to-run noise (float rounding, about 0.015 on 10 photos).
 """
 
 from __future__ import annotations
@@ -64,8 +65,8 @@ def main() -> None:
         images = np.stack([cv2.resize(im, (args.size, args.size), interpolation=cv2.INTER_AREA) for im in images])
         labels, teacher = resize_labels(labels, args.size), resize_labels(teacher, args.size)
 
-    cfg = d.TrainConfig(model="lraspp", size=args.size, batch=args.batch, lr=args.lr, weight_decay=args.wd, seed=args.seed,
-                        augment={"base": "basic"}.get(args.aug, args.aug),
+    cfg = d.TrainConfig(model="lraspp", size=args.size, batch=args.batch, lr=args.lr, weight_decay=args.wd,
+                        seed=args.seed, augment={"base": "basic"}.get(args.aug, args.aug),
                         loss="ce+dice" if args.loss == "dice" else "ce")
     model, log = d.train_row(args.name, images[:TRAIN], labels[:TRAIN], np.ones(TRAIN, bool), args.steps, cfg, CPU)
     d.recompute_bn(model, images[:TRAIN], cfg, CPU)
