@@ -95,6 +95,8 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 PAPER_TABLE3 = {"network-free (its labels)": 0.87, "Segmentation in Style labels": 0.86,
                 "Labels4Free labels": 0.87, "1,000 human masks": 0.91}
 IGNORE = 255  # label value left out of the loss
+AUGMENTS = ("basic", "strong", "paste")  # TrainConfig.augment: the CLI's choices and run()'s check
+LOSSES = ("ce", "ce+dice")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -968,9 +970,9 @@ def run(*, seeds: str, work: Path, real_dir: Path, out: Path, rows: Sequence[str
         raise StylemixError(f"{len(used)} seed(s) leave nothing to train on with --val {val}")
     if cfg.model not in MODELS:
         raise StylemixError(f"unknown model {cfg.model!r}; choose from {', '.join(MODELS)}")
-    if cfg.augment not in ("basic", "strong", "paste") or cfg.loss not in ("ce", "ce+dice"):
-        raise StylemixError(f"augment must be basic, strong or paste and loss ce or ce+dice, got {cfg.augment!r}, "
-                            f"{cfg.loss!r}")
+    if cfg.augment not in AUGMENTS or cfg.loss not in LOSSES:
+        raise StylemixError(f"augment must be one of {', '.join(AUGMENTS)} and loss one of {', '.join(LOSSES)}, "
+                            f"got {cfg.augment!r}, {cfg.loss!r}")
     real = load_real(real_dir)  # first, so a bad folder fails before an hour of work
     dev = torch.device(device)
     work.mkdir(parents=True, exist_ok=True)
@@ -1151,10 +1153,10 @@ def run(*, seeds: str, work: Path, real_dir: Path, out: Path, rows: Sequence[str
 @click.option("--batch", type=int, default=16, help="Training batch size.")
 @click.option("--lr", type=float, default=2e-3, help="Peak learning rate (AdamW, one-cycle schedule).")
 @click.option("--seed", type=int, default=0, help="Seed of initialisation, augmentation and batch order.")
-@click.option("--augment", type=click.Choice(["basic", "strong", "paste"]), default="strong",
+@click.option("--augment", type=click.Choice(AUGMENTS), default="strong",
               help="basic: flip, affine, colour; strong: also white balance, blur and noise; paste: strong, half of "
                    "each batch's foregrounds put over another image (tried, not adopted: docs/downstream.md).")
-@click.option("--loss", type=click.Choice(["ce", "ce+dice"]), default="ce+dice", help="Training loss.")
+@click.option("--loss", type=click.Choice(LOSSES), default="ce+dice", help="Training loss.")
 @click.option("--ignore-band", "ignore_px", type=int, default=3,
               help="ignore_band row: px (at the training size) around the boundary left out of the loss.")
 @click.option("--margin-quantile", type=float, default=0.2,
