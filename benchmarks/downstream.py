@@ -724,13 +724,15 @@ def predict(model: nn.Module, images: np.ndarray, size: int, device: torch.devic
 
 
 def train_row(row: str, images: np.ndarray, labels: np.ndarray, keep: np.ndarray, steps: int, cfg: TrainConfig,
-              device: torch.device, quiet: bool = False) -> tuple[nn.Module, dict[str, Any]]:
+              device: torch.device, quiet: bool = False,
+              on_step: Callable[[nn.Module, int], None] | None = None) -> tuple[nn.Module, dict[str, Any]]:
     """Train one segmenter from scratch.
 
     Args:
         images: ``uint8 [N, S, S, 3]``; labels: ``uint8 [N, S, S]`` (0, 1, :data:`IGNORE`).
         keep: ``bool [N]`` the images this row trains on (all but the filtered ones).
         steps: optimiser steps (the same for every row, whatever ``keep`` leaves).
+        on_step: called with the model and the step number after each optimiser step (the trials' weight averages).
 
     Returns:
         The model (BN statistics recomputed, eval mode) and a log: seconds, losses by tenth of the run, the BN
@@ -765,6 +767,8 @@ def train_row(row: str, images: np.ndarray, labels: np.ndarray, keep: np.ndarray
         loss.backward()
         opt.step()
         sched.step()
+        if on_step is not None:
+            on_step(model, step)
         last = loss.item()
         window.append(last)
         if (step + 1) % max(1, steps // 10) == 0 or step + 1 == steps:

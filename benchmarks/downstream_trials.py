@@ -3,6 +3,8 @@
     python benchmarks/downstream_trials.py --name base --steps 297 --cache out-downstream/cache
     python benchmarks/downstream_trials.py --name strong_dice --steps 1200 --aug strong --loss dice
     python benchmarks/downstream_trials.py --name teacher --labels teacher --steps 1200 --aug strong --loss dice
+    python benchmarks/downstream_trials.py --name ema --steps 1188 --aug strong --loss dice --ema 0.99,0.998,1
+    python benchmarks/downstream_trials.py --name more --steps 1188 --aug strong --loss dice --more EXPORT
 
 It trains LR-ASPP on the arrays a downstream run cached (``stylemix-192-*.npz`` and ``teacher-192-*.npz``: 1,000
 seeds, the first 950 trained on, the last 50 held out) with one torch thread, and scores it on the real-face set
@@ -11,14 +13,16 @@ with and without the flip-averaged prediction. The photos are split in two halve
 
 Each trial trains with downstream.py's own ``train_row`` and predicts with its ``predict``; the options map to
 ``TrainConfig`` (``--aug base|strong|paste`` to ``augment``, ``--loss ce|dice`` to ``ce`` or ``ce+dice``). The
-figures in docs/downstream.md came from this script at commit 48034dd, which trained with its own copy of that
-loop (all but the last two trials of its table, which ran on this version); a rerun today moves them by
-run-to-run noise (float rounding, about 0.015 on 10 photos).
+first six trials of docs/downstream.md's table came from this script at commit 48034dd, which trained with its
+own copy of that loop, and a rerun moves them by run-to-run noise (about 0.015 on 10 photos); the later ones ran
+on this version, and a rerun on the same CPU model (one thread) gives the same digits. ``--ema`` scores weight
+averages of the same run beside its weights; ``--more`` adds another export's seeds to the training images.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 from pathlib import Path
@@ -32,6 +36,37 @@ import downstream as d  # noqa: E402
 
 CPU = torch.device("cpu")
 TRAIN = 950  # the first 950 of the cached 1,000 seeds; the rest are held out
+
+
+class WeightAverage:
+    """An exponential moving average of a model's weights over the last two thirds of its training.
+
+    From step ``start`` on, :meth:`update` folds the model's floating-point state (weights and BN statistics) into
+    the average: a plain mean until it spans ``1 / (1 - decay)`` steps, then exponential with ``decay`` (``decay``
+    1 keeps the plain mean, stochastic weight averaging). The weights of the last steps of a short run still
+    follow the noise of their last batches; their average sits nearer the middle of the basin they circle.
+    """
+
+    def __init__(self, decay: float, start: int) -> None:
+        self.decay, self.start = decay, start
+        self.state: dict[str, torch.Tensor] | None = None
+
+    def update(self, model: torch.nn.Module, step: int) -> None:
+        if step < self.start:
+            return
+        current = {k: v.detach() for k, v in model.state_dict().items() if v.is_floating_point()}
+        n = step - self.start
+        if self.state is None:
+            self.state = {k: v.clone() for k, v in current.items()}
+            return
+        keys = list(self.state)
+        torch._foreach_lerp_([self.state[k] for k in keys], [current[k] for k in keys],
+                             1 - min(self.decay, 1 - 1 / (n + 1)))
+
+    def load_into(self, model: torch.nn.Module) -> None:
+        """Replace ``model``'s floating-point state by the average (a no-op before any :meth:`update`)."""
+        if self.state is not None:
+            model.load_state_dict(self.state, strict=False)
 
 
 def resize_labels(labels: np.ndarray, size: int) -> np.ndarray:
@@ -52,7 +87,13 @@ def main() -> None:
     p.add_argument("--aug", default="base", choices=["base", "strong", "paste"])
     p.add_argument("--wd", type=float, default=1e-4)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--ema", default="", help="comma-separated decays (1: the plain mean) of weight averages over "
+                                              "the last two thirds of the steps, each scored beside the trained "
+                                              "weights of the same run")
     p.add_argument("--cache", default="out-downstream/cache", help="a downstream run's WORK/cache")
+    p.add_argument("--more", default="", help="a finished png export (stylemix export --parts auto, other seeds): "
+                                              "its images and masks join the 950 training images (the more-seeds "
+                                              "trial); arrays cached beside it")
     p.add_argument("--real", default=str(d.DEFAULT_REAL))
     p.add_argument("--results", default="downstream_trials.jsonl", help="JSON lines, one per trial, appended")
     args = p.parse_args()
@@ -61,6 +102,17 @@ def main() -> None:
     cached = np.load(next(Path(args.cache).glob("stylemix-192-*.npz")))
     teacher = np.load(next(Path(args.cache).glob("teacher-192-*.npz")))["labels"]
     images, labels = cached["images"], {"stylemix": cached["labels"], "teacher": teacher}[args.labels]
+    train = TRAIN
+    if args.more:
+        if args.labels != "stylemix" or args.size != 192:
+            p.error("--more takes stylemix's labels at 192 px")
+        export = Path(args.more)
+        seeds = sorted(d.export_records(export))
+        more = d.load_arrays(export, seeds, 192, export / "arrays-192.npz", with_images=True)
+        images = np.concatenate([images[:TRAIN], more["images"], images[TRAIN:]])
+        labels = np.concatenate([labels[:TRAIN], more["labels"], labels[TRAIN:]])
+        teacher = np.concatenate([teacher[:TRAIN], np.zeros_like(more["labels"]), teacher[TRAIN:]])
+        train = TRAIN + len(seeds)
     if args.size != 192:
         images = np.stack([cv2.resize(im, (args.size, args.size), interpolation=cv2.INTER_AREA) for im in images])
         labels, teacher = resize_labels(labels, args.size), resize_labels(teacher, args.size)
@@ -68,20 +120,34 @@ def main() -> None:
     cfg = d.TrainConfig(model="lraspp", size=args.size, batch=args.batch, lr=args.lr, weight_decay=args.wd,
                         seed=args.seed, augment={"base": "basic"}.get(args.aug, args.aug),
                         loss="ce+dice" if args.loss == "dice" else "ce")
-    model, log = d.train_row(args.name, images[:TRAIN], labels[:TRAIN], np.ones(TRAIN, bool), args.steps, cfg, CPU)
-    d.recompute_bn(model, images[:TRAIN], cfg, CPU)
-    held = d.held_out_scores(d.predict(model, images[TRAIN:], args.size, CPU, flip=False), teacher[TRAIN:])
+    start = args.steps // 3  # past the learning rate's peak: earlier weights are far from where the run ends
+    averages = [WeightAverage(float(v), start) for v in args.ema.split(",") if v]
+
+    def update(model: torch.nn.Module, step: int) -> None:
+        for average in averages:
+            average.update(model, step)
+
+    model, log = d.train_row(args.name, images[:train], labels[:train], np.ones(train, bool), args.steps, cfg, CPU,
+                             on_step=update if averages else None)
+    record = {"name": args.name, **vars(args), "secs": log["seconds"], "loss_end": log["loss_by_tenth"][-1]}
     real = d.load_real(Path(args.real))
     photos = np.stack([r["img"] for r in real.values()])
-    plain = d.predict(model, photos, args.size, CPU, out_size=256, flip=False)
-    averaged = d.predict(model, photos, args.size, CPU, out_size=256)
-    record = {"name": args.name, **vars(args), "secs": log["seconds"], "loss_end": log["loss_by_tenth"][-1],
-              "held_vs_teacher_miou": round(held["miou"], 4)}
-    for tag, probs in (("plain", plain), ("flip", averaged)):
-        scores = d.score_real({n: q > 0.5 for n, q in zip(real, probs)}, real, ("mask",))["vs_mask"]["per_photo"]
-        per = [scores[n]["miou"] for n in real]
-        record[f"real_{tag}"] = {"A": round(float(np.mean(per[0::2])), 4), "B": round(float(np.mean(per[1::2])), 4),
-                                 "all": round(float(np.mean(per)), 4), "per": [round(v, 3) for v in per]}
+    models = {"": model}
+    for average in averages:
+        models[f"_ema{average.decay}"] = copy.deepcopy(model)
+        average.load_into(models[f"_ema{average.decay}"])
+    for suffix, net in models.items():
+        d.recompute_bn(net, images[:train], cfg, CPU)
+        held = d.held_out_scores(d.predict(net, images[train:], args.size, CPU, flip=False), teacher[train:])
+        record[f"held_vs_teacher_miou{suffix}"] = round(held["miou"], 4)
+        plain = d.predict(net, photos, args.size, CPU, out_size=256, flip=False)
+        averaged = d.predict(net, photos, args.size, CPU, out_size=256)
+        for tag, probs in (("plain", plain), ("flip", averaged)):
+            scores = d.score_real({n: q > 0.5 for n, q in zip(real, probs)}, real, ("mask",))["vs_mask"]["per_photo"]
+            per = [scores[n]["miou"] for n in real]
+            record[f"real_{tag}{suffix}"] = {"A": round(float(np.mean(per[0::2])), 4),
+                                             "B": round(float(np.mean(per[1::2])), 4),
+                                             "all": round(float(np.mean(per)), 4), "per": [round(v, 3) for v in per]}
     print(json.dumps(record), flush=True)
     with open(args.results, "a") as f:
         f.write(json.dumps(record) + "\n")

@@ -109,6 +109,33 @@ def test_flip_averaged_prediction_mirrors_with_the_image():
     assert np.abs(plain - p[:, :, ::-1]).max() > 1e-3
 
 
+def test_train_row_reports_every_step():
+    """``on_step`` sees the model after each optimiser step, in order (the trials' weight averages hang on it)."""
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+    labels = (rng.random((4, 32, 32)) > 0.5).astype(np.uint8)
+    seen: list[int] = []
+    cfg = downstream.TrainConfig(model="unet", size=32, batch=2, augment="basic", loss="ce")
+    downstream.train_row("t", images, labels, np.ones(4, bool), 3, cfg, torch.device("cpu"), quiet=True,
+                         on_step=lambda model, step: seen.append(step))
+    assert seen == [0, 1, 2]
+
+
+def test_weight_average_starts_late_and_decays():
+    """decay 1 is the plain mean of the weights from ``start`` on; decay 0.5 halves towards each new step."""
+    import downstream_trials
+    model = torch.nn.Linear(2, 1)
+    mean, ema = downstream_trials.WeightAverage(1.0, start=2), downstream_trials.WeightAverage(0.5, start=2)
+    for step in range(6):
+        with torch.no_grad():
+            model.weight.fill_(float(step))
+        mean.update(model, step)
+        ema.update(model, step)
+    for average, expected in ((mean, 3.5), (ema, 4.125)):  # (2+3+4+5)/4; 2 -> 2.5 -> 3.25 -> 4.125
+        average.load_into(model)
+        assert torch.allclose(model.weight, torch.full((1, 2), expected))
+
+
 def test_progress_writes_whole_lines(capsys):
     p = downstream.Progress("stage", 4, "seeds", every=1e9)
     p.begin(1)
