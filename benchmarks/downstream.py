@@ -617,7 +617,8 @@ def augment(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator,
     """Generic photometric and geometric augmentation of a batch, the same for every row.
 
     Args:
-        x: ``float [B, 3, H, W]`` in [0, 1]; y: ``long [B, H, W]`` labels (``IGNORE`` kept as is).
+        x: ``float [B, 3, H, W]`` in [0, 1]; y: ``long [B, H, W]`` labels (``IGNORE`` kept as is), or ``float
+            [B, H, W]`` foreground probabilities (soft labels, resampled bilinearly).
         gen: the CPU generator every random draw comes from.
         strong: also a white-balance gain of +-15 % per channel, a 3 x 3 binomial blur for 30 % of the images and
             Gaussian noise (sigma up to 0.04): real photos are tinted, soft and grainy where the generator's are
@@ -641,8 +642,10 @@ def augment(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator,
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     # Reflection fills the border as FFHQ's reflect padding does, for the image and its labels alike.
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
-    y = F.grid_sample(y[:, None].float(), grid, mode="nearest", padding_mode="reflection",
-                      align_corners=False)[:, 0].long()
+    soft = y.is_floating_point()
+    y = F.grid_sample(y[:, None].float(), grid, mode="bilinear" if soft else "nearest", padding_mode="reflection",
+                      align_corners=False)[:, 0]
+    y = y if soft else y.long()
     grey = (x * torch.tensor([0.299, 0.587, 0.114], device=x.device).view(1, 3, 1, 1)).sum(1, keepdim=True)
     x = grey + (x - grey) * u(0.7, 1.3).view(b, 1, 1, 1)  # saturation
     x = torch.where((torch.rand(b, generator=gen) < 0.15).to(x.device).view(b, 1, 1, 1), grey.expand_as(x), x)
@@ -664,14 +667,16 @@ def augment(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator,
 def dice_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Soft Dice loss of ``logits [B, 2, H, W]`` against ``y long [B, H, W]``, the mean over both classes and images.
 
-    Pixels labelled :data:`IGNORE` count for neither class. It scores the overlap the benchmark reports (IoU),
+    Pixels labelled :data:`IGNORE` count for neither class; a ``float`` ``y`` is the foreground probability. It scores the overlap the benchmark reports (IoU),
     where cross-entropy alone spends its effort on pixels already right.
     """
-    valid = (y != IGNORE).float()
+    soft = y.is_floating_point()
+    valid = torch.ones_like(y, dtype=logits.dtype) if soft else (y != IGNORE).float()
+    targets = (1 - y, y) if soft else ((y == 0).float(), (y == 1).float())
     prob = torch.softmax(logits, 1)
     total = logits.new_zeros(())
     for cls in (0, 1):
-        p, t = prob[:, cls] * valid, (y == cls).float() * valid
+        p, t = prob[:, cls] * valid, targets[cls] * valid
         total = total + (1 - (2 * (p * t).sum((1, 2)) + 1) / (p.sum((1, 2)) + t.sum((1, 2)) + 1)).mean()
     return total / 2
 
@@ -729,7 +734,8 @@ def train_row(row: str, images: np.ndarray, labels: np.ndarray, keep: np.ndarray
     """Train one segmenter from scratch.
 
     Args:
-        images: ``uint8 [N, S, S, 3]``; labels: ``uint8 [N, S, S]`` (0, 1, :data:`IGNORE`).
+        images: ``uint8 [N, S, S, 3]``; labels: ``uint8 [N, S, S]`` (0, 1, :data:`IGNORE`), or ``float32 [N, S, S]``
+            foreground probabilities (soft labels: cross-entropy and Dice against the probability).
         keep: ``bool [N]`` the images this row trains on (all but the filtered ones).
         steps: optimiser steps (the same for every row, whatever ``keep`` leaves).
         on_step: called with the model and the step number after each optimiser step (the trials' weight averages).
@@ -738,6 +744,8 @@ def train_row(row: str, images: np.ndarray, labels: np.ndarray, keep: np.ndarray
         The model (BN statistics recomputed, eval mode) and a log: seconds, losses by tenth of the run, the BN
         statistics' source.
     """
+    if cfg.augment == "paste" and labels.dtype.kind == "f":
+        raise StylemixError("--augment paste needs hard labels (0, 1, 255), not foreground probabilities")
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     model = build_model(cfg, device)
@@ -755,12 +763,16 @@ def train_row(row: str, images: np.ndarray, labels: np.ndarray, keep: np.ndarray
             order += list(rng.permutation(idx_all))
         idx, order = np.sort(order[:cfg.batch]), order[cfg.batch:]
         x = torch.from_numpy(images[idx]).to(device).permute(0, 3, 1, 2).float() / 255
-        y = torch.from_numpy(labels[idx]).to(device).long()
+        y = torch.from_numpy(labels[idx]).to(device)
+        y = y.float() if y.is_floating_point() else y.long()
         if cfg.augment == "paste":
             x, y = paste_backgrounds(x, y, gen)
         x, y = augment(x, y, gen, strong=cfg.augment in ("strong", "paste"))
         logits = model(channels_last(standardise(x)))
-        loss = F.cross_entropy(logits, y, ignore_index=IGNORE)
+        if y.is_floating_point():
+            loss = F.cross_entropy(logits, torch.stack([1 - y, y], 1))
+        else:
+            loss = F.cross_entropy(logits, y, ignore_index=IGNORE)
         if cfg.loss == "ce+dice":
             loss = loss + dice_loss(logits, y)
         opt.zero_grad(set_to_none=True)

@@ -75,10 +75,25 @@ def resize_labels(labels: np.ndarray, size: int) -> np.ndarray:
                      .astype(np.uint8) for lab in labels])
 
 
+def soft_labels(export: Path, n: int, size: int) -> np.ndarray:
+    """Seeds 0..n-1's mattes (``alpha/train/seedSSSS_alpha.png`` of a ``--alpha`` export) -> ``float32 [n, size,
+    size]`` foreground probabilities (area mean), cached beside the export."""
+    cache = export / f"alpha-{size}.npy"
+    if cache.is_file():
+        return np.load(cache)
+    alpha = np.stack([cv2.resize(cv2.imread(str(export / "alpha" / "train" / f"seed{s:04d}_alpha.png"),
+                                            cv2.IMREAD_GRAYSCALE).astype(np.float32) / 255, (size, size),
+                                 interpolation=cv2.INTER_AREA) for s in range(n)])
+    np.save(cache, alpha)
+    return alpha
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--name", required=True, help="the trial's name in the results file")
-    p.add_argument("--labels", default="stylemix", choices=["stylemix", "teacher"])
+    p.add_argument("--labels", default="stylemix", choices=["stylemix", "teacher", "alpha"],
+                   help="alpha: soft labels, the matte of --alpha-export (the stylemix masks' own boundary stage)")
+    p.add_argument("--alpha-export", default="", help="a png export of the same seeds with --alpha")
     p.add_argument("--size", type=int, default=192)
     p.add_argument("--steps", type=int, default=297)
     p.add_argument("--lr", type=float, default=2e-3)
@@ -101,7 +116,11 @@ def main() -> None:
 
     cached = np.load(next(Path(args.cache).glob("stylemix-192-*.npz")))
     teacher = np.load(next(Path(args.cache).glob("teacher-192-*.npz")))["labels"]
-    images, labels = cached["images"], {"stylemix": cached["labels"], "teacher": teacher}[args.labels]
+    images, labels = cached["images"], {"stylemix": cached["labels"], "teacher": teacher}.get(args.labels)
+    if args.labels == "alpha":
+        if not args.alpha_export or args.size != 192 or args.more:
+            p.error("--labels alpha takes --alpha-export, at 192 px, without --more")
+        labels = soft_labels(Path(args.alpha_export), len(images), 192)
     train = TRAIN
     if args.more:
         if args.labels != "stylemix" or args.size != 192:

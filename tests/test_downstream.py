@@ -94,6 +94,24 @@ def test_dice_loss_scores_overlap_and_skips_ignored_pixels():
     assert float(downstream.dice_loss(wrong_corner, ignored)) < 0.01
 
 
+def test_soft_labels_are_foreground_probabilities():
+    """Float labels (the matte's soft labels) score like the hard ones where they are 0 or 1, move with the image
+    under augmentation, and stay probabilities."""
+    y = torch.zeros(2, 16, 16, dtype=torch.long)
+    y[:, 4:12, 4:12] = 1
+    logits = torch.randn(2, 2, 16, 16, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(downstream.dice_loss(logits, y.float()), downstream.dice_loss(logits, y))
+    half = y.float() * 0.5
+    assert not torch.allclose(downstream.dice_loss(logits, half), downstream.dice_loss(logits, y))
+
+    x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    x_hard, y_hard = downstream.augment(x, y, torch.Generator().manual_seed(2), strong=True)
+    x_soft, y_soft = downstream.augment(x, y.float(), torch.Generator().manual_seed(2), strong=True)
+    assert torch.equal(x_hard, x_soft) and y_soft.is_floating_point()
+    assert float(y_soft.min()) >= 0 and float(y_soft.max()) <= 1
+    assert float(((y_soft > 0.5).long() != y_hard).float().mean()) < 0.1  # the same shape, up to its edge
+
+
 def test_flip_averaged_prediction_mirrors_with_the_image():
     """Averaging over the mirror image makes the prediction of a mirrored photo the mirrored prediction, even for
     a network that is not mirror-symmetric itself."""
