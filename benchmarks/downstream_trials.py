@@ -109,6 +109,7 @@ def main() -> None:
     p.add_argument("--more", default="", help="a finished png export (stylemix export --parts auto, other seeds): "
                                               "its images and masks join the 950 training images (the more-seeds "
                                               "trial); arrays cached beside it")
+    p.add_argument("--more-count", type=int, default=0, help="only the first N seeds of --more (default: all)")
     p.add_argument("--real", default=str(d.DEFAULT_REAL))
     p.add_argument("--results", default="downstream_trials.jsonl", help="JSON lines, one per trial, appended")
     args = p.parse_args()
@@ -128,6 +129,9 @@ def main() -> None:
         export = Path(args.more)
         seeds = sorted(d.export_records(export))
         more = d.load_arrays(export, seeds, 192, export / "arrays-192.npz", with_images=True)
+        if args.more_count:
+            seeds = seeds[:args.more_count]
+            more = {k: more[k][:args.more_count] for k in ("images", "labels")}
         images = np.concatenate([images[:TRAIN], more["images"], images[TRAIN:]])
         labels = np.concatenate([labels[:TRAIN], more["labels"], labels[TRAIN:]])
         teacher = np.concatenate([teacher[:TRAIN], np.zeros_like(more["labels"]), teacher[TRAIN:]])
