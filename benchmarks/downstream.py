@@ -667,8 +667,9 @@ def augment(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator,
 def dice_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Soft Dice loss of ``logits [B, 2, H, W]`` against ``y long [B, H, W]``, the mean over both classes and images.
 
-    Pixels labelled :data:`IGNORE` count for neither class; a ``float`` ``y`` is the foreground probability. It scores the overlap the benchmark reports (IoU),
-    where cross-entropy alone spends its effort on pixels already right.
+    Pixels labelled :data:`IGNORE` count for neither class; a ``float`` ``y`` is the foreground probability. It
+    scores the overlap the benchmark reports (IoU), where cross-entropy alone spends its effort on pixels already
+    right.
     """
     soft = y.is_floating_point()
     valid = torch.ones_like(y, dtype=logits.dtype) if soft else (y != IGNORE).float()
