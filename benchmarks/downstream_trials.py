@@ -34,6 +34,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import downstream as d  # noqa: E402
 
+from stylemix import io  # noqa: E402
+
 CPU = torch.device("cpu")
 TRAIN = 950  # the first 950 of the cached 1,000 seeds; the rest are held out
 
@@ -81,9 +83,9 @@ def soft_labels(export: Path, n: int, size: int) -> np.ndarray:
     cache = export / f"alpha-{size}.npy"
     if cache.is_file():
         return np.load(cache)
-    alpha = np.stack([cv2.resize(cv2.imread(str(export / "alpha" / "train" / f"seed{s:04d}_alpha.png"),
-                                            cv2.IMREAD_GRAYSCALE).astype(np.float32) / 255, (size, size),
-                                 interpolation=cv2.INTER_AREA) for s in range(n)])
+    alpha = np.stack([cv2.resize(io.read_png(export / "alpha" / "train" / f"{io.stem(s)}_alpha.png")
+                                 .astype(np.float32) / 255, (size, size), interpolation=cv2.INTER_AREA)
+                      for s in range(n)])
     np.save(cache, alpha)
     return alpha
 
