@@ -704,6 +704,16 @@ def recompute_bn(model: nn.Module, images: np.ndarray, cfg: TrainConfig, device:
     model.eval()
 
 
+def predict_size(size: int) -> int:
+    """The input size a model trained at ``size`` predicts at by default: 7/6 of it, a multiple of 16 (224 for 192).
+
+    LR-ASPP's logits are an eighth of its input, bilinearly enlarged: a larger input gives a finer grid along the
+    boundary, while a much larger one shows the network faces bigger than it learnt. 7/6 was chosen on held-out
+    generated images and then checked on the real photos (docs/downstream.md, "Prediction size").
+    """
+    return 16 * round(size * 7 / 6 / 16)
+
+
 def predict(model: nn.Module, images: np.ndarray, size: int, device: torch.device, batch: int = 16,
             out_size: int | None = None, flip: bool = True) -> np.ndarray:
     """Foreground probability ``float32 [N, out, out]`` of ``images uint8 [N, H, W, 3]`` at input size ``size``.
@@ -971,11 +981,14 @@ def config_key(**parts: Any) -> str:
 
 def run(*, seeds: str, work: Path, real_dir: Path, out: Path, rows: Sequence[str], cfg: TrainConfig, val: int,
         limit: int | None = None, ignore_px: int, margin_quantile: float, network: str | None, threads: int,
-        device: str, cache: Path, predictions: Path | None, command: str, quiet: bool = False) -> dict[str, Any]:
+        device: str, cache: Path, predictions: Path | None, command: str, predict_px: int | None = None,
+        quiet: bool = False) -> dict[str, Any]:
     """Run every stage (skipping what ``work`` already holds) and write the report, the sheet and predictions.
 
     ``seeds`` are exported; the first ``limit`` of them (all by default) are trained on, the last ``val`` of those
-    held out. So one export serves runs of several sizes.
+    held out. So one export serves runs of several sizes. ``predict_px``: the input size of the models on the real
+    photos (default :func:`predict_size` of ``cfg.size``); the held-out images, cached at ``cfg.size``, are
+    predicted at that size.
     """
     t_start = time.perf_counter()
     unknown = [r for r in rows if r not in ROWS]
@@ -991,6 +1004,7 @@ def run(*, seeds: str, work: Path, real_dir: Path, out: Path, rows: Sequence[str
         raise StylemixError(f"augment must be one of {', '.join(AUGMENTS)} and loss one of {', '.join(LOSSES)}, "
                             f"got {cfg.augment!r}, {cfg.loss!r}")
     real = load_real(real_dir)  # first, so a bad folder fails before an hour of work
+    predict_px = predict_px or predict_size(cfg.size)
     dev = torch.device(device)
     work.mkdir(parents=True, exist_ok=True)
     stages: dict[str, float | None] = {}
@@ -1105,7 +1119,7 @@ def run(*, seeds: str, work: Path, real_dir: Path, out: Path, rows: Sequence[str
     photos = np.stack([r["img"] for r in real.values()])
     preds: dict[str, dict[str, np.ndarray]] = {}
     for row, model in models.items():
-        probs = predict(model, photos, cfg.size, dev, out_size=SCORE_SIZE)
+        probs = predict(model, photos, predict_px, dev, out_size=SCORE_SIZE)
         preds[row] = {n: p > 0.5 for n, p in zip(real, probs)}
     if "mediapipe" in rows:
         preds["mediapipe"] = {n: r["person"] for n, r in real.items()}
@@ -1140,9 +1154,11 @@ def run(*, seeds: str, work: Path, real_dir: Path, out: Path, rows: Sequence[str
         "train_seeds": n_train,
         "held_out_seeds": val,
         "train_config": dataclasses.asdict(cfg),
+        "predict_size": predict_px,
         "steps": steps,
         "real": {"folder": os.fspath(real_dir), "photos": list(real),
-                 "protocol": "prediction at the training size, logits bilinear to 256 px, foreground where p > 0.5; "
+                 "protocol": f"flip-averaged prediction at {predict_px} px, logits bilinear to 256 px, "
+                             "foreground where p > 0.5; "
                              "scored over the _valid pixels with stylemix.metrics (trimap band 3 px); means over "
                              "photos"},
         "paper_table3_miou_other_protocol": PAPER_TABLE3,
@@ -1165,7 +1181,9 @@ def run(*, seeds: str, work: Path, real_dir: Path, out: Path, rows: Sequence[str
 @click.option("--val", type=int, default=50, help="Seeds held out (the last of --seeds) for the generated-image check.")
 @click.option("--rows", default=",".join(DEFAULT_ROWS), help=f"Comma-separated rows to run, from: {', '.join(ROWS)}.")
 @click.option("--model", type=click.Choice(sorted(MODELS)), default="lraspp", help="Segmenter trained from scratch.")
-@click.option("--size", type=int, default=192, help="Training and inference size in px.")
+@click.option("--size", type=int, default=192, help="Training size in px.")
+@click.option("--predict-size", "predict_px", type=int, default=0,
+              help="Input size on the real photos in px (default: 7/6 of --size, a multiple of 16: 224).")
 @click.option("--epochs", type=float, default=20.0, help="Passes over the training seeds (sets the steps of every row).")
 @click.option("--batch", type=int, default=16, help="Training batch size.")
 @click.option("--lr", type=float, default=2e-3, help="Peak learning rate (AdamW, one-cycle schedule).")
@@ -1193,8 +1211,9 @@ def run(*, seeds: str, work: Path, real_dir: Path, out: Path, rows: Sequence[str
 @click.option("--device", default="cpu", help="torch device for the export, the teacher and training (cpu, cuda).")
 @click.option("--quiet", is_flag=True, help="No progress lines.")
 def main(network: str | None, seeds: str, limit: int | None, val: int, rows: str, model: str, size: int,
-         epochs: float, batch: int, lr: float, seed: int, augment: str, loss: str, ignore_px: int, margin_quantile: float, real_dir: str,
-         work: str, out: str, predictions: str | None, cache: str, threads: int, device: str, quiet: bool) -> None:
+         predict_px: int, epochs: float, batch: int, lr: float, seed: int, augment: str, loss: str, ignore_px: int,
+         margin_quantile: float, real_dir: str, work: str, out: str, predictions: str | None, cache: str,
+         threads: int, device: str, quiet: bool) -> None:
     """Export, train from scratch per label source, score on real photos; print a table, write JSON + a sheet.
 
     \b
@@ -1204,9 +1223,10 @@ def main(network: str | None, seeds: str, limit: int | None, val: int, rows: str
       python benchmarks/downstream.py --device cuda --seeds 0-4999 --size 256 --epochs 20
     """
     try:
-        if threads < 1 or size < 32 or size % 16 or batch < 1 or epochs <= 0 or val < 1:
-            raise StylemixError("--threads, --batch and --val must be >= 1, --epochs > 0, and --size a multiple "
-                                "of 16 of at least 32")
+        if (threads < 1 or batch < 1 or epochs <= 0 or val < 1
+                or any(px < 32 or px % 16 for px in (size, predict_px or size))):
+            raise StylemixError("--threads, --batch and --val must be >= 1, --epochs > 0, and --size and "
+                                "--predict-size multiples of 16 of at least 32")
         if not 0 <= margin_quantile < 1:
             raise StylemixError(f"--margin-quantile must be in [0, 1), got {margin_quantile}")
         torch.set_num_threads(threads)
@@ -1217,7 +1237,7 @@ def main(network: str | None, seeds: str, limit: int | None, val: int, rows: str
                      ignore_px=ignore_px,
                      margin_quantile=margin_quantile, network=network, threads=threads, device=device,
                      cache=Path(cache), predictions=Path(predictions) if predictions else None,
-                     command=shlex.join(["python", *sys.argv]), quiet=quiet)
+                     command=shlex.join(["python", *sys.argv]), predict_px=predict_px or None, quiet=quiet)
     except StylemixError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(format_table(report))

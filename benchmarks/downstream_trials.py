@@ -17,6 +17,8 @@ first six trials of docs/downstream.md's table came from this script at commit 4
 own copy of that loop, and a rerun moves them by run-to-run noise (about 0.015 on 10 photos); the later ones ran
 on this version, and a rerun on the same CPU model (one thread) gives the same digits. ``--ema`` scores weight
 averages of the same run beside its weights; ``--more`` adds another export's seeds to the training images.
+``real_flip`` is the flip-averaged prediction at the training size (the trials' figure before the prediction
+size changed), ``real_predict`` the same at ``downstream.predict_size`` (224 px for 192), the benchmark's now.
 """
 
 from __future__ import annotations
@@ -112,10 +114,13 @@ def main() -> None:
                                               "its images and masks join the 950 training images (the more-seeds "
                                               "trial); arrays cached beside it")
     p.add_argument("--more-count", type=int, default=0, help="only the first N seeds of --more (default: all)")
+    p.add_argument("--predict-size", type=int, default=0,
+                   help="also score at this input size (default: downstream.predict_size of --size)")
     p.add_argument("--real", default=str(d.DEFAULT_REAL))
     p.add_argument("--results", default="downstream_trials.jsonl", help="JSON lines, one per trial, appended")
     args = p.parse_args()
     torch.set_num_threads(1)
+    predict_px = args.predict_size or d.predict_size(args.size)
 
     cached = np.load(next(Path(args.cache).glob("stylemix-192-*.npz")))
     teacher = np.load(next(Path(args.cache).glob("teacher-192-*.npz")))["labels"]
@@ -167,7 +172,8 @@ def main() -> None:
         record[f"held_vs_teacher_miou{suffix}"] = round(held["miou"], 4)
         plain = d.predict(net, photos, args.size, CPU, out_size=256, flip=False)
         averaged = d.predict(net, photos, args.size, CPU, out_size=256)
-        for tag, probs in (("plain", plain), ("flip", averaged)):
+        larger = d.predict(net, photos, predict_px, CPU, out_size=256)
+        for tag, probs in (("plain", plain), ("flip", averaged), ("predict", larger)):
             scores = d.score_real({n: q > 0.5 for n, q in zip(real, probs)}, real, ("mask",))["vs_mask"]["per_photo"]
             per = [scores[n]["miou"] for n in real]
             record[f"real_{tag}{suffix}"] = {"A": round(float(np.mean(per[0::2])), 4),

@@ -127,6 +127,13 @@ def test_flip_averaged_prediction_mirrors_with_the_image():
     assert np.abs(plain - p[:, :, ::-1]).max() > 1e-3
 
 
+def test_predict_size_is_a_little_larger_multiple_of_16():
+    for size in (64, 128, 192, 256, 512):
+        px = downstream.predict_size(size)
+        assert px % 16 == 0 and size < px <= size * 1.25
+    assert downstream.predict_size(192) == 224
+
+
 def test_train_row_reports_every_step():
     """``on_step`` sees the model after each optimiser step, in order (the trials' weight averages hang on it)."""
     rng = np.random.default_rng(0)
@@ -228,6 +235,7 @@ def test_whole_chain_on_a_handful_of_seeds(tmp_path: Path, two_photos: Path, one
     assert scores["fg_iou"] > 0.2 and scores["bg_iou"] > 0.2
     assert report["rows"]["min_margin"]["train"]["images"] == 3  # the lowest quarter of 4 training seeds left out
     assert report["rows"]["mediapipe"]["real"]["vs_mask"]["mean"]["miou"] > 0.8
+    assert report["predict_size"] == downstream.predict_size(64)
 
     again = downstream.run(**kwargs)  # everything cached: the same scores, no training
     assert again["rows"]["stylemix"]["real"] == report["rows"]["stylemix"]["real"]
