@@ -24,7 +24,8 @@ same ``--work``):
    recomputed over training images before evaluation (torchvision's MobileNetV3 uses a BN momentum of 0.01, so
    after a few hundred steps from scratch its running statistics still describe the early weights; the JSON
    reports held-out scores with and without the recompute);
-5. **score**: each model on the real photos (``--real``), against ``_mask`` (BiSeNet foreground, the main truth)
+5. **score**: each model on the real photos (``--real``), at 7/6 of the training size (``--predict-size``, 224 px
+   by default: :func:`predict_size`), against ``_mask`` (BiSeNet foreground, the main truth)
    and ``_person`` (MediaPipe), over the ``_valid`` region only: fg IoU, bg IoU, their mean (mIoU) and the trimap
    IoU (:mod:`stylemix.metrics`), per photo and the mean over photos.
 
