@@ -1,6 +1,6 @@
-"""At which input size should a segmenter trained at 192 px predict? Scores a downstream run's trained rows at
-several prediction sizes, first on held-out generated faces (where the choice is made), then on the real photos
-(where it is checked).
+"""At which input size should a segmenter trained at S px predict? Scores a downstream run's trained rows at
+several prediction sizes (multiples of S: :data:`SCALES`), first on held-out generated faces (where the choice is
+made), then on the real photos (where it is checked).
 
     python benchmarks/downstream_predict_size.py benchmarks/results/downstream.json    # after benchmarks/downstream.py
     python benchmarks/downstream_predict_size.py W1/downstream.json W2/downstream.json --out predict_size.json
@@ -32,7 +32,15 @@ import downstream as d  # noqa: E402
 from stylemix import io  # noqa: E402
 
 ROWS = ("stylemix", "consensus", "teacher")  # the rows with labels of their own in the cache
-CHOICES = ("192", "224", "240", "256", "192+224", "144+192+240")  # 144+192+240: DeepLab's 0.75 / 1 / 1.25
+# Prediction inputs as multiples of the training size: 1, 7/6 (224 px for 192), 5/4, 4/3, the first two averaged,
+# and DeepLab's multi-scale 0.75 / 1 / 1.25. Each is named by its sizes in px for the run's training size.
+SCALES = ((1,), (7 / 6,), (5 / 4,), (4 / 3,), (1, 7 / 6), (3 / 4, 1, 5 / 4))
+
+
+def choices(size: int) -> dict[str, list[int]]:
+    """``{"192+224": [192, 224], ...}``: :data:`SCALES` in px (multiples of 16) for a run trained at ``size``."""
+    sized = [[16 * round(size * f / 16) for f in scale] for scale in SCALES]
+    return {"+".join(map(str, px)): px for px in sized}
 
 
 def held_out(work: Path, report: dict, size: int, rows: list[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -65,12 +73,11 @@ def score_run(report_path: Path, real: dict) -> dict[str, dict[str, dict[str, fl
     for row in trained:
         model = d.build_model(cfg, torch.device("cpu"))
         model.load_state_dict(torch.load(work / "weights" / f"{row}.pt", map_location="cpu", weights_only=True))
-        sizes = sorted({int(s) for c in CHOICES for s in c.split("+")})
+        sizes = sorted({px for parts in choices(cfg.size).values() for px in parts})
         held = {s: d.predict(model, images, s, torch.device("cpu"), out_size=cfg.size) for s in sizes}
         on_real = {s: d.predict(model, photos, s, torch.device("cpu"), out_size=d.SCORE_SIZE) for s in sizes}
         out[row] = {}
-        for choice in CHOICES:
-            parts = [int(s) for s in choice.split("+")]
+        for choice, parts in choices(cfg.size).items():
             h = sum(held[s] for s in parts) / len(parts)
             r = sum(on_real[s] for s in parts) / len(parts)
             per = d.score_real({n: p > 0.5 for n, p in zip(names, r)}, real, ("mask",))["vs_mask"]["per_photo"]
@@ -94,16 +101,20 @@ def main(reports: tuple[str, ...], real_dir: str, out: str | None) -> None:
         real = d.load_real(Path(real_dir))
     except d.StylemixError as exc:
         raise click.ClickException(str(exc)) from None
+    sizes = {json.loads(Path(r).read_text())["train_config"]["size"] for r in reports}
+    if len(sizes) != 1:
+        raise click.ClickException(f"the runs were trained at different sizes ({sorted(sizes)}): compare one size")
+    named = list(choices(sizes.pop()))
     runs = {r: score_run(Path(r), real) for r in reports}
-    click.echo(f"{'run / row':<34}" + "".join(f"{c:>22}" for c in CHOICES))
+    click.echo(f"{'run / row':<34}" + "".join(f"{c:>22}" for c in named))
     for w, rows in runs.items():
         for row, by in rows.items():
             click.echo(f"{Path(w).parent.name + ' ' + row:<34}" + "".join(
-                f"{by[c]['held_vs_teacher']:>11.4f}{by[c]['real']:>11.4f}" for c in CHOICES))
+                f"{by[c]['held_vs_teacher']:>11.4f}{by[c]['real']:>11.4f}" for c in named))
     mean = {c: {k: round(float(np.mean([by[c][k] for rows in runs.values() for by in rows.values()])), 4)
-                for k in ("held_vs_teacher", "held_vs_own", "real", "real_A", "real_B")} for c in CHOICES}
+                for k in ("held_vs_teacher", "held_vs_own", "real", "real_A", "real_B")} for c in named}
     click.echo(f"{'mean (held-out vs teacher, real)':<34}" + "".join(
-        f"{mean[c]['held_vs_teacher']:>11.4f}{mean[c]['real']:>11.4f}" for c in CHOICES))
+        f"{mean[c]['held_vs_teacher']:>11.4f}{mean[c]['real']:>11.4f}" for c in named))
     if out:
         io.write_json(Path(out), {"benchmark": "downstream_predict_size", "runs": runs, "mean": mean,
                                   "cpu": d.cpu_name(), "date": datetime.date.today().isoformat(),
