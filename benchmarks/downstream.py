@@ -705,14 +705,15 @@ def recompute_bn(model: nn.Module, images: np.ndarray, cfg: TrainConfig, device:
     model.eval()
 
 
-def predict_size(size: int) -> int:
-    """The input size a model trained at ``size`` predicts at by default: 7/6 of it, a multiple of 16 (224 for 192).
+def predict_size(size: int, scale: float = 7 / 6) -> int:
+    """The input size a model trained at ``size`` predicts at: ``scale`` times it, a multiple of 16 (by default
+    7/6: 224 for 192).
 
     LR-ASPP's logits are an eighth of its input, bilinearly enlarged: a larger input gives a finer grid along the
     boundary, while a much larger one shows the network faces bigger than it learnt. 7/6 was chosen on held-out
     generated images and then checked on the real photos (docs/downstream.md, "Prediction size").
     """
-    return 16 * round(size * 7 / 6 / 16)
+    return 16 * round(size * scale / 16)
 
 
 def predict(model: nn.Module, images: np.ndarray, size: int, device: torch.device, batch: int = 16,

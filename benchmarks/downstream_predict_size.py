@@ -39,7 +39,7 @@ SCALES = ((1,), (7 / 6,), (5 / 4,), (4 / 3,), (1, 7 / 6), (3 / 4, 1, 5 / 4))
 
 def choices(size: int) -> dict[str, list[int]]:
     """``{"192+224": [192, 224], ...}``: :data:`SCALES` in px (multiples of 16) for a run trained at ``size``."""
-    sized = [[16 * round(size * f / 16) for f in scale] for scale in SCALES]
+    sized = [[d.predict_size(size, f) for f in scale] for scale in SCALES]
     return {"+".join(map(str, px)): px for px in sized}
 
 
@@ -105,7 +105,10 @@ def main(reports: tuple[str, ...], real_dir: str, out: str | None) -> None:
     if len(sizes) != 1:
         raise click.ClickException(f"the runs were trained at different sizes ({sorted(sizes)}): compare one size")
     named = list(choices(sizes.pop()))
-    runs = {r: score_run(Path(r), real) for r in reports}
+    try:
+        runs = {r: score_run(Path(r), real) for r in reports}
+    except (OSError, KeyError, d.StylemixError) as exc:  # a work folder without its weights, cache or export
+        raise click.ClickException(f"cannot score the runs: {exc}") from None
     click.echo(f"{'run / row':<34}" + "".join(f"{c:>22}" for c in named))
     for w, rows in runs.items():
         for row, by in rows.items():
