@@ -976,6 +976,13 @@ def format_table(report: dict[str, Any]) -> str:
 # The chain
 
 
+def array_sha256(a: np.ndarray) -> str:
+    """SHA-256 of ``a``'s shape, dtype and bytes: the report's check that two machines trained on the same arrays."""
+    h = hashlib.sha256(f"{a.shape} {a.dtype}".encode())
+    h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
 def config_key(**parts: Any) -> str:
     """A short digest of what a cached result depends on (a resume reuses it only when this matches)."""
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -1114,7 +1121,8 @@ def run(*, seeds: str, work: Path, real_dir: Path, out: Path, rows: Sequence[str
             held = {"vs_own": held_out_scores(held_probs, labels[n_train:])}
             if teacher is not None:
                 held["vs_teacher"] = held_out_scores(held_probs, teacher[n_train:])
-            report_rows[row] = {"labels": what, "train": log, "weights": os.fspath(weights), "held_out": held}
+            report_rows[row] = {"labels": what, "labels_sha256": array_sha256(labels), "train": log,
+                                "weights": os.fspath(weights), "held_out": held}
 
     # 5. real photos
     t = time.perf_counter()
@@ -1156,6 +1164,7 @@ def run(*, seeds: str, work: Path, real_dir: Path, out: Path, rows: Sequence[str
         "train_seeds": n_train,
         "held_out_seeds": val,
         "train_config": dataclasses.asdict(cfg),
+        "images_sha256": array_sha256(arrays["stylemix"]["images"]) if trained else None,
         "predict_size": predict_px,
         "steps": steps,
         "real": {"folder": os.fspath(real_dir), "photos": list(real),

@@ -236,6 +236,8 @@ def test_whole_chain_on_a_handful_of_seeds(tmp_path: Path, two_photos: Path, one
     assert report["rows"]["min_margin"]["train"]["images"] == 3  # the lowest quarter of 4 training seeds left out
     assert report["rows"]["mediapipe"]["real"]["vs_mask"]["mean"]["miou"] > 0.8
     assert report["predict_size"] == downstream.predict_size(64)
+    digests = {row: report["rows"][row]["labels_sha256"] for row in rows if row != "mediapipe"}
+    assert digests["min_margin"] == digests["stylemix"] != digests["ignore_band"]  # keep differs, labels do not
 
     again = downstream.run(**kwargs)  # everything cached: the same scores, no training
     assert again["rows"]["stylemix"]["real"] == report["rows"]["stylemix"]["real"]
@@ -248,6 +250,7 @@ def test_whole_chain_on_a_handful_of_seeds(tmp_path: Path, two_photos: Path, one
     assert not (tmp_path / "work" / "export-stylemix").exists()
     assert third["rows"]["stylemix"]["real"] == report["rows"]["stylemix"]["real"]
     assert third["default_export_foreground_bank"] == report["default_export_foreground_bank"]
+    assert third["images_sha256"] == report["images_sha256"]
 
     # With two threads the rows train at once, one process and one thread each: the same weights as one after the
     # other on one thread, so a row's score does not depend on the rows beside it.
