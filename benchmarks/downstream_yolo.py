@@ -30,6 +30,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import downstream as d  # noqa: E402
+import downstream_segmenter as seg  # noqa: E402
 from stylemix import export as ex  # noqa: E402
 from stylemix import io  # noqa: E402
 from stylemix.errors import StylemixError  # noqa: E402
@@ -79,7 +80,7 @@ def predict(weights: Path, photos: dict[str, np.ndarray], imgsz: int, conf: floa
         fg = np.zeros(img.shape[:2], bool)
         if result.masks is not None:
             fg = result.masks.data.cpu().numpy().astype(bool).any(0)
-        out[name] = d.area_mask(fg, d.SCORE_SIZE)
+        out[name] = seg.area_mask(fg, d.SCORE_SIZE)
     return out
 
 

@@ -1,5 +1,6 @@
 """benchmarks/downstream.py: the whole chain (export, train from scratch, score on real photos) on a handful of
-seeds, and its scoring and label helpers on known values."""
+seeds; its scoring and label helpers, the segmenter's pieces (downstream_segmenter.py) and the teacher
+(downstream_teacher.py) on known values."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import downstream  # noqa: E402
+import downstream_segmenter as segmenter  # noqa: E402
+import downstream_teacher as teacher  # noqa: E402
 
 from stylemix import io, metrics  # noqa: E402
 
@@ -42,8 +45,8 @@ def test_ignore_band_marks_the_boundary_only():
     labels[0, 8:24, 8:24] = 1
     out = downstream.ignore_band(labels, 2)
     assert out[0, 16, 16] == 1 and out[0, 0, 0] == 0
-    assert out[0, 8, 16] == downstream.IGNORE and out[0, 6, 16] == downstream.IGNORE
-    assert (out != downstream.IGNORE).sum() > 0.5 * out.size
+    assert out[0, 8, 16] == segmenter.IGNORE and out[0, 6, 16] == segmenter.IGNORE
+    assert (out != segmenter.IGNORE).sum() > 0.5 * out.size
 
 
 def test_augment_keeps_ignored_labels_and_shapes():
@@ -51,19 +54,19 @@ def test_augment_keeps_ignored_labels_and_shapes():
     x = torch.rand(3, 3, 32, 32)
     y = torch.zeros(3, 32, 32, dtype=torch.long)
     y[:, 10:20, 10:20] = 1
-    y[:, 0, :] = downstream.IGNORE
+    y[:, 0, :] = segmenter.IGNORE
     for strong in (False, True):
-        xa, ya = downstream.augment(x, y, gen, strong=strong)
+        xa, ya = segmenter.augment(x, y, gen, strong=strong)
         assert xa.shape == x.shape and ya.shape == y.shape
         assert 0 <= float(xa.min()) and float(xa.max()) <= 1
-        assert set(np.unique(ya.numpy())) <= {0, 1, downstream.IGNORE}
+        assert set(np.unique(ya.numpy())) <= {0, 1, segmenter.IGNORE}
 
 
 def test_augment_is_seeded():
     x, y = torch.rand(4, 3, 32, 32), torch.zeros(4, 32, 32, dtype=torch.long)
-    a = downstream.augment(x, y, torch.Generator().manual_seed(3), strong=True)[0]
-    b = downstream.augment(x, y, torch.Generator().manual_seed(3), strong=True)[0]
-    c = downstream.augment(x, y, torch.Generator().manual_seed(4), strong=True)[0]
+    a = segmenter.augment(x, y, torch.Generator().manual_seed(3), strong=True)[0]
+    b = segmenter.augment(x, y, torch.Generator().manual_seed(3), strong=True)[0]
+    c = segmenter.augment(x, y, torch.Generator().manual_seed(4), strong=True)[0]
     assert torch.equal(a, b) and not torch.equal(a, c)
 
 
@@ -72,11 +75,11 @@ def test_paste_backgrounds_keeps_each_foreground_and_ignores_the_other_person():
     y = torch.zeros(2, 16, 16, dtype=torch.long)
     y[0, 4:12, 4:12] = 1  # image 0: a square in the middle
     y[1, :, :8] = 1  # image 1: its left half
-    xp, yp = downstream.paste_backgrounds(x, y, torch.Generator().manual_seed(0), p=1.0)
+    xp, yp = segmenter.paste_backgrounds(x, y, torch.Generator().manual_seed(0), p=1.0)
     assert torch.equal(yp[0, 4:12, 4:12], y[0, 4:12, 4:12])  # its own foreground stays
-    assert (yp[0, 0, 0] == downstream.IGNORE) and (yp[0, 0, 15] == 0)  # image 1's person / background behind it
+    assert (yp[0, 0, 0] == segmenter.IGNORE) and (yp[0, 0, 15] == 0)  # image 1's person / background behind it
     assert float(xp[0, 0, 8, 8]) == pytest.approx(0.2) and float(xp[0, 0, 0, 15]) == pytest.approx(0.8)
-    same = downstream.paste_backgrounds(x, y, torch.Generator().manual_seed(0), p=0.0)
+    same = segmenter.paste_backgrounds(x, y, torch.Generator().manual_seed(0), p=0.0)
     assert torch.equal(same[0], x) and torch.equal(same[1], y)
 
 
@@ -84,14 +87,14 @@ def test_dice_loss_scores_overlap_and_skips_ignored_pixels():
     y = torch.zeros(2, 16, 16, dtype=torch.long)
     y[:, 4:12, 4:12] = 1
     right = torch.stack([(y == 0).float(), (y == 1).float()], 1) * 20  # confident and right
-    assert float(downstream.dice_loss(right, y)) < 0.01
-    assert float(downstream.dice_loss(-right, y)) > 0.95
+    assert float(segmenter.dice_loss(right, y)) < 0.01
+    assert float(segmenter.dice_loss(-right, y)) > 0.95
     wrong_corner = right.clone()
     wrong_corner[:, :, :2, :2] *= -1
     ignored = y.clone()
-    ignored[:, :2, :2] = downstream.IGNORE
-    assert float(downstream.dice_loss(wrong_corner, y)) > 0.01
-    assert float(downstream.dice_loss(wrong_corner, ignored)) < 0.01
+    ignored[:, :2, :2] = segmenter.IGNORE
+    assert float(segmenter.dice_loss(wrong_corner, y)) > 0.01
+    assert float(segmenter.dice_loss(wrong_corner, ignored)) < 0.01
 
 
 def test_soft_labels_are_foreground_probabilities():
@@ -100,13 +103,13 @@ def test_soft_labels_are_foreground_probabilities():
     y = torch.zeros(2, 16, 16, dtype=torch.long)
     y[:, 4:12, 4:12] = 1
     logits = torch.randn(2, 2, 16, 16, generator=torch.Generator().manual_seed(0))
-    assert torch.allclose(downstream.dice_loss(logits, y.float()), downstream.dice_loss(logits, y))
+    assert torch.allclose(segmenter.dice_loss(logits, y.float()), segmenter.dice_loss(logits, y))
     half = y.float() * 0.5
-    assert not torch.allclose(downstream.dice_loss(logits, half), downstream.dice_loss(logits, y))
+    assert not torch.allclose(segmenter.dice_loss(logits, half), segmenter.dice_loss(logits, y))
 
     x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(1))
-    x_hard, y_hard = downstream.augment(x, y, torch.Generator().manual_seed(2), strong=True)
-    x_soft, y_soft = downstream.augment(x, y.float(), torch.Generator().manual_seed(2), strong=True)
+    x_hard, y_hard = segmenter.augment(x, y, torch.Generator().manual_seed(2), strong=True)
+    x_soft, y_soft = segmenter.augment(x, y.float(), torch.Generator().manual_seed(2), strong=True)
     assert torch.equal(x_hard, x_soft) and y_soft.is_floating_point()
     assert float(y_soft.min()) >= 0 and float(y_soft.max()) <= 1
     assert float(((y_soft > 0.5).long() != y_hard).float().mean()) < 0.1  # the same shape, up to its edge
@@ -116,34 +119,38 @@ def test_flip_averaged_prediction_mirrors_with_the_image():
     """Averaging over the mirror image makes the prediction of a mirrored photo the mirrored prediction, even for
     a network that is not mirror-symmetric itself."""
     torch.manual_seed(0)
-    model = downstream.build_model(downstream.TrainConfig(model="unet"), torch.device("cpu")).eval()
+    model = segmenter.build_model(segmenter.TrainConfig(model="unet"), torch.device("cpu")).eval()
     images = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
     mirrored = images[:, :, ::-1].copy()
-    p = downstream.predict(model, images, 32, torch.device("cpu"))
-    q = downstream.predict(model, mirrored, 32, torch.device("cpu"))
+    p = segmenter.predict(model, images, 32, torch.device("cpu"))
+    q = segmenter.predict(model, mirrored, 32, torch.device("cpu"))
     assert p.shape == (2, 32, 32)
     np.testing.assert_allclose(q, p[:, :, ::-1], atol=1e-5)
-    plain = downstream.predict(model, mirrored, 32, torch.device("cpu"), flip=False)
+    plain = segmenter.predict(model, mirrored, 32, torch.device("cpu"), flip=False)
     assert np.abs(plain - p[:, :, ::-1]).max() > 1e-3
 
 
 def test_predict_size_is_a_little_larger_multiple_of_16():
     for size in (64, 128, 192, 256, 512):
-        px = downstream.predict_size(size)
+        px = segmenter.predict_size(size)
         assert px % 16 == 0 and size < px <= size * 1.25
-    assert downstream.predict_size(192) == 224
+    assert segmenter.predict_size(192) == 224
 
 
 def test_train_row_reports_every_step():
-    """``on_step`` sees the model after each optimiser step, in order (the trials' weight averages hang on it)."""
+    """``on_step`` sees the model after each optimiser step, in order (the trials' weight averages hang on it), and
+    ``progress`` the steps done with the last loss (the chain's progress lines)."""
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
     labels = (rng.random((4, 32, 32)) > 0.5).astype(np.uint8)
     seen: list[int] = []
-    cfg = downstream.TrainConfig(model="unet", size=32, batch=2, augment="basic", loss="ce")
-    downstream.train_row("t", images, labels, np.ones(4, bool), 3, cfg, torch.device("cpu"), quiet=True,
-                         on_step=lambda model, step: seen.append(step))
+    lines: list[tuple[int, str]] = []
+    cfg = segmenter.TrainConfig(model="unet", size=32, batch=2, augment="basic", loss="ce")
+    segmenter.train_row("t", images, labels, np.ones(4, bool), 3, cfg, torch.device("cpu"),
+                        progress=lambda done, status: lines.append((done, status)),
+                        on_step=lambda model, step: seen.append(step))
     assert seen == [0, 1, 2]
+    assert [done for done, _ in lines] == [1, 2, 3] and all(status.startswith("loss ") for _, status in lines)
 
 
 def test_weight_average_starts_late_and_decays():
@@ -183,16 +190,16 @@ def test_bad_real_folder_is_one_line(tmp_path):
 def test_teacher_reproduces_the_real_face_sets_parts(tmp_path):
     """The re-declared face parser takes every tensor of the checkpoint (strict) and gives, with the set's own
     protocol (main head at 512 px, 2 x 2 mean-pooled logits, argmax), exactly the set's ``_parts``."""
-    if not (downstream.DEFAULT_CACHE / downstream.TEACHER_ARCHIVE).is_file():
-        pytest.skip(f"{downstream.TEACHER_ARCHIVE} is not in {downstream.DEFAULT_CACHE} (the benchmark downloads it)")
+    if not (downstream.DEFAULT_CACHE / teacher.TEACHER_ARCHIVE).is_file():
+        pytest.skip(f"{teacher.TEACHER_ARCHIVE} is not in {downstream.DEFAULT_CACHE} (the benchmark downloads it)")
     shared = downstream.DEFAULT_REAL
     if not shared.is_dir():
         pytest.skip("no shared real-face set")
-    net = downstream.load_teacher(downstream.DEFAULT_CACHE, torch.device("cpu"))
+    net = teacher.load_teacher(downstream.DEFAULT_CACHE, torch.device("cpu"))
     name = "facerec-biden-0"
     img = io.read_png(shared / f"{name}_img512.png")
     with torch.inference_mode():
-        logits = net(downstream.normalise(torch.from_numpy(img[None])))
+        logits = net(segmenter.normalise(torch.from_numpy(img[None])))
     parts = torch.nn.functional.avg_pool2d(logits, 2).argmax(1)[0].numpy()
     assert np.array_equal(parts, io.read_png(shared / f"{name}_parts.png"))
 
@@ -213,9 +220,9 @@ def two_photos(tmp_path: Path) -> Path:
 def test_whole_chain_on_a_handful_of_seeds(tmp_path: Path, two_photos: Path, one_thread):
     """Export 5 seeds twice, train every label row at 64 px, score on two real photos; then resume from the cache."""
     rows = ["stylemix", "consensus", "ignore_band", "min_margin", "mediapipe"]
-    if (downstream.DEFAULT_CACHE / downstream.TEACHER_ARCHIVE).is_file():
+    if (downstream.DEFAULT_CACHE / teacher.TEACHER_ARCHIVE).is_file():
         rows.insert(2, "teacher")
-    cfg = downstream.TrainConfig(model="lraspp", size=64, epochs=40, batch=4, seed=0, bn_batches=2)
+    cfg = segmenter.TrainConfig(model="lraspp", size=64, epochs=40, batch=4, seed=0, bn_batches=2)
     kwargs = dict(seeds="0-4", work=tmp_path / "work", real_dir=two_photos, out=tmp_path / "res.json", rows=rows,
                   cfg=cfg, val=1, ignore_px=1, margin_quantile=0.25, network=None, threads=1, device="cpu",
                   cache=downstream.DEFAULT_CACHE, predictions=tmp_path / "pred", command="test", quiet=True)
@@ -235,7 +242,7 @@ def test_whole_chain_on_a_handful_of_seeds(tmp_path: Path, two_photos: Path, one
     assert scores["fg_iou"] > 0.2 and scores["bg_iou"] > 0.2
     assert report["rows"]["min_margin"]["train"]["images"] == 3  # the lowest quarter of 4 training seeds left out
     assert report["rows"]["mediapipe"]["real"]["vs_mask"]["mean"]["miou"] > 0.8
-    assert report["predict_size"] == downstream.predict_size(64)
+    assert report["predict_size"] == segmenter.predict_size(64)
     digests = {row: report["rows"][row]["labels_sha256"] for row in rows if row != "mediapipe"}
     assert digests["min_margin"] == digests["stylemix"] != digests["ignore_band"]  # keep differs, labels do not
 
@@ -265,7 +272,7 @@ def test_whole_chain_on_a_handful_of_seeds(tmp_path: Path, two_photos: Path, one
 def test_unknown_row_is_refused(tmp_path: Path, two_photos: Path):
     with pytest.raises(downstream.StylemixError, match="unknown row"):
         downstream.run(seeds="0-4", work=tmp_path, real_dir=two_photos, out=tmp_path / "r.json", rows=["nope"],
-                       cfg=downstream.TrainConfig(), val=1, ignore_px=1, margin_quantile=0.2, network=None,
+                       cfg=segmenter.TrainConfig(), val=1, ignore_px=1, margin_quantile=0.2, network=None,
                        threads=1, device="cpu", cache=tmp_path, predictions=None, command="")
 
 
