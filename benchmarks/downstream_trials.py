@@ -28,6 +28,7 @@ import argparse
 import copy
 import json
 import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -162,7 +163,8 @@ def main() -> None:
     model, log = seg.train_row(args.name, images[:train], labels[:train], np.ones(train, bool), args.steps, cfg, CPU,
                                progress=d.Progress(f"train {args.name}", args.steps, "steps").update,
                                on_step=update if averages else None)
-    record = {"name": args.name, **vars(args), "secs": log["seconds"], "loss_end": log["loss_by_tenth"][-1]}
+    record = {"name": args.name, **vars(args), "cpu": d.cpu_name(), "date": time.strftime("%Y-%m-%d", time.gmtime()),
+              "secs": log["seconds"], "loss_end": log["loss_by_tenth"][-1]}
     real = d.load_real(Path(args.real))
     photos = np.stack([r["img"] for r in real.values()])
     models = {"": model}
