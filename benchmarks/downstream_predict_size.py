@@ -59,26 +59,27 @@ def held_out(work: Path, report: dict, size: int, rows: list[str]) -> tuple[np.n
     return images, labels
 
 
-def score_run(report_path: Path, real: dict) -> dict[str, dict[str, dict[str, float]]]:
-    """``{row: {choice: {held_vs_teacher, held_vs_own, real, real_A, real_B}}}`` for one run's weights."""
-    report = json.loads(report_path.read_text())
+def score_run(report_path: Path, report: dict, real: dict) -> dict[str, dict[str, dict[str, float]]]:
+    """``{row: {choice: {held_vs_teacher, held_vs_own, real, real_A, real_B}}}`` for one run's weights
+    (``report``: the run's JSON, read from ``report_path``)."""
     trained = [row for row in ROWS if "weights" in report["rows"].get(row, {})]
     if "teacher" not in trained:
         raise click.ClickException(f"{report_path} has no teacher row: its labels are the held-out truth here")
     work = Path(report["rows"]["teacher"]["weights"]).parent.parent
     cfg = seg.TrainConfig(**report["train_config"])
     images, labels = held_out(work, report, cfg.size, trained)
+    named = choices(cfg.size)
     names = list(real)
     photos = np.stack([real[n]["img"] for n in names])
     out: dict[str, dict[str, dict[str, float]]] = {}
     for row in trained:
         model = seg.build_model(cfg, torch.device("cpu"))
         model.load_state_dict(torch.load(work / "weights" / f"{row}.pt", map_location="cpu", weights_only=True))
-        sizes = sorted({px for parts in choices(cfg.size).values() for px in parts})
+        sizes = sorted({px for parts in named.values() for px in parts})
         held = {s: seg.predict(model, images, s, torch.device("cpu"), out_size=cfg.size) for s in sizes}
         on_real = {s: seg.predict(model, photos, s, torch.device("cpu"), out_size=d.SCORE_SIZE) for s in sizes}
         out[row] = {}
-        for choice, parts in choices(cfg.size).items():
+        for choice, parts in named.items():
             h = sum(held[s] for s in parts) / len(parts)
             r = sum(on_real[s] for s in parts) / len(parts)
             per = d.score_real({n: p > 0.5 for n, p in zip(names, r)}, real, ("mask",))["vs_mask"]["per_photo"]
@@ -102,12 +103,16 @@ def main(reports: tuple[str, ...], real_dir: str, out: str | None) -> None:
         real = d.load_real(Path(real_dir))
     except d.StylemixError as exc:
         raise click.ClickException(str(exc)) from None
-    sizes = {json.loads(Path(r).read_text())["train_config"]["size"] for r in reports}
+    try:
+        loaded = {r: json.loads(Path(r).read_text()) for r in reports}
+        sizes = {report["train_config"]["size"] for report in loaded.values()}
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise click.ClickException(f"not a downstream.py report ({exc})") from None
     if len(sizes) != 1:
         raise click.ClickException(f"the runs were trained at different sizes ({sorted(sizes)}): compare one size")
     named = list(choices(sizes.pop()))
     try:
-        runs = {r: score_run(Path(r), real) for r in reports}
+        runs = {r: score_run(Path(r), report, real) for r, report in loaded.items()}
     except (OSError, KeyError, d.StylemixError) as exc:  # a work folder without its weights, cache or export
         raise click.ClickException(f"cannot score the runs: {exc}") from None
     click.echo(f"{'run / row':<34}" + "".join(f"{c:>22}" for c in named))
